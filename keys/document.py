@@ -1,0 +1,220 @@
+"""The signed key document a node publishes at /.well-known/hotline-node, and its verification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from keys.canonical import canonical_json
+from keys.errors import KeyDocumentError, KeyUnavailableError
+from keys.material import NodeKeys, Validity
+from keys.thumbprint import CURVE_ED25519, CURVE_X25519, b64url, b64url_decode, okp_thumbprint
+
+KEY_DOCUMENT_LABEL = b"hotline-node/v1 key-document\x00"
+MAX_KEY_DOCUMENT_BYTES = 64 * 1024
+
+NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+RawKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+UnixTime = Annotated[int, Field(ge=0, le=2**40)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class PublishedKey(_Frozen):
+    kid: KeyId
+    key: RawKey
+    not_before: UnixTime
+    not_after: UnixTime
+
+
+class KeyDocument(_Frozen):
+    v: Literal[1] = 1
+    node_id: NodeId
+    country: CountryCode
+    endpoint: str = Field(max_length=2048)
+    identity_key: RawKey
+    issued_at: UnixTime
+    signing_keys: list[PublishedKey] = Field(max_length=64)
+    encryption_keys: list[PublishedKey] = Field(max_length=64)
+    revoked: list[KeyId] = Field(default_factory=list, max_length=1024)
+
+    @property
+    def fingerprint(self) -> str:
+        return okp_thumbprint(CURVE_ED25519, b64url_decode(self.identity_key))
+
+
+def to_unix(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def from_unix(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def build_key_document(
+    keys: NodeKeys, *, node_id: str, country: str, endpoint: str, now: datetime
+) -> KeyDocument:
+    """The public half of `keys`: every unexpired key (so peers can open in-flight records)."""
+
+    def published(kid: str, raw: bytes, validity: Validity) -> PublishedKey:
+        return PublishedKey(
+            kid=kid,
+            key=b64url(raw),
+            not_before=to_unix(validity.not_before),
+            not_after=to_unix(validity.not_after),
+        )
+
+    return KeyDocument(
+        node_id=node_id,
+        country=country,
+        endpoint=endpoint,
+        identity_key=b64url(keys.identity.public_key().public_bytes_raw()),
+        issued_at=to_unix(now),
+        signing_keys=[
+            published(k.kid, k.public_raw, k.validity)
+            for k in keys.signing
+            if k.kid not in keys.revoked and k.validity.not_after > now
+        ],
+        encryption_keys=[
+            published(k.kid, k.public_raw, k.validity)
+            for k in keys.encryption
+            if k.kid not in keys.revoked and k.validity.not_after > now
+        ],
+        revoked=sorted(keys.revoked),
+    )
+
+
+def sign_key_document(document: KeyDocument, keys: NodeKeys) -> bytes:
+    """Wire form: {"document": b64url(canonical bytes), "signature": b64url(Ed25519)}."""
+    body = canonical_json(document.model_dump(mode="json"))
+    signature = keys.identity.sign(KEY_DOCUMENT_LABEL + body)
+    return canonical_json({"document": b64url(body), "signature": b64url(signature)})
+
+
+def verify_key_document(wire: bytes, *, pinned_fingerprint: str | None) -> KeyDocument:
+    """Check the identity signature over the exact bytes, the pin, and each key id.
+
+    `pinned_fingerprint=None` is only for first contact when the operator has not supplied one;
+    callers that add a peer always pass the fingerprint exchanged out of band.
+    """
+    if len(wire) > MAX_KEY_DOCUMENT_BYTES:
+        raise KeyDocumentError("key document is larger than 64 KiB")
+    try:
+        outer = orjson.loads(wire)
+        body = b64url_decode(outer["document"])
+        signature = b64url_decode(outer["signature"])
+        if set(outer) != {"document", "signature"}:
+            raise KeyDocumentError("key document wrapper has unexpected members")
+        document = KeyDocument.model_validate_json(body)
+    except KeyDocumentError:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise KeyDocumentError(f"malformed key document: {_first_line(exc)}") from exc
+
+    if pinned_fingerprint is not None and document.fingerprint != pinned_fingerprint:
+        raise KeyDocumentError(
+            f"identity fingerprint {document.fingerprint} does not match the pinned "
+            f"fingerprint {pinned_fingerprint}"
+        )
+    identity = Ed25519PublicKey.from_public_bytes(b64url_decode(document.identity_key))
+    try:
+        identity.verify(signature, KEY_DOCUMENT_LABEL + body)
+    except InvalidSignature as exc:
+        raise KeyDocumentError("key document signature does not verify") from exc
+    for curve, entries in (
+        (CURVE_ED25519, document.signing_keys),
+        (CURVE_X25519, document.encryption_keys),
+    ):
+        for entry in entries:
+            if okp_thumbprint(curve, b64url_decode(entry.key)) != entry.kid:
+                raise KeyDocumentError(f"key id {entry.kid} is not the thumbprint of its key")
+            if entry.not_after <= entry.not_before:
+                raise KeyDocumentError(f"key {entry.kid} has an empty validity window")
+    return document
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class PublicKeySet:
+    """A peer's verified public keys, answering "may I use this key at this time?"."""
+
+    node_id: str
+    signing: dict[str, tuple[Ed25519PublicKey, Validity]]
+    encryption: dict[str, tuple[X25519PublicKey, Validity]]
+    revoked: frozenset[str]
+
+    @classmethod
+    def from_document(cls, document: KeyDocument) -> PublicKeySet:
+        def window(entry: PublishedKey) -> Validity:
+            return Validity(from_unix(entry.not_before), from_unix(entry.not_after))
+
+        return cls(
+            node_id=document.node_id,
+            signing={
+                e.kid: (Ed25519PublicKey.from_public_bytes(b64url_decode(e.key)), window(e))
+                for e in document.signing_keys
+            },
+            encryption={
+                e.kid: (X25519PublicKey.from_public_bytes(b64url_decode(e.key)), window(e))
+                for e in document.encryption_keys
+            },
+            revoked=frozenset(document.revoked),
+        )
+
+    def merged_with(self, newer: PublicKeySet) -> PublicKeySet:
+        """Keep keys we already know (in-flight records), add new ones, and honour revocations.
+
+        Revocation is sticky: a later document cannot un-revoke a key.
+        """
+        revoked = self.revoked | newer.revoked
+        return PublicKeySet(
+            node_id=self.node_id,
+            signing={
+                k: v for k, v in {**self.signing, **newer.signing}.items() if k not in revoked
+            },
+            encryption={
+                k: v
+                for k, v in {**self.encryption, **newer.encryption}.items()
+                if k not in revoked
+            },
+            revoked=revoked,
+        )
+
+    def signing_key(self, kid: str, at: datetime) -> Ed25519PublicKey:
+        if kid in self.revoked:
+            raise KeyUnavailableError(f"signing key {kid} of {self.node_id} is revoked")
+        found = self.signing.get(kid)
+        if found is None:
+            raise KeyUnavailableError(f"unknown signing key {kid} for {self.node_id}")
+        key, validity = found
+        if not validity.covers(at):
+            raise KeyUnavailableError(
+                f"signing key {kid} of {self.node_id} is not valid at {at.isoformat()}"
+            )
+        return key
+
+    def encryption_key(self, at: datetime) -> tuple[str, X25519PublicKey]:
+        """The newest unrevoked encryption key valid at `at`: the one to seal to."""
+        valid = [
+            (validity.not_before, kid, key)
+            for kid, (key, validity) in self.encryption.items()
+            if kid not in self.revoked and validity.covers(at)
+        ]
+        if not valid:
+            raise KeyUnavailableError(f"{self.node_id} has no encryption key valid now")
+        _, kid, key = max(valid, key=lambda item: (item[0], item[1]))
+        return kid, key

@@ -1,0 +1,185 @@
+"""A node's key material in memory: identity, signing and encryption keys, rotation, revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from keys.errors import KeyUnavailableError
+from keys.thumbprint import CURVE_ED25519, CURVE_X25519, okp_thumbprint
+
+DEFAULT_VALIDITY = timedelta(days=90)
+DEFAULT_OVERLAP = timedelta(days=7)
+
+
+K = TypeVar("K", "SigningKey", "EncryptionKey")
+
+
+class KeyPurpose(StrEnum):
+    SIGNING = "sig"
+    ENCRYPTION = "enc"
+
+
+def ed25519_raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def x25519_raw(key: X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def identity_fingerprint(identity: Ed25519PrivateKey) -> str:
+    """What an operator pins for a peer: the thumbprint of its identity public key."""
+    return okp_thumbprint(CURVE_ED25519, ed25519_raw(identity))
+
+
+@dataclass(frozen=True)
+class Validity:
+    not_before: datetime
+    not_after: datetime
+
+    def covers(self, at: datetime) -> bool:
+        return self.not_before <= at < self.not_after
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private: Ed25519PrivateKey
+    validity: Validity
+
+    @staticmethod
+    def kid_of(private: Ed25519PrivateKey) -> str:
+        return okp_thumbprint(CURVE_ED25519, ed25519_raw(private))
+
+    @classmethod
+    def generate(cls, validity: Validity) -> SigningKey:
+        private = Ed25519PrivateKey.generate()
+        return cls(cls.kid_of(private), private, validity)
+
+    @property
+    def public_raw(self) -> bytes:
+        return ed25519_raw(self.private)
+
+
+@dataclass(frozen=True)
+class EncryptionKey:
+    kid: str
+    private: X25519PrivateKey
+    validity: Validity
+
+    @staticmethod
+    def kid_of(private: X25519PrivateKey) -> str:
+        return okp_thumbprint(CURVE_X25519, x25519_raw(private))
+
+    @classmethod
+    def generate(cls, validity: Validity) -> EncryptionKey:
+        private = X25519PrivateKey.generate()
+        return cls(cls.kid_of(private), private, validity)
+
+    @property
+    def public_raw(self) -> bytes:
+        return x25519_raw(self.private)
+
+
+def _usable(
+    keys: list[K], kid: str, at: datetime, revoked: frozenset[str]
+) -> K:
+    if kid in revoked:
+        raise KeyUnavailableError(f"key {kid} is revoked")
+    for key in keys:
+        if key.kid == kid:
+            if not key.validity.covers(at):
+                raise KeyUnavailableError(f"key {kid} is not valid at {at.isoformat()}")
+            return key
+    raise KeyUnavailableError(f"unknown key {kid}")
+
+
+def _newest_valid(
+    keys: list[K], at: datetime, revoked: frozenset[str], purpose: KeyPurpose
+) -> K:
+    valid = [k for k in keys if k.kid not in revoked and k.validity.covers(at)]
+    if not valid:
+        raise KeyUnavailableError(f"no {purpose.value} key is valid at {at.isoformat()}")
+    return max(valid, key=lambda k: k.validity.not_before)
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    """Everything secret a node holds. Immutable: rotation and revocation return a new value."""
+
+    identity: Ed25519PrivateKey
+    signing: list[SigningKey] = field(default_factory=list)
+    encryption: list[EncryptionKey] = field(default_factory=list)
+    revoked: frozenset[str] = frozenset()
+
+    @classmethod
+    def generate(cls, now: datetime, validity: timedelta = DEFAULT_VALIDITY) -> NodeKeys:
+        window = Validity(now, now + validity)
+        return cls(
+            identity=Ed25519PrivateKey.generate(),
+            signing=[SigningKey.generate(window)],
+            encryption=[EncryptionKey.generate(window)],
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return identity_fingerprint(self.identity)
+
+    def current_signing(self, at: datetime) -> SigningKey:
+        """The key to sign with now: the newest unrevoked key valid at `at`."""
+        return _newest_valid(self.signing, at, self.revoked, KeyPurpose.SIGNING)
+
+    def current_encryption(self, at: datetime) -> EncryptionKey:
+        """The key peers should encrypt to now."""
+        return _newest_valid(self.encryption, at, self.revoked, KeyPurpose.ENCRYPTION)
+
+    def decryption_key(self, kid: str, at: datetime) -> EncryptionKey:
+        """Our encryption key `kid`, if it is unrevoked and valid at `at`."""
+        return _usable(self.encryption, kid, at, self.revoked)
+
+    def rotate(
+        self,
+        now: datetime,
+        validity: timedelta = DEFAULT_VALIDITY,
+        overlap: timedelta = DEFAULT_OVERLAP,
+    ) -> NodeKeys:
+        """New signing and encryption keys from `now`; older keys stay valid for `overlap` more.
+
+        The overlap lets records sealed to the old keys (in flight, or queued at peers that have
+        not yet refreshed our key document) still open.
+        """
+        window = Validity(now, now + validity)
+        sunset = now + overlap
+
+        def shorten(key: K) -> K:
+            if key.validity.not_after <= sunset:
+                return key
+            return replace(key, validity=Validity(key.validity.not_before, sunset))
+
+        return replace(
+            self,
+            signing=[*map(shorten, self.signing), SigningKey.generate(window)],
+            encryption=[*map(shorten, self.encryption), EncryptionKey.generate(window)],
+        )
+
+    def revoke(self, kid: str) -> NodeKeys:
+        known = {k.kid for k in self.signing} | {k.kid for k in self.encryption}
+        if kid not in known:
+            raise KeyUnavailableError(f"unknown key {kid}")
+        return replace(self, revoked=self.revoked | {kid})
+
+    def prune(self, now: datetime, keep_expired_for: timedelta = DEFAULT_OVERLAP) -> NodeKeys:
+        """Forget keys expired longer than `keep_expired_for` ago (revoked ids are kept)."""
+        horizon = now - keep_expired_for
+        return replace(
+            self,
+            signing=[k for k in self.signing if k.validity.not_after > horizon],
+            encryption=[k for k in self.encryption if k.validity.not_after > horizon],
+        )

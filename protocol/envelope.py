@@ -1,0 +1,251 @@
+"""Seal and open envelopes: Ed25519 signature, then HPKE (RFC 9180) encryption. No I/O, no clock."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal, Protocol
+from uuid import UUID
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from keys import KeyUnavailableError, NodeKeys, PublicKeySet, SigningKey, canonical_json
+from keys.document import KeyId, NodeId, from_unix, to_unix
+from protocol.errors import OpenError, OpenFailure, RecordError, SealError
+from protocol.records import Record, parse_record, record_author, record_bytes
+
+PROTOCOL_VERSION = 1
+SUITE_NAME = "hpke-base-x25519-sha256-aes256gcm"
+MAGIC = b"HLN1"
+MAX_ENVELOPE_BYTES = 256 * 1024
+MAX_HEADER_BYTES = 2048
+SIGNATURE_LABEL = b"hotline-node/v1 signature\x00"
+ENCRYPTION_LABEL = b"hotline-node/v1 encryption\x00"
+SIGNATURE_BYTES = 64
+ENC_BYTES = 32
+TAG_BYTES = 16
+DEFAULT_MAX_AGE = timedelta(hours=24)
+DEFAULT_MAX_SKEW = timedelta(minutes=5)
+
+_SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
+_PREFIX = struct.Struct(">4sH")
+
+
+class Header(BaseModel):
+    """The clear header, read before any crypto runs; bound into both signature and HPKE info."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    v: int
+    suite: str
+    from_: NodeId = Field(alias="from")
+    from_kid: KeyId
+    to: NodeId
+    to_kid: KeyId
+    msg_id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")]
+    created_at: Annotated[int, Field(ge=0, le=2**40)]
+    type: Literal["report", "action", "withdrawal", "receipt"]
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.model_dump(by_alias=True))
+
+
+class PeerDirectory(Protocol):
+    """What the opener needs to know about senders: their verified public keys, if they are peers."""
+
+    def keys_for(self, node_id: str) -> PublicKeySet | None: ...
+
+
+class ReplayGuard(Protocol):
+    """Remembers (sender, msg_id) pairs; the node backs it with its store."""
+
+    def seen(self, sender: str, msg_id: str) -> bool: ...
+
+    def remember(self, sender: str, msg_id: str, created_at: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class OpenPolicy:
+    max_age: timedelta = DEFAULT_MAX_AGE
+    max_skew: timedelta = DEFAULT_MAX_SKEW
+    max_bytes: int = MAX_ENVELOPE_BYTES
+
+
+@dataclass(frozen=True)
+class Opened:
+    header: Header
+    record: Record
+    payload: bytes
+    digest: str
+
+
+def signed_bytes(header: bytes, payload: bytes) -> bytes:
+    """Exactly what the sender's Ed25519 key signs: label, header length, header, payload."""
+    return SIGNATURE_LABEL + struct.pack(">I", len(header)) + header + payload
+
+
+def hpke_info(header: bytes) -> bytes:
+    return ENCRYPTION_LABEL + header
+
+
+def envelope_digest(frame: bytes) -> str:
+    return hashlib.sha256(frame).hexdigest()
+
+
+def seal(
+    record: Record,
+    *,
+    sender: str,
+    signing_key: SigningKey,
+    recipient: str,
+    recipient_kid: str,
+    recipient_key: X25519PublicKey,
+    msg_id: UUID,
+    now: datetime,
+) -> bytes:
+    """Sign `record` for `recipient` and encrypt it to their key. Time and msg_id are passed in."""
+    if record_author(record) != sender:
+        raise SealError(f"{sender} may not sign a {record.type} written by {record_author(record)}")
+    if not signing_key.validity.covers(now):
+        raise SealError(f"signing key {signing_key.kid} is not valid now")
+    payload = record_bytes(record)
+    header = Header.model_validate(
+        {
+            "v": PROTOCOL_VERSION,
+            "suite": SUITE_NAME,
+            "from": sender,
+            "from_kid": signing_key.kid,
+            "to": recipient,
+            "to_kid": recipient_kid,
+            "msg_id": str(msg_id),
+            "created_at": to_unix(now),
+            "type": record.type,
+        }
+    ).to_bytes()
+    signature = signing_key.private.sign(signed_bytes(header, payload))
+    sealed = _SUITE.encrypt(signature + payload, recipient_key, info=hpke_info(header))
+    frame = _PREFIX.pack(MAGIC, len(header)) + header + sealed
+    if len(frame) > MAX_ENVELOPE_BYTES:
+        raise SealError(f"record too large: {len(frame)} bytes sealed, limit {MAX_ENVELOPE_BYTES}")
+    return frame
+
+
+def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple[Header, bytes, bytes]:
+    """Split a frame into (header, header bytes, HPKE output) without any crypto."""
+    if len(frame) > max_bytes:
+        raise OpenError(OpenFailure.OVERSIZED, f"{len(frame)} bytes")
+    if len(frame) < _PREFIX.size:
+        raise OpenError(OpenFailure.MALFORMED, "shorter than the frame prefix")
+    magic, header_len = _PREFIX.unpack_from(frame)
+    if magic != MAGIC:
+        raise OpenError(OpenFailure.MALFORMED, "bad magic")
+    if header_len > MAX_HEADER_BYTES:
+        raise OpenError(OpenFailure.MALFORMED, "header too long")
+    body_start = _PREFIX.size + header_len
+    header_bytes = frame[_PREFIX.size : body_start]
+    sealed = frame[body_start:]
+    if len(header_bytes) != header_len or len(sealed) < ENC_BYTES + TAG_BYTES + SIGNATURE_BYTES:
+        raise OpenError(OpenFailure.MALFORMED, "truncated")
+    try:
+        raw = orjson.loads(header_bytes)
+    except orjson.JSONDecodeError as exc:
+        raise OpenError(OpenFailure.MALFORMED, "header is not JSON") from exc
+    # Version and suite come first so a future version gets a precise reason in our log.
+    if not isinstance(raw, dict):
+        raise OpenError(OpenFailure.MALFORMED, "header is not an object")
+    if raw.get("v") != PROTOCOL_VERSION:
+        raise OpenError(OpenFailure.VERSION, f"version {raw.get('v')!r}")
+    if raw.get("suite") != SUITE_NAME:
+        raise OpenError(OpenFailure.SUITE, f"suite {raw.get('suite')!r}")
+    try:
+        header = Header.model_validate(raw)
+    except ValidationError as exc:
+        raise OpenError(OpenFailure.MALFORMED, f"header: {exc.errors()[0]['msg']}") from exc
+    return header, header_bytes, sealed
+
+
+def open_envelope(
+    frame: bytes,
+    *,
+    recipient: str,
+    keys: NodeKeys,
+    peers: PeerDirectory,
+    replay: ReplayGuard,
+    now: datetime,
+    policy: OpenPolicy = OpenPolicy(),  # noqa: B008 - immutable dataclass
+    on_failure: Callable[[OpenError], None] | None = None,
+) -> Opened:
+    """Verify and decrypt one envelope addressed to `recipient`.
+
+    Every refusal raises OpenError with the same public message; `reason`/`detail` are for the
+    caller's own log. All checks that need no crypto run first, so junk costs almost nothing.
+    """
+    try:
+        return _open(frame, recipient, keys, peers, replay, now, policy)
+    except OpenError as exc:
+        if on_failure is not None:
+            on_failure(exc)
+        raise
+
+
+def _open(
+    frame: bytes,
+    recipient: str,
+    keys: NodeKeys,
+    peers: PeerDirectory,
+    replay: ReplayGuard,
+    now: datetime,
+    policy: OpenPolicy,
+) -> Opened:
+    header, header_bytes, sealed = read_header(frame, policy.max_bytes)
+    if header.to != recipient:
+        raise OpenError(OpenFailure.WRONG_RECIPIENT, f"addressed to {header.to}")
+    created = from_unix(header.created_at)
+    if created < now - policy.max_age:
+        raise OpenError(OpenFailure.STALE, f"created {created.isoformat()}")
+    if created > now + policy.max_skew:
+        raise OpenError(OpenFailure.FUTURE, f"created {created.isoformat()}")
+    sender_keys = peers.keys_for(header.from_)
+    if sender_keys is None:
+        raise OpenError(OpenFailure.UNKNOWN_SENDER, header.from_)
+    try:
+        verify_key: Ed25519PublicKey = sender_keys.signing_key(header.from_kid, created)
+    except KeyUnavailableError as exc:
+        raise OpenError(OpenFailure.SENDER_KEY, exc.reason) from exc
+    try:
+        decryption_key = keys.decryption_key(header.to_kid, now)
+    except KeyUnavailableError as exc:
+        raise OpenError(OpenFailure.RECIPIENT_KEY, exc.reason) from exc
+    if replay.seen(header.from_, header.msg_id):
+        raise OpenError(OpenFailure.REPLAY, f"{header.from_}/{header.msg_id}")
+
+    try:
+        plaintext = _SUITE.decrypt(sealed, decryption_key.private, info=hpke_info(header_bytes))
+    except Exception as exc:  # noqa: BLE001 - any failure here (bad tag, low-order point) is opaque
+        raise OpenError(OpenFailure.DECRYPT, type(exc).__name__) from exc
+    signature, payload = plaintext[:SIGNATURE_BYTES], plaintext[SIGNATURE_BYTES:]
+    try:
+        verify_key.verify(signature, signed_bytes(header_bytes, payload))
+    except InvalidSignature as exc:
+        raise OpenError(OpenFailure.SIGNATURE, "signature does not verify") from exc
+    try:
+        record = parse_record(payload)
+    except RecordError as exc:
+        raise OpenError(OpenFailure.PAYLOAD, str(exc)) from exc
+    if record.type != header.type:
+        raise OpenError(OpenFailure.PAYLOAD, f"header says {header.type}, payload {record.type}")
+    if record_author(record) != header.from_:
+        raise OpenError(OpenFailure.PAYLOAD, f"{header.from_} is not the author of this record")
+    # Remember only after success: a forger must not be able to burn a real sender's msg_ids.
+    replay.remember(header.from_, header.msg_id, created)
+    return Opened(header, record, payload, envelope_digest(frame))
+
+

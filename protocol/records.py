@@ -1,0 +1,220 @@
+"""The records that travel between nodes: report, action, withdrawal, receipt (pydantic, frozen)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+
+from keys import NotCanonicalError, canonical_json
+from keys.document import CountryCode, NodeId
+from protocol.errors import RecordError
+
+RECORD_VERSION = 1
+MAX_URL = 4096
+MAX_TEXT = 8192
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a time zone")
+    # Second precision keeps every implementation's output identical (no fraction formatting).
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    PlainSerializer(lambda v: v.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
+]
+Url = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^https?://[^\s]+$")]
+ShortText = Annotated[str, Field(max_length=256)]
+LongText = Annotated[str, Field(max_length=MAX_TEXT)]
+Sequence = Annotated[int, Field(ge=1, le=2**53 - 1)]
+
+
+class Category(StrEnum):
+    CSAM = "csam"
+    CSEM = "csem"
+    GROOMING = "grooming"
+    HATE = "hate"
+    TERRORISM = "terrorism"
+    OTHER = "other"
+
+
+class Verdict(StrEnum):
+    BASELINE = "baseline"
+    NATIONAL = "national"
+    NOT_ILLEGAL = "not_illegal"
+
+
+class Tlp(StrEnum):
+    CLEAR = "clear"
+    GREEN = "green"
+    AMBER = "amber"
+    AMBER_STRICT = "amber+strict"
+    RED = "red"
+
+
+class ActionCode(StrEnum):
+    FORWARDED = "forwarded"
+    RECEIVED = "received"
+    LEA_REFERRED = "lea_referred"
+    NOTICE_SENT = "notice_sent"
+    CONTENT_REMOVED = "content_removed"
+    CONTENT_UNAVAILABLE = "content_unavailable"
+    MOVED = "moved"
+    NOT_ILLEGAL = "not_illegal"
+    REMINDER_SENT = "reminder_sent"
+
+
+class LocationBasis(StrEnum):
+    GEOLOCATION = "geolocation"
+    REGISTRATION = "registration"
+
+
+class HashAlgorithm(StrEnum):
+    SHA256 = "sha256"
+    MD5 = "md5"
+    PDQ = "pdq"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Assessment(_Model):
+    verdict: Verdict
+    category: Category
+    legal_basis: ShortText | None = None
+    victim_age_group: Literal["infant_toddler", "prepubescent", "pubescent"] | None = None
+    flags: list[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]] = Field(
+        default_factory=list, max_length=16
+    )
+
+
+class HostingAddress(_Model):
+    ip: Annotated[str, Field(max_length=45)]
+    country: CountryCode | None = None
+    basis: LocationBasis | None = None
+    source: ShortText | None = None
+    source_date: ShortText | None = None
+    asn: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    network_name: ShortText | None = None
+    cdn: bool = False
+
+
+class Hosting(_Model):
+    addresses: list[HostingAddress] = Field(default_factory=list, max_length=64)
+    countries: list[CountryCode] = Field(default_factory=list, max_length=64)
+    abuse_contact: ShortText | None = None
+    cdn: bool = False
+    traced_at: Timestamp | None = None
+
+
+class ContentHash(_Model):
+    alg: HashAlgorithm
+    value: Annotated[str, Field(pattern=r"^[0-9a-f]{32,256}$")]
+
+
+class Report(_Model):
+    """A case as its origin sees it. Single writer: only `origin` issues new versions (`seq`)."""
+
+    type: Literal["report"] = "report"
+    v: Literal[1] = RECORD_VERSION
+    id: UUID
+    origin: NodeId
+    seq: Sequence
+    local_ref: ShortText
+    received_at: Timestamp
+    assessed_at: Timestamp | None = None
+    url: Url
+    item_urls: list[Url] = Field(default_factory=list, max_length=256)
+    content_type: ShortText | None = None
+    site_type: ShortText | None = None
+    assessment: Assessment
+    hosting: Hosting = Field(default_factory=Hosting)
+    hashes: list[ContentHash] = Field(default_factory=list, max_length=256)
+    tlp: Tlp = Tlp.AMBER
+    notes: LongText | None = None
+
+
+class Action(_Model):
+    """Something a node did about a report. Append-only; written by the node that acted."""
+
+    type: Literal["action"] = "action"
+    v: Literal[1] = RECORD_VERSION
+    id: UUID
+    report_id: UUID
+    report_origin: NodeId
+    code: ActionCode
+    at: Timestamp
+    by: NodeId
+    analyst: ShortText | None = None
+    country: CountryCode
+    reason: LongText | None = None
+
+
+class Withdrawal(_Model):
+    """The origin retracts a report (tombstone): a mistaken report or an erasure request."""
+
+    type: Literal["withdrawal"] = "withdrawal"
+    v: Literal[1] = RECORD_VERSION
+    id: UUID
+    report_id: UUID
+    origin: NodeId
+    at: Timestamp
+    reason: LongText
+
+
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Receipt(_Model):
+    """The receiver's statement over the SHA-256 digests of the envelopes it accepted."""
+
+    type: Literal["receipt"] = "receipt"
+    v: Literal[1] = RECORD_VERSION
+    id: UUID
+    txn_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    by: NodeId
+    at: Timestamp
+    accepted: list[Digest] = Field(max_length=10_000)
+
+
+Record = Annotated[Report | Action | Withdrawal | Receipt, Field(discriminator="type")]
+RECORD_TYPES = ("report", "action", "withdrawal", "receipt")
+_RECORD_ADAPTER: TypeAdapter[Report | Action | Withdrawal | Receipt] = TypeAdapter(Record)
+
+
+def record_author(record: Report | Action | Withdrawal | Receipt) -> str:
+    """The only node allowed to sign this record (single writer rule)."""
+    if isinstance(record, Report | Withdrawal):
+        return record.origin
+    return record.by
+
+
+def record_bytes(record: Report | Action | Withdrawal | Receipt) -> bytes:
+    """The payload bytes that are signed: sorted-key JSON equal to RFC 8785, no floats."""
+    try:
+        return canonical_json(record.model_dump(mode="json", exclude_none=True))
+    except NotCanonicalError as exc:
+        raise RecordError(str(exc)) from exc
+
+
+def parse_record(payload: bytes) -> Report | Action | Withdrawal | Receipt:
+    try:
+        return _RECORD_ADAPTER.validate_json(payload)
+    except ValidationError as exc:
+        raise RecordError(f"invalid record: {exc.errors()[0]['msg']}") from exc
