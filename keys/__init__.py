@@ -11,8 +11,8 @@ from keys.document import (
 from keys.errors import (
     InsecureKeyFileError,
     KeyDocumentError,
-    KeysError,
     KeySecretError,
+    KeysError,
     KeyStoreError,
     KeyUnavailableError,
 )

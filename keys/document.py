@@ -187,9 +187,7 @@ class PublicKeySet:
                 k: v for k, v in {**self.signing, **newer.signing}.items() if k not in revoked
             },
             encryption={
-                k: v
-                for k, v in {**self.encryption, **newer.encryption}.items()
-                if k not in revoked
+                k: v for k, v in {**self.encryption, **newer.encryption}.items() if k not in revoked
             },
             revoked=revoked,
         )

@@ -88,9 +88,7 @@ class EncryptionKey:
         return x25519_raw(self.private)
 
 
-def _usable(
-    keys: list[K], kid: str, at: datetime, revoked: frozenset[str]
-) -> K:
+def _usable(keys: list[K], kid: str, at: datetime, revoked: frozenset[str]) -> K:
     if kid in revoked:
         raise KeyUnavailableError(f"key {kid} is revoked")
     for key in keys:
@@ -101,9 +99,7 @@ def _usable(
     raise KeyUnavailableError(f"unknown key {kid}")
 
 
-def _newest_valid(
-    keys: list[K], at: datetime, revoked: frozenset[str], purpose: KeyPurpose
-) -> K:
+def _newest_valid(keys: list[K], at: datetime, revoked: frozenset[str], purpose: KeyPurpose) -> K:
     valid = [k for k in keys if k.kid not in revoked and k.validity.covers(at)]
     if not valid:
         raise KeyUnavailableError(f"no {purpose.value} key is valid at {at.isoformat()}")

@@ -13,6 +13,7 @@ from protocol.envelope import (
     open_envelope,
     read_header,
     seal,
+    seal_payload,
 )
 from protocol.errors import OpenError, OpenFailure, ProtocolError, RecordError, SealError
 from protocol.records import (
@@ -68,4 +69,5 @@ __all__ = [
     "record_author",
     "record_bytes",
     "seal",
+    "seal_payload",
 ]

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet, SigningKey, canonical_json
 from keys.document import KeyId, NodeId, from_unix, to_unix
 from protocol.errors import OpenError, OpenFailure, RecordError, SealError
-from protocol.records import Record, parse_record, record_author, record_bytes
+from protocol.records import RECORD_TYPES, Record, parse_record, record_author, record_bytes
 
 PROTOCOL_VERSION = 1
 SUITE_NAME = "hpke-base-x25519-sha256-aes256gcm"
@@ -35,6 +35,7 @@ TAG_BYTES = 16
 DEFAULT_MAX_AGE = timedelta(hours=24)
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
 
+_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 _PREFIX = struct.Struct(">4sH")
 
@@ -50,7 +51,7 @@ class Header(BaseModel):
     from_kid: KeyId
     to: NodeId
     to_kid: KeyId
-    msg_id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")]
+    msg_id: Annotated[str, Field(pattern=_UUID_PATTERN)]
     created_at: Annotated[int, Field(ge=0, le=2**40)]
     type: Literal["report", "action", "withdrawal", "receipt"]
 
@@ -59,7 +60,7 @@ class Header(BaseModel):
 
 
 class PeerDirectory(Protocol):
-    """What the opener needs to know about senders: their verified public keys, if they are peers."""
+    """What the opener needs about senders: their verified public keys, if they are peers."""
 
     def keys_for(self, node_id: str) -> PublicKeySet | None: ...
 
@@ -114,10 +115,39 @@ def seal(
     """Sign `record` for `recipient` and encrypt it to their key. Time and msg_id are passed in."""
     if record_author(record) != sender:
         raise SealError(f"{sender} may not sign a {record.type} written by {record_author(record)}")
+    return seal_payload(
+        record_bytes(record),
+        record_type=record.type,
+        sender=sender,
+        signing_key=signing_key,
+        recipient=recipient,
+        recipient_kid=recipient_kid,
+        recipient_key=recipient_key,
+        msg_id=msg_id,
+        now=now,
+    )
+
+
+def seal_payload(
+    payload: bytes,
+    *,
+    record_type: str,
+    sender: str,
+    signing_key: SigningKey,
+    recipient: str,
+    recipient_kid: str,
+    recipient_key: X25519PublicKey,
+    msg_id: UUID,
+    now: datetime,
+) -> bytes:
+    """Seal payload bytes already produced by `record_bytes` (the outbox keeps them so)."""
     if not signing_key.validity.covers(now):
         raise SealError(f"signing key {signing_key.kid} is not valid now")
-    payload = record_bytes(record)
-    header = Header.model_validate(
+    if record_type not in RECORD_TYPES:
+        raise SealError(f"unknown record type {record_type!r}")
+    # Every value is typed by construction (ids are validated where keys and peers are made),
+    # so plain sorted-key orjson is canonical here without the generic checks.
+    header = orjson.dumps(
         {
             "v": PROTOCOL_VERSION,
             "suite": SUITE_NAME,
@@ -127,9 +157,12 @@ def seal(
             "to_kid": recipient_kid,
             "msg_id": str(msg_id),
             "created_at": to_unix(now),
-            "type": record.type,
-        }
-    ).to_bytes()
+            "type": record_type,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    if len(header) > MAX_HEADER_BYTES:
+        raise SealError("header too long")
     signature = signing_key.private.sign(signed_bytes(header, payload))
     sealed = _SUITE.encrypt(signature + payload, recipient_key, info=hpke_info(header))
     frame = _PREFIX.pack(MAGIC, len(header)) + header + sealed
@@ -180,7 +213,7 @@ def open_envelope(
     peers: PeerDirectory,
     replay: ReplayGuard,
     now: datetime,
-    policy: OpenPolicy = OpenPolicy(),  # noqa: B008 - immutable dataclass
+    policy: OpenPolicy = OpenPolicy(),
     on_failure: Callable[[OpenError], None] | None = None,
 ) -> Opened:
     """Verify and decrypt one envelope addressed to `recipient`.
@@ -229,7 +262,7 @@ def _open(
 
     try:
         plaintext = _SUITE.decrypt(sealed, decryption_key.private, info=hpke_info(header_bytes))
-    except Exception as exc:  # noqa: BLE001 - any failure here (bad tag, low-order point) is opaque
+    except Exception as exc:  # any failure here (bad tag, low-order point) is opaque
         raise OpenError(OpenFailure.DECRYPT, type(exc).__name__) from exc
     signature, payload = plaintext[:SIGNATURE_BYTES], plaintext[SIGNATURE_BYTES:]
     try:
@@ -237,15 +270,12 @@ def _open(
     except InvalidSignature as exc:
         raise OpenError(OpenFailure.SIGNATURE, "signature does not verify") from exc
     try:
-        record = parse_record(payload)
+        # Validating as the header's type also refuses a payload of another type.
+        record = parse_record(payload, expected_type=header.type)
     except RecordError as exc:
         raise OpenError(OpenFailure.PAYLOAD, str(exc)) from exc
-    if record.type != header.type:
-        raise OpenError(OpenFailure.PAYLOAD, f"header says {header.type}, payload {record.type}")
     if record_author(record) != header.from_:
         raise OpenError(OpenFailure.PAYLOAD, f"{header.from_} is not the author of this record")
     # Remember only after success: a forger must not be able to burn a real sender's msg_ids.
     replay.remember(header.from_, header.msg_id, created)
     return Opened(header, record, payload, envelope_digest(frame))
-
-

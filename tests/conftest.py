@@ -21,7 +21,8 @@ def _check_address(address: Any) -> None:
         ip = ipaddress.ip_address(host.split("%")[0] if isinstance(host, str) else host)
     except ValueError:
         raise NonLoopbackTrafficError(f"connection to unresolved host {host!r}") from None
-    if not ip.is_loopback and not (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback):
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    if not ip.is_loopback and not (mapped is not None and mapped.is_loopback):
         raise NonLoopbackTrafficError(f"test traffic to non-loopback address {host}")
 
 
@@ -42,10 +43,10 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 
 def _guarded_sendto(self: socket.socket, data: Any, *args: Any) -> int:
     _check_address(args[-1])
-    return _original_sendto(self, data, *args)  # type: ignore[arg-type]
+    return _original_sendto(self, data, *args)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
-    socket.socket.sendto = _guarded_sendto  # type: ignore[assignment]
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
+    socket.socket.sendto = _guarded_sendto  # type: ignore[method-assign,assignment]

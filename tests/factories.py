@@ -91,9 +91,7 @@ def sample_report(origin: str = "fr-pointdecontact", report_id: UUID | None = No
             abuse_contact="abuse@hetzner.example",
             traced_at=NOW,
         ),
-        hashes=[
-            ContentHash(alg="sha256", value=f"{n:064x}") for n in range(4)
-        ]
+        hashes=[ContentHash(alg="sha256", value=f"{n:064x}") for n in range(4)]
         + [ContentHash(alg="md5", value=f"{n:032x}") for n in range(4)],
         tlp="amber",
         notes="Reported by the public; gallery of 12 images, confirmed by two analysts.",
