@@ -1,0 +1,40 @@
+"""Request bodies: size cap before parsing, JSON object required, fields checked by pydantic."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: web.Request, model: type[M], max_bytes: int) -> M:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    # content_length can be absent (chunked): cap the read itself too.
+    body = await request.content.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    if request.content_type not in ("application/json", ""):
+        raise MalformedRequest(f"content type must be application/json, not {request.content_type}")
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedRequest("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "body"
+        raise InvalidInput(f"{field}: {error['msg']}") from exc
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")

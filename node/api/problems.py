@@ -1,0 +1,65 @@
+"""The one place where errors become HTTP: problem+json (RFC 9457) bodies with stable types."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from node.errors import PROBLEM_BASE, NodeError, RateLimited
+
+log = logging.getLogger("hotline.api")
+PROBLEM_JSON = "application/problem+json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_KINDS = {
+    400: "malformed-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
+def problem(
+    status: int, kind: str, title: str, detail: str, instance: str, **extra: Any
+) -> web.Response:
+    body = {
+        "type": PROBLEM_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type=PROBLEM_JSON,
+        headers={"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NodeError as exc:
+        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
+        if exc.status >= 500:
+            log.error("request failed: %s %s: %s", request.method, request.path, exc)
+        return problem(exc.status, exc.kind, exc.title, str(exc), request.path, **extra)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = _HTTP_KINDS.get(exc.status, "http-error")
+        return problem(exc.status, kind, exc.reason, exc.text or exc.reason, request.path)
+    except Exception:
+        # Never a traceback to the client; the log has it for the operator.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal", "Internal error", "internal error", request.path)

@@ -1,0 +1,154 @@
+"""Analyst and public HTTP handlers: intake, listing, reading, assessment, actions, trace."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.api.bodies import json_response, read_json
+from node.api.context import context, principal
+from node.errors import InvalidInput
+from node.tokens import Role
+
+STAFF = (Role.ANALYST, Role.OPERATOR)
+PUBLIC_MAX_BYTES = 8 * 1024
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SubmitBody(_Body):
+    url: Annotated[str, Field(max_length=4096)]
+    category: str | None = None
+    note: Annotated[str, Field(max_length=8192)] | None = None
+    tlp: str | None = None
+
+
+class PublicBody(_Body):
+    url: Annotated[str, Field(max_length=4096)]
+    description: Annotated[str, Field(min_length=1, max_length=4000)]
+    contact: Annotated[str, Field(max_length=256)] | None = None
+
+
+class AssessBody(_Body):
+    verdict: str
+    category: str
+    legal_basis: Annotated[str, Field(max_length=256)] | None = None
+
+
+class ActionBody(_Body):
+    code: str
+    reason: Annotated[str, Field(max_length=8192)] | None = None
+
+
+class OverrideBody(_Body):
+    country: str
+    reason: Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+async def submit(request: web.Request) -> web.Response:
+    who = await principal(request, *STAFF)
+    ctx = context(request)
+    body = await read_json(request, SubmitBody, ctx.max_body_bytes)
+    result = await ctx.cases.submit(
+        body.url, actor=who.actor, category=body.category, note=body.note, tlp=body.tlp
+    )
+    ctx.schedule_trace()
+    return json_response(
+        {"id": result.report_id, "duplicate": result.duplicate, "duplicates": result.duplicates},
+        status=200 if result.duplicate else 201,
+    )
+
+
+async def public_submit(request: web.Request) -> web.Response:
+    ctx = context(request)
+    ctx.public_limiter.check(request.remote or "unknown")
+    body = await read_json(request, PublicBody, PUBLIC_MAX_BYTES)
+    result = await ctx.cases.submit(
+        body.url,
+        actor="public",
+        source="public",
+        description=body.description,
+        contact=body.contact,
+    )
+    ctx.schedule_trace()
+    # The public learns only that the report was received, not what the hotline holds.
+    return json_response({"received": True, "reference": result.report_id[:8]}, status=202)
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit():
+        raise InvalidInput(f"limit must be a positive integer (got {raw!r})")
+    return int(raw)
+
+
+async def list_reports(request: web.Request) -> web.Response:
+    await principal(request, *STAFF)
+    items = await context(request).cases.list_cases(
+        status=request.query.get("status"), limit=_limit(request)
+    )
+    return json_response({"reports": items})
+
+
+async def show_report(request: web.Request) -> web.Response:
+    await principal(request, *STAFF)
+    return json_response(await context(request).cases.show(request.match_info["id"]))
+
+
+async def assess(request: web.Request) -> web.Response:
+    who = await principal(request, *STAFF)
+    ctx = context(request)
+    body = await read_json(request, AssessBody, ctx.max_body_bytes)
+    report_id = request.match_info["id"]
+    await ctx.cases.assess(
+        report_id,
+        verdict=body.verdict,
+        category=body.category,
+        legal_basis=body.legal_basis,
+        actor=who.actor,
+    )
+    return json_response(await ctx.cases.show(report_id))
+
+
+async def record_action(request: web.Request) -> web.Response:
+    who = await principal(request, *STAFF)
+    ctx = context(request)
+    body = await read_json(request, ActionBody, ctx.max_body_bytes)
+    action_id = await ctx.cases.record_action(
+        request.match_info["id"], code=body.code, reason=body.reason, actor=who.actor
+    )
+    return json_response({"id": action_id}, status=201)
+
+
+async def override(request: web.Request) -> web.Response:
+    who = await principal(request, *STAFF)
+    ctx = context(request)
+    body = await read_json(request, OverrideBody, ctx.max_body_bytes)
+    report_id = request.match_info["id"]
+    await ctx.cases.override_jurisdiction(
+        report_id, country=body.country, reason=body.reason, actor=who.actor
+    )
+    return json_response(await ctx.cases.show(report_id))
+
+
+async def trace(request: web.Request) -> web.Response:
+    await principal(request, *STAFF)
+    url = request.query.get("url")
+    if not url:
+        raise InvalidInput("query parameter url is required")
+    return json_response(await context(request).trace(url))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/public/reports", public_submit)
+    app.router.add_post("/api/v1/reports", submit)
+    app.router.add_get("/api/v1/reports", list_reports)
+    app.router.add_get("/api/v1/reports/{id}", show_report)
+    app.router.add_post("/api/v1/reports/{id}/assessment", assess)
+    app.router.add_post("/api/v1/reports/{id}/actions", record_action)
+    app.router.add_post("/api/v1/reports/{id}/jurisdiction", override)
+    app.router.add_get("/api/v1/trace", trace)

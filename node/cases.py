@@ -1,0 +1,610 @@
+"""Intake and qualification of cases: submit, assess, record actions, trace results, routing."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from node.clock import Clock, iso, parse_iso
+from node.errors import Conflict, InvalidInput, NotFound
+from node.routing import (
+    Decision,
+    HostingFacts,
+    PeerView,
+    RoutingDecision,
+    decide,
+)
+from node.store import audit
+from node.store.db import Database
+from node.store.reports import ReportStore
+from node.urls import normalise_url
+from protocol.records import (
+    ActionCode,
+    Assessment,
+    Category,
+    Hosting,
+    HostingAddress,
+    Report,
+    Tlp,
+    Verdict,
+    record_bytes,
+)
+
+MAX_NOTE = 8192
+MAX_DESCRIPTION = 4000
+MAX_CONTACT = 256
+ANALYST_ACTIONS = {
+    ActionCode.CONTENT_REMOVED,
+    ActionCode.CONTENT_UNAVAILABLE,
+    ActionCode.MOVED,
+    ActionCode.NOT_ILLEGAL,
+    ActionCode.LEA_REFERRED,
+    ActionCode.NOTICE_SENT,
+}
+CLOSING_ACTIONS = {ActionCode.CONTENT_REMOVED, ActionCode.CONTENT_UNAVAILABLE}
+STATUSES = ("new", "assessed", "routed", "manual", "closed", "withdrawn", "received")
+
+TraceFunction = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    report_id: str
+    duplicate: bool
+    duplicates: int
+
+
+def _enum(enum: Any, value: Any, field: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise InvalidInput(f"{field} must be one of {allowed} (got {value!r})") from None
+
+
+def _text(value: Any, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string")
+    if len(value) > limit:
+        raise InvalidInput(f"{field} is longer than {limit} characters")
+    return value
+
+
+class CaseService:
+    """The hotline's case workflow; every change is audited in the same transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        node_id: str,
+        country: str,
+        on_routed: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.store = ReportStore(db)
+        self.clock = clock
+        self.node_id = node_id
+        self.country = country
+        # Called with the peer ids that got new outbox rows, after the commit (push at once).
+        self.on_routed = on_routed
+
+    # intake ------------------------------------------------------------------------------
+    async def submit(
+        self,
+        url: str,
+        *,
+        actor: str,
+        source: str = "analyst",
+        category: str | None = None,
+        note: str | None = None,
+        tlp: str | None = None,
+        description: str | None = None,
+        contact: str | None = None,
+    ) -> Submitted:
+        url_key = normalise_url(url)
+        cat = _enum(Category, category, "category").value if category is not None else None
+        marking = _enum(Tlp, tlp, "tlp") if tlp is not None else Tlp.AMBER
+        note = _text(note, "note", MAX_NOTE)
+        description = _text(description, "description", MAX_DESCRIPTION)
+        contact = _text(contact, "contact", MAX_CONTACT)
+        now = iso(self.clock.now())
+        async with self.db.write() as conn:
+            existing = await self.store.find_open_by_url(conn, url_key)
+            if existing is not None:
+                count = int(existing["duplicates"]) + 1
+                await self.store.update(
+                    conn, existing["id"], {"duplicates": count, "updated_at": now}
+                )
+                await audit.append(
+                    conn,
+                    at=self.clock.now(),
+                    actor=actor,
+                    event="report.duplicate",
+                    subject=existing["id"],
+                    details={"source": source},
+                )
+                return Submitted(existing["id"], True, count)
+            report_id = str(uuid.uuid4())
+            local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(4)}"
+            await self.store.insert(
+                conn,
+                {
+                    "id": report_id,
+                    "origin": self.node_id,
+                    "local_ref": local_ref,
+                    "seq": 1,
+                    "url": url_key,
+                    "url_key": url_key,
+                    "source": source,
+                    "status": "new",
+                    "category": cat,
+                    "tlp": marking.value,
+                    "description": description,
+                    "contact": contact,
+                    "notes": note,
+                    "received_at": now,
+                    "updated_at": now,
+                },
+            )
+            await audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event="report.submitted",
+                subject=report_id,
+                details={"source": source, "url": url_key},
+            )
+        return Submitted(report_id, False, 0)
+
+    async def _require(self, report_id: str) -> aiosqlite.Row:
+        try:
+            uuid.UUID(report_id)
+        except (ValueError, TypeError, AttributeError):
+            raise NotFound(f"no report with id {report_id!r}") from None
+        row = await self.store.get(report_id)
+        if row is None:
+            raise NotFound(f"no report with id {report_id}")
+        return row
+
+    # qualification -----------------------------------------------------------------------
+    async def assess(
+        self,
+        report_id: str,
+        *,
+        verdict: str,
+        category: str,
+        legal_basis: str | None,
+        actor: str,
+    ) -> RoutingDecision | None:
+        row = await self._require(report_id)
+        if row["origin"] != self.node_id:
+            raise Conflict("only the origin hotline assesses its report; record actions instead")
+        if row["status"] in ("closed", "withdrawn"):
+            raise Conflict(f"report {report_id} is {row['status']}")
+        the_verdict = _enum(Verdict, verdict, "verdict")
+        the_category = _enum(Category, category, "category")
+        legal_basis = _text(legal_basis, "legal_basis", 256)
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            await self.store.update(
+                conn,
+                report_id,
+                {
+                    "verdict": the_verdict.value,
+                    "category": the_category.value,
+                    "legal_basis": legal_basis,
+                    "assessed_at": iso(now),
+                    "updated_at": iso(now),
+                    "status": "assessed",
+                },
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="report.assessed",
+                subject=report_id,
+                details={"verdict": the_verdict.value, "category": the_category.value},
+            )
+            decision, peers = await self._route_if_ready(conn, report_id, actor)
+        self._notify(peers)
+        return decision
+
+    async def record_action(
+        self, report_id: str, *, code: str, reason: str | None, actor: str
+    ) -> str:
+        row = await self._require(report_id)
+        the_code = _enum(ActionCode, code, "code")
+        if the_code not in ANALYST_ACTIONS:
+            allowed = ", ".join(sorted(c.value for c in ANALYST_ACTIONS))
+            raise InvalidInput(f"code must be one of {allowed} (got {code!r})")
+        if row["status"] == "withdrawn":
+            raise Conflict(f"report {report_id} was withdrawn by its origin")
+        reason = _text(reason, "reason", MAX_NOTE)
+        now = self.clock.now()
+        action_id = str(uuid.uuid4())
+        async with self.db.write() as conn:
+            await self.store.insert_action(
+                conn,
+                {
+                    "id": action_id,
+                    "report_id": report_id,
+                    "code": the_code.value,
+                    "at": iso(now),
+                    "by_node": self.node_id,
+                    "analyst": actor,
+                    "country": self.country,
+                    "reason": reason,
+                },
+            )
+            changes: dict[str, Any] = {"updated_at": iso(now)}
+            if the_code in CLOSING_ACTIONS or the_code is ActionCode.NOT_ILLEGAL:
+                changes["status"] = "closed"
+            await self.store.update(conn, report_id, changes)
+            await audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="action.recorded",
+                subject=report_id,
+                details={"action": action_id, "code": the_code.value},
+            )
+        return action_id
+
+    # jurisdiction ------------------------------------------------------------------------
+    async def trace_pending(self, trace: TraceFunction, limit: int = 50) -> int:
+        """Trace reports waiting for it; a failed trace is recorded, never retried forever."""
+        done = 0
+        for row in await self.store.pending_traces(limit):
+            try:
+                evidence = await trace(row["url"])
+            except Exception as exc:  # any failure is recorded on the case for the analyst
+                await self.record_trace(row["id"], None, error=str(exc) or type(exc).__name__)
+            else:
+                await self.record_trace(row["id"], evidence)
+            done += 1
+        return done
+
+    async def record_trace(
+        self, report_id: str, evidence: dict[str, Any] | None, *, error: str | None = None
+    ) -> RoutingDecision | None:
+        now = self.clock.now()
+        stored = evidence if evidence is not None else {"errors": [error or "trace failed"]}
+        async with self.db.write() as conn:
+            await self.store.update(
+                conn,
+                report_id,
+                {
+                    "trace_status": "done" if evidence is not None else "failed",
+                    "trace_json": orjson.dumps(stored).decode(),
+                    "traced_at": iso(now),
+                    "updated_at": iso(now),
+                },
+            )
+            await self.store.replace_addresses(
+                conn, report_id, list((evidence or {}).get("addresses", []))
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor="jurisdiction",
+                event="report.traced",
+                subject=report_id,
+                details={
+                    "countries": (evidence or {}).get("countries", []),
+                    "error": error,
+                },
+            )
+            decision, peers = await self._route_if_ready(conn, report_id, "jurisdiction")
+        self._notify(peers)
+        return decision
+
+    async def override_jurisdiction(
+        self, report_id: str, *, country: str, reason: str, actor: str
+    ) -> RoutingDecision | None:
+        row = await self._require(report_id)
+        if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
+            raise InvalidInput(f"country must be an ISO 3166-1 alpha-2 code (got {country!r})")
+        reason_text = _text(reason, "reason", MAX_NOTE)
+        if not reason_text:
+            raise InvalidInput("an override needs a reason")
+        evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else {}
+        evidence["override"] = {"country": country.upper(), "reason": reason_text, "by": actor}
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            await self.store.update(
+                conn,
+                report_id,
+                {"trace_json": orjson.dumps(evidence).decode(), "updated_at": iso(now)},
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="jurisdiction.override",
+                subject=report_id,
+                details={"country": country.upper(), "reason": reason_text},
+            )
+            decision, peers = await self._route_if_ready(conn, report_id, actor, force=True)
+        self._notify(peers)
+        return decision
+
+    # routing -----------------------------------------------------------------------------
+    def _notify(self, peers: list[str]) -> None:
+        if peers and self.on_routed is not None:
+            self.on_routed(peers)
+
+    async def _route_if_ready(
+        self, conn: aiosqlite.Connection, report_id: str, actor: str, force: bool = False
+    ) -> tuple[RoutingDecision | None, list[str]]:
+        """Route once a case is both assessed and traced; outbox rows join this transaction."""
+        async with conn.execute("SELECT * FROM reports WHERE id = ?", (report_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None or row["verdict"] is None:
+            return None, []
+        if row["status"] not in ("assessed",) and not force:
+            return None, []
+        evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else None
+        if evidence is None and row["trace_status"] == "pending" and not force:
+            return None, []
+        facts = hosting_facts(evidence, row["trace_status"])
+        async with conn.execute("SELECT * FROM peers WHERE status = 'active'") as cur:
+            peer_rows = list(await cur.fetchall())
+        peers = [peer_view(p) for p in peer_rows]
+        decision = decide(
+            verdict=row["verdict"],
+            category=row["category"],
+            tlp=Tlp(row["tlp"]),
+            hosting=facts,
+            our_country=self.country,
+            peers=peers,
+            is_origin=row["origin"] == self.node_id,
+        )
+        now = self.clock.now()
+        seq = int(row["seq"]) + 1 if row["assessed_at"] else int(row["seq"])
+        record = build_report_record(row, evidence, seq=seq)
+        payload = record_bytes(record)
+        await conn.execute(
+            "INSERT OR IGNORE INTO report_versions (report_id, seq, payload, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (report_id, seq, payload, iso(now)),
+        )
+        pushed: list[str] = []
+        for target in decision.targets:
+            if target.kind == "peer":
+                await self.store.enqueue_peer(
+                    conn,
+                    peer_id=target.name,
+                    record_type="report",
+                    record_id=report_id,
+                    report_id=report_id,
+                    payload=payload,
+                    at=iso(now),
+                )
+                pushed.append(target.name)
+            else:
+                await self.store.enqueue_channel(
+                    conn,
+                    channel=target.name,
+                    report_id=report_id,
+                    kind="report",
+                    payload={
+                        "report_id": report_id,
+                        "url": row["url"],
+                        "category": row["category"],
+                        "verdict": row["verdict"],
+                        "legal_basis": row["legal_basis"],
+                        "country": target.country,
+                        "abuse_contact": (evidence or {}).get("abuse_contact"),
+                        "cdn_name": (evidence or {}).get("cdn_name"),
+                        "reason": target.reason,
+                    },
+                    at=iso(now),
+                )
+        status = {
+            Decision.CLOSED: "closed",
+            Decision.MANUAL: "manual",
+        }.get(decision.decision, "routed")
+        await self.store.update(conn, report_id, {"status": status, "seq": seq})
+        await self.store.insert_routing(
+            conn,
+            report_id,
+            decision.decision.value,
+            [t.to_dict() for t in decision.targets],
+            decision.reasons,
+            iso(now),
+            actor,
+        )
+        await audit.append(
+            conn,
+            at=now,
+            actor=actor,
+            event="report.routed",
+            subject=report_id,
+            details={
+                "decision": decision.decision.value,
+                "targets": [f"{t.kind}:{t.name}" for t in decision.targets],
+            },
+        )
+        return decision, pushed
+
+    # reading -----------------------------------------------------------------------------
+    async def list_cases(
+        self, *, status: str | None = None, limit: int = 50, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        rows = await self.store.list_cases(status=status, limit=limit, after=after)
+        return [summary(row) for row in rows]
+
+    async def show(self, report_id: str) -> dict[str, Any]:
+        row = await self._require(report_id)
+        actions = await self.store.actions(report_id)
+        addresses = await self.store.addresses(report_id)
+        routing = await self.store.latest_routing(report_id)
+        queued = await self.store.queued(report_id)
+        return case_view(row, actions, addresses, routing, queued)
+
+
+def hosting_facts(evidence: dict[str, Any] | None, trace_status: str) -> HostingFacts:
+    override = (evidence or {}).get("override") or {}
+    if evidence is None or (trace_status == "failed" and not override):
+        return HostingFacts(False, [], 0, False, override_country=override.get("country"))
+    addresses = evidence.get("addresses", [])
+    unknown = sum(1 for a in addresses if not a.get("cdn") and not a.get("country"))
+    traced = bool(addresses) or bool(override)
+    return HostingFacts(
+        traced=traced,
+        countries=list(evidence.get("countries", [])),
+        unknown_addresses=unknown,
+        cdn=bool(evidence.get("cdn")),
+        cdn_name=evidence.get("cdn_name"),
+        override_country=override.get("country"),
+    )
+
+
+def peer_view(row: aiosqlite.Row) -> PeerView:
+    return PeerView(
+        node_id=row["node_id"],
+        country=row["country"],
+        categories=frozenset(orjson.loads(row["categories"])),
+        max_tlp=Tlp(row["max_tlp"]),
+        active=row["status"] == "active",
+    )
+
+
+def build_report_record(row: aiosqlite.Row, evidence: dict[str, Any] | None, *, seq: int) -> Report:
+    """The wire form of a case. Public description, contact and notes never leave the node."""
+    evidence = evidence or {}
+    addresses = [
+        HostingAddress(
+            ip=a["ip"],
+            country=a.get("country"),
+            basis=a.get("basis"),
+            source=a.get("source"),
+            source_date=a.get("source_date"),
+            asn=a.get("asn"),
+            network_name=a.get("network_name"),
+            cdn=bool(a.get("cdn")),
+        )
+        for a in evidence.get("addresses", [])[:64]
+    ]
+    return Report(
+        id=uuid.UUID(row["id"]),
+        origin=row["origin"],
+        seq=seq,
+        local_ref=row["local_ref"],
+        received_at=parse_iso(row["received_at"]),
+        assessed_at=parse_iso(row["assessed_at"]) if row["assessed_at"] else None,
+        url=row["url"],
+        assessment=Assessment(
+            verdict=row["verdict"], category=row["category"], legal_basis=row["legal_basis"]
+        ),
+        hosting=Hosting(
+            addresses=addresses,
+            countries=list(evidence.get("countries", [])),
+            abuse_contact=evidence.get("abuse_contact"),
+            cdn=bool(evidence.get("cdn")),
+            traced_at=parse_iso(evidence["traced_at"]) if evidence.get("traced_at") else None,
+        ),
+        tlp=row["tlp"],
+    )
+
+
+def summary(row: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "origin": row["origin"],
+        "status": row["status"],
+        "category": row["category"],
+        "verdict": row["verdict"],
+        "received_at": row["received_at"],
+        "duplicates": row["duplicates"],
+        "trace_status": row["trace_status"],
+    }
+
+
+def case_view(
+    row: aiosqlite.Row,
+    actions: list[aiosqlite.Row],
+    addresses: list[aiosqlite.Row],
+    routing: aiosqlite.Row | None,
+    queued: list[dict[str, Any]],
+) -> dict[str, Any]:
+    evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else {}
+    by_ip = {a.get("ip"): a for a in evidence.get("addresses", [])}
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "origin": row["origin"],
+        "local_ref": row["local_ref"],
+        "status": row["status"],
+        "source": row["source"],
+        "tlp": row["tlp"],
+        "duplicates": row["duplicates"],
+        "received_at": row["received_at"],
+        "updated_at": row["updated_at"],
+        "notes": row["notes"],
+        "assessment": {
+            "verdict": row["verdict"],
+            "category": row["category"],
+            "legal_basis": row["legal_basis"],
+            "assessed_at": row["assessed_at"],
+        },
+        "hosting": {
+            "status": row["trace_status"],
+            "countries": evidence.get("countries", []),
+            "addresses": [
+                {
+                    "ip": a["ip"],
+                    "country": a["country"],
+                    "basis": a["basis"],
+                    "source": a["source"],
+                    "asn": a["asn"],
+                    "cdn": bool(a["cdn"]),
+                    "source_date": by_ip.get(a["ip"], {}).get("source_date"),
+                    "network_name": by_ip.get(a["ip"], {}).get("network_name"),
+                }
+                for a in addresses
+            ],
+            "abuse_contact": evidence.get("abuse_contact"),
+            "cdn": bool(evidence.get("cdn")),
+            "cdn_name": evidence.get("cdn_name"),
+            "cnames": evidence.get("cnames", []),
+            "traced_at": row["traced_at"],
+            "errors": evidence.get("errors", []),
+            "override": evidence.get("override"),
+        },
+        "routing": {
+            "decision": routing["decision"] if routing else None,
+            "targets": orjson.loads(routing["targets"]) if routing else [],
+            "reasons": orjson.loads(routing["reasons"]) if routing else [],
+            "decided_at": routing["decided_at"] if routing else None,
+            "queued": queued,
+        },
+        "actions": [
+            {
+                "id": a["id"],
+                "code": a["code"],
+                "at": a["at"],
+                "by": a["by_node"],
+                "analyst": a["analyst"],
+                "country": a["country"],
+                "reason": a["reason"],
+            }
+            for a in actions
+        ],
+    }

@@ -1,0 +1,136 @@
+"""node.toml: the node's configuration, validated by pydantic with errors naming key and value."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keys.document import CountryCode, NodeId
+from node.errors import ConfigError
+
+CONFIG_FILE = "node.toml"
+HostPort = Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JurisdictionConfig(_Section):
+    dns_server: HostPort | None = None
+    dns_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    rdap_base: str | None = None
+    mmdb_country: str | None = None
+    mmdb_asn: str | None = None
+    geofeed: str | None = None
+    overrides: dict[str, CountryCode] = Field(default_factory=dict)
+    cdn_asns: list[Annotated[int, Field(ge=1, le=2**32 - 1)]] = Field(default_factory=list)
+
+
+class IntakeConfig(_Section):
+    public_reports_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 64 * 1024
+
+
+class KeysConfig(_Section):
+    validity_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    overlap_days: Annotated[int, Field(ge=0, le=365)] = 7
+    rotate_every_days: Annotated[int, Field(ge=1, le=3650)] = 60
+
+
+class RetentionConfig(_Section):
+    personal_data_days: Annotated[int, Field(ge=1, le=36500)] = 365
+
+
+class NodeConfig(_Section):
+    node_id: NodeId
+    country: CountryCode
+    endpoint: str
+    listen: HostPort = "127.0.0.1:8700"
+    jurisdiction: JurisdictionConfig = Field(default_factory=JurisdictionConfig)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    value: Any = raw
+    for part in error["loc"]:
+        value = value.get(part) if isinstance(value, dict) else None
+    shown = "" if value is None else f" (value {value!r})"
+    return f"{key}: {error['msg']}{shown}"
+
+
+def parse_config(raw: dict[str, Any], source: str = CONFIG_FILE) -> NodeConfig:
+    try:
+        return NodeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, raw)}") from exc
+
+
+def load_config(data_dir: Path) -> NodeConfig:
+    path = data_dir / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path} not found: run `hotline-node init` first or pass --data-dir"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(raw, str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_config(config: NodeConfig) -> str:
+    """Write the config as TOML (a small writer: our values are strings, numbers, lists, tables)."""
+    data = config.model_dump(exclude_none=True)
+    lines = ["# hotline-node configuration; see docs/operator-guide.md", ""]
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        nested = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+        for key, value in table.items():
+            if not isinstance(value, dict):
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in nested:
+            lines += ["", f"[{name}.{key}]"]
+            lines += [f'"{k}" = {_toml_value(v)}' for k, v in value.items()]
+    return "\n".join(lines) + "\n"

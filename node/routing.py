@@ -1,0 +1,162 @@
+"""Where a case must go: a pure decision from assessment, hosting evidence, country and peers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from protocol.records import Tlp
+
+# Order matters: a TLP may be shared with a peer whose ceiling is at or above it.
+TLP_ORDER = [Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER, Tlp.AMBER_STRICT, Tlp.RED]
+
+
+class Decision(StrEnum):
+    DOMESTIC = "domestic"
+    PEER = "peer"
+    FALLBACK = "fallback"
+    CDN = "cdn"
+    CLOSED = "closed"
+    MANUAL = "manual"
+
+
+# National channel roles that routing writes to; the channels issue maps roles to adapters.
+CHANNEL_LAW_ENFORCEMENT = "law_enforcement"
+CHANNEL_HOST_NOTICE = "host_notice"
+CHANNEL_FALLBACK = "fallback"
+CHANNEL_CDN_NOTICE = "cdn_notice"
+
+
+@dataclass(frozen=True)
+class PeerView:
+    node_id: str
+    country: str
+    categories: frozenset[str]
+    max_tlp: Tlp
+    active: bool = True
+
+    def accepts(self, category: str, tlp: Tlp) -> bool:
+        return (
+            self.active
+            and category in self.categories
+            and TLP_ORDER.index(tlp) <= TLP_ORDER.index(self.max_tlp)
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "peer" or "channel"
+    name: str  # peer node id or channel role
+    country: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "country": self.country,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    decision: Decision
+    targets: list[Target] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostingFacts:
+    """What routing needs from a trace: per-address countries and CDN flags."""
+
+    traced: bool
+    countries: list[str]
+    unknown_addresses: int
+    cdn: bool
+    cdn_name: str | None = None
+    override_country: str | None = None
+
+
+_PRIORITY = [Decision.DOMESTIC, Decision.PEER, Decision.FALLBACK, Decision.CDN]
+
+
+def decide(
+    *,
+    verdict: str,
+    category: str,
+    tlp: Tlp,
+    hosting: HostingFacts,
+    our_country: str,
+    peers: list[PeerView],
+    is_origin: bool = True,
+) -> RoutingDecision:
+    """Decide, with a reason per target. Several hosting countries give several targets."""
+    if verdict == "not_illegal":
+        return RoutingDecision(Decision.CLOSED, [], ["assessed as not illegal: case closed"])
+    countries = [hosting.override_country] if hosting.override_country else hosting.countries
+    if not hosting.traced and not hosting.override_country:
+        return RoutingDecision(Decision.MANUAL, [], ["hosting could not be traced"])
+    if not hosting.override_country and hosting.unknown_addresses and countries:
+        return RoutingDecision(
+            Decision.MANUAL,
+            [],
+            [
+                f"conflicting evidence: {hosting.unknown_addresses} address(es) without a "
+                f"country next to {', '.join(countries)}"
+            ],
+        )
+    targets: list[Target] = []
+    reasons: list[str] = []
+    if hosting.override_country:
+        reasons.append(f"jurisdiction set by an analyst: {hosting.override_country}")
+    elif hosting.cdn:
+        label = hosting.cdn_name or "a CDN"
+        targets.append(
+            Target(
+                "channel",
+                CHANNEL_CDN_NOTICE,
+                None,
+                f"served through {label}: ask its abuse desk for the origin host",
+            )
+        )
+        reasons.append(f"content is behind {label}; the CDN's abuse desk is notified")
+    if not countries and not targets:
+        return RoutingDecision(Decision.MANUAL, [], ["no hosting country found"])
+    kinds: set[Decision] = {Decision.CDN} if targets else set()
+    for country in sorted(set(countries)):
+        if country == our_country:
+            kinds.add(Decision.DOMESTIC)
+            targets.append(
+                Target("channel", CHANNEL_LAW_ENFORCEMENT, country, "hosted in our country")
+            )
+            targets.append(Target("channel", CHANNEL_HOST_NOTICE, country, "hosted in our country"))
+            continue
+        if not is_origin:
+            # Reports are never relayed onward: a peer's report hosted elsewhere needs an analyst.
+            reasons.append(f"hosted in {country}, reported by a peer: not relayed")
+            kinds.add(Decision.MANUAL)
+            continue
+        candidates = [p for p in peers if p.country == country and p.active]
+        accepting = [p for p in candidates if p.accepts(category, tlp)]
+        if accepting:
+            kinds.add(Decision.PEER)
+            for peer in accepting:
+                targets.append(
+                    Target(
+                        "peer", peer.node_id, country, f"hotline of {country} accepts {category}"
+                    )
+                )
+        else:
+            kinds.add(Decision.FALLBACK)
+            why = (
+                f"peer(s) in {country} do not accept {category} at TLP {tlp.value}"
+                if candidates
+                else f"no peer hotline in {country}"
+            )
+            targets.append(Target("channel", CHANNEL_FALLBACK, country, why))
+    if Decision.MANUAL in kinds and not targets:
+        return RoutingDecision(Decision.MANUAL, [], reasons)
+    decision = next(kind for kind in _PRIORITY if kind in kinds)
+    return RoutingDecision(decision, targets, reasons + [t.reason for t in targets])

@@ -1,0 +1,101 @@
+"""The audit log: every decision and state change, appended in a SHA-256 hash chain."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from keys import canonical_json
+from node.clock import iso
+from node.store.db import Database
+
+GENESIS = "0" * 64
+
+
+def entry_hash(
+    prev_hash: str, seq: int, at: str, actor: str, event: str, subject: str, details: str
+) -> str:
+    body = canonical_json(
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "event": event,
+            "subject": subject,
+            "details": details,
+        }
+    )
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
+
+
+async def append(
+    conn: aiosqlite.Connection,
+    *,
+    at: datetime,
+    actor: str,
+    event: str,
+    subject: str,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Append one entry inside the caller's write transaction; returns its sequence number."""
+    async with conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1") as cur:
+        last = await cur.fetchone()
+    seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+    text = orjson.dumps(details or {}, option=orjson.OPT_SORT_KEYS).decode()
+    stamp = iso(at)
+    digest = entry_hash(prev, seq, stamp, actor, event, subject, text)
+    await conn.execute(
+        "INSERT INTO audit_log (seq, at, actor, event, subject, details, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, stamp, actor, event, subject, text, prev, digest),
+    )
+    return seq
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    entries: int
+    first_broken: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken is None
+
+
+async def verify(db: Database, batch: int = 5000) -> AuditVerification:
+    """Walk the chain from the start; name the first entry whose link or hash is wrong."""
+    expected_prev, expected_seq, count = GENESIS, 1, 0
+    while True:
+        rows = await db.fetch_all(
+            "SELECT seq, at, actor, event, subject, details, prev_hash, hash FROM audit_log"
+            " WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (expected_seq, batch),
+        )
+        if not rows:
+            return AuditVerification(count, None, None)
+        for row in rows:
+            seq = int(row["seq"])
+            if seq != expected_seq:
+                return AuditVerification(count, expected_seq, f"entry {expected_seq} is missing")
+            if row["prev_hash"] != expected_prev:
+                return AuditVerification(
+                    count, seq, f"entry {seq} does not link to entry {seq - 1}"
+                )
+            recomputed = entry_hash(
+                row["prev_hash"],
+                seq,
+                row["at"],
+                row["actor"],
+                row["event"],
+                row["subject"],
+                row["details"],
+            )
+            if recomputed != row["hash"]:
+                return AuditVerification(count, seq, f"entry {seq} was altered (hash mismatch)")
+            expected_prev, expected_seq, count = row["hash"], seq + 1, count + 1

@@ -1,0 +1,163 @@
+"""Versioned schema migrations, applied in order at start (PRAGMA user_version is the version)."""
+
+from __future__ import annotations
+
+# Append only: never edit a migration that has shipped; add a new one.
+MIGRATIONS: list[str] = [
+    # 1: the hotline: cases, their versions, actions, evidence, routing, outboxes, tokens, audit.
+    """
+    CREATE TABLE reports (
+        id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        local_ref TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        url_key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        verdict TEXT,
+        category TEXT,
+        legal_basis TEXT,
+        tlp TEXT NOT NULL,
+        description TEXT,
+        contact TEXT,
+        notes TEXT,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        received_at TEXT NOT NULL,
+        assessed_at TEXT,
+        updated_at TEXT NOT NULL,
+        trace_status TEXT NOT NULL DEFAULT 'pending',
+        trace_json TEXT,
+        traced_at TEXT
+    );
+    CREATE INDEX reports_url_key ON reports(url_key, status);
+    CREATE INDEX reports_status ON reports(status, received_at);
+    CREATE INDEX reports_received ON reports(received_at);
+    CREATE INDEX reports_trace_pending ON reports(trace_status) WHERE trace_status = 'pending';
+    CREATE UNIQUE INDEX reports_origin_ref ON reports(origin, local_ref);
+
+    CREATE TABLE report_versions (
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (report_id, seq)
+    );
+
+    CREATE TABLE actions (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        code TEXT NOT NULL,
+        at TEXT NOT NULL,
+        by_node TEXT NOT NULL,
+        analyst TEXT,
+        country TEXT NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX actions_report ON actions(report_id, at);
+    CREATE INDEX actions_code ON actions(code, at);
+
+    CREATE TABLE hosting_addresses (
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        ip TEXT NOT NULL,
+        country TEXT,
+        basis TEXT,
+        source TEXT,
+        asn INTEGER,
+        cdn INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (report_id, ip)
+    );
+    CREATE INDEX hosting_country ON hosting_addresses(country);
+
+    CREATE TABLE routing_decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        decision TEXT NOT NULL,
+        targets TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        decided_by TEXT NOT NULL
+    );
+    CREATE INDEX routing_report ON routing_decisions(report_id, id);
+
+    CREATE TABLE peers (
+        node_id TEXT PRIMARY KEY,
+        country TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        categories TEXT NOT NULL,
+        max_tlp TEXT NOT NULL,
+        key_document BLOB,
+        added_at TEXT NOT NULL,
+        last_contact_at TEXT,
+        backoff_until TEXT,
+        backoff_attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX peers_country ON peers(country, status);
+
+    CREATE TABLE peer_outbox (
+        peer_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record_type TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT,
+        PRIMARY KEY (peer_id, seq)
+    );
+    CREATE INDEX peer_outbox_pending ON peer_outbox(peer_id, state, seq);
+    CREATE INDEX peer_outbox_report ON peer_outbox(report_id);
+
+    CREATE TABLE channel_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX channel_outbox_pending ON channel_outbox(channel, state, id);
+    CREATE INDEX channel_outbox_report ON channel_outbox(report_id);
+
+    CREATE TABLE inbox_seen (
+        sender TEXT NOT NULL,
+        msg_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (sender, msg_id)
+    );
+    CREATE INDEX inbox_seen_created ON inbox_seen(created_at);
+
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        event TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_subject ON audit_log(subject, seq);
+    """,
+]

@@ -1,0 +1,87 @@
+"""API tokens for analysts and operators: random, shown once, stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from node.clock import Clock, iso
+from node.errors import Forbidden, InvalidInput, Unauthorized
+from node.store import audit
+from node.store.db import Database
+
+TOKEN_PREFIX = "hln_"  # noqa: S105 - a public prefix, not a secret
+
+
+class Role(StrEnum):
+    ANALYST = "analyst"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    role: Role
+    name: str
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role.value}:{self.name}"
+
+    def require(self, *roles: Role) -> None:
+        if self.role not in roles:
+            wanted = " or ".join(r.value for r in roles)
+            raise Forbidden(f"this needs an {wanted} token; yours is {self.role.value}")
+
+
+def _digest(token: str) -> str:
+    # Tokens carry 256 random bits, so a plain hash is as strong as a slow KDF here.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def create(self, role: str, name: str, actor: str = "cli") -> str:
+        try:
+            the_role = Role(role)
+        except ValueError:
+            raise InvalidInput(f"role must be analyst or operator (got {role!r})") from None
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+            raise InvalidInput("name must be 1-64 letters, digits, '-' or '_'")
+        token_id = secrets.token_hex(8)
+        token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            await conn.execute(
+                "INSERT INTO tokens (id, role, name, token_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (token_id, the_role.value, name, _digest(token), iso(now)),
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="token.created",
+                subject=token_id,
+                details={"role": the_role.value, "name": name},
+            )
+        return token
+
+    async def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized("missing Authorization header (expected: Bearer <token>)")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+            raise Unauthorized("malformed Authorization header (expected: Bearer <token>)")
+        row = await self.db.fetch_one(
+            "SELECT id, role, name FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            (_digest(token.strip()),),
+        )
+        if row is None:
+            raise Unauthorized("unknown or revoked token")
+        return Principal(row["id"], Role(row["role"]), row["name"])

@@ -1,0 +1,67 @@
+"""Reported URLs: validation and the normalised key that makes duplicates join one case."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit, urlunsplit
+
+from node.errors import InvalidInput
+
+MAX_URL_LENGTH = 4096
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _idna_host(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        return ".".join(
+            label.encode("idna").decode("ascii") if label else label
+            for label in host.rstrip(".").split(".")
+        )
+    except UnicodeError as exc:
+        raise InvalidInput(f"invalid host name {host!r}: {exc}") from exc
+
+
+def normalise_url(url: str) -> str:
+    """Scheme and host lower-cased, IDNA host, default port and fragment removed.
+
+    Path and query are kept as they are: on most hosts they are case-sensitive, and two URLs
+    that differ there may be two different pieces of content.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInput("url is empty")
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"url is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise InvalidInput("url contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"url is not valid: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise InvalidInput("url must start with http:// or https://")
+    host = parts.hostname
+    if not host:
+        raise InvalidInput("url has no host")
+    host = _idna_host(host.lower())
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    if parts.username or parts.password:
+        # Credentials are not part of the content's location and must not be stored.
+        raise InvalidInput("url must not contain credentials")
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def url_host(url: str) -> str:
+    host = urlsplit(url).hostname
+    if not host:
+        raise InvalidInput("url has no host")
+    return host
