@@ -847,6 +847,38 @@ def test_seal_refuses_a_record_written_by_another_node(net: Net) -> None:
         seal_from(net.a, net.b, sample_action(net.c.node_id, sample_report()))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG: protocol/envelope.py seal_payload builds the header with canonical_json and no "
+        "longer validates it (Header model): seal returns frames every receiver refuses as "
+        "MALFORMED instead of raising SealError"
+    ),
+)
+@pytest.mark.parametrize(
+    ("recipient", "recipient_kid"),
+    [
+        pytest.param("DE ECO", None, id="bad-recipient-node-id"),
+        pytest.param("de-eco", "not-a-key-id", id="bad-recipient-kid"),
+    ],
+)
+def test_seal_refuses_a_header_no_receiver_would_accept(
+    net: Net, recipient: str, recipient_kid: str | None
+) -> None:
+    target = net.b.keys.current_encryption(NOW)
+    with pytest.raises(SealError):
+        seal(
+            sample_report(origin=net.a.node_id),
+            sender=net.a.node_id,
+            signing_key=net.a.keys.current_signing(NOW),
+            recipient=recipient,
+            recipient_kid=recipient_kid or target.kid,
+            recipient_key=target.private.public_key(),
+            msg_id=uuid4(),
+            now=NOW,
+        )
+
+
 def test_signed_record_whose_author_is_not_the_sender_is_payload(net: Net) -> None:
     payload = record_bytes(sample_report(origin=net.c.node_id))
     header = header_for(net.a, net.b, "report")
