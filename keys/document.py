@@ -24,7 +24,9 @@ NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
 RawKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
-UnixTime = Annotated[int, Field(ge=0, le=2**40)]
+# 9999-12-31T23:59:59Z: the last second every implementation can turn into a date.
+MAX_UNIX_TIME = 253_402_300_799
+UnixTime = Annotated[int, Field(ge=0, le=MAX_UNIX_TIME)]
 
 
 class _Frozen(BaseModel):
@@ -116,18 +118,19 @@ def verify_key_document(wire: bytes, *, pinned_fingerprint: str | None) -> KeyDo
         signature = b64url_decode(outer["signature"])
         if set(outer) != {"document", "signature"}:
             raise KeyDocumentError("key document wrapper has unexpected members")
-        document = KeyDocument.model_validate_json(body)
+        document = KeyDocument.model_validate_json(body, strict=True)
+        fingerprint = document.fingerprint
+        identity = Ed25519PublicKey.from_public_bytes(b64url_decode(document.identity_key))
     except KeyDocumentError:
         raise
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
         raise KeyDocumentError(f"malformed key document: {_first_line(exc)}") from exc
 
-    if pinned_fingerprint is not None and document.fingerprint != pinned_fingerprint:
+    if pinned_fingerprint is not None and fingerprint != pinned_fingerprint:
         raise KeyDocumentError(
-            f"identity fingerprint {document.fingerprint} does not match the pinned "
+            f"identity fingerprint {fingerprint} does not match the pinned "
             f"fingerprint {pinned_fingerprint}"
         )
-    identity = Ed25519PublicKey.from_public_bytes(b64url_decode(document.identity_key))
     try:
         identity.verify(signature, KEY_DOCUMENT_LABEL + body)
     except InvalidSignature as exc:
@@ -137,7 +140,11 @@ def verify_key_document(wire: bytes, *, pinned_fingerprint: str | None) -> KeyDo
         (CURVE_X25519, document.encryption_keys),
     ):
         for entry in entries:
-            if okp_thumbprint(curve, b64url_decode(entry.key)) != entry.kid:
+            try:
+                raw = b64url_decode(entry.key)
+            except ValueError as exc:
+                raise KeyDocumentError(f"key {entry.kid} is not canonical base64url") from exc
+            if okp_thumbprint(curve, raw) != entry.kid:
                 raise KeyDocumentError(f"key id {entry.kid} is not the thumbprint of its key")
             if entry.not_after <= entry.not_before:
                 raise KeyDocumentError(f"key {entry.kid} has an empty validity window")
@@ -180,6 +187,8 @@ class PublicKeySet:
 
         Revocation is sticky: a later document cannot un-revoke a key.
         """
+        if newer.node_id != self.node_id:
+            raise ValueError(f"cannot merge keys of {newer.node_id} into those of {self.node_id}")
         revoked = self.revoked | newer.revoked
         return PublicKeySet(
             node_id=self.node_id,

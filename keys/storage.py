@@ -116,7 +116,12 @@ def save_keys(directory: Path, keys: NodeKeys, secret: bytes) -> None:
     ensure_private_directory(directory)
     wanted = {_IDENTITY}
     identity_path = directory / _IDENTITY
-    if not identity_path.exists():
+    if identity_path.exists():
+        # Also proves the secret is the one the existing files use: never mix two secrets.
+        existing = _load(identity_path, secret)
+        if existing.public_key() != keys.identity.public_key():
+            raise KeyStoreError(f"{directory} holds another node's identity; refusing to mix keys")
+    else:
         write_private_file(identity_path, _pem(keys.identity, secret))
     index: dict[str, Any] = {"v": 1, "keys": [], "revoked": sorted(keys.revoked)}
     for purpose, entries in (("sig", keys.signing), ("enc", keys.encryption)):
@@ -153,15 +158,19 @@ def load_keys(directory: Path, secret: bytes) -> NodeKeys:
         raise KeyStoreError("identity key is not an Ed25519 key")
     signing: list[SigningKey] = []
     encryption: list[EncryptionKey] = []
-    for entry in entries:
-        validity = Validity(from_unix(entry["not_before"]), from_unix(entry["not_after"]))
-        private = _load(directory / _key_file(entry["purpose"], entry["kid"]), secret)
-        if entry["purpose"] == "sig" and isinstance(private, Ed25519PrivateKey):
-            signing.append(SigningKey(entry["kid"], private, validity))
-        elif entry["purpose"] == "enc" and isinstance(private, X25519PrivateKey):
-            encryption.append(EncryptionKey(entry["kid"], private, validity))
-        else:
-            raise KeyStoreError(f"key {entry['kid']} does not match its purpose")
+    try:
+        for entry in entries:
+            validity = Validity(from_unix(entry["not_before"]), from_unix(entry["not_after"]))
+            path = directory / _key_file(entry["purpose"], entry["kid"])
+            private = _load(path, secret)
+            if entry["purpose"] == "sig" and isinstance(private, Ed25519PrivateKey):
+                signing.append(SigningKey(entry["kid"], private, validity))
+            elif entry["purpose"] == "enc" and isinstance(private, X25519PrivateKey):
+                encryption.append(EncryptionKey(entry["kid"], private, validity))
+            else:
+                raise KeyStoreError(f"key {entry['kid']} does not match its purpose")
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise KeyStoreError(f"key index {directory / _INDEX} is damaged: {exc!r}") from exc
     # A key file swapped under a kid would silently change identity: re-derive each id.
     derived = [(k.kid, SigningKey.kid_of(k.private)) for k in signing] + [
         (k.kid, EncryptionKey.kid_of(k.private)) for k in encryption

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet, SigningKey, canonical_json
-from keys.document import KeyId, NodeId, from_unix, to_unix
+from keys.document import MAX_UNIX_TIME, KeyId, NodeId, from_unix, to_unix
 from protocol.errors import OpenError, OpenFailure, RecordError, SealError
 from protocol.records import RECORD_TYPES, Record, parse_record, record_author, record_bytes
 
@@ -35,6 +36,8 @@ TAG_BYTES = 16
 DEFAULT_MAX_AGE = timedelta(hours=24)
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
 
+_NODE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 _PREFIX = struct.Struct(">4sH")
@@ -52,7 +55,7 @@ class Header(BaseModel):
     to: NodeId
     to_kid: KeyId
     msg_id: Annotated[str, Field(pattern=_UUID_PATTERN)]
-    created_at: Annotated[int, Field(ge=0, le=2**40)]
+    created_at: Annotated[int, Field(ge=0, le=MAX_UNIX_TIME)]
     type: Literal["report", "action", "withdrawal", "receipt"]
 
     def to_bytes(self) -> bytes:
@@ -145,6 +148,13 @@ def seal_payload(
         raise SealError(f"signing key {signing_key.kid} is not valid now")
     if record_type not in RECORD_TYPES:
         raise SealError(f"unknown record type {record_type!r}")
+    for name, value, pattern in (
+        ("sender", sender, _NODE_ID),
+        ("recipient", recipient, _NODE_ID),
+        ("recipient_kid", recipient_kid, _KEY_ID),
+    ):
+        if not pattern.match(value):
+            raise SealError(f"{name} {value!r} is not a valid identifier")
     # Every value is typed by construction (ids are validated where keys and peers are made),
     # so plain sorted-key orjson is canonical here without the generic checks.
     header = orjson.dumps(
@@ -202,6 +212,10 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple[Head
         header = Header.model_validate(raw)
     except ValidationError as exc:
         raise OpenError(OpenFailure.MALFORMED, f"header: {exc.errors()[0]['msg']}") from exc
+    # Only the canonical form is accepted: no duplicate members, no alternative spellings that
+    # another parser of the stored evidence could read differently.
+    if orjson.dumps(raw, option=orjson.OPT_SORT_KEYS) != header_bytes:
+        raise OpenError(OpenFailure.MALFORMED, "header is not canonical JSON")
     return header, header_bytes, sealed
 
 

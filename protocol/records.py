@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
 
 from keys.document import CountryCode, NodeId
 from protocol.errors import RecordError
@@ -17,9 +26,14 @@ MAX_URL = 4096
 MAX_TEXT = 8192
 
 
+def _utc_text(value: datetime) -> str:
+    # Written in UTC so that no offset precision is lost (JSON timestamps carry whole minutes).
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 # RFC 3339 with an explicit offset; validated in pydantic's Rust core because parsing is on the
-# hot path of every received record. Writers use UTC ("Z"), which pydantic emits for UTC values.
-Timestamp = AwareDatetime
+# hot path of every received record; written as UTC ("Z").
+Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc_text, return_type=str, when_used="json")]
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL, pattern=r"^https?://[^\s]+$")]
 ShortText = Annotated[str, Field(max_length=256)]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
@@ -81,8 +95,8 @@ class Assessment(_Model):
     category: Category
     legal_basis: ShortText | None = None
     victim_age_group: Literal["infant_toddler", "prepubescent", "pubescent"] | None = None
-    flags: list[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]] = Field(
-        default_factory=list, max_length=16
+    flags: tuple[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")], ...] = Field(
+        default=(), max_length=16
     )
 
 
@@ -98,8 +112,8 @@ class HostingAddress(_Model):
 
 
 class Hosting(_Model):
-    addresses: list[HostingAddress] = Field(default_factory=list, max_length=64)
-    countries: list[CountryCode] = Field(default_factory=list, max_length=64)
+    addresses: tuple[HostingAddress, ...] = Field(default=(), max_length=64)
+    countries: tuple[CountryCode, ...] = Field(default=(), max_length=64)
     abuse_contact: ShortText | None = None
     cdn: bool = False
     traced_at: Timestamp | None = None
@@ -122,12 +136,12 @@ class Report(_Model):
     received_at: Timestamp
     assessed_at: Timestamp | None = None
     url: Url
-    item_urls: list[Url] = Field(default_factory=list, max_length=256)
+    item_urls: tuple[Url, ...] = Field(default=(), max_length=256)
     content_type: ShortText | None = None
     site_type: ShortText | None = None
     assessment: Assessment
     hosting: Hosting = Field(default_factory=Hosting)
-    hashes: list[ContentHash] = Field(default_factory=list, max_length=256)
+    hashes: tuple[ContentHash, ...] = Field(default=(), max_length=256)
     tlp: Tlp = Tlp.AMBER
     notes: LongText | None = None
 
@@ -172,7 +186,7 @@ class Receipt(_Model):
     txn_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
     by: NodeId
     at: Timestamp
-    accepted: list[Digest] = Field(max_length=10_000)
+    accepted: tuple[Digest, ...] = Field(max_length=10_000)
 
 
 Record = Annotated[Report | Action | Withdrawal | Receipt, Field(discriminator="type")]
@@ -211,9 +225,10 @@ def parse_record(
 ) -> Report | Action | Withdrawal | Receipt:
     """Validate payload bytes as a record; `expected_type` (from a header) skips the union."""
     try:
+        # Strict: a float, a bool or a string where a number belongs is refused, not coerced.
         if expected_type is not None:
-            return _MODELS[expected_type].model_validate_json(payload)
-        return _RECORD_ADAPTER.validate_json(payload)
+            return _MODELS[expected_type].model_validate_json(payload, strict=True)
+        return _RECORD_ADAPTER.validate_json(payload, strict=True)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])

@@ -231,13 +231,6 @@ def test_key_file_swapped_under_another_kid_is_key_store_error(
         load_keys(key_dir, secret)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: keys/storage.py load_keys: an index entry missing a member (or a non-list 'keys') "
-        "raises a bare KeyError/TypeError instead of KeyStoreError"
-    ),
-)
 @pytest.mark.parametrize(
     "index",
     [
@@ -300,13 +293,6 @@ def test_save_after_prune_removes_the_pruned_key_files(
     assert same_keys(load_keys(key_dir, secret), pruned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: keys/storage.py save_keys never rewrites an existing identity.pem: saving another "
-        "node's keys into the directory silently keeps the old identity with the new keys"
-    ),
-)
 def test_saving_another_identity_is_refused_or_written(
     key_dir: Path, keys: NodeKeys, secret: bytes
 ) -> None:
@@ -319,13 +305,6 @@ def test_saving_another_identity_is_refused_or_written(
     assert load_keys(key_dir, secret).fingerprint == other.fingerprint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: keys/storage.py save_keys keeps existing key files under the old secret and "
-        "writes new ones under the new secret: afterwards no secret loads the directory"
-    ),
-)
 def test_saving_with_a_new_secret_leaves_a_loadable_directory(
     key_dir: Path, keys: NodeKeys, secret: bytes
 ) -> None:
@@ -584,14 +563,6 @@ def test_oversized_document_is_refused(keys: NodeKeys) -> None:
         verify_key_document(padded, pinned_fingerprint=keys.fingerprint)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: keys/document.py verify_key_document: an identity_key matching the 43-char "
-        "pattern but not canonical base64url (last char with low bits set) raises a bare "
-        "ValueError from KeyDocument.fingerprint, before the signature is checked"
-    ),
-)
 def test_non_canonical_identity_key_is_key_document_error(keys: NodeKeys) -> None:
     def non_canonical(body: dict[str, Any]) -> None:
         last = body["identity_key"][-1]
@@ -602,13 +573,6 @@ def test_non_canonical_identity_key_is_key_document_error(keys: NodeKeys) -> Non
         verify_key_document(wire, pinned_fingerprint=keys.fingerprint)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: keys/document.py: not_after up to 2**40 passes verification, then "
-        "PublicKeySet.from_document raises a bare ValueError (year beyond 9999) in from_unix"
-    ),
-)
 def test_validity_beyond_the_calendar_is_refused_or_usable(keys: NodeKeys) -> None:
     document = document_of(keys)
     entry = document.signing_keys[0]
@@ -693,13 +657,6 @@ def test_signing_key_outside_its_window_or_unknown_is_unavailable(keys: NodeKeys
         public.signing_key(keys.encryption[0].kid, NOW)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: keys/document.py PublicKeySet.merged_with does not check node_id: merging another "
-        "node's key set lets that node's keys verify records as this node"
-    ),
-)
 def test_merged_with_refuses_the_keys_of_another_node(keys: NodeKeys) -> None:
     other = NodeKeys.generate(NOW)
     theirs = PublicKeySet.from_document(

@@ -283,14 +283,6 @@ def test_none_fields_are_left_out_of_the_payload() -> None:
     assert parse_record(record_bytes(withdrawal)) == withdrawal
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: protocol/records.py Timestamp=AwareDatetime: a UTC offset with seconds "
-        "(e.g. +05:30:15, as zoneinfo gives for LMT-era dates) is written as +05:30, so the "
-        "signed bytes name another instant and parse_record(record_bytes(r)) != r"
-    ),
-)
 def test_timestamp_with_a_sub_minute_offset_round_trips() -> None:
     zone = timezone(timedelta(hours=5, minutes=30, seconds=15))
     withdrawal = Withdrawal(
@@ -390,13 +382,6 @@ def test_parse_refuses_fractional_floats(path: tuple[str | int, ...], value: flo
         parse_record(payload_with(path, value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: protocol/records.py models validate in lax mode: parse_record accepts a JSON float "
-        "(1.0 as an integer, a float Unix time as a timestamp), so float payloads are accepted"
-    ),
-)
 @pytest.mark.parametrize(
     ("path", "value"),
     [
@@ -410,13 +395,6 @@ def test_parse_refuses_any_json_float(path: tuple[str | int, ...], value: float)
         parse_record(payload_with(path, value))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: protocol/records.py models validate in lax mode: parse_record coerces true to 1, "
-        '"7" to 7 and a Unix time integer to a timestamp instead of refusing them'
-    ),
-)
 @pytest.mark.parametrize(
     ("path", "value"),
     [
@@ -546,13 +524,6 @@ def test_records_cannot_be_mutated() -> None:
     assert report == sample_report(report_id=report.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: protocol/records.py: frozen models hold plain lists (item_urls, hashes, accepted, "
-        "flags, addresses, countries), so a 'frozen' record can still be changed in place"
-    ),
-)
 def test_list_fields_of_records_cannot_be_mutated() -> None:
     report = sample_report()
     with pytest.raises((AttributeError, TypeError)):
