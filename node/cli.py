@@ -1,0 +1,477 @@
+"""The `hotline-node` command line: operators and analysts drive a node's data directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from keys import KeysError, save_keys
+from node.jurisdiction import JurisdictionError
+from node.app import Node, open_node
+from node.clock import SystemClock, iso
+from node.config import parse_config
+from node.datadir import DataDir, create_data_dir
+from node.errors import NodeError
+from node.output import emit_json, table
+from node.store import audit
+from node.store.db import Database
+
+EPILOG = """examples:
+  hotline-node init --node-id fr-pointdecontact --country FR --endpoint https://hotline.example.fr
+  hotline-node tokens create --role analyst --name alice
+  hotline-node reports submit https://files.example.net/a/b.jpg --category csam
+  hotline-node reports assess ID --verdict baseline --category csam --legal-basis "Art. 227-23"
+  hotline-node reports show ID --json
+  hotline-node trace https://files.example.net/a/b.jpg
+"""
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class UsageError(Exception):
+    """A command line that cannot work (checked before anything is touched)."""
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        emit_json(data)
+    else:
+        print(text)
+
+
+# init / serve / tokens ---------------------------------------------------------------------
+async def cmd_init(args: argparse.Namespace) -> int:
+    data_dir = DataDir.resolve(args.data_dir)
+    raw: dict[str, Any] = {
+        "node_id": args.node_id,
+        "country": args.country,
+        "endpoint": args.endpoint or f"http://{args.listen}",
+        "listen": args.listen,
+    }
+    if args.dns_server:
+        raw["jurisdiction"] = {"dns_server": args.dns_server}
+    config = parse_config(raw, "command line")
+    clock = SystemClock()
+    keys = create_data_dir(data_dir, config, clock)
+    db = await Database.open(data_dir.database)
+    try:
+        async with db.write() as conn:
+            await audit.append(
+                conn,
+                at=clock.now(),
+                actor="cli",
+                event="node.initialised",
+                subject=config.node_id,
+                details={"fingerprint": keys.fingerprint},
+            )
+    finally:
+        await db.close()
+    _print(
+        args,
+        {
+            "node_id": config.node_id,
+            "country": config.country,
+            "data_dir": str(data_dir.root),
+            "fingerprint": keys.fingerprint,
+        },
+        f"initialised {config.node_id} ({config.country}) in {data_dir.root}\n"
+        f"identity fingerprint: {keys.fingerprint}\n"
+        "give this fingerprint to peer hotlines out of band; next: hotline-node tokens create",
+    )
+    return 0
+
+
+async def with_node(args: argparse.Namespace, work: Callable[[Node], Awaitable[int]]) -> int:
+    async with open_node(DataDir.resolve(args.data_dir), SystemClock()) as node:
+        return await work(node)
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        print(f"{node.config.node_id} listening on http://{node.config.listen}", flush=True)
+        await node.serve()
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_tokens_create(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        token = await node.tokens.create(args.role, args.name)
+        _print(args, {"token": token, "role": args.role, "name": args.name}, token)
+        if not args.json:
+            print("store it now: it is shown only once", file=sys.stderr)
+        return 0
+
+    return await with_node(args, run)
+
+
+# keys --------------------------------------------------------------------------------------
+def _key_rows(node: Node) -> list[dict[str, Any]]:
+    now = node.clock.now()
+    rows = []
+    for purpose, entries in (("sig", node.keys.signing), ("enc", node.keys.encryption)):
+        for key in entries:
+            state = (
+                "revoked"
+                if key.kid in node.keys.revoked
+                else "valid"
+                if key.validity.covers(now)
+                else "expired"
+                if key.validity.not_after <= now
+                else "future"
+            )
+            rows.append(
+                {
+                    "purpose": purpose,
+                    "kid": key.kid,
+                    "state": state,
+                    "not_before": iso(key.validity.not_before),
+                    "not_after": iso(key.validity.not_after),
+                }
+            )
+    return rows
+
+
+async def cmd_keys_show(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        rows = _key_rows(node)
+        data = {
+            "node_id": node.config.node_id,
+            "country": node.config.country,
+            "fingerprint": node.keys.fingerprint,
+            "keys": rows,
+        }
+        _print(
+            args,
+            data,
+            f"node {node.config.node_id} ({node.config.country})\n"
+            f"identity fingerprint: {node.keys.fingerprint}\n\n"
+            + table(rows, ["purpose", "kid", "state", "not_before", "not_after"]),
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def _save_keys(node: Node, event: str, details: dict[str, Any]) -> None:
+    save_keys(node.data_dir.keys, node.keys, node.data_dir.read_secret())
+    async with node.db.write() as conn:
+        await audit.append(
+            conn,
+            at=node.clock.now(),
+            actor="cli",
+            event=event,
+            subject=node.config.node_id,
+            details=details,
+        )
+
+
+async def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        policy = node.config.keys
+        node.keys = node.keys.rotate(
+            node.clock.now(),
+            timedelta(days=policy.validity_days),
+            timedelta(days=policy.overlap_days),
+        ).prune(node.clock.now())
+        await _save_keys(node, "keys.rotated", {})
+        _print(
+            args,
+            {"keys": _key_rows(node)},
+            "rotated; older keys stay valid for the overlap period\n"
+            + table(_key_rows(node), ["purpose", "kid", "state", "not_after"]),
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        node.keys = node.keys.revoke(args.kid)
+        now = node.clock.now()
+        if not any(
+            k.validity.covers(now) and k.kid not in node.keys.revoked for k in node.keys.signing
+        ) or not any(
+            k.validity.covers(now) and k.kid not in node.keys.revoked for k in node.keys.encryption
+        ):
+            # Never leave the node without a usable key: rotate at once.
+            node.keys = node.keys.rotate(
+                now, timedelta(days=node.config.keys.validity_days), timedelta(0)
+            )
+        await _save_keys(node, "keys.revoked", {"kid": args.kid})
+        _print(args, {"revoked": args.kid, "keys": _key_rows(node)}, f"revoked {args.kid}")
+        return 0
+
+    return await with_node(args, run)
+
+
+# reports -----------------------------------------------------------------------------------
+def _case_text(case: dict[str, Any]) -> str:
+    a, h, r = case["assessment"], case["hosting"], case["routing"]
+    lines = [
+        f"report   {case['id']}  ({case['local_ref']})",
+        f"url      {case['url']}",
+        f"origin   {case['origin']}   status {case['status']}   tlp {case['tlp']}"
+        f"   duplicates {case['duplicates']}",
+        f"assessed {a['verdict'] or '-'} / {a['category'] or '-'}"
+        + (f"  ({a['legal_basis']})" if a["legal_basis"] else ""),
+        f"hosting  {h['status']}: countries {', '.join(h['countries']) or '-'}"
+        f"   cdn {h['cdn_name'] or ('yes' if h['cdn'] else 'no')}"
+        f"   abuse {h['abuse_contact'] or '-'}",
+    ]
+    if h["addresses"]:
+        lines.append(table(h["addresses"], ["ip", "country", "basis", "source", "asn", "cdn"]))
+    for error in h["errors"]:
+        lines.append(f"  trace note: {error}")
+    lines.append(f"routing  {r['decision'] or '(not yet)'}")
+    for target in r["targets"]:
+        lines.append(
+            f"  -> {target['kind']} {target['name']} {target['country'] or ''}: {target['reason']}"
+        )
+    if r["queued"]:
+        lines.append(table(r["queued"], ["kind", "name", "state", "record_type", "done_at"]))
+    lines.append("timeline")
+    lines.append(table(case["actions"], ["at", "code", "by", "country", "analyst", "reason"]))
+    return "\n".join(lines)
+
+
+async def cmd_reports_submit(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        result = await node.cases.submit(
+            args.url, actor="cli", category=args.category, note=args.note, tlp=args.tlp
+        )
+        if not args.no_trace and not result.duplicate:
+            await node.trace_pending()
+        data = {
+            "id": result.report_id,
+            "duplicate": result.duplicate,
+            "duplicates": result.duplicates,
+        }
+        text = (
+            f"{result.report_id} (joined an existing case; {result.duplicates} duplicate(s))"
+            if result.duplicate
+            else result.report_id
+        )
+        _print(args, data, text)
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_reports_assess(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        await node.cases.assess(
+            args.id,
+            verdict=args.verdict,
+            category=args.category,
+            legal_basis=args.legal_basis,
+            actor="cli",
+        )
+        case = await node.cases.show(args.id)
+        _print(args, case, _case_text(case))
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_reports_action(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        action_id = await node.cases.record_action(
+            args.id, code=args.code, reason=args.reason, actor="cli"
+        )
+        _print(args, {"id": action_id}, f"recorded {args.code} ({action_id})")
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_reports_override(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        await node.cases.override_jurisdiction(
+            args.id, country=args.country, reason=args.reason, actor="cli"
+        )
+        case = await node.cases.show(args.id)
+        _print(args, case, _case_text(case))
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_reports_list(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        rows = await node.cases.list_cases(status=args.status, limit=args.limit)
+        _print(
+            args,
+            rows,
+            table(
+                rows, ["id", "status", "verdict", "category", "received_at", "duplicates", "url"]
+            ),
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_reports_show(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        case = await node.cases.show(args.id)
+        _print(args, case, _case_text(case))
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_trace(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        evidence = await node.trace_url(args.url)
+        text = "\n".join(
+            [
+                f"host     {evidence['host']}",
+                f"cnames   {' -> '.join(evidence['cnames']) or '-'}",
+                f"countries {', '.join(evidence['countries']) or '-'}   cdn "
+                f"{evidence['cdn_name'] or ('yes' if evidence['cdn'] else 'no')}",
+                f"abuse    {evidence['abuse_contact'] or '-'}",
+                table(
+                    evidence["addresses"],
+                    ["ip", "country", "basis", "source", "source_date", "asn", "cdn"],
+                ),
+                *[f"note: {e}" for e in evidence["errors"]],
+            ]
+        )
+        _print(args, evidence, text)
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_audit_verify(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        result = await audit.verify(node.db)
+        data = {
+            "ok": result.ok,
+            "entries": result.entries,
+            "first_broken": result.first_broken,
+            "problem": result.problem,
+        }
+        if result.ok:
+            _print(args, data, f"audit log intact: {result.entries} entries verified")
+            return 0
+        _print(args, data, f"audit log BROKEN at entry {result.first_broken}: {result.problem}")
+        return 3
+
+    return await with_node(args, run)
+
+
+# parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", help="node data directory (default: $HOTLINE_NODE_DATA_DIR or ./hotline-data)"
+    )
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    parser = argparse.ArgumentParser(
+        prog="hotline-node",
+        description="Federated exchange node for internet hotlines.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(group: Any, name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command(sub, "init", cmd_init, "create a node's data directory: config, keys, database")
+    p.add_argument("--node-id", required=True, help="lower-case id, e.g. fr-pointdecontact")
+    p.add_argument("--country", required=True, help="ISO 3166-1 alpha-2, e.g. FR")
+    p.add_argument("--endpoint", help="URL peers use to reach this node")
+    p.add_argument("--listen", default="127.0.0.1:8700", help="HOST:PORT to listen on")
+    p.add_argument("--dns-server", help="HOST:PORT of the resolver used for jurisdiction")
+    command(sub, "serve", cmd_serve, "run the HTTP APIs and scheduled jobs until SIGTERM/SIGINT")
+
+    tokens = sub.add_parser("tokens", help="API tokens").add_subparsers(dest="sub", required=True)
+    p = command(tokens, "create", cmd_tokens_create, "print a new API token (stored hashed)")
+    p.add_argument("--role", required=True, choices=["analyst", "operator"])
+    p.add_argument("--name", default="default", help="who holds it (shown in the audit log)")
+
+    keys = sub.add_parser("keys", help="node keys").add_subparsers(dest="sub", required=True)
+    command(keys, "show", cmd_keys_show, "node id, fingerprint, keys with validity")
+    command(keys, "rotate", cmd_keys_rotate, "new signing and encryption keys, with overlap")
+    p = command(keys, "revoke", cmd_keys_revoke, "revoke one key by its id")
+    p.add_argument("kid")
+
+    reports = sub.add_parser("reports", help="cases").add_subparsers(dest="sub", required=True)
+    p = command(reports, "submit", cmd_reports_submit, "record a report; prints its id")
+    p.add_argument("url")
+    p.add_argument("--category", choices=["csam", "csem", "grooming", "hate", "terrorism", "other"])
+    p.add_argument("--note")
+    p.add_argument("--tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
+    p.add_argument("--no-trace", action="store_true", help="leave tracing to the running node")
+    p = command(reports, "assess", cmd_reports_assess, "qualify a report; routing follows")
+    p.add_argument("id")
+    p.add_argument("--verdict", required=True, choices=["baseline", "national", "not_illegal"])
+    p.add_argument(
+        "--category",
+        required=True,
+        choices=["csam", "csem", "grooming", "hate", "terrorism", "other"],
+    )
+    p.add_argument("--legal-basis")
+    p = command(reports, "action", cmd_reports_action, "record an action on a report")
+    p.add_argument("id")
+    p.add_argument(
+        "--code",
+        required=True,
+        choices=[
+            "content_removed",
+            "content_unavailable",
+            "moved",
+            "not_illegal",
+            "lea_referred",
+            "notice_sent",
+        ],
+    )
+    p.add_argument("--reason")
+    p = command(
+        reports,
+        "override",
+        cmd_reports_override,
+        "set the jurisdiction by hand (with a reason); routing follows",
+    )
+    p.add_argument("id")
+    p.add_argument("--country", required=True)
+    p.add_argument("--reason", required=True)
+    p = command(reports, "list", cmd_reports_list, "list cases, newest first")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=50)
+    p = command(reports, "show", cmd_reports_show, "one case with its whole timeline")
+    p.add_argument("id")
+
+    p = command(sub, "trace", cmd_trace, "jurisdiction evidence for a URL (never contacts it)")
+    p.add_argument("url")
+    audit_cmds = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
+    command(audit_cmds, "verify", cmd_audit_verify, "check the audit hash chain end to end")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        handler: Command = args.handler
+        return asyncio.run(handler(args))
+    except (NodeError, KeysError, JurisdictionError) as exc:
+        print(f"hotline-node: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

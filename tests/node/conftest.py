@@ -1,0 +1,39 @@
+"""Fixtures for node tests: a controlled clock, a local DNS server, an initialised data dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from node.clock import ManualClock
+from node.datadir import DataDir
+from tests.support.dns_server import ZoneDnsServer
+from tests.support.nodes import START, ZONE, ApiHarness, api_harness, init_node
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def dns_server() -> Iterator[ZoneDnsServer]:
+    with ZoneDnsServer(ZONE, nxdomain=["gone.example"], silent=["slow.example"]) as server:
+        yield server
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer) -> DataDir:
+    return init_node(
+        tmp_path / "fr",
+        clock=clock,
+        extra={"jurisdiction": {"dns_server": dns_server.nameserver, "dns_timeout_seconds": 1.0}},
+    )
+
+
+@pytest.fixture
+async def api(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[ApiHarness]:
+    async with api_harness(data_dir, clock) as harness:
+        yield harness
