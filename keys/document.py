@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -26,6 +26,8 @@ KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
 RawKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
 # 9999-12-31T23:59:59Z: the last second every implementation can turn into a date.
 MAX_UNIX_TIME = 253_402_300_799
+# Strict int between 1 and 1: a Literal would also take true and 1.0 (equal in Python).
+Version = Annotated[int, Field(ge=1, le=1, strict=True)]
 UnixTime = Annotated[int, Field(ge=0, le=MAX_UNIX_TIME)]
 
 
@@ -41,7 +43,7 @@ class PublishedKey(_Frozen):
 
 
 class KeyDocument(_Frozen):
-    v: Literal[1] = 1
+    v: Version = 1
     node_id: NodeId
     country: CountryCode
     endpoint: str = Field(max_length=2048)

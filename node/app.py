@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,8 +16,10 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from keys import NodeKeys, build_key_document, load_keys, sign_key_document
+from keys import build_key_document, load_keys, sign_key_document
+from node.api.admin import AdminContext
 from node.api.context import ApiContext
+from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
 from node.api.server import make_app
 from node.cases import CaseService
@@ -24,9 +27,16 @@ from node.clock import Clock
 from node.config import NodeConfig, load_config
 from node.datadir import DataDir
 from node.errors import ConfigError
+from node.federation.admin import PeerAdmin
+from node.federation.delivery import Delivery
+from node.federation.inbox import Inbox
+from node.federation.registry import PeerRegistry
+from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
+from node.keyring import KeyRing
 from node.store.db import Database
 from node.tokens import TokenService
+from peers.client import PeerClient, authority
 
 log = logging.getLogger("hotline.node")
 TRACE_SWEEP_SECONDS = 10
@@ -40,11 +50,16 @@ class Node:
     data_dir: DataDir
     clock: Clock
     db: Database
-    keys: NodeKeys
+    keyring: KeyRing
     session: aiohttp.ClientSession
     tracer: Tracer
     cases: CaseService
     tokens: TokenService
+    registry: PeerRegistry
+    inbox: Inbox
+    delivery: Delivery
+    admin: PeerAdmin
+    jobs: Jobs
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def trace_url(self, url: str) -> dict[str, Any]:
@@ -52,14 +67,15 @@ class Node:
         return result.to_dict()
 
     def key_document(self) -> bytes:
+        keys = self.keyring.current
         document = build_key_document(
-            self.keys,
+            keys,
             node_id=self.config.node_id,
             country=self.config.country,
             endpoint=self.config.endpoint,
             now=self.clock.now(),
         )
-        return sign_key_document(document, self.keys)
+        return sign_key_document(document, keys)
 
     def request_trace(self) -> None:
         self._trace_wanted.set()
@@ -79,6 +95,22 @@ class Node:
             schedule_trace=self.request_trace,
         )
 
+    def federation_context(self) -> FederationContext:
+        return FederationContext(
+            db=self.db,
+            clock=self.clock,
+            authority=authority(self.config.endpoint),
+            registry=self.registry,
+            inbox=self.inbox,
+            delivery=self.delivery,
+        )
+
+    def admin_context(self) -> AdminContext:
+        return AdminContext(admin=self.admin, registry=self.registry)
+
+    def make_app(self) -> web.Application:
+        return make_app(self.api_context(), self.federation_context(), self.admin_context())
+
     async def _trace_worker(self) -> None:
         """Traces run here, never inside a request: intake answers at once."""
         while True:
@@ -97,7 +129,7 @@ class Node:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, stop.set)
-        runner = web.AppRunner(make_app(self.api_context()), access_log=None)
+        runner = web.AppRunner(self.make_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.listen_port)
         await site.start()
@@ -110,18 +142,25 @@ class Node:
             max_instances=1,
             coalesce=True,
         )
+        self.jobs.install(scheduler)
         scheduler.start()
-        worker = asyncio.create_task(self._trace_worker(), name="trace-worker")
+        workers = [
+            asyncio.create_task(self._trace_worker(), name="trace-worker"),
+            asyncio.create_task(self.delivery.worker(), name="delivery-worker"),
+        ]
         self.request_trace()
+        await self.jobs.deliver()
         log.info("serving %s on %s", self.config.node_id, self.config.listen)
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
             scheduler.shutdown(wait=False)
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            for worker in workers:
+                worker.cancel()
+            for worker in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             await runner.cleanup()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -129,45 +168,98 @@ class Node:
 
 
 @asynccontextmanager
-async def open_node(data_dir: DataDir, clock: Clock) -> AsyncIterator[Node]:
+async def open_node(
+    data_dir: DataDir, clock: Clock, rng: random.Random | None = None
+) -> AsyncIterator[Node]:
+    """Build every service of the node; the one place where dependencies are wired."""
     config = load_config(data_dir.root)
-    keys = load_keys(data_dir.keys, data_dir.read_secret())
+    keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
     db = await Database.open(data_dir.database)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    timeout = aiohttp.ClientTimeout(total=config.federation.request_timeout_seconds)
+    session = aiohttp.ClientSession(timeout=timeout)
     try:
-        jurisdiction = config.jurisdiction
+        tracer = _tracer(config, data_dir, clock, session)
         try:
-            tracer = build_tracer(
+            registry = PeerRegistry(db, clock)
+            await registry.load()
+            cases = CaseService(db, clock, node_id=config.node_id, country=config.country)
+            client = PeerClient(
+                session,
+                node_id=config.node_id,
+                signing_key=lambda: keyring.current.current_signing(clock.now()),
                 clock=clock.now,
-                session=session,
-                dns_server=jurisdiction.dns_server,
-                dns_timeout=jurisdiction.dns_timeout_seconds,
-                geo_overrides=[f"{cidr}={cc}" for cidr, cc in jurisdiction.overrides.items()],
-                geofeeds=[jurisdiction.geofeed] if jurisdiction.geofeed else [],
-                country_mmdb=jurisdiction.mmdb_country,
-                asn_mmdb=jurisdiction.mmdb_asn,
-                cdn_asns=jurisdiction.cdn_asns,
-                rdap_base=jurisdiction.rdap_base,
             )
-        except JurisdictionError as exc:
-            raise ConfigError(f"{data_dir.config}: [jurisdiction] {exc}") from exc
-        node: Node | None = None
-        cases = CaseService(db, clock, node_id=config.node_id, country=config.country)
-        node = Node(
-            config=config,
-            data_dir=data_dir,
-            clock=clock,
-            db=db,
-            keys=keys,
-            session=session,
-            tracer=tracer,
-            cases=cases,
-            tokens=TokenService(db, clock),
-        )
-        try:
-            yield node
+            inbox = Inbox(
+                db,
+                clock,
+                node_id=config.node_id,
+                country=config.country,
+                keys=keyring,
+                registry=registry,
+                cases=cases,
+            )
+            delivery = Delivery(
+                db,
+                clock,
+                node_id=config.node_id,
+                keys=keyring,
+                registry=registry,
+                inbox=inbox,
+                client=client,
+                rng=rng or random.Random(),  # noqa: S311 - backoff jitter, not secrecy
+                batch_size=config.federation.batch_size,
+            )
+            # A routed case is pushed as soon as its transaction commits.
+            cases.on_routed = delivery.kick
+            admin = PeerAdmin(registry, client, clock, config.node_id)
+            jobs = Jobs(
+                config=config,
+                clock=clock,
+                db=db,
+                cases=cases,
+                delivery=delivery,
+                admin=admin,
+                keyring=keyring,
+            )
+            yield Node(
+                config=config,
+                data_dir=data_dir,
+                clock=clock,
+                db=db,
+                keyring=keyring,
+                session=session,
+                tracer=tracer,
+                cases=cases,
+                tokens=TokenService(db, clock),
+                registry=registry,
+                inbox=inbox,
+                delivery=delivery,
+                admin=admin,
+                jobs=jobs,
+            )
         finally:
             tracer.close()
     finally:
         await session.close()
         await db.close()
+
+
+def _tracer(
+    config: NodeConfig, data_dir: DataDir, clock: Clock, session: aiohttp.ClientSession
+) -> Tracer:
+    jurisdiction = config.jurisdiction
+    try:
+        return build_tracer(
+            clock=clock.now,
+            session=session,
+            dns_server=jurisdiction.dns_server,
+            dns_timeout=jurisdiction.dns_timeout_seconds,
+            geo_overrides=[f"{cidr}={cc}" for cidr, cc in jurisdiction.overrides.items()],
+            geofeeds=[jurisdiction.geofeed] if jurisdiction.geofeed else [],
+            country_mmdb=jurisdiction.mmdb_country,
+            asn_mmdb=jurisdiction.mmdb_asn,
+            cdn_asns=jurisdiction.cdn_asns,
+            rdap_base=jurisdiction.rdap_base,
+        )
+    except JurisdictionError as exc:
+        raise ConfigError(f"{data_dir.config}: [jurisdiction] {exc}") from exc

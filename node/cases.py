@@ -216,7 +216,7 @@ class CaseService:
                 subject=report_id,
                 details={"verdict": the_verdict.value, "category": the_category.value},
             )
-            decision, peers = await self._route_if_ready(conn, report_id, actor)
+            decision, peers = await self.route_in(conn, report_id, actor)
         self._notify(peers)
         return decision
 
@@ -305,7 +305,7 @@ class CaseService:
                     "error": error,
                 },
             )
-            decision, peers = await self._route_if_ready(conn, report_id, "jurisdiction")
+            decision, peers = await self.route_in(conn, report_id, "jurisdiction")
         self._notify(peers)
         return decision
 
@@ -313,7 +313,16 @@ class CaseService:
         self, report_id: str, *, country: str, reason: str, actor: str
     ) -> RoutingDecision | None:
         row = await self._require(report_id)
-        if not isinstance(country, str) or len(country) != 2 or not country.isalpha():
+        if row["status"] in ("closed", "withdrawn"):
+            # As for assess: a finished case is not routed again (it would be re-sent).
+            raise Conflict(f"report {report_id} is {row['status']}")
+        # isalpha() alone takes "éé" and "ßa" (which upper-cases to "SSA"): ASCII letters only.
+        if (
+            not isinstance(country, str)
+            or len(country) != 2
+            or not country.isascii()
+            or not country.isalpha()
+        ):
             raise InvalidInput(f"country must be an ISO 3166-1 alpha-2 code (got {country!r})")
         reason_text = _text(reason, "reason", MAX_NOTE)
         if not reason_text:
@@ -335,7 +344,7 @@ class CaseService:
                 subject=report_id,
                 details={"country": country.upper(), "reason": reason_text},
             )
-            decision, peers = await self._route_if_ready(conn, report_id, actor, force=True)
+            decision, peers = await self.route_in(conn, report_id, actor, force=True)
         self._notify(peers)
         return decision
 
@@ -344,10 +353,13 @@ class CaseService:
         if peers and self.on_routed is not None:
             self.on_routed(peers)
 
-    async def _route_if_ready(
+    async def route_in(
         self, conn: aiosqlite.Connection, report_id: str, actor: str, force: bool = False
     ) -> tuple[RoutingDecision | None, list[str]]:
-        """Route once a case is both assessed and traced; outbox rows join this transaction."""
+        """Route once a case is both assessed and traced; outbox rows join this transaction.
+
+        Returns the decision and the peers that got new outbox rows (to push after commit).
+        """
         async with conn.execute("SELECT * FROM reports WHERE id = ?", (report_id,)) as cur:
             row = await cur.fetchone()
         if row is None or row["verdict"] is None:
@@ -371,14 +383,13 @@ class CaseService:
             is_origin=row["origin"] == self.node_id,
         )
         now = self.clock.now()
-        seq = int(row["seq"]) + 1 if row["assessed_at"] else int(row["seq"])
-        record = build_report_record(row, evidence, seq=seq)
-        payload = record_bytes(record)
-        await conn.execute(
-            "INSERT OR IGNORE INTO report_versions (report_id, seq, payload, created_at)"
-            " VALUES (?, ?, ?, ?)",
-            (report_id, seq, payload, iso(now)),
-        )
+        seq = int(row["seq"])
+        payload = b""
+        if any(t.kind == "peer" for t in decision.targets):
+            # Only the origin has peer targets (decide() never relays): a new version goes out.
+            seq += 1
+            payload = record_bytes(build_report_record(row, evidence, seq=seq))
+            await self.store.insert_version(conn, report_id, seq, payload, iso(now))
         pushed: list[str] = []
         for target in decision.targets:
             if target.kind == "peer":

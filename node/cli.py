@@ -7,16 +7,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
 from typing import Any
 
-from keys import KeysError, save_keys
-from node.jurisdiction import JurisdictionError
+from keys import KeysError
 from node.app import Node, open_node
 from node.clock import SystemClock, iso
 from node.config import parse_config
 from node.datadir import DataDir, create_data_dir
 from node.errors import NodeError
+from node.jurisdiction import JurisdictionError
 from node.output import emit_json, table
 from node.store import audit
 from node.store.db import Database
@@ -115,11 +114,14 @@ async def cmd_tokens_create(args: argparse.Namespace) -> int:
 def _key_rows(node: Node) -> list[dict[str, Any]]:
     now = node.clock.now()
     rows = []
-    for purpose, entries in (("sig", node.keys.signing), ("enc", node.keys.encryption)):
+    for purpose, entries in (
+        ("sig", node.keyring.current.signing),
+        ("enc", node.keyring.current.encryption),
+    ):
         for key in entries:
             state = (
                 "revoked"
-                if key.kid in node.keys.revoked
+                if key.kid in node.keyring.current.revoked
                 else "valid"
                 if key.validity.covers(now)
                 else "expired"
@@ -144,14 +146,14 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
         data = {
             "node_id": node.config.node_id,
             "country": node.config.country,
-            "fingerprint": node.keys.fingerprint,
+            "fingerprint": node.keyring.current.fingerprint,
             "keys": rows,
         }
         _print(
             args,
             data,
             f"node {node.config.node_id} ({node.config.country})\n"
-            f"identity fingerprint: {node.keys.fingerprint}\n\n"
+            f"identity fingerprint: {node.keyring.current.fingerprint}\n\n"
             + table(rows, ["purpose", "kid", "state", "not_before", "not_after"]),
         )
         return 0
@@ -159,8 +161,7 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
-async def _save_keys(node: Node, event: str, details: dict[str, Any]) -> None:
-    save_keys(node.data_dir.keys, node.keys, node.data_dir.read_secret())
+async def _audit_keys(node: Node, event: str, details: dict[str, Any]) -> None:
     async with node.db.write() as conn:
         await audit.append(
             conn,
@@ -174,18 +175,14 @@ async def _save_keys(node: Node, event: str, details: dict[str, Any]) -> None:
 
 async def cmd_keys_rotate(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        policy = node.config.keys
-        node.keys = node.keys.rotate(
-            node.clock.now(),
-            timedelta(days=policy.validity_days),
-            timedelta(days=policy.overlap_days),
-        ).prune(node.clock.now())
-        await _save_keys(node, "keys.rotated", {})
+        node.keyring.rotate(node.clock.now())
+        await _audit_keys(node, "keys.rotated", {})
+        rows = _key_rows(node)
         _print(
             args,
-            {"keys": _key_rows(node)},
+            {"keys": rows},
             "rotated; older keys stay valid for the overlap period\n"
-            + table(_key_rows(node), ["purpose", "kid", "state", "not_after"]),
+            + table(rows, ["purpose", "kid", "state", "not_after"]),
         )
         return 0
 
@@ -194,18 +191,8 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 async def cmd_keys_revoke(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        node.keys = node.keys.revoke(args.kid)
-        now = node.clock.now()
-        if not any(
-            k.validity.covers(now) and k.kid not in node.keys.revoked for k in node.keys.signing
-        ) or not any(
-            k.validity.covers(now) and k.kid not in node.keys.revoked for k in node.keys.encryption
-        ):
-            # Never leave the node without a usable key: rotate at once.
-            node.keys = node.keys.rotate(
-                now, timedelta(days=node.config.keys.validity_days), timedelta(0)
-            )
-        await _save_keys(node, "keys.revoked", {"kid": args.kid})
+        node.keyring.revoke(args.kid, node.clock.now())
+        await _audit_keys(node, "keys.revoked", {"kid": args.kid})
         _print(args, {"revoked": args.kid, "keys": _key_rows(node)}, f"revoked {args.kid}")
         return 0
 

@@ -5,14 +5,35 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from keys.document import CountryCode, NodeId
 from node.errors import ConfigError
 
 CONFIG_FILE = "node.toml"
-HostPort = Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$")]
+
+
+def _port_in_range(value: str) -> str:
+    # The pattern allows five digits: 65536-99999 would only fail later, when binding.
+    if int(value.rsplit(":", 1)[1]) > 65535:
+        raise ValueError("port must be between 0 and 65535")
+    return value
+
+
+HostPort = Annotated[
+    str,
+    Field(pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$"),
+    AfterValidator(_port_in_range),
+]
 
 
 class _Section(BaseModel):
@@ -41,6 +62,15 @@ class KeysConfig(_Section):
     rotate_every_days: Annotated[int, Field(ge=1, le=3650)] = 60
 
 
+class FederationConfig(_Section):
+    # For a node that cannot accept inbound connections: collect records from every peer.
+    pull_from_peers: bool = False
+    batch_size: Annotated[int, Field(ge=1, le=500)] = 200
+    sweep_seconds: Annotated[int, Field(ge=1, le=3600)] = 15
+    key_refresh_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 6
+    request_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 30
+
+
 class RetentionConfig(_Section):
     personal_data_days: Annotated[int, Field(ge=1, le=36500)] = 365
 
@@ -54,12 +84,16 @@ class NodeConfig(_Section):
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     keys: KeysConfig = Field(default_factory=KeysConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint_is_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        # "http://" alone would be stored as "http:" (and then refused when read back).
+        if not urlsplit(value).hostname:
+            raise ValueError("must name a host")
         return value.rstrip("/")
 
     @property
@@ -76,7 +110,12 @@ def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     value: Any = raw
     for part in error["loc"]:
-        value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]  # e.g. jurisdiction.cdn_asns.1
+        else:
+            value = None
     shown = "" if value is None else f" (value {value!r})"
     return f"{key}: {error['msg']}{shown}"
 
@@ -101,14 +140,26 @@ def load_config(data_dir: Path) -> NodeConfig:
     return parse_config(raw, str(path))
 
 
+def _toml_string(value: str) -> str:
+    """A TOML basic string: quote, backslash and control characters (DEL too) escaped."""
+    out = []
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
@@ -132,5 +183,5 @@ def render_config(config: NodeConfig) -> str:
                 lines.append(f"{key} = {_toml_value(value)}")
         for key, value in nested:
             lines += ["", f"[{name}.{key}]"]
-            lines += [f'"{k}" = {_toml_value(v)}' for k, v in value.items()]
+            lines += [f"{_toml_string(k)} = {_toml_value(v)}" for k, v in value.items()]
     return "\n".join(lines) + "\n"

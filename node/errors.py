@@ -85,3 +85,9 @@ class UpstreamError(NodeError):
     status = 502
     kind = "upstream"
     title = "An upstream service failed"
+
+
+class SignatureRefused(NodeError):
+    status = 401
+    kind = "request-signature"
+    title = "Request signature refused"

@@ -76,7 +76,9 @@ class TokenService:
         if not header:
             raise Unauthorized("missing Authorization header (expected: Bearer <token>)")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+        # Header bytes that are not UTF-8 reach us as surrogates, which cannot be hashed; our
+        # tokens are ASCII, so anything else is malformed rather than an internal error.
+        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX) or not token.isascii():
             raise Unauthorized("malformed Authorization header (expected: Bearer <token>)")
         row = await self.db.fetch_one(
             "SELECT id, role, name FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",

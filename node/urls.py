@@ -6,24 +6,26 @@ import ipaddress
 from urllib.parse import urlsplit, urlunsplit
 
 from node.errors import InvalidInput
+from node.jurisdiction.dns import normalise_host
+from node.jurisdiction.errors import InvalidUrlError
 
 MAX_URL_LENGTH = 4096
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _idna_host(host: str) -> str:
+    """The host exactly as the trace reads it (node.jurisdiction.dns.normalise_host).
+
+    Python's "idna" codec is IDNA 2003, which maps "straße.de" to "strasse.de": another
+    domain than browsers (IDNA 2008 / UTS 46) and the trace visit. One reading for both.
+    """
     try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    try:
-        return ".".join(
-            label.encode("idna").decode("ascii") if label else label
-            for label in host.rstrip(".").split(".")
-        )
-    except UnicodeError as exc:
-        raise InvalidInput(f"invalid host name {host!r}: {exc}") from exc
+        normalised = normalise_host(host)
+    except InvalidUrlError as exc:
+        raise InvalidInput(f"url has an invalid host: {exc}") from exc
+    if isinstance(normalised, ipaddress.IPv6Address):
+        return f"[{normalised}]"
+    return str(normalised)
 
 
 def normalise_url(url: str) -> str:
@@ -50,9 +52,7 @@ def normalise_url(url: str) -> str:
     host = parts.hostname
     if not host:
         raise InvalidInput("url has no host")
-    host = _idna_host(host.lower())
-    if ":" in host:
-        host = f"[{host}]"
+    host = _idna_host(host)
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     if parts.username or parts.password:
         # Credentials are not part of the content's location and must not be stored.

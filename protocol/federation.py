@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from keys.thumbprint import b64url, b64url_decode
 from protocol.envelope import MAX_ENVELOPE_BYTES
 
 MAX_BATCH = 500
@@ -57,11 +57,9 @@ class OutboxPage(_Body):
 
 
 def encode_frame(frame: bytes) -> str:
-    return base64.urlsafe_b64encode(frame).rstrip(b"=").decode("ascii")
+    return b64url(frame)
 
 
 def decode_frame(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError as exc:
-        raise ValueError("envelope is not base64url") from exc
+    """Strict: only canonical unpadded base64url, so one frame has one spelling."""
+    return b64url_decode(text)

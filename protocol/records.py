@@ -22,6 +22,8 @@ from keys.document import CountryCode, NodeId
 from protocol.errors import RecordError
 
 RECORD_VERSION = 1
+# Strict int between 1 and 1: a Literal would also take true and 1.0 (equal in Python).
+Version = Annotated[int, Field(ge=1, le=1, strict=True)]
 MAX_URL = 4096
 MAX_TEXT = 8192
 
@@ -128,7 +130,7 @@ class Report(_Model):
     """A case as its origin sees it. Single writer: only `origin` issues new versions (`seq`)."""
 
     type: Literal["report"] = "report"
-    v: Literal[1] = 1
+    v: Version = 1
     id: UUID
     origin: NodeId
     seq: Sequence
@@ -150,7 +152,7 @@ class Action(_Model):
     """Something a node did about a report. Append-only; written by the node that acted."""
 
     type: Literal["action"] = "action"
-    v: Literal[1] = 1
+    v: Version = 1
     id: UUID
     report_id: UUID
     report_origin: NodeId
@@ -166,7 +168,7 @@ class Withdrawal(_Model):
     """The origin retracts a report (tombstone): a mistaken report or an erasure request."""
 
     type: Literal["withdrawal"] = "withdrawal"
-    v: Literal[1] = 1
+    v: Version = 1
     id: UUID
     report_id: UUID
     origin: NodeId
@@ -181,7 +183,7 @@ class Receipt(_Model):
     """The receiver's statement over the SHA-256 digests of the envelopes it accepted."""
 
     type: Literal["receipt"] = "receipt"
-    v: Literal[1] = 1
+    v: Version = 1
     id: UUID
     txn_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
     by: NodeId

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
 from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge
@@ -13,15 +13,34 @@ from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 M = TypeVar("M", bound=BaseModel)
 
 
+async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as it passes `max_bytes`.
+
+    `StreamReader.read(n)` returns what has arrived so far, not n bytes: a body sent in several
+    chunks (or TCP segments) must be read until the end of the stream.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(max_bytes + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+
+
 async def read_json(request: web.Request, model: type[M], max_bytes: int) -> M:
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    # aiohttp reports a missing Content-Type as application/octet-stream: look at the header.
+    if hdrs.CONTENT_TYPE in request.headers and request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(
+            text=f"content type must be application/json, not {request.content_type}"
+        )
     # content_length can be absent (chunked): cap the read itself too.
-    body = await request.content.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
-    if request.content_type not in ("application/json", ""):
-        raise MalformedRequest(f"content type must be application/json, not {request.content_type}")
+    body = await _read_capped(request, max_bytes)
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

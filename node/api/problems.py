@@ -37,11 +37,14 @@ def problem(
         "instance": instance,
         **extra,
     }
+    headers = {}
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    if status == 401:
+        # RFC 9110 §15.5.2: a 401 response carries the challenge for the scheme to use.
+        headers["WWW-Authenticate"] = 'Bearer realm="hotline-node"'
     return web.Response(
-        status=status,
-        body=orjson.dumps(body),
-        content_type=PROBLEM_JSON,
-        headers={"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None,
+        status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON, headers=headers
     )
 
 

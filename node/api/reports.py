@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.bodies import json_response, read_json
 from node.api.context import context, principal
-from node.errors import InvalidInput
+from node.errors import InvalidInput, UpstreamError
+from node.jurisdiction import InvalidUrlError, JurisdictionError, NoAddressError, NoSuchHostError
 from node.tokens import Role
+from node.urls import normalise_url
 
 STAFF = (Role.ANALYST, Role.OPERATOR)
 PUBLIC_MAX_BYTES = 8 * 1024
@@ -81,7 +83,8 @@ async def public_submit(request: web.Request) -> web.Response:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "50")
-    if not raw.isdigit():
+    # str.isdigit() is true for "²" and other digits int() refuses: ASCII digits only.
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidInput(f"limit must be a positive integer (got {raw!r})")
     return int(raw)
 
@@ -140,7 +143,15 @@ async def trace(request: web.Request) -> web.Response:
     url = request.query.get("url")
     if not url:
         raise InvalidInput("query parameter url is required")
-    return json_response(await context(request).trace(url))
+    # The same rules as intake: a URL that could not be reported is not traced either.
+    normalised = normalise_url(url)
+    try:
+        evidence = await context(request).trace(normalised)
+    except (InvalidUrlError, NoSuchHostError, NoAddressError) as exc:
+        raise InvalidInput(str(exc)) from exc
+    except JurisdictionError as exc:
+        raise UpstreamError(str(exc)) from exc
+    return json_response(evidence)
 
 
 def add_routes(app: web.Application) -> None:

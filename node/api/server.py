@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import reports
+from node.api import admin, federation, reports
+from node.api.admin import ADMIN, AdminContext
 from node.api.context import CONTEXT, ApiContext, context
+from node.api.federation import FEDERATION, FederationContext
 from node.api.problems import problem_middleware
 
 
@@ -17,11 +19,21 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "node_id": context(request).node_id})
 
 
-def make_app(ctx: ApiContext) -> web.Application:
+def make_app(
+    ctx: ApiContext,
+    federation_ctx: FederationContext | None = None,
+    admin_ctx: AdminContext | None = None,
+) -> web.Application:
     # client_max_size is a second cap: handlers cap bodies themselves before parsing.
-    app = web.Application(middlewares=[problem_middleware], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[problem_middleware], client_max_size=32 * 1024 * 1024)
     app[CONTEXT] = ctx
     app.router.add_get("/.well-known/hotline-node", key_document)
     app.router.add_get("/healthz", healthz)
     reports.add_routes(app)
+    if federation_ctx is not None:
+        app[FEDERATION] = federation_ctx
+        federation.add_routes(app)
+    if admin_ctx is not None:
+        app[ADMIN] = admin_ctx
+        admin.add_routes(app)
     return app

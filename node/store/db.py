@@ -19,10 +19,14 @@ BUSY_TIMEOUT_MS = 10_000
 
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
-    conn.row_factory = aiosqlite.Row
-    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        await conn.close()
+        raise
     return conn
 
 
@@ -40,15 +44,22 @@ class Database:
         if not path.exists():
             # The database holds personal data; SQLite gives its -wal/-shm files the same mode.
             path.touch(mode=0o600)
+        opened: list[aiosqlite.Connection] = []
         try:
             writer = await _connect(path)
+            opened.append(writer)
             mode = await (await writer.execute("PRAGMA journal_mode = WAL")).fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StoreError(f"{path}: cannot switch the database to WAL mode")
             await _migrate(writer)
             reader = await _connect(path)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        except BaseException as exc:
+            # A connection left open keeps its (non-daemon) worker thread alive: close it.
+            for conn in opened:
+                await conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"cannot open database {path}: {exc}") from exc
+            raise
         return cls(path, writer, reader)
 
     async def close(self) -> None:

@@ -160,4 +160,69 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_subject ON audit_log(subject, seq);
     """,
+    # 2: federation: evidence of what peers sent, idempotent transactions, dead letters,
+    # receipts, pull cursors, sticky revocations, request nonces.
+    """
+    CREATE TABLE inbox_envelopes (
+        digest TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        msg_id TEXT NOT NULL,
+        record_type TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        frame BLOB NOT NULL
+    );
+    CREATE INDEX inbox_envelopes_received ON inbox_envelopes(received_at);
+    CREATE INDEX inbox_envelopes_report ON inbox_envelopes(report_id);
+
+    CREATE TABLE inbound_transactions (
+        sender TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        response BLOB NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (sender, txn_id)
+    );
+    CREATE INDEX inbound_transactions_received ON inbound_transactions(received_at);
+
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_id TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        seq INTEGER,
+        record_type TEXT,
+        record_id TEXT,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX dead_letters_peer ON dead_letters(peer_id, at);
+
+    CREATE TABLE receipts (
+        peer_id TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        frame BLOB NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (peer_id, txn_id)
+    );
+
+    CREATE TABLE pull_cursors (
+        peer_id TEXT PRIMARY KEY,
+        after_seq INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE request_nonces (
+        sender TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (sender, nonce)
+    );
+    CREATE INDEX request_nonces_created ON request_nonces(created_at);
+
+    ALTER TABLE peers ADD COLUMN revoked_keys TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE peers ADD COLUMN keys_refreshed_at TEXT;
+    ALTER TABLE peers ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE peers ADD COLUMN received INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX peer_outbox_state ON peer_outbox(state, peer_id);
+    """,
 ]

@@ -13,7 +13,6 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
 from keys.storage import write_private_file
-from node.api.server import make_app
 from node.app import Node, open_node
 from node.clock import ManualClock, iso
 from node.config import parse_config, render_config
@@ -88,7 +87,7 @@ async def api_harness(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[Ap
     async with open_node(data_dir, clock) as node:
         analyst = await node.tokens.create("analyst", "alice")
         operator = await node.tokens.create("operator", "olivier")
-        server = TestServer(make_app(node.api_context()), host="127.0.0.1")
+        server = TestServer(node.make_app(), host="127.0.0.1")
         async with TestClient(server) as client:
             yield ApiHarness(node, client, analyst, operator)
 

@@ -104,7 +104,7 @@ async def test_to_hosting_is_a_valid_wire_record(
     result = await make_tracer(dns_server, rdap).trace("http://files.example.de/")
     hosting = result.to_hosting()
     assert isinstance(hosting, Hosting)
-    assert hosting.countries == ["DE"]
+    assert hosting.countries == ("DE",)
     assert hosting.abuse_contact == "abuse@hetzner.example"
     assert hosting.traced_at == NOW
     assert hosting.addresses[0].basis is LocationBasis.REGISTRATION

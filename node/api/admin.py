@@ -1,0 +1,104 @@
+"""The operator's HTTP administration of peers (the same operations as `hotline-node peers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.api.bodies import json_response, read_json
+from node.api.context import context, principal
+from node.federation.admin import PeerAdmin
+from node.federation.registry import PeerRegistry, summary
+from node.tokens import Role
+
+
+@dataclass
+class AdminContext:
+    admin: PeerAdmin
+    registry: PeerRegistry
+
+
+ADMIN = web.AppKey("admin", AdminContext)
+
+
+class AddPeerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    node_id: Annotated[str, Field(max_length=63)]
+    country: Annotated[str, Field(max_length=2)]
+    endpoint: Annotated[str, Field(max_length=2048)]
+    fingerprint: Annotated[str, Field(max_length=64)]
+    pull_only: bool = False
+    categories: list[str] | None = None
+    max_tlp: str | None = None
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    categories: list[str] | None = None
+    max_tlp: str | None = None
+    pull_only: bool | None = None
+
+
+async def list_peers(request: web.Request) -> web.Response:
+    await principal(request, Role.OPERATOR)
+    rows = await request.app[ADMIN].registry.all()
+    return json_response({"peers": [summary(row) for row in rows]})
+
+
+async def add_peer(request: web.Request) -> web.Response:
+    who = await principal(request, Role.OPERATOR)
+    body = await read_json(request, AddPeerBody, context(request).max_body_bytes)
+    described = await request.app[ADMIN].admin.add(
+        node_id=body.node_id,
+        country=body.country,
+        endpoint=body.endpoint,
+        fingerprint=body.fingerprint,
+        pull_only=body.pull_only,
+        categories=body.categories,
+        max_tlp=body.max_tlp,
+        actor=who.actor,
+    )
+    return json_response(described, status=201)
+
+
+async def show_peer(request: web.Request) -> web.Response:
+    await principal(request, Role.OPERATOR)
+    return json_response(await request.app[ADMIN].registry.describe(request.match_info["id"]))
+
+
+async def update_peer(request: web.Request) -> web.Response:
+    who = await principal(request, Role.OPERATOR)
+    body = await read_json(request, PolicyBody, context(request).max_body_bytes)
+    described = await request.app[ADMIN].admin.set_policy(
+        request.match_info["id"],
+        categories=body.categories,
+        max_tlp=body.max_tlp,
+        pull_only=body.pull_only,
+        actor=who.actor,
+    )
+    return json_response(described)
+
+
+def _status_handler(status: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        who = await principal(request, Role.OPERATOR)
+        described = await request.app[ADMIN].admin.set_status(
+            request.match_info["id"], status, who.actor
+        )
+        return json_response(described)
+
+    return handler
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/v1/peers", list_peers)
+    app.router.add_post("/admin/v1/peers", add_peer)
+    app.router.add_get("/admin/v1/peers/{id}", show_peer)
+    app.router.add_patch("/admin/v1/peers/{id}", update_peer)
+    app.router.add_post("/admin/v1/peers/{id}/suspend", _status_handler("suspended"))
+    app.router.add_post("/admin/v1/peers/{id}/resume", _status_handler("active"))
+    app.router.add_delete("/admin/v1/peers/{id}", _status_handler("removed"))

@@ -1,0 +1,154 @@
+"""The federation API peers call: push a transaction, pull our outbox (signed requests only)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from node.api.bodies import json_response
+from node.clock import Clock, iso
+from node.errors import Conflict, InvalidInput, MalformedRequest, PayloadTooLarge, SignatureRefused
+from node.federation.delivery import Delivery
+from node.federation.inbox import Inbox
+from node.federation.registry import PeerRegistry
+from node.store.db import Database
+from protocol.federation import (
+    MAX_TRANSACTION_BYTES,
+    TXN_ID_PATTERN,
+    TransactionRequest,
+    decode_frame,
+)
+from protocol.httpsig import RequestSignatureError, SignedRequest, verify_request
+
+log = logging.getLogger("hotline.federation")
+_TXN_ID = re.compile(TXN_ID_PATTERN)
+MAX_PULL = 1000
+
+
+class _AcceptAll:
+    """verify_request's nonce hook: the database below is the real, durable check."""
+
+    def use(self, sender: str, nonce: str, created: object) -> bool:
+        return True
+
+
+@dataclass
+class FederationContext:
+    db: Database
+    clock: Clock
+    authority: str
+    registry: PeerRegistry
+    inbox: Inbox
+    delivery: Delivery
+
+
+FEDERATION = web.AppKey("federation", FederationContext)
+
+
+async def _authenticate(request: web.Request, body: bytes) -> str:
+    ctx = request.app[FEDERATION]
+    raw_query = request.rel_url.raw_query_string
+    signed = SignedRequest(
+        request.method,
+        ctx.authority,
+        request.rel_url.raw_path,
+        f"?{raw_query}" if raw_query else "?",
+        body,
+    )
+    now = ctx.clock.now()
+    try:
+        sender = verify_request(
+            signed, request.headers, peers=ctx.registry, nonces=_AcceptAll(), now=now
+        )
+    except RequestSignatureError as exc:
+        log.warning(
+            "refused federation request %s %s from %s: %s",
+            request.method,
+            request.path,
+            request.remote,
+            exc.reason,
+        )
+        raise SignatureRefused(exc.reason) from exc
+    async with ctx.db.write() as conn:
+        cursor = await conn.execute(
+            "INSERT OR IGNORE INTO request_nonces (sender, nonce, created_at) VALUES (?, ?, ?)",
+            (sender, _nonce(request), iso(now)),
+        )
+        fresh = cursor.rowcount == 1
+    if not fresh:
+        log.warning("refused replayed federation request from %s", sender)
+        raise SignatureRefused("nonce was already used (replayed request)")
+    return sender
+
+
+def _nonce(request: web.Request) -> str:
+    match = re.search(r';nonce="([A-Za-z0-9_-]+)"', request.headers.get("Signature-Input", ""))
+    return match.group(1) if match else ""
+
+
+async def _body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_TRANSACTION_BYTES:
+        raise PayloadTooLarge(f"transaction is larger than {MAX_TRANSACTION_BYTES} bytes")
+    body = await request.content.read(MAX_TRANSACTION_BYTES + 1)
+    if len(body) > MAX_TRANSACTION_BYTES:
+        raise PayloadTooLarge(f"transaction is larger than {MAX_TRANSACTION_BYTES} bytes")
+    return body
+
+
+async def push_transaction(request: web.Request) -> web.Response:
+    ctx = request.app[FEDERATION]
+    txn_id = request.match_info["txn_id"]
+    if not _TXN_ID.match(txn_id):
+        raise MalformedRequest("txn_id must be 8-64 base64url characters")
+    body = await _body(request)
+    sender = await _authenticate(request, body)
+    stored = await ctx.inbox.stored_answer(sender, txn_id)
+    if stored is not None:
+        # The same transaction again gets the same answer (a retry after a lost response).
+        return web.Response(body=stored, content_type="application/json")
+    try:
+        transaction = TransactionRequest.model_validate_json(body)
+        frames = [decode_frame(text) for text in transaction.envelopes]
+    except (ValidationError, ValueError) as exc:
+        raise MalformedRequest(f"transaction body is malformed: {_first(exc)}") from exc
+    answer, pushed = await ctx.inbox.receive_transaction(sender, txn_id, frames)
+    ctx.delivery.kick([*pushed, sender])
+    return web.Response(body=answer, content_type="application/json")
+
+
+async def pull_outbox(request: web.Request) -> web.Response:
+    ctx = request.app[FEDERATION]
+    body = await _body(request)
+    after_text = request.query.get("after", "0")
+    limit_text = request.query.get("limit", "100")
+    if not after_text.isdigit() or not limit_text.isdigit():
+        raise InvalidInput("after and limit must be non-negative integers")
+    after, limit = int(after_text), int(limit_text)
+    if not 1 <= limit <= MAX_PULL:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PULL}")
+    sender = await _authenticate(request, body)
+    peer = await ctx.registry.get(sender)
+    if peer.mode.value != "pull":
+        raise Conflict(f"{sender} is a push peer: this node delivers to it")
+    page = await ctx.delivery.outbox_page(sender, after, limit)
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            "UPDATE peers SET last_contact_at = ? WHERE node_id = ?", (iso(ctx.clock.now()), sender)
+        )
+    return json_response(page.model_dump(mode="json"))
+
+
+def _first(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return str(exc)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/federation/v1/transactions/{txn_id}", push_transaction)
+    app.router.add_get("/federation/v1/outbox", pull_outbox)

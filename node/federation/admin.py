@@ -1,0 +1,114 @@
+"""Operator actions on peers: add (fetch and pin the key document), policy, status, key refresh."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from node.clock import Clock
+from node.errors import InvalidInput, UpstreamError
+from node.federation.registry import PeerRegistry, check_node_id, parse_policy
+from peers.client import PeerClient, PeerError
+from peers.model import PeerMode, PeerStatus
+
+log = logging.getLogger("hotline.peers")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_FINGERPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+class PeerAdmin:
+    def __init__(
+        self, registry: PeerRegistry, client: PeerClient, clock: Clock, node_id: str
+    ) -> None:
+        self.registry = registry
+        self.client = client
+        self.clock = clock
+        self.node_id = node_id
+
+    async def add(
+        self,
+        *,
+        node_id: str,
+        country: str,
+        endpoint: str,
+        fingerprint: str,
+        pull_only: bool = False,
+        categories: list[str] | None = None,
+        max_tlp: str | None = None,
+        actor: str,
+    ) -> dict[str, Any]:
+        check_node_id(node_id)
+        if node_id == self.node_id:
+            raise InvalidInput("a node cannot be its own peer")
+        if not _COUNTRY.match(country or ""):
+            raise InvalidInput(f"country must be an ISO 3166-1 alpha-2 code (got {country!r})")
+        if not endpoint.startswith(("http://", "https://")):
+            raise InvalidInput(f"endpoint must be an http(s) URL (got {endpoint!r})")
+        if not _FINGERPRINT.match(fingerprint or ""):
+            raise InvalidInput(
+                "fingerprint must be the 43-character identity fingerprint the "
+                "peer's operator gave you (hotline-node keys show)"
+            )
+        policy = parse_policy(categories, max_tlp)
+        endpoint = endpoint.rstrip("/")
+        try:
+            document, wire = await self.client.fetch_key_document(endpoint, fingerprint)
+        except PeerError as exc:
+            raise UpstreamError(f"cannot add {node_id}: {exc}") from exc
+        if document.node_id != node_id:
+            raise InvalidInput(f"the node at {endpoint} is {document.node_id}, not {node_id}")
+        if document.country != country:
+            raise InvalidInput(f"{node_id} declares country {document.country}, not {country}")
+        await self.registry.add(
+            document=document,
+            wire=wire,
+            fingerprint=fingerprint,
+            endpoint=endpoint,
+            mode=PeerMode.PULL if pull_only else PeerMode.PUSH,
+            policy=policy,
+            actor=actor,
+        )
+        return await self.registry.describe(node_id)
+
+    async def set_status(self, node_id: str, status: str, actor: str) -> dict[str, Any]:
+        await self.registry.set_status(node_id, PeerStatus(status), actor)
+        if status == PeerStatus.REMOVED:
+            return {"node_id": node_id, "status": "removed"}
+        return await self.registry.describe(node_id)
+
+    async def set_policy(
+        self,
+        node_id: str,
+        *,
+        categories: list[str] | None,
+        max_tlp: str | None,
+        pull_only: bool | None,
+        actor: str,
+    ) -> dict[str, Any]:
+        peer = await self.registry.get(node_id)
+        policy = parse_policy(
+            categories or [c.value for c in peer.policy.categories],
+            max_tlp or peer.policy.max_tlp.value,
+        )
+        mode = None if pull_only is None else (PeerMode.PULL if pull_only else PeerMode.PUSH)
+        await self.registry.set_policy(node_id, policy, mode, actor)
+        return await self.registry.describe(node_id)
+
+    async def refresh_keys(self) -> dict[str, str]:
+        """Fetch every peer's key document again: rotated keys come in, revocations stick."""
+        outcome: dict[str, str] = {}
+        for row in await self.registry.all():
+            node_id = row["node_id"]
+            try:
+                document, wire = await self.client.fetch_key_document(
+                    row["endpoint"], row["fingerprint"]
+                )
+                if document.node_id != node_id or document.country != row["country"]:
+                    raise InvalidInput(f"document now names {document.node_id}/{document.country}")
+                await self.registry.store_document(node_id, wire, document)
+                outcome[node_id] = "refreshed"
+            except (PeerError, InvalidInput) as exc:
+                log.warning("key refresh for %s failed: %s", node_id, exc)
+                outcome[node_id] = f"failed: {exc}"
+        return outcome

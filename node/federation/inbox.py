@@ -1,0 +1,514 @@
+"""What peers send us: open each envelope, apply its record, answer per item, sign a receipt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from keys import KeyUnavailableError, NodeKeys
+from node.cases import CLOSING_ACTIONS, CaseService
+from node.clock import Clock, iso
+from node.errors import InvalidInput
+from node.federation.registry import PeerRegistry
+from node.store import audit
+from node.store.db import Database
+from node.store.reports import ReportStore
+from node.urls import normalise_url
+from protocol import (
+    Action,
+    ActionCode,
+    MemoryReplayGuard,
+    Opened,
+    OpenError,
+    Receipt,
+    Report,
+    Withdrawal,
+    envelope_digest,
+    open_envelope,
+    read_header,
+    record_bytes,
+    seal,
+)
+from protocol.federation import ItemResult, ItemStatus, TransactionResponse, encode_frame
+
+log = logging.getLogger("hotline.federation")
+RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
+
+
+class RecordRefused(Exception):
+    """A well-signed record that breaks a federation rule (unknown case, not the origin...)."""
+
+
+@dataclass
+class Applied:
+    status: ItemStatus
+    error: str | None = None
+    pushed_to: str | None = None
+
+
+class Inbox:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        node_id: str,
+        country: str,
+        keys: Callable[[], NodeKeys],
+        registry: PeerRegistry,
+        cases: CaseService,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.node_id = node_id
+        self.country = country
+        self.keys = keys
+        self.registry = registry
+        self.cases = cases
+
+    # push ---------------------------------------------------------------------------------
+    async def stored_answer(self, sender: str, txn_id: str) -> bytes | None:
+        row = await self.db.fetch_one(
+            "SELECT response FROM inbound_transactions WHERE sender = ? AND txn_id = ?",
+            (sender, txn_id),
+        )
+        return bytes(row["response"]) if row else None
+
+    async def receive_transaction(
+        self, sender: str, txn_id: str, frames: list[bytes]
+    ) -> tuple[bytes, list[str]]:
+        """Apply a pushed batch; returns the JSON answer and the peers to push to after it."""
+        now = self.clock.now()
+        opened = await self._open_all(sender, frames, now)
+        results: list[ItemResult] = []
+        pushed: set[str] = set()
+        async with self.db.write() as conn:
+            for frame, item in zip(frames, opened, strict=True):
+                applied = await self._apply(conn, sender, frame, item, now)
+                results.append(
+                    ItemResult(
+                        digest=envelope_digest(frame), status=applied.status, error=applied.error
+                    )
+                )
+                if applied.pushed_to:
+                    pushed.add(applied.pushed_to)
+            accepted = [r.digest for r in results if r.status is not ItemStatus.REJECTED]
+            receipt = self._receipt(sender, txn_id, accepted, now)
+            answer = orjson.dumps(
+                TransactionResponse(txn_id=txn_id, results=results, receipt=receipt).model_dump(
+                    mode="json", exclude_none=True
+                )
+            )
+            await conn.execute(
+                "INSERT INTO inbound_transactions (sender, txn_id, response, received_at)"
+                " VALUES (?, ?, ?, ?)",
+                (sender, txn_id, answer, iso(now)),
+            )
+            await self._count(conn, sender, len(accepted), now)
+        return answer, sorted(pushed)
+
+    # pull ---------------------------------------------------------------------------------
+    async def apply_pulled(
+        self, sender: str, items: list[tuple[int, bytes]], after: int
+    ) -> tuple[int, list[str], int]:
+        """Apply pulled envelopes and move the cursor in the same transaction."""
+        now = self.clock.now()
+        frames = [frame for _, frame in items]
+        opened = await self._open_all(sender, frames, now)
+        pushed: set[str] = set()
+        accepted = 0
+        cursor = after
+        async with self.db.write() as conn:
+            for (seq, frame), item in zip(items, opened, strict=True):
+                applied = await self._apply(conn, sender, frame, item, now)
+                if applied.status is not ItemStatus.REJECTED:
+                    accepted += 1
+                if applied.pushed_to:
+                    pushed.add(applied.pushed_to)
+                cursor = max(cursor, seq)
+            await conn.execute(
+                "INSERT INTO pull_cursors (peer_id, after_seq, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(peer_id) DO UPDATE SET after_seq = excluded.after_seq,"
+                " updated_at = excluded.updated_at",
+                (sender, cursor, iso(now)),
+            )
+            await self._count(conn, sender, accepted, now)
+        return cursor, sorted(pushed), accepted
+
+    # opening ------------------------------------------------------------------------------
+    async def _open_all(
+        self, sender: str, frames: list[bytes], now: datetime
+    ) -> list[Opened | OpenError | RecordRefused]:
+        ids: list[str] = []
+        for frame in frames:
+            try:
+                ids.append(read_header(frame)[0].msg_id)
+            except OpenError:
+                continue
+        guard = MemoryReplayGuard()
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            marks = ",".join("?" for _ in part)
+            for row in await self.db.fetch_all(
+                f"SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})",  # noqa: S608
+                (sender, *part),
+            ):
+                guard.remember(sender, row["msg_id"], now)
+        # Opening is CPU work (HPKE, Ed25519, validation): keep the event loop answering.
+        return await asyncio.to_thread(self._open_batch, sender, frames, guard, now)
+
+    def _open_batch(
+        self, sender: str, frames: list[bytes], guard: MemoryReplayGuard, now: datetime
+    ) -> list[Opened | OpenError | RecordRefused]:
+        out: list[Opened | OpenError | RecordRefused] = []
+        keys = self.keys()
+        for frame in frames:
+            try:
+                header = read_header(frame)[0]
+                if header.from_ != sender:
+                    # A peer may only send its own records: nothing is relayed through nodes.
+                    out.append(RecordRefused(f"envelope from {header.from_} relayed by {sender}"))
+                    continue
+                out.append(
+                    open_envelope(
+                        frame,
+                        recipient=self.node_id,
+                        keys=keys,
+                        peers=self.registry,
+                        replay=guard,
+                        now=now,
+                    )
+                )
+            except OpenError as exc:
+                log.warning("refused envelope from %s: %s %s", sender, exc.reason.value, exc.detail)
+                out.append(exc)
+        return out
+
+    # applying -----------------------------------------------------------------------------
+    async def _apply(
+        self,
+        conn: aiosqlite.Connection,
+        sender: str,
+        frame: bytes,
+        item: Opened | OpenError | RecordRefused,
+        now: datetime,
+    ) -> Applied:
+        if isinstance(item, OpenError):
+            if item.reason.value == "replay":
+                return Applied(ItemStatus.DUPLICATE)
+            await self._reject(
+                conn, sender, None, str(item), f"{item.reason.value}: {item.detail}", now
+            )
+            return Applied(ItemStatus.REJECTED, str(item))
+        if isinstance(item, RecordRefused):
+            await self._reject(conn, sender, None, str(item), str(item), now)
+            return Applied(ItemStatus.REJECTED, str(item))
+        cursor = await conn.execute(
+            "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
+            (sender, item.header.msg_id, iso(now)),
+        )
+        if cursor.rowcount == 0:
+            return Applied(ItemStatus.DUPLICATE)
+        record = item.record
+        try:
+            if isinstance(record, Report):
+                result = await self._apply_report(conn, sender, record, item.payload, now)
+            elif isinstance(record, Action):
+                result = await self._apply_action(conn, sender, record, now)
+            elif isinstance(record, Withdrawal):
+                result = await self._apply_withdrawal(conn, sender, record, now)
+            else:
+                raise RecordRefused("receipts travel in transaction answers, not as records")
+        except RecordRefused as exc:
+            await self._reject(conn, sender, item, str(exc), str(exc), now)
+            return Applied(ItemStatus.REJECTED, str(exc))
+        if result.status is ItemStatus.ACCEPTED:
+            report_id = str(getattr(record, "report_id", getattr(record, "id", "")))
+            # The exact bytes received are kept as evidence (non-repudiation).
+            await conn.execute(
+                "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
+                " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.digest,
+                    sender,
+                    item.header.msg_id,
+                    record.type,
+                    str(record.id),
+                    report_id,
+                    iso(now),
+                    frame,
+                ),
+            )
+        return result
+
+    async def _reject(
+        self,
+        conn: aiosqlite.Connection,
+        sender: str,
+        item: Opened | None,
+        public: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        record = item.record if item else None
+        await conn.execute(
+            "INSERT INTO dead_letters (peer_id, direction, record_type, record_id, reason, at)"
+            " VALUES (?, 'in', ?, ?, ?, ?)",
+            (
+                sender,
+                record.type if record else None,
+                str(record.id) if record else None,
+                reason,
+                iso(now),
+            ),
+        )
+        await audit.append(
+            conn,
+            at=now,
+            actor=f"peer:{sender}",
+            event="federation.refused",
+            subject=sender,
+            details={"reason": reason},
+        )
+
+    async def _apply_report(
+        self,
+        conn: aiosqlite.Connection,
+        sender: str,
+        report: Report,
+        payload: bytes,
+        now: datetime,
+    ) -> Applied:
+        report_id = str(report.id)
+        async with conn.execute(
+            "SELECT origin, seq, status FROM reports WHERE id = ?", (report_id,)
+        ) as cur:
+            existing = await cur.fetchone()
+        if existing is not None:
+            if existing["origin"] != sender:
+                raise RecordRefused(f"report {report_id} belongs to {existing['origin']}")
+            if int(existing["seq"]) >= report.seq:
+                return Applied(ItemStatus.DUPLICATE)
+        try:
+            url_key = normalise_url(report.url)
+        except InvalidInput as exc:
+            raise RecordRefused(f"report url refused: {exc}") from exc
+        evidence = _evidence(report)
+        assessment = report.assessment
+        values: dict[str, Any] = {
+            "seq": report.seq,
+            "url": report.url,
+            "url_key": url_key,
+            "verdict": assessment.verdict.value,
+            "category": assessment.category.value,
+            "legal_basis": assessment.legal_basis,
+            "tlp": report.tlp.value,
+            "assessed_at": iso(report.assessed_at) if report.assessed_at else None,
+            "updated_at": iso(now),
+            "trace_status": "done",
+            "trace_json": orjson.dumps(evidence).decode(),
+            "traced_at": evidence.get("traced_at"),
+        }
+        await ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
+        if existing is not None:
+            await ReportStore.update(conn, report_id, values)
+            await audit.append(
+                conn,
+                at=now,
+                actor=f"peer:{sender}",
+                event="report.updated",
+                subject=report_id,
+                details={"seq": report.seq},
+            )
+            return Applied(ItemStatus.ACCEPTED)
+        await ReportStore.insert(
+            conn,
+            {
+                "id": report_id,
+                "origin": sender,
+                "local_ref": report.local_ref,
+                "source": "peer",
+                "status": "received",
+                "received_at": iso(now),
+                **values,
+            },
+        )
+        await ReportStore.replace_addresses(conn, report_id, evidence["addresses"])
+        await audit.append(
+            conn,
+            at=now,
+            actor=f"peer:{sender}",
+            event="report.received",
+            subject=report_id,
+            details={"seq": report.seq, "url": report.url},
+        )
+        # The origin learns at once that the case arrived: the `received` action goes back.
+        action = Action(
+            id=uuid.uuid5(RECEIVED_NAMESPACE, f"{report_id}/{self.node_id}"),
+            report_id=report.id,
+            report_origin=sender,
+            code=ActionCode.RECEIVED,
+            at=now,
+            by=self.node_id,
+            country=self.country,
+        )
+        await self.record_local_action(conn, action, analyst=None)
+        await self.cases.route_in(conn, report_id, "federation", force=True)
+        return Applied(ItemStatus.ACCEPTED, pushed_to=sender)
+
+    async def record_local_action(
+        self, conn: aiosqlite.Connection, action: Action, analyst: str | None
+    ) -> None:
+        """Our action on a peer's report: stored here and queued to the origin, only there."""
+        await ReportStore.insert_action(
+            conn,
+            {
+                "id": str(action.id),
+                "report_id": str(action.report_id),
+                "code": action.code.value,
+                "at": iso(action.at),
+                "by_node": action.by,
+                "analyst": analyst,
+                "country": action.country,
+                "reason": action.reason,
+            },
+        )
+        await ReportStore.enqueue_peer(
+            conn,
+            peer_id=action.report_origin,
+            record_type="action",
+            record_id=str(action.id),
+            report_id=str(action.report_id),
+            payload=record_bytes(action),
+            at=iso(action.at),
+        )
+
+    async def _apply_action(
+        self, conn: aiosqlite.Connection, sender: str, action: Action, now: datetime
+    ) -> Applied:
+        report_id = str(action.report_id)
+        async with conn.execute(
+            "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
+        ) as cur:
+            report = await cur.fetchone()
+        if report is None or report["origin"] != self.node_id:
+            raise RecordRefused(f"action on report {report_id}, which is not one of ours")
+        async with conn.execute(
+            "SELECT 1 FROM peer_outbox WHERE peer_id = ? AND report_id = ? AND record_type ="
+            " 'report' LIMIT 1",
+            (sender, report_id),
+        ) as cur:
+            if await cur.fetchone() is None:
+                raise RecordRefused(f"report {report_id} was never sent to {sender}")
+        inserted = await ReportStore.insert_action(
+            conn,
+            {
+                "id": str(action.id),
+                "report_id": report_id,
+                "code": action.code.value,
+                "at": iso(action.at),
+                "by_node": sender,
+                "analyst": action.analyst,
+                "country": action.country,
+                "reason": action.reason,
+            },
+        )
+        if not inserted:
+            return Applied(ItemStatus.DUPLICATE)
+        changes: dict[str, Any] = {"updated_at": iso(now)}
+        if action.code in CLOSING_ACTIONS and report["status"] != "withdrawn":
+            changes["status"] = "closed"
+        await ReportStore.update(conn, report_id, changes)
+        await audit.append(
+            conn,
+            at=now,
+            actor=f"peer:{sender}",
+            event="action.received",
+            subject=report_id,
+            details={"action": str(action.id), "code": action.code.value},
+        )
+        return Applied(ItemStatus.ACCEPTED)
+
+    async def _apply_withdrawal(
+        self, conn: aiosqlite.Connection, sender: str, withdrawal: Withdrawal, now: datetime
+    ) -> Applied:
+        report_id = str(withdrawal.report_id)
+        async with conn.execute(
+            "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
+        ) as cur:
+            report = await cur.fetchone()
+        if report is None or report["origin"] != sender:
+            raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
+        if report["status"] == "withdrawn":
+            return Applied(ItemStatus.DUPLICATE)
+        await ReportStore.update(conn, report_id, {"status": "withdrawn", "updated_at": iso(now)})
+        await conn.execute(
+            "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
+            " 'pending'",
+            (report_id,),
+        )
+        await audit.append(
+            conn,
+            at=now,
+            actor=f"peer:{sender}",
+            event="report.withdrawn",
+            subject=report_id,
+            details={"reason": withdrawal.reason},
+        )
+        return Applied(ItemStatus.ACCEPTED)
+
+    # answers ------------------------------------------------------------------------------
+    def _receipt(self, sender: str, txn_id: str, digests: list[str], now: datetime) -> str | None:
+        keys = self.registry.keys_for(sender)
+        if keys is None:
+            return None
+        try:
+            kid, public = keys.encryption_key(now)
+        except KeyUnavailableError:
+            log.warning("no encryption key for %s: answering without a receipt", sender)
+            return None
+        receipt = Receipt(
+            id=uuid.uuid4(), txn_id=txn_id, by=self.node_id, at=now, accepted=tuple(digests)
+        )
+        frame = seal(
+            receipt,
+            sender=self.node_id,
+            signing_key=self.keys().current_signing(now),
+            recipient=sender,
+            recipient_kid=kid,
+            recipient_key=public,
+            msg_id=uuid.uuid4(),
+            now=now,
+        )
+        return encode_frame(frame)
+
+    async def _count(
+        self, conn: aiosqlite.Connection, sender: str, accepted: int, now: datetime
+    ) -> None:
+        # A peer that reaches us is up: forget its backoff so our queue to it moves at once.
+        await conn.execute(
+            "UPDATE peers SET received = received + ?, last_contact_at = ?, backoff_until = NULL,"
+            " backoff_attempts = 0 WHERE node_id = ?",
+            (accepted, iso(now), sender),
+        )
+
+
+def _evidence(report: Report) -> dict[str, Any]:
+    hosting = report.hosting
+    return {
+        "addresses": [a.model_dump(mode="json") for a in hosting.addresses],
+        "countries": list(hosting.countries),
+        "abuse_contact": hosting.abuse_contact,
+        "cdn": hosting.cdn,
+        "traced_at": iso(hosting.traced_at) if hosting.traced_at else None,
+        "source": "origin",
+        "errors": [],
+    }

@@ -1,0 +1,273 @@
+"""The peer registry in SQLite, with a cache of verified public keys for the hot paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from keys import KeyDocument, PublicKeySet
+from node.clock import Clock, iso
+from node.errors import Conflict, InvalidInput, NotFound
+from node.store import audit
+from node.store.db import Database
+from peers.model import Peer, PeerMode, PeerPolicy, PeerStatus
+from protocol.records import Category, Tlp
+
+_NODE_ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def peer_from_row(row: aiosqlite.Row) -> Peer:
+    return Peer(
+        node_id=row["node_id"],
+        country=row["country"],
+        endpoint=row["endpoint"],
+        fingerprint=row["fingerprint"],
+        status=PeerStatus(row["status"]),
+        mode=PeerMode(row["mode"]),
+        policy=PeerPolicy(
+            frozenset(Category(c) for c in orjson.loads(row["categories"])), Tlp(row["max_tlp"])
+        ),
+        key_document=row["key_document"],
+        revoked=frozenset(orjson.loads(row["revoked_keys"])),
+    )
+
+
+def parse_policy(categories: list[str] | None, max_tlp: str | None) -> PeerPolicy:
+    default = PeerPolicy.default()
+    try:
+        cats = frozenset(Category(c) for c in categories) if categories else default.categories
+    except ValueError:
+        allowed = ", ".join(c.value for c in Category)
+        raise InvalidInput(f"categories must be among {allowed} (got {categories})") from None
+    try:
+        tlp = Tlp(max_tlp) if max_tlp else default.max_tlp
+    except ValueError:
+        allowed = ", ".join(t.value for t in Tlp)
+        raise InvalidInput(f"max_tlp must be one of {allowed} (got {max_tlp!r})") from None
+    return PeerPolicy(cats, tlp)
+
+
+def check_node_id(node_id: str) -> str:
+    if not node_id or len(node_id) > 63 or not set(node_id) <= _NODE_ID_CHARS:
+        raise InvalidInput(
+            f"node id must be 1-63 lower-case letters, digits, '.' or '-' (got {node_id!r})"
+        )
+    return node_id
+
+
+class PeerRegistry:
+    """Peers and their keys. Implements protocol.PeerDirectory for active peers."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self._keys: dict[str, PublicKeySet] = {}
+        self._active: set[str] = set()
+
+    async def load(self) -> None:
+        """Fill the key cache; call at start and after any change to peers."""
+        keys: dict[str, PublicKeySet] = {}
+        active: set[str] = set()
+        for row in await self.db.fetch_all("SELECT * FROM peers WHERE status != 'removed'"):
+            peer = peer_from_row(row)
+            public = peer.public_keys()
+            if public is not None:
+                keys[peer.node_id] = public
+            if peer.status is PeerStatus.ACTIVE:
+                active.add(peer.node_id)
+        self._keys, self._active = keys, active
+
+    # PeerDirectory: only active peers are known senders.
+    def keys_for(self, node_id: str) -> PublicKeySet | None:
+        return self._keys.get(node_id) if node_id in self._active else None
+
+    def is_active(self, node_id: str) -> bool:
+        return node_id in self._active
+
+    async def get(self, node_id: str) -> Peer:
+        row = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+        if row is None or row["status"] == PeerStatus.REMOVED:
+            raise NotFound(f"no peer {node_id!r}")
+        return peer_from_row(row)
+
+    async def row(self, node_id: str) -> aiosqlite.Row:
+        row = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+        if row is None or row["status"] == PeerStatus.REMOVED:
+            raise NotFound(f"no peer {node_id!r}")
+        return row
+
+    async def all(self, include_removed: bool = False) -> list[aiosqlite.Row]:
+        where = "" if include_removed else "WHERE status != 'removed'"
+        return await self.db.fetch_all(f"SELECT * FROM peers {where} ORDER BY node_id")  # noqa: S608
+
+    async def add(
+        self,
+        *,
+        document: KeyDocument,
+        wire: bytes,
+        fingerprint: str,
+        endpoint: str,
+        mode: PeerMode,
+        policy: PeerPolicy,
+        actor: str,
+    ) -> None:
+        now = iso(self.clock.now())
+        async with self.db.write() as conn:
+            async with conn.execute(
+                "SELECT status FROM peers WHERE node_id = ?", (document.node_id,)
+            ) as cur:
+                existing = await cur.fetchone()
+            if existing is not None and existing["status"] != PeerStatus.REMOVED:
+                raise Conflict(f"peer {document.node_id} already exists")
+            await conn.execute(
+                "INSERT OR REPLACE INTO peers (node_id, country, endpoint, fingerprint, status,"
+                " mode, categories, max_tlp, key_document, added_at, keys_refreshed_at,"
+                " revoked_keys) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    document.node_id,
+                    document.country,
+                    endpoint,
+                    fingerprint,
+                    mode.value,
+                    orjson.dumps(sorted(c.value for c in policy.categories)).decode(),
+                    policy.max_tlp.value,
+                    wire,
+                    now,
+                    now,
+                    orjson.dumps(sorted(document.revoked)).decode(),
+                ),
+            )
+            await audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event="peer.added",
+                subject=document.node_id,
+                details={
+                    "country": document.country,
+                    "endpoint": endpoint,
+                    "fingerprint": fingerprint,
+                    "mode": mode.value,
+                },
+            )
+        await self.load()
+
+    async def set_status(self, node_id: str, status: PeerStatus, actor: str) -> None:
+        await self.row(node_id)
+        async with self.db.write() as conn:
+            await conn.execute(
+                "UPDATE peers SET status = ? WHERE node_id = ?", (status.value, node_id)
+            )
+            await audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event=f"peer.{status.value}",
+                subject=node_id,
+            )
+        await self.load()
+
+    async def set_policy(
+        self, node_id: str, policy: PeerPolicy, mode: PeerMode | None, actor: str
+    ) -> None:
+        row = await self.row(node_id)
+        async with self.db.write() as conn:
+            await conn.execute(
+                "UPDATE peers SET categories = ?, max_tlp = ?, mode = ? WHERE node_id = ?",
+                (
+                    orjson.dumps(sorted(c.value for c in policy.categories)).decode(),
+                    policy.max_tlp.value,
+                    (mode.value if mode else row["mode"]),
+                    node_id,
+                ),
+            )
+            await audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event="peer.policy",
+                subject=node_id,
+                details={
+                    "categories": sorted(c.value for c in policy.categories),
+                    "max_tlp": policy.max_tlp.value,
+                },
+            )
+        await self.load()
+
+    async def store_document(self, node_id: str, wire: bytes, document: KeyDocument) -> None:
+        """A refreshed key document; revocations accumulate and never come back."""
+        row = await self.row(node_id)
+        revoked = set(orjson.loads(row["revoked_keys"])) | set(document.revoked)
+        async with self.db.write() as conn:
+            await conn.execute(
+                "UPDATE peers SET key_document = ?, revoked_keys = ?, keys_refreshed_at = ?"
+                " WHERE node_id = ?",
+                (wire, orjson.dumps(sorted(revoked)).decode(), iso(self.clock.now()), node_id),
+            )
+            await audit.append(
+                conn,
+                at=self.clock.now(),
+                actor="scheduler",
+                event="peer.keys_refreshed",
+                subject=node_id,
+                details={"revoked": sorted(revoked)},
+            )
+        await self.load()
+
+    async def describe(self, node_id: str) -> dict[str, Any]:
+        row = await self.row(node_id)
+        depth = await self.db.fetch_one(
+            "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'", (node_id,)
+        )
+        dead = await self.db.fetch_one(
+            "SELECT COUNT(*) FROM dead_letters WHERE peer_id = ?", (node_id,)
+        )
+        peer = peer_from_row(row)
+        document = peer.document()
+        now = self.clock.now()
+        keys = []
+        if document is not None:
+            for purpose, entries in (
+                ("sig", document.signing_keys),
+                ("enc", document.encryption_keys),
+            ):
+                for entry in entries:
+                    keys.append(
+                        {
+                            "purpose": purpose,
+                            "kid": entry.kid,
+                            "not_before": entry.not_before,
+                            "not_after": entry.not_after,
+                            "revoked": entry.kid in peer.revoked,
+                        }
+                    )
+        return {
+            **summary(row),
+            "fingerprint": row["fingerprint"],
+            "keys": keys,
+            "revoked_keys": sorted(peer.revoked),
+            "keys_refreshed_at": row["keys_refreshed_at"],
+            "queue_depth": int(depth[0]) if depth else 0,
+            "dead_letters": int(dead[0]) if dead else 0,
+            "backoff_attempts": row["backoff_attempts"],
+            "backoff_until": row["backoff_until"],
+            "backing_off": bool(row["backoff_until"] and row["backoff_until"] > iso(now)),
+            "last_error": row["last_error"],
+        }
+
+
+def summary(row: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "node_id": row["node_id"],
+        "country": row["country"],
+        "endpoint": row["endpoint"],
+        "status": row["status"],
+        "mode": row["mode"],
+        "categories": orjson.loads(row["categories"]),
+        "max_tlp": row["max_tlp"],
+        "last_contact_at": row["last_contact_at"],
+        "delivered": row["delivered"],
+        "received": row["received"],
+    }

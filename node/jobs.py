@@ -1,0 +1,120 @@
+"""Scheduled jobs: trace, deliver, pull, refresh peer keys, rotate ours, prune, purge."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from node.cases import CaseService
+from node.clock import Clock, iso
+from node.config import NodeConfig
+from node.federation.admin import PeerAdmin
+from node.federation.delivery import Delivery
+from node.keyring import KeyRing
+from node.store import audit
+from node.store.db import Database
+from protocol.envelope import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW
+from protocol.httpsig import DEFAULT_WINDOW
+
+log = logging.getLogger("hotline.jobs")
+INBOUND_TRANSACTIONS_KEPT = timedelta(days=7)
+
+
+@dataclass
+class Jobs:
+    config: NodeConfig
+    clock: Clock
+    db: Database
+    cases: CaseService
+    delivery: Delivery
+    admin: PeerAdmin
+    keyring: KeyRing
+
+    async def deliver(self) -> None:
+        self.delivery.kick(await self.delivery.pending_peers())
+
+    async def pull(self) -> int:
+        total = 0
+        for row in await self.admin.registry.all():
+            if row["status"] == "active":
+                total += (await self.delivery.pull(row["node_id"])).pulled
+        return total
+
+    async def refresh_peer_keys(self) -> dict[str, str]:
+        return await self.admin.refresh_keys()
+
+    async def rotate_keys(self) -> bool:
+        now = self.clock.now()
+        if not self.keyring.due_for_rotation(now):
+            return False
+        keys = self.keyring.rotate(now)
+        async with self.db.write() as conn:
+            await audit.append(
+                conn,
+                at=now,
+                actor="scheduler",
+                event="keys.rotated",
+                subject=self.config.node_id,
+                details={"signing": keys.current_signing(now).kid},
+            )
+        log.info("rotated our keys")
+        return True
+
+    async def prune(self) -> dict[str, int]:
+        """Replay caches only need to cover the windows in which messages are accepted."""
+        now = self.clock.now()
+        counts: dict[str, int] = {}
+        async with self.db.write() as conn:
+            for table, column, horizon in (
+                ("inbox_seen", "created_at", now - DEFAULT_MAX_AGE - DEFAULT_MAX_SKEW),
+                ("request_nonces", "created_at", now - 2 * DEFAULT_WINDOW),
+                ("inbound_transactions", "received_at", now - INBOUND_TRANSACTIONS_KEPT),
+            ):
+                cursor = await conn.execute(
+                    f"DELETE FROM {table} WHERE {column} < ?",  # noqa: S608 - fixed names
+                    (iso(horizon),),
+                )
+                counts[table] = cursor.rowcount
+        return counts
+
+    async def purge(self) -> int:
+        """Personal data past retention is erased; cases and statistics stay."""
+        now = self.clock.now()
+        horizon = now - timedelta(days=self.config.retention.personal_data_days)
+        async with self.db.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE reports SET description = NULL, contact = NULL, notes = NULL"
+                " WHERE received_at < ? AND (description IS NOT NULL OR contact IS NOT NULL"
+                " OR notes IS NOT NULL)",
+                (iso(horizon),),
+            )
+            purged = cursor.rowcount
+            if purged:
+                await audit.append(
+                    conn,
+                    at=now,
+                    actor="scheduler",
+                    event="retention.purged",
+                    subject="reports",
+                    details={"count": purged, "before": iso(horizon)},
+                )
+        return purged
+
+    def install(self, scheduler: Any) -> None:
+        federation = self.config.federation
+        every = federation.sweep_seconds
+
+        def add(func: Any, seconds: int, job_id: str) -> None:
+            scheduler.add_job(
+                func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True
+            )
+
+        add(self.deliver, every, "deliver")
+        if federation.pull_from_peers:
+            add(self.pull, every, "pull")
+        add(self.refresh_peer_keys, federation.key_refresh_hours * 3600, "refresh-peer-keys")
+        add(self.rotate_keys, 3600, "rotate-keys")
+        add(self.prune, 600, "prune")
+        add(self.purge, 6 * 3600, "purge")
