@@ -25,6 +25,7 @@ from node.store.db import Database
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol.records import (
+    Action,
     ActionCode,
     Assessment,
     Category,
@@ -33,6 +34,7 @@ from protocol.records import (
     Report,
     Tlp,
     Verdict,
+    Withdrawal,
     record_bytes,
 )
 
@@ -251,6 +253,29 @@ class CaseService:
             if the_code in CLOSING_ACTIONS or the_code is ActionCode.NOT_ILLEGAL:
                 changes["status"] = "closed"
             await self.store.update(conn, report_id, changes)
+            origin = row["origin"]
+            if origin != self.node_id:
+                # On a peer's report, what we did goes back to its origin, and only there.
+                action = Action(
+                    id=uuid.UUID(action_id),
+                    report_id=uuid.UUID(report_id),
+                    report_origin=origin,
+                    code=the_code,
+                    at=now,
+                    by=self.node_id,
+                    analyst=actor[:256],
+                    country=self.country,
+                    reason=reason,
+                )
+                await self.store.enqueue_peer(
+                    conn,
+                    peer_id=origin,
+                    record_type="action",
+                    record_id=action_id,
+                    report_id=report_id,
+                    payload=record_bytes(action),
+                    at=iso(now),
+                )
             await audit.append(
                 conn,
                 at=now,
@@ -259,7 +284,64 @@ class CaseService:
                 subject=report_id,
                 details={"action": action_id, "code": the_code.value},
             )
+        if row["origin"] != self.node_id:
+            self._notify([row["origin"]])
         return action_id
+
+    async def withdraw(self, report_id: str, *, reason: str, actor: str) -> list[str]:
+        """Retract our report: closed here, and a tombstone to every peer that received it."""
+        row = await self._require(report_id)
+        if row["origin"] != self.node_id:
+            raise Conflict("only the origin hotline can withdraw a report")
+        if row["status"] == "withdrawn":
+            raise Conflict(f"report {report_id} is already withdrawn")
+        reason_text = _text(reason, "reason", MAX_NOTE)
+        if not reason_text:
+            raise InvalidInput("a withdrawal needs a reason")
+        now = self.clock.now()
+        withdrawal = Withdrawal(
+            id=uuid.uuid4(),
+            report_id=uuid.UUID(report_id),
+            origin=self.node_id,
+            at=now,
+            reason=reason_text,
+        )
+        payload = record_bytes(withdrawal)
+        async with self.db.write() as conn:
+            async with conn.execute(
+                "SELECT DISTINCT peer_id FROM peer_outbox WHERE report_id = ? AND record_type ="
+                " 'report'",
+                (report_id,),
+            ) as cursor:
+                peers = [r["peer_id"] for r in await cursor.fetchall()]
+            for peer in peers:
+                await self.store.enqueue_peer(
+                    conn,
+                    peer_id=peer,
+                    record_type="withdrawal",
+                    record_id=str(withdrawal.id),
+                    report_id=report_id,
+                    payload=payload,
+                    at=iso(now),
+                )
+            await conn.execute(
+                "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
+                " 'pending'",
+                (report_id,),
+            )
+            await self.store.update(
+                conn, report_id, {"status": "withdrawn", "updated_at": iso(now)}
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="report.withdrawn",
+                subject=report_id,
+                details={"reason": reason_text, "peers": peers},
+            )
+        self._notify(peers)
+        return peers
 
     # jurisdiction ------------------------------------------------------------------------
     async def trace_pending(self, trace: TraceFunction, limit: int = 50) -> int:

@@ -14,7 +14,7 @@ from node.app import Node, open_node
 from node.clock import SystemClock, iso
 from node.config import parse_config
 from node.datadir import DataDir, create_data_dir
-from node.errors import NodeError
+from node.errors import NodeError, NotFound
 from node.jurisdiction import JurisdictionError
 from node.output import emit_json, table
 from node.store import audit
@@ -27,6 +27,9 @@ EPILOG = """examples:
   hotline-node reports assess ID --verdict baseline --category csam --legal-basis "Art. 227-23"
   hotline-node reports show ID --json
   hotline-node trace https://files.example.net/a/b.jpg
+  hotline-node peers add --node-id de-eco --country DE --endpoint https://node.eco.example \\
+      --fingerprint <the fingerprint de-eco's operator gave you>
+  hotline-node sync
 """
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -315,6 +318,176 @@ async def cmd_reports_show(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
+async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        peers = await node.cases.withdraw(args.id, reason=args.reason, actor="cli")
+        if peers:
+            await _push_now(node, peers)
+        _print(
+            args,
+            {"id": args.id, "withdrawn": True, "peers": peers},
+            f"withdrawn; tombstone queued for {', '.join(peers) or 'no peer'}",
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+# peers -------------------------------------------------------------------------------------
+PEER_COLUMNS = [
+    "node_id",
+    "country",
+    "status",
+    "mode",
+    "max_tlp",
+    "last_contact_at",
+    "delivered",
+    "received",
+    "endpoint",
+]
+
+
+def _categories(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+async def cmd_peers_add(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        peer = await node.admin.add(
+            node_id=args.node_id,
+            country=args.country,
+            endpoint=args.endpoint,
+            fingerprint=args.fingerprint,
+            pull_only=args.pull_only,
+            categories=_categories(args.categories),
+            max_tlp=args.max_tlp,
+            actor="cli",
+        )
+        _print(
+            args,
+            peer,
+            f"added {peer['node_id']} ({peer['country']}): key document "
+            f"verified against fingerprint {args.fingerprint}",
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_peers_list(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        from node.federation.registry import summary
+
+        rows = [summary(row) for row in await node.registry.all()]
+        _print(args, rows, table(rows, PEER_COLUMNS))
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_peers_show(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        peer = await node.registry.describe(args.id)
+        lines = [f"{k:<18} {v}" for k, v in peer.items() if k != "keys"]
+        lines.append(table(peer["keys"], ["purpose", "kid", "not_before", "not_after", "revoked"]))
+        _print(args, peer, "\n".join(lines))
+        return 0
+
+    return await with_node(args, run)
+
+
+def _peer_status(status: str) -> Command:
+    async def command(args: argparse.Namespace) -> int:
+        async def run(node: Node) -> int:
+            peer = await node.admin.set_status(args.id, status, "cli")
+            _print(args, peer, f"{args.id}: {peer['status']}")
+            return 0
+
+        return await with_node(args, run)
+
+    return command
+
+
+async def cmd_peers_policy(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        pull = None if args.mode is None else args.mode == "pull"
+        peer = await node.admin.set_policy(
+            args.id,
+            categories=_categories(args.categories),
+            max_tlp=args.max_tlp,
+            pull_only=pull,
+            actor="cli",
+        )
+        _print(
+            args,
+            peer,
+            f"{args.id}: categories {','.join(peer['categories'])}, max TLP "
+            f"{peer['max_tlp']}, mode {peer['mode']}",
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+# sync --------------------------------------------------------------------------------------
+def _progress(quiet: bool) -> Callable[[str, int, int], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(peer: str, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        print(
+            f"\r{peer:<20} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+async def _push_now(node: Node, peers: list[str]) -> None:
+    for peer in peers:
+        await node.delivery.push(peer)
+
+
+async def cmd_sync(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        rows = await node.registry.all()
+        targets = [r for r in rows if args.peer is None or r["node_id"] == args.peer]
+        if args.peer is not None and not targets:
+            raise NotFound(f"no peer {args.peer!r}")
+        progress = _progress(args.json)
+        results = []
+        for row in targets:
+            peer_id = row["node_id"]
+            pushed = await node.delivery.push(peer_id, force=True, progress=progress)
+            outcome = {
+                "peer": peer_id,
+                "sent": pushed.sent,
+                "rejected": pushed.rejected,
+                "pulled": 0,
+                "error": pushed.error,
+                "skipped": pushed.skipped,
+            }
+            if node.config.federation.pull_from_peers:
+                pulled = await node.delivery.pull(peer_id, progress=progress)
+                outcome["pulled"] = pulled.pulled
+                outcome["error"] = outcome["error"] or pulled.error
+            results.append(outcome)
+            if progress is not None:
+                print(file=sys.stderr)
+        _print(
+            args,
+            results,
+            table(results, ["peer", "sent", "rejected", "pulled", "skipped", "error"]),
+        )
+        return 1 if any(r["error"] for r in results) else 0
+
+    return await with_node(args, run)
+
+
 async def cmd_trace(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         evidence = await node.trace_url(args.url)
@@ -442,6 +615,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p = command(reports, "show", cmd_reports_show, "one case with its whole timeline")
     p.add_argument("id")
+
+    p = command(
+        reports,
+        "withdraw",
+        cmd_reports_withdraw,
+        "retract our report; peers that received it close it",
+    )
+    p.add_argument("id")
+    p.add_argument("--reason", required=True)
+
+    peers = sub.add_parser("peers", help="peer hotlines").add_subparsers(dest="sub", required=True)
+    p = command(
+        peers,
+        "add",
+        cmd_peers_add,
+        "fetch a peer's key document, check it against the fingerprint, pin it",
+    )
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--country", required=True)
+    p.add_argument("--endpoint", required=True)
+    p.add_argument(
+        "--fingerprint",
+        required=True,
+        help="identity fingerprint the peer's operator gave you out of band",
+    )
+    p.add_argument(
+        "--pull-only",
+        action="store_true",
+        help="the peer cannot accept connections: it collects records itself",
+    )
+    p.add_argument("--categories", help="comma-separated categories it accepts (default all)")
+    p.add_argument("--max-tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
+    command(peers, "list", cmd_peers_list, "all peers with status and counters")
+    p = command(peers, "show", cmd_peers_show, "one peer: keys, queue depth, backoff, errors")
+    p.add_argument("id")
+    for name, status, text in (
+        ("suspend", "suspended", "stop exchanging with a peer"),
+        ("resume", "active", "exchange with a suspended peer again"),
+        ("remove", "removed", "forget a peer (history is kept)"),
+    ):
+        p = command(peers, name, _peer_status(status), text)
+        p.add_argument("id")
+    p = command(peers, "policy", cmd_peers_policy, "what a peer may receive")
+    p.add_argument("id")
+    p.add_argument("--categories")
+    p.add_argument("--max-tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
+    p.add_argument("--mode", choices=["push", "pull"])
+    p = command(sub, "sync", cmd_sync, "run one round of delivery (and pull) now")
+    p.add_argument("--peer", help="only this peer")
 
     p = command(sub, "trace", cmd_trace, "jurisdiction evidence for a URL (never contacts it)")
     p.add_argument("url")

@@ -317,9 +317,9 @@ class Inbox:
             "trace_json": orjson.dumps(evidence).decode(),
             "traced_at": evidence.get("traced_at"),
         }
-        await ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
         if existing is not None:
             await ReportStore.update(conn, report_id, values)
+            await ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
             await audit.append(
                 conn,
                 at=now,
@@ -341,6 +341,7 @@ class Inbox:
                 **values,
             },
         )
+        await ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
         await ReportStore.replace_addresses(conn, report_id, evidence["addresses"])
         await audit.append(
             conn,

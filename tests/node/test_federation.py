@@ -1,0 +1,322 @@
+"""Two real nodes on loopback ports exchange reports, actions and withdrawals (in one process)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from node.clock import ManualClock
+from node.errors import InvalidInput, UpstreamError
+from node.store.reports import ReportStore
+from protocol import Action, ActionCode, record_bytes, seal
+from protocol.federation import TransactionRequest, encode_frame
+from protocol.httpsig import SignedRequest, sign_request
+from tests.factories import sample_report
+from tests.support.dns_server import ZoneDnsServer
+from tests.support.federation import LiveNode, befriend, live_node, node_dir
+from tests.support.nodes import START
+
+
+@dataclass
+class Pair:
+    fr: LiveNode
+    de: LiveNode
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> AsyncIterator[Pair]:
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
+    de_dir, de_url = node_dir(tmp_path, "de-eco", "DE", clock, dns_server.nameserver)
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de)
+        yield Pair(fr, de)
+
+
+async def forward_case(pair: Pair, url: str = "http://de.example/x.jpg") -> str:
+    cases = pair.fr.node.cases
+    submitted = await cases.submit(url, actor="analyst:ana", category="csam")
+    await pair.fr.node.trace_pending()
+    decision = await cases.assess(
+        submitted.report_id,
+        verdict="baseline",
+        category="csam",
+        legal_basis="227-23",
+        actor="analyst:ana",
+    )
+    assert decision is not None
+    assert decision.decision.value == "peer"
+    await pair.fr.settle()
+    return submitted.report_id
+
+
+async def test_report_reaches_the_peer_and_the_outcome_comes_back(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    at_de = await pair.de.node.cases.show(report_id)
+    assert at_de["origin"] == "fr-pdc"
+    assert at_de["assessment"]["verdict"] == "baseline"
+    assert at_de["hosting"]["countries"] == ["DE"]
+    # Hosted at home for DE: its national channels get the case.
+    assert at_de["routing"]["decision"] == "domestic"
+    assert [a["code"] for a in at_de["actions"]] == ["received"]
+
+    await pair.de.node.cases.record_action(
+        report_id, code="content_removed", reason="gone", actor="analyst:bea"
+    )
+    await pair.de.settle()
+    at_fr = await pair.fr.node.cases.show(report_id)
+    timeline = [(a["code"], a["by"], a["country"]) for a in at_fr["actions"]]
+    assert ("forwarded", "fr-pdc", "DE") in timeline
+    assert ("received", "de-eco", "DE") in timeline
+    assert ("content_removed", "de-eco", "DE") in timeline
+    assert at_fr["status"] == "closed"
+    # Nothing was echoed back to the origin as a report, and DE queued nothing for others.
+    assert (
+        await pair.de.node.db.fetch_all("SELECT * FROM peer_outbox WHERE record_type = 'report'")
+        == []
+    )
+
+
+async def test_withdrawal_closes_the_case_at_the_peer(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    peers = await pair.fr.node.cases.withdraw(
+        report_id, reason="mistaken report", actor="analyst:ana"
+    )
+    assert peers == ["de-eco"]
+    await pair.fr.settle()
+    at_de = await pair.de.node.cases.show(report_id)
+    assert at_de["status"] == "withdrawn"
+
+
+async def test_delivery_is_exactly_once_after_the_peer_comes_back(
+    pair: Pair, clock: ManualClock
+) -> None:
+    await pair.de.stop_http()
+    cases = pair.fr.node.cases
+    ids = []
+    for n in range(3):
+        submitted = await cases.submit(f"http://de.example/{n}", actor="a", category="csam")
+        ids.append(submitted.report_id)
+    await pair.fr.node.trace_pending()
+    for report_id in ids:
+        await cases.assess(
+            report_id, verdict="baseline", category="csam", legal_basis=None, actor="a"
+        )
+    first = await pair.fr.node.delivery.push("de-eco")
+    assert first.sent == 0
+    assert first.error
+    peer = await pair.fr.node.registry.describe("de-eco")
+    assert peer["backoff_attempts"] == 1
+    assert peer["backing_off"]
+    assert peer["queue_depth"] == 3
+    # While backing off, the sweep does not hammer the peer.
+    assert (await pair.fr.node.delivery.push("de-eco")).skipped
+    await pair.de.start_http()
+    clock.advance(timedelta(hours=1))
+    second = await pair.fr.node.delivery.push("de-eco")
+    assert second.sent == 3
+    again = await pair.fr.node.delivery.push("de-eco")
+    assert again.sent == 0
+    rows = await pair.de.node.db.fetch_all("SELECT id FROM reports")
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert (await pair.fr.node.registry.describe("de-eco"))["backoff_attempts"] == 0
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+async def signed_push(
+    sender: LiveNode,
+    target_url: str,
+    txn_id: str,
+    frames: list[bytes],
+    *,
+    authority: str | None = None,
+    nonce: str = "nonce-0123456789abcdef",
+) -> tuple[int, dict[str, object], dict[str, str], bytes]:
+    """Build a push exactly as PeerClient does, but with control over what is signed."""
+    body = orjson.dumps(
+        TransactionRequest(envelopes=[encode_frame(f) for f in frames]).model_dump()
+    )
+    path = f"/federation/v1/transactions/{txn_id}"
+    request = SignedRequest(
+        "POST", authority or target_url.removeprefix("http://"), path, "?", body
+    )
+    headers = sign_request(
+        request,
+        node_id=sender.node_id,
+        key=sender.node.keyring.current.current_signing(START),
+        nonce=nonce,
+        now=sender.node.clock.now(),
+    )
+    headers["Content-Type"] = "application/json"
+    status, answer = await raw_post(target_url + path, body, headers)
+    return status, answer, headers, body
+
+
+async def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+def report_frame(fr: LiveNode, de: LiveNode, url: str = "http://de.example/t") -> bytes:
+    report = sample_report(fr.node_id)
+    public = fr.node.registry.keys_for(de.node_id)
+    assert public is not None
+    kid, key = public.encryption_key(START)
+    return seal(
+        report,
+        sender=fr.node_id,
+        signing_key=fr.node.keyring.current.current_signing(START),
+        recipient=de.node_id,
+        recipient_kid=kid,
+        recipient_key=key,
+        msg_id=uuid.uuid4(),
+        now=START,
+    )
+
+
+async def test_replayed_request_is_refused_and_the_same_txn_gets_the_same_answer(
+    pair: Pair,
+) -> None:
+    frame = report_frame(pair.fr, pair.de)
+    status, answer, headers, body = await signed_push(pair.fr, pair.de.url, "txn-replay-1", [frame])
+    assert status == 200, answer
+    # The captured request, byte for byte: the nonce is spent.
+    replay_status, problem = await raw_post(
+        f"{pair.de.url}/federation/v1/transactions/txn-replay-1", body, headers
+    )
+    assert replay_status == 401
+    assert "replayed" in str(problem["detail"])
+    # A fresh, correctly signed retry of the same transaction gets the stored answer.
+    status, again, _, _ = await signed_push(
+        pair.fr, pair.de.url, "txn-replay-1", [frame], nonce="nonce-fedcba9876543210"
+    )
+    assert status == 200
+    assert again == answer
+    rows = await pair.de.node.db.fetch_all("SELECT id FROM reports")
+    assert len(rows) == 1
+
+
+async def test_tampered_envelope_is_rejected_and_nothing_of_it_is_stored(pair: Pair) -> None:
+    frame = bytearray(report_frame(pair.fr, pair.de))
+    frame[-5] ^= 0x01
+    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, "txn-tamper-1", [bytes(frame)])
+    assert status == 200
+    results = answer["results"]
+    assert isinstance(results, list)
+    assert results[0]["status"] == "rejected"
+    assert results[0]["error"] == "envelope could not be opened"
+    assert await pair.de.node.db.fetch_all("SELECT * FROM reports") == []
+    assert await pair.de.node.db.fetch_all("SELECT * FROM inbox_envelopes") == []
+    dead = await pair.de.node.db.fetch_all("SELECT reason FROM dead_letters")
+    assert "decrypt" in dead[0]["reason"]
+
+
+async def test_request_meant_for_another_destination_is_refused(pair: Pair) -> None:
+    frame = report_frame(pair.fr, pair.de)
+    status, problem, _, _ = await signed_push(
+        pair.fr, pair.de.url, "txn-dest-1", [frame], authority="127.0.0.1:1"
+    )
+    assert status == 401
+    assert problem["type"] == "https://hotline-node.org/problems/request-signature"
+    assert await pair.de.node.db.fetch_all("SELECT * FROM reports") == []
+
+
+async def test_unsigned_request_is_refused(pair: Pair) -> None:
+    status, problem = await raw_post(
+        f"{pair.de.url}/federation/v1/transactions/txn-unsigned",
+        b'{"envelopes": ["AAAA"]}',
+        {"Content-Type": "application/json"},
+    )
+    assert status == 401
+    assert "Signature-Input" in str(problem["detail"])
+
+
+async def test_suspended_peer_is_refused_and_receives_nothing(pair: Pair) -> None:
+    await pair.de.node.admin.set_status("fr-pdc", "suspended", "test")
+    frame = report_frame(pair.fr, pair.de)
+    status, problem, _, _ = await signed_push(pair.fr, pair.de.url, "txn-susp-1", [frame])
+    assert status == 401
+    assert "not a peer" in str(problem["detail"])
+    await pair.fr.node.admin.set_status("de-eco", "suspended", "test")
+    submitted = await pair.fr.node.cases.submit("http://de.example/s", actor="a", category="csam")
+    await pair.fr.node.trace_pending()
+    decision = await pair.fr.node.cases.assess(
+        submitted.report_id, verdict="baseline", category="csam", legal_basis=None, actor="a"
+    )
+    assert decision is not None
+    assert decision.decision.value == "fallback"
+
+
+async def test_peer_whose_key_does_not_match_its_pin_is_not_added(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer, pair: Pair
+) -> None:
+    it_dir, it_url = node_dir(tmp_path, "it-ks", "IT", clock, dns_server.nameserver)
+    async with live_node(it_dir, it_url, clock) as it:
+        with pytest.raises(UpstreamError, match="does not match the pinned fingerprint"):
+            await pair.fr.node.admin.add(
+                node_id="it-ks",
+                country="IT",
+                endpoint=it.url,
+                fingerprint=pair.de.fingerprint,
+                actor="test",
+            )
+        with pytest.raises(InvalidInput, match="is it-ks, not de-eco"):
+            await pair.fr.node.admin.add(
+                node_id="de-eco",
+                country="DE",
+                endpoint=it.url,
+                fingerprint=it.fingerprint,
+                actor="test",
+            )
+    assert [r["node_id"] for r in await pair.fr.node.registry.all()] == ["de-eco"]
+
+
+async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
+    pair: Pair,
+) -> None:
+    # An action about a report DE never sent to FR: FR refuses it, the rest goes through.
+    async with pair.de.node.db.write() as conn:
+        bogus = Action(
+            id=uuid.uuid4(),
+            report_id=uuid.uuid4(),
+            report_origin="fr-pdc",
+            code=ActionCode.CONTENT_REMOVED,
+            at=START,
+            by="de-eco",
+            country="DE",
+        )
+        await ReportStore.enqueue_peer(
+            conn,
+            peer_id="fr-pdc",
+            record_type="action",
+            record_id=str(bogus.id),
+            report_id=str(bogus.report_id),
+            payload=record_bytes(bogus),
+            at="2026-11-29T09:00:00Z",
+        )
+    report_id = await forward_case(pair)
+    await pair.de.node.cases.record_action(
+        report_id, code="content_removed", reason=None, actor="analyst:bea"
+    )
+    result = await pair.de.node.delivery.push("fr-pdc")
+    assert result.rejected == 1
+    assert result.sent == 2  # the `received` and `content_removed` actions
+    states = await pair.de.node.db.fetch_all(
+        "SELECT record_id, state FROM peer_outbox WHERE peer_id = 'fr-pdc' ORDER BY seq"
+    )
+    assert [r["state"] for r in states] == ["dead", "sent", "sent"]
+    dead = await pair.de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
+    assert "not one of ours" in dead[0]["reason"]

@@ -1,0 +1,133 @@
+"""Real nodes on real loopback ports, in this process: for federation tests without processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node.app import Node, open_node
+from node.clock import ManualClock
+from node.datadir import DataDir
+from tests.support.nodes import init_node
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveNode:
+    node: Node
+    url: str
+    analyst: str
+    operator: str
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def node_id(self) -> str:
+        return self.node.config.node_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self.node.keyring.current.fingerprint
+
+    async def start_http(self) -> None:
+        self.runner = web.AppRunner(self.node.make_app(), access_log=None)
+        await self.runner.setup()
+        port = int(self.url.rsplit(":", 1)[1])
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+
+    async def stop_http(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def settle(self) -> None:
+        """Push every pending queue once (what the delivery worker does after a commit)."""
+        for peer in await self.node.delivery.pending_peers():
+            await self.node.delivery.push(peer, force=True)
+
+
+def node_dir(
+    root: Path, node_id: str, country: str, clock: ManualClock, dns: str, **extra: Any
+) -> tuple[DataDir, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data_dir = init_node(
+        root / node_id,
+        node_id=node_id,
+        country=country,
+        clock=clock,
+        extra={
+            "endpoint": url,
+            "listen": f"127.0.0.1:{port}",
+            "jurisdiction": {"dns_server": dns, "dns_timeout_seconds": 1.0},
+            **extra,
+        },
+    )
+    return data_dir, url
+
+
+@asynccontextmanager
+async def live_node(
+    data_dir: DataDir, url: str, clock: ManualClock, seed: int = 7
+) -> AsyncIterator[LiveNode]:
+    async with open_node(data_dir, clock, rng=random.Random(seed)) as node:
+        live = LiveNode(
+            node,
+            url,
+            await node.tokens.create("analyst", "ana"),
+            await node.tokens.create("operator", "op"),
+        )
+        await live.start_http()
+        try:
+            yield live
+        finally:
+            for task in live.tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await live.stop_http()
+
+
+async def befriend(a: LiveNode, b: LiveNode, *, pull_only: bool = False) -> None:
+    """Each operator adds the other with the fingerprint exchanged out of band."""
+    await a.node.admin.add(
+        node_id=b.node_id,
+        country=b.node.config.country,
+        endpoint=b.url,
+        fingerprint=b.fingerprint,
+        pull_only=pull_only,
+        actor="test",
+    )
+    await b.node.admin.add(
+        node_id=a.node_id,
+        country=a.node.config.country,
+        endpoint=a.url,
+        fingerprint=a.fingerprint,
+        actor="test",
+    )
+
+
+async def http_json(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as response,
+    ):
+        return response.status, await response.json(content_type=None)
