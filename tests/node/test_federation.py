@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+from keys import KeyUnavailableError
 from node.clock import ManualClock
 from node.errors import InvalidInput, UpstreamError
 from node.store.reports import ReportStore
@@ -320,3 +321,63 @@ async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
     assert [r["state"] for r in states] == ["dead", "sent", "sent"]
     dead = await pair.de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
     assert "not one of ours" in dead[0]["reason"]
+
+
+# --- pull-only peers and key changes --------------------------------------------------------
+
+
+async def test_pull_only_peer_collects_its_records_with_a_committed_cursor(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
+    de_dir, de_url = node_dir(
+        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
+    )
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de, pull_only=True)
+        report_id = await forward_case(Pair(fr, de))
+        # FR does not push to a pull-only peer: the record waits in its outbox.
+        assert (await fr.node.registry.describe("de-eco"))["queue_depth"] == 1
+        pulled = await de.node.delivery.pull("fr-pdc")
+        assert pulled.pulled == 1
+        assert (await de.node.cases.show(report_id))["origin"] == "fr-pdc"
+        cursor = await de.node.db.fetch_one("SELECT after_seq FROM pull_cursors")
+        assert cursor is not None
+        assert cursor["after_seq"] == 1
+        # The next pull acknowledges through the cursor and finds nothing new.
+        assert (await de.node.delivery.pull("fr-pdc")).pulled == 0
+        assert (await fr.node.registry.describe("de-eco"))["queue_depth"] == 0
+        # DE can still push to FR: its `received` action arrives.
+        await de.settle()
+        codes = [a["code"] for a in (await fr.node.cases.show(report_id))["actions"]]
+        assert "received" in codes
+
+
+async def test_rotated_keys_are_picked_up_and_revoked_keys_refused(
+    pair: Pair, clock: ManualClock
+) -> None:
+    old_kid = pair.de.node.keyring.current.current_signing(START).kid
+    clock.advance(timedelta(minutes=1))
+    pair.de.node.keyring.rotate(clock.now())
+    new_kid = pair.de.node.keyring.current.current_signing(clock.now()).kid
+    assert new_kid != old_kid
+    report_id = await forward_case(pair)
+    await pair.de.node.cases.record_action(report_id, code="moved", reason=None, actor="a")
+    # FR has not seen DE's new key yet: DE's push is refused and DE backs off.
+    refused = await pair.de.node.delivery.push("fr-pdc", force=True)
+    assert refused.error is not None
+    assert "unknown signing key" in refused.error
+    outcome = await pair.fr.node.admin.refresh_keys()
+    assert outcome == {"de-eco": "refreshed"}
+    delivered = await pair.de.node.delivery.push("fr-pdc", force=True)
+    assert delivered.sent == 2
+    # Revocation: FR learns it on refresh and refuses the old key from then on, whatever
+    # time an envelope claims.
+    pair.de.node.keyring.revoke(old_kid, clock.now())
+    await pair.fr.node.admin.refresh_keys()
+    described = await pair.fr.node.registry.describe("de-eco")
+    assert old_kid in described["revoked_keys"]
+    keys = pair.fr.node.registry.keys_for("de-eco")
+    assert keys is not None
+    with pytest.raises(KeyUnavailableError, match="revoked"):
+        keys.signing_key(old_kid, START)
