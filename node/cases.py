@@ -21,7 +21,7 @@ from node.routing import (
     decide,
 )
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol.records import (
@@ -52,7 +52,82 @@ ANALYST_ACTIONS = {
 CLOSING_ACTIONS = {ActionCode.CONTENT_REMOVED, ActionCode.CONTENT_UNAVAILABLE}
 STATUSES = ("new", "assessed", "routed", "manual", "closed", "withdrawn", "received")
 
+Routed = tuple[RoutingDecision | None, list[str]]
 TraceFunction = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A report's intake fields, checked and normalised before any transaction starts."""
+
+    url_key: str
+    category: str | None
+    tlp: Tlp
+    note: str | None
+    description: str | None
+    contact: str | None
+
+    @classmethod
+    def check(
+        cls,
+        url: str,
+        *,
+        category: str | None = None,
+        note: str | None = None,
+        tlp: str | None = None,
+        description: str | None = None,
+        contact: str | None = None,
+    ) -> Intake:
+        return cls(
+            url_key=normalise_url(url),
+            category=_enum(Category, category, "category").value if category is not None else None,
+            tlp=_enum(Tlp, tlp, "tlp") if tlp is not None else Tlp.AMBER,
+            note=_text(note, "note", MAX_NOTE),
+            description=_text(description, "description", MAX_DESCRIPTION),
+            contact=_text(contact, "contact", MAX_CONTACT),
+        )
+
+
+@dataclass(frozen=True)
+class ImportItem:
+    intake: Intake
+    verdict: str | None
+    legal_basis: str | None
+    hosting_country: str | None
+
+    @classmethod
+    def check(cls, data: dict[str, Any]) -> ImportItem:
+        known = {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country"}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+        url = data.get("url")
+        if not isinstance(url, str):
+            raise InvalidInput("url is required")
+        verdict = data.get("verdict") or None
+        if verdict is not None:
+            verdict = _enum(Verdict, verdict, "verdict").value
+            if not data.get("category"):
+                raise InvalidInput("an assessed report needs a category")
+        country = data.get("hosting_country") or None
+        if country is not None and (
+            not isinstance(country, str)
+            or len(country) != 2
+            or not country.isascii()
+            or not country.isalpha()
+        ):
+            raise InvalidInput(f"hosting_country must be ISO 3166-1 alpha-2 (got {country!r})")
+        return cls(
+            intake=Intake.check(
+                url,
+                category=data.get("category") or None,
+                note=data.get("note") or None,
+                tlp=data.get("tlp") or None,
+            ),
+            verdict=verdict,
+            legal_basis=_text(data.get("legal_basis") or None, "legal_basis", 256),
+            hosting_country=country.upper() if country else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -113,60 +188,121 @@ class CaseService:
         description: str | None = None,
         contact: str | None = None,
     ) -> Submitted:
-        url_key = normalise_url(url)
-        cat = _enum(Category, category, "category").value if category is not None else None
-        marking = _enum(Tlp, tlp, "tlp") if tlp is not None else Tlp.AMBER
-        note = _text(note, "note", MAX_NOTE)
-        description = _text(description, "description", MAX_DESCRIPTION)
-        contact = _text(contact, "contact", MAX_CONTACT)
+        intake = Intake.check(
+            url, category=category, note=note, tlp=tlp, description=description, contact=contact
+        )
+
+        def transaction(conn: Tx) -> Submitted:
+            return self._submit_in(conn, intake, actor=actor, source=source)
+
+        return await self.db.run(transaction)
+
+    def _submit_in(self, conn: Tx, intake: Intake, *, actor: str, source: str) -> Submitted:
         now = iso(self.clock.now())
-        async with self.db.write() as conn:
-            existing = await self.store.find_open_by_url(conn, url_key)
-            if existing is not None:
-                count = int(existing["duplicates"]) + 1
-                await self.store.update(
-                    conn, existing["id"], {"duplicates": count, "updated_at": now}
-                )
-                await audit.append(
-                    conn,
-                    at=self.clock.now(),
-                    actor=actor,
-                    event="report.duplicate",
-                    subject=existing["id"],
-                    details={"source": source},
-                )
-                return Submitted(existing["id"], True, count)
-            report_id = str(uuid.uuid4())
-            local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(4)}"
-            await self.store.insert(
-                conn,
-                {
-                    "id": report_id,
-                    "origin": self.node_id,
-                    "local_ref": local_ref,
-                    "seq": 1,
-                    "url": url_key,
-                    "url_key": url_key,
-                    "source": source,
-                    "status": "new",
-                    "category": cat,
-                    "tlp": marking.value,
-                    "description": description,
-                    "contact": contact,
-                    "notes": note,
-                    "received_at": now,
-                    "updated_at": now,
-                },
-            )
-            await audit.append(
+        existing = self.store.find_open_by_url(conn, intake.url_key)
+        if existing is not None:
+            count = int(existing["duplicates"]) + 1
+            self.store.update(conn, existing["id"], {"duplicates": count, "updated_at": now})
+            audit.append(
                 conn,
                 at=self.clock.now(),
                 actor=actor,
-                event="report.submitted",
-                subject=report_id,
-                details={"source": source, "url": url_key},
+                event="report.duplicate",
+                subject=existing["id"],
+                details={"source": source},
             )
+            return Submitted(existing["id"], True, count)
+        report_id = str(uuid.uuid4())
+        local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(4)}"
+        self.store.insert(
+            conn,
+            {
+                "id": report_id,
+                "origin": self.node_id,
+                "local_ref": local_ref,
+                "seq": 1,
+                "url": intake.url_key,
+                "url_key": intake.url_key,
+                "source": source,
+                "status": "new",
+                "category": intake.category,
+                "tlp": intake.tlp.value,
+                "description": intake.description,
+                "contact": intake.contact,
+                "notes": intake.note,
+                "received_at": now,
+                "updated_at": now,
+            },
+        )
+        audit.append(
+            conn,
+            at=self.clock.now(),
+            actor=actor,
+            event="report.submitted",
+            subject=report_id,
+            details={"source": source, "url": intake.url_key},
+        )
         return Submitted(report_id, False, 0)
+
+    async def import_batch(self, items: list[ImportItem], *, actor: str) -> list[Submitted]:
+        """Bulk intake (e.g. an export from another system): one transaction per batch.
+
+        Items come checked (ImportItem.check); each is submitted, assessed when it carries a
+        verdict, and given its hosting country when known, so routing follows at once.
+        """
+        results: list[Submitted] = []
+        pushed: set[str] = set()
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            for item in items:
+                submitted = self._submit_in(conn, item.intake, actor=actor, source="import")
+                results.append(submitted)
+                if submitted.duplicate or item.verdict is None:
+                    continue
+                evidence = None
+                if item.hosting_country:
+                    evidence = {
+                        "override": {
+                            "country": item.hosting_country,
+                            "reason": "hosting country given at import",
+                            "by": actor,
+                        }
+                    }
+                self.store.update(
+                    conn,
+                    submitted.report_id,
+                    {
+                        "verdict": item.verdict,
+                        "category": item.intake.category,
+                        "legal_basis": item.legal_basis,
+                        "assessed_at": iso(now),
+                        "status": "assessed",
+                        **(
+                            {
+                                "trace_json": orjson.dumps(evidence).decode(),
+                                "trace_status": "done",
+                                "traced_at": iso(now),
+                            }
+                            if evidence
+                            else {}
+                        ),
+                    },
+                )
+                audit.append(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    event="report.assessed",
+                    subject=submitted.report_id,
+                    details={"verdict": item.verdict, "category": item.intake.category},
+                )
+                _, peers = self.route_in(conn, submitted.report_id, actor)
+                pushed.update(peers)
+
+        await self.db.run(transaction)
+        self._notify(sorted(pushed))
+        return results
 
     async def _require(self, report_id: str) -> aiosqlite.Row:
         try:
@@ -197,8 +333,9 @@ class CaseService:
         the_category = _enum(Category, category, "category")
         legal_basis = _text(legal_basis, "legal_basis", 256)
         now = self.clock.now()
-        async with self.db.write() as conn:
-            await self.store.update(
+
+        def transaction(conn: Tx) -> Routed:
+            self.store.update(
                 conn,
                 report_id,
                 {
@@ -210,7 +347,7 @@ class CaseService:
                     "status": "assessed",
                 },
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=now,
                 actor=actor,
@@ -218,7 +355,9 @@ class CaseService:
                 subject=report_id,
                 details={"verdict": the_verdict.value, "category": the_category.value},
             )
-            decision, peers = await self.route_in(conn, report_id, actor)
+            return self.route_in(conn, report_id, actor)
+
+        decision, peers = await self.db.run(transaction)
         self._notify(peers)
         return decision
 
@@ -235,8 +374,9 @@ class CaseService:
         reason = _text(reason, "reason", MAX_NOTE)
         now = self.clock.now()
         action_id = str(uuid.uuid4())
-        async with self.db.write() as conn:
-            await self.store.insert_action(
+
+        def transaction(conn: Tx) -> None:
+            self.store.insert_action(
                 conn,
                 {
                     "id": action_id,
@@ -252,7 +392,7 @@ class CaseService:
             changes: dict[str, Any] = {"updated_at": iso(now)}
             if the_code in CLOSING_ACTIONS or the_code is ActionCode.NOT_ILLEGAL:
                 changes["status"] = "closed"
-            await self.store.update(conn, report_id, changes)
+            self.store.update(conn, report_id, changes)
             origin = row["origin"]
             if origin != self.node_id:
                 # On a peer's report, what we did goes back to its origin, and only there.
@@ -267,7 +407,7 @@ class CaseService:
                     country=self.country,
                     reason=reason,
                 )
-                await self.store.enqueue_peer(
+                self.store.enqueue_peer(
                     conn,
                     peer_id=origin,
                     record_type="action",
@@ -276,7 +416,7 @@ class CaseService:
                     payload=record_bytes(action),
                     at=iso(now),
                 )
-            await audit.append(
+            audit.append(
                 conn,
                 at=now,
                 actor=actor,
@@ -284,6 +424,8 @@ class CaseService:
                 subject=report_id,
                 details={"action": action_id, "code": the_code.value},
             )
+
+        await self.db.run(transaction)
         if row["origin"] != self.node_id:
             self._notify([row["origin"]])
         return action_id
@@ -307,15 +449,18 @@ class CaseService:
             reason=reason_text,
         )
         payload = record_bytes(withdrawal)
-        async with self.db.write() as conn:
-            async with conn.execute(
-                "SELECT DISTINCT peer_id FROM peer_outbox WHERE report_id = ? AND record_type ="
-                " 'report'",
-                (report_id,),
-            ) as cursor:
-                peers = [r["peer_id"] for r in await cursor.fetchall()]
+
+        def transaction(conn: Tx) -> list[str]:
+            peers = [
+                r["peer_id"]
+                for r in conn.execute(
+                    "SELECT DISTINCT peer_id FROM peer_outbox WHERE report_id = ? AND"
+                    " record_type = 'report'",
+                    (report_id,),
+                )
+            ]
             for peer in peers:
-                await self.store.enqueue_peer(
+                self.store.enqueue_peer(
                     conn,
                     peer_id=peer,
                     record_type="withdrawal",
@@ -324,15 +469,13 @@ class CaseService:
                     payload=payload,
                     at=iso(now),
                 )
-            await conn.execute(
+            conn.execute(
                 "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
                 " 'pending'",
                 (report_id,),
             )
-            await self.store.update(
-                conn, report_id, {"status": "withdrawn", "updated_at": iso(now)}
-            )
-            await audit.append(
+            self.store.update(conn, report_id, {"status": "withdrawn", "updated_at": iso(now)})
+            audit.append(
                 conn,
                 at=now,
                 actor=actor,
@@ -340,6 +483,9 @@ class CaseService:
                 subject=report_id,
                 details={"reason": reason_text, "peers": peers},
             )
+            return peers
+
+        peers = await self.db.run(transaction)
         self._notify(peers)
         return peers
 
@@ -362,8 +508,9 @@ class CaseService:
     ) -> RoutingDecision | None:
         now = self.clock.now()
         stored = evidence if evidence is not None else {"errors": [error or "trace failed"]}
-        async with self.db.write() as conn:
-            await self.store.update(
+
+        def transaction(conn: Tx) -> Routed:
+            self.store.update(
                 conn,
                 report_id,
                 {
@@ -373,10 +520,10 @@ class CaseService:
                     "updated_at": iso(now),
                 },
             )
-            await self.store.replace_addresses(
+            self.store.replace_addresses(
                 conn, report_id, list((evidence or {}).get("addresses", []))
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=now,
                 actor="jurisdiction",
@@ -387,7 +534,9 @@ class CaseService:
                     "error": error,
                 },
             )
-            decision, peers = await self.route_in(conn, report_id, "jurisdiction")
+            return self.route_in(conn, report_id, "jurisdiction")
+
+        decision, peers = await self.db.run(transaction)
         self._notify(peers)
         return decision
 
@@ -412,13 +561,14 @@ class CaseService:
         evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else {}
         evidence["override"] = {"country": country.upper(), "reason": reason_text, "by": actor}
         now = self.clock.now()
-        async with self.db.write() as conn:
-            await self.store.update(
+
+        def transaction(conn: Tx) -> Routed:
+            self.store.update(
                 conn,
                 report_id,
                 {"trace_json": orjson.dumps(evidence).decode(), "updated_at": iso(now)},
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=now,
                 actor=actor,
@@ -426,7 +576,9 @@ class CaseService:
                 subject=report_id,
                 details={"country": country.upper(), "reason": reason_text},
             )
-            decision, peers = await self.route_in(conn, report_id, actor, force=True)
+            return self.route_in(conn, report_id, actor, force=True)
+
+        decision, peers = await self.db.run(transaction)
         self._notify(peers)
         return decision
 
@@ -435,15 +587,12 @@ class CaseService:
         if peers and self.on_routed is not None:
             self.on_routed(peers)
 
-    async def route_in(
-        self, conn: aiosqlite.Connection, report_id: str, actor: str, force: bool = False
-    ) -> tuple[RoutingDecision | None, list[str]]:
+    def route_in(self, conn: Tx, report_id: str, actor: str, force: bool = False) -> Routed:
         """Route once a case is both assessed and traced; outbox rows join this transaction.
 
         Returns the decision and the peers that got new outbox rows (to push after commit).
         """
-        async with conn.execute("SELECT * FROM reports WHERE id = ?", (report_id,)) as cur:
-            row = await cur.fetchone()
+        row = conn.execute("SELECT * FROM reports WHERE id = ?", (report_id,)).fetchone()
         if row is None or row["verdict"] is None:
             return None, []
         if row["status"] not in ("assessed",) and not force:
@@ -452,8 +601,7 @@ class CaseService:
         if evidence is None and row["trace_status"] == "pending" and not force:
             return None, []
         facts = hosting_facts(evidence, row["trace_status"])
-        async with conn.execute("SELECT * FROM peers WHERE status = 'active'") as cur:
-            peer_rows = list(await cur.fetchall())
+        peer_rows = conn.execute("SELECT * FROM peers WHERE status = 'active'").fetchall()
         peers = [peer_view(p) for p in peer_rows]
         decision = decide(
             verdict=row["verdict"],
@@ -471,11 +619,11 @@ class CaseService:
             # Only the origin has peer targets (decide() never relays): a new version goes out.
             seq += 1
             payload = record_bytes(build_report_record(row, evidence, seq=seq))
-            await self.store.insert_version(conn, report_id, seq, payload, iso(now))
+            self.store.insert_version(conn, report_id, seq, payload, iso(now))
         pushed: list[str] = []
         for target in decision.targets:
             if target.kind == "peer":
-                await self.store.enqueue_peer(
+                self.store.enqueue_peer(
                     conn,
                     peer_id=target.name,
                     record_type="report",
@@ -486,7 +634,7 @@ class CaseService:
                 )
                 pushed.append(target.name)
             else:
-                await self.store.enqueue_channel(
+                self.store.enqueue_channel(
                     conn,
                     channel=target.name,
                     report_id=report_id,
@@ -508,8 +656,8 @@ class CaseService:
             Decision.CLOSED: "closed",
             Decision.MANUAL: "manual",
         }.get(decision.decision, "routed")
-        await self.store.update(conn, report_id, {"status": status, "seq": seq})
-        await self.store.insert_routing(
+        self.store.update(conn, report_id, {"status": status, "seq": seq})
+        self.store.insert_routing(
             conn,
             report_id,
             decision.decision.value,
@@ -518,7 +666,7 @@ class CaseService:
             iso(now),
             actor,
         )
-        await audit.append(
+        audit.append(
             conn,
             at=now,
             actor=actor,

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 from keys import KeysError
 from node.app import Node, open_node
+from node.cases import ImportItem
 from node.clock import SystemClock, iso
 from node.config import parse_config
 from node.datadir import DataDir, create_data_dir
@@ -18,7 +22,7 @@ from node.errors import NodeError, NotFound
 from node.jurisdiction import JurisdictionError
 from node.output import emit_json, table
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 
 EPILOG = """examples:
   hotline-node init --node-id fr-pointdecontact --country FR --endpoint https://hotline.example.fr
@@ -62,8 +66,9 @@ async def cmd_init(args: argparse.Namespace) -> int:
     keys = create_data_dir(data_dir, config, clock)
     db = await Database.open(data_dir.database)
     try:
-        async with db.write() as conn:
-            await audit.append(
+
+        def transaction(conn: Tx) -> None:
+            audit.append(
                 conn,
                 at=clock.now(),
                 actor="cli",
@@ -71,6 +76,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
                 subject=config.node_id,
                 details={"fingerprint": keys.fingerprint},
             )
+
+        await db.run(transaction)
     finally:
         await db.close()
     _print(
@@ -165,8 +172,8 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 async def _audit_keys(node: Node, event: str, details: dict[str, Any]) -> None:
-    async with node.db.write() as conn:
-        await audit.append(
+    def transaction(conn: Tx) -> None:
+        audit.append(
             conn,
             at=node.clock.now(),
             actor="cli",
@@ -174,6 +181,8 @@ async def _audit_keys(node: Node, event: str, details: dict[str, Any]) -> None:
             subject=node.config.node_id,
             details=details,
         )
+
+    await node.db.run(transaction)
 
 
 async def cmd_keys_rotate(args: argparse.Namespace) -> int:
@@ -314,6 +323,79 @@ async def cmd_reports_show(args: argparse.Namespace) -> int:
         case = await node.cases.show(args.id)
         _print(args, case, _case_text(case))
         return 0
+
+    return await with_node(args, run)
+
+
+IMPORT_BATCH = 500
+
+
+def _import_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, fields) per record, or (line number, error) for a line that cannot parse."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                yield 0, {k: v for k, v in row.items() if k and v not in (None, "")}
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, f"not JSON: {exc.msg}"
+                continue
+            yield number, data if isinstance(data, dict) else "not a JSON object"
+
+
+async def cmd_reports_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    total = sum(1 for _ in _import_rows(path))
+
+    async def run(node: Node) -> int:
+        progress = _progress(args.json)
+        batch: list[ImportItem] = []
+        imported = duplicates = 0
+        errors: list[dict[str, Any]] = []
+        seen = 0
+
+        async def flush() -> None:
+            nonlocal imported, duplicates
+            for result in await node.cases.import_batch(batch, actor="import"):
+                duplicates += result.duplicate
+                imported += not result.duplicate
+            batch.clear()
+            if progress is not None:
+                progress(path.name, seen, total)
+
+        for index, (number, data) in enumerate(_import_rows(path), start=1):
+            seen = index
+            line = number or index + 1  # CSV: the header is line 1
+            if isinstance(data, str):
+                errors.append({"line": line, "error": data})
+                continue
+            try:
+                batch.append(ImportItem.check(data))
+            except NodeError as exc:
+                errors.append({"line": line, "error": str(exc)})
+                continue
+            if len(batch) >= IMPORT_BATCH:
+                await flush()
+        await flush()
+        if progress is not None:
+            print(file=sys.stderr)
+        for error in errors:
+            print(f"{path}:{error['line']}: {error['error']}", file=sys.stderr)
+        summary = {"imported": imported, "duplicates": duplicates, "errors": len(errors)}
+        _print(
+            args,
+            {**summary, "failed": errors},
+            f"imported {imported}, joined existing cases {duplicates}, refused {len(errors)}",
+        )
+        return 1 if errors else 0
 
     return await with_node(args, run)
 
@@ -618,6 +700,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         reports,
+        "import",
+        cmd_reports_import,
+        "bulk intake from JSONL or CSV (url, category, verdict, legal_basis, hosting_country,"
+        " note, tlp)",
+    )
+    p.add_argument("file")
+    p = command(
+        reports,
         "withdraw",
         cmd_reports_withdraw,
         "retract our report; peers that received it close it",
@@ -679,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handler: Command = args.handler
         return asyncio.run(handler(args))
-    except (NodeError, KeysError, JurisdictionError) as exc:
+    except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
         print(f"hotline-node: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

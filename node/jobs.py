@@ -14,7 +14,7 @@ from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
 from node.keyring import KeyRing
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 from protocol.envelope import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW
 from protocol.httpsig import DEFAULT_WINDOW
 
@@ -50,8 +50,9 @@ class Jobs:
         if not self.keyring.due_for_rotation(now):
             return False
         keys = self.keyring.rotate(now)
-        async with self.db.write() as conn:
-            await audit.append(
+
+        def transaction(conn: Tx) -> None:
+            audit.append(
                 conn,
                 at=now,
                 actor="scheduler",
@@ -59,6 +60,8 @@ class Jobs:
                 subject=self.config.node_id,
                 details={"signing": keys.current_signing(now).kid},
             )
+
+        await self.db.run(transaction)
         log.info("rotated our keys")
         return True
 
@@ -66,25 +69,29 @@ class Jobs:
         """Replay caches only need to cover the windows in which messages are accepted."""
         now = self.clock.now()
         counts: dict[str, int] = {}
-        async with self.db.write() as conn:
+
+        def transaction(conn: Tx) -> None:
             for table, column, horizon in (
                 ("inbox_seen", "created_at", now - DEFAULT_MAX_AGE - DEFAULT_MAX_SKEW),
                 ("request_nonces", "created_at", now - 2 * DEFAULT_WINDOW),
                 ("inbound_transactions", "received_at", now - INBOUND_TRANSACTIONS_KEPT),
             ):
-                cursor = await conn.execute(
+                cursor = conn.execute(
                     f"DELETE FROM {table} WHERE {column} < ?",  # noqa: S608 - fixed names
                     (iso(horizon),),
                 )
                 counts[table] = cursor.rowcount
+
+        await self.db.run(transaction)
         return counts
 
     async def purge(self) -> int:
         """Personal data past retention is erased; cases and statistics stay."""
         now = self.clock.now()
         horizon = now - timedelta(days=self.config.retention.personal_data_days)
-        async with self.db.write() as conn:
-            cursor = await conn.execute(
+
+        def transaction(conn: Tx) -> int:
+            cursor = conn.execute(
                 "UPDATE reports SET description = NULL, contact = NULL, notes = NULL"
                 " WHERE received_at < ? AND (description IS NOT NULL OR contact IS NOT NULL"
                 " OR notes IS NOT NULL)",
@@ -92,7 +99,7 @@ class Jobs:
             )
             purged = cursor.rowcount
             if purged:
-                await audit.append(
+                audit.append(
                     conn,
                     at=now,
                     actor="scheduler",
@@ -100,7 +107,9 @@ class Jobs:
                     subject="reports",
                     details={"count": purged, "before": iso(horizon)},
                 )
-        return purged
+            return purged
+
+        return await self.db.run(transaction)
 
     def install(self, scheduler: Any) -> None:
         federation = self.config.federation

@@ -10,7 +10,7 @@ from enum import StrEnum
 from node.clock import Clock, iso
 from node.errors import Forbidden, InvalidInput, Unauthorized
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 
 TOKEN_PREFIX = "hln_"  # noqa: S105 - a public prefix, not a secret
 
@@ -56,13 +56,14 @@ class TokenService:
         token_id = secrets.token_hex(8)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         now = self.clock.now()
-        async with self.db.write() as conn:
-            await conn.execute(
+
+        def transaction(conn: Tx) -> None:
+            conn.execute(
                 "INSERT INTO tokens (id, role, name, token_hash, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (token_id, the_role.value, name, _digest(token), iso(now)),
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=now,
                 actor=actor,
@@ -70,6 +71,8 @@ class TokenService:
                 subject=token_id,
                 details={"role": the_role.value, "name": name},
             )
+
+        await self.db.run(transaction)
         return token
 
     async def authenticate(self, header: str | None) -> Principal:

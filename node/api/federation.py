@@ -15,7 +15,7 @@ from node.errors import Conflict, InvalidInput, MalformedRequest, PayloadTooLarg
 from node.federation.delivery import Delivery
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
-from node.store.db import Database
+from node.store.db import Database, Tx
 from protocol.federation import (
     MAX_TRANSACTION_BYTES,
     TXN_ID_PATTERN,
@@ -73,12 +73,15 @@ async def _authenticate(request: web.Request, body: bytes) -> str:
             exc.reason,
         )
         raise SignatureRefused(exc.reason) from exc
-    async with ctx.db.write() as conn:
-        cursor = await conn.execute(
+
+    def transaction(conn: Tx) -> bool:
+        cursor = conn.execute(
             "INSERT OR IGNORE INTO request_nonces (sender, nonce, created_at) VALUES (?, ?, ?)",
             (sender, _nonce(request), iso(now)),
         )
-        fresh = cursor.rowcount == 1
+        return cursor.rowcount == 1
+
+    fresh = await ctx.db.run(transaction)
     if not fresh:
         log.warning("refused replayed federation request from %s", sender)
         raise SignatureRefused("nonce was already used (replayed request)")
@@ -135,10 +138,13 @@ async def pull_outbox(request: web.Request) -> web.Response:
     if peer.mode.value != "pull":
         raise Conflict(f"{sender} is a push peer: this node delivers to it")
     page = await ctx.delivery.outbox_page(sender, after, limit)
-    async with ctx.db.write() as conn:
-        await conn.execute(
+
+    def transaction(conn: Tx) -> None:
+        conn.execute(
             "UPDATE peers SET last_contact_at = ? WHERE node_id = ?", (iso(ctx.clock.now()), sender)
         )
+
+    await ctx.db.run(transaction)
     return json_response(page.model_dump(mode="json"))
 
 

@@ -20,7 +20,7 @@ from node.clock import Clock, iso
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 from peers.backoff import backoff_delay
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from protocol import (
@@ -243,25 +243,26 @@ class Delivery:
                 dead.append((row, result.error or "rejected"))
             else:
                 sent.append(row)
-        async with self.db.write() as conn:
-            await conn.executemany(
+
+        def transaction(conn: Tx) -> None:
+            conn.executemany(
                 "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
                 " WHERE peer_id = ? AND seq = ?",
                 [(iso(now), peer_id, row["seq"]) for row in sent],
             )
             for row, reason in dead:
                 # Dead-lettered, never retried: one bad record must not block the queue.
-                await conn.execute(
+                conn.execute(
                     "UPDATE peer_outbox SET state = 'dead', last_error = ? WHERE peer_id = ?"
                     " AND seq = ?",
                     (reason, peer_id, row["seq"]),
                 )
-                await conn.execute(
+                conn.execute(
                     "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
                     " reason, at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
                     (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
                 )
-            await conn.executemany(
+            conn.executemany(
                 "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
                 " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
                 [
@@ -277,17 +278,17 @@ class Delivery:
                     if row["record_type"] == "report"
                 ],
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT OR IGNORE INTO receipts (peer_id, txn_id, frame, at) VALUES (?, ?, ?, ?)",
                 (peer_id, answer.txn_id, receipt, iso(now)),
             )
-            await conn.execute(
+            conn.execute(
                 "UPDATE peers SET delivered = delivered + ?, last_contact_at = ?,"
                 " backoff_until = NULL, backoff_attempts = 0, last_error = NULL"
                 " WHERE node_id = ?",
                 (len(sent), iso(now), peer_id),
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=now,
                 actor="delivery",
@@ -299,6 +300,8 @@ class Delivery:
                     "dead": [f"{r['record_type']}:{r['record_id']}" for r, _ in dead],
                 },
             )
+
+        await self.db.run(transaction)
         return len(sent), len(dead)
 
     async def _failed(self, peer_id: str, attempts: int, error: str, now: datetime) -> None:
@@ -307,12 +310,15 @@ class Delivery:
         log.warning(
             "push to %s failed (attempt %d, next at %s): %s", peer_id, attempts, iso(until), error
         )
-        async with self.db.write() as conn:
-            await conn.execute(
+
+        def transaction(conn: Tx) -> None:
+            conn.execute(
                 "UPDATE peers SET backoff_attempts = ?, backoff_until = ?, last_error = ?"
                 " WHERE node_id = ?",
                 (attempts, iso(until), error[:500], peer_id),
             )
+
+        await self.db.run(transaction)
 
     # pull (we collect from peers) -----------------------------------------------------------
     async def pull(self, peer_id: str, progress: Progress | None = None) -> DeliveryReport:
@@ -345,13 +351,16 @@ class Delivery:
     # serving pull (peers collect from us) ---------------------------------------------------
     async def outbox_page(self, peer_id: str, after: int, limit: int) -> OutboxPage:
         now = self.clock.now()
-        async with self.db.write() as conn:
+
+        def transaction(conn: Tx) -> None:
             # The cursor says the peer committed everything up to `after`.
-            await conn.execute(
+            conn.execute(
                 "UPDATE peer_outbox SET state = 'sent', sent_at = ? WHERE peer_id = ? AND"
                 " state = 'pending' AND seq <= ?",
                 (iso(now), peer_id, after),
             )
+
+        await self.db.run(transaction)
         rows = await self.db.fetch_all(
             "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
             " WHERE peer_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from keys import KeyUnavailableError, NodeKeys
@@ -19,7 +18,7 @@ from node.clock import Clock, iso
 from node.errors import InvalidInput
 from node.federation.registry import PeerRegistry
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol import (
@@ -90,9 +89,10 @@ class Inbox:
         opened = await self._open_all(sender, frames, now)
         results: list[ItemResult] = []
         pushed: set[str] = set()
-        async with self.db.write() as conn:
+
+        def transaction(conn: Tx) -> bytes:
             for frame, item in zip(frames, opened, strict=True):
-                applied = await self._apply(conn, sender, frame, item, now)
+                applied = self._apply(conn, sender, frame, item, now)
                 results.append(
                     ItemResult(
                         digest=envelope_digest(frame), status=applied.status, error=applied.error
@@ -107,12 +107,15 @@ class Inbox:
                     mode="json", exclude_none=True
                 )
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO inbound_transactions (sender, txn_id, response, received_at)"
                 " VALUES (?, ?, ?, ?)",
                 (sender, txn_id, answer, iso(now)),
             )
-            await self._count(conn, sender, len(accepted), now)
+            self._count(conn, sender, len(accepted), now)
+            return answer
+
+        answer = await self.db.run(transaction)
         return answer, sorted(pushed)
 
     # pull ---------------------------------------------------------------------------------
@@ -124,23 +127,27 @@ class Inbox:
         frames = [frame for _, frame in items]
         opened = await self._open_all(sender, frames, now)
         pushed: set[str] = set()
-        accepted = 0
-        cursor = after
-        async with self.db.write() as conn:
+
+        def transaction(conn: Tx) -> tuple[int, int]:
+            accepted = 0
+            cursor = after
             for (seq, frame), item in zip(items, opened, strict=True):
-                applied = await self._apply(conn, sender, frame, item, now)
+                applied = self._apply(conn, sender, frame, item, now)
                 if applied.status is not ItemStatus.REJECTED:
                     accepted += 1
                 if applied.pushed_to:
                     pushed.add(applied.pushed_to)
                 cursor = max(cursor, seq)
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO pull_cursors (peer_id, after_seq, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT(peer_id) DO UPDATE SET after_seq = excluded.after_seq,"
                 " updated_at = excluded.updated_at",
                 (sender, cursor, iso(now)),
             )
-            await self._count(conn, sender, accepted, now)
+            self._count(conn, sender, accepted, now)
+            return cursor, accepted
+
+        cursor, accepted = await self.db.run(transaction)
         return cursor, sorted(pushed), accepted
 
     # opening ------------------------------------------------------------------------------
@@ -193,9 +200,9 @@ class Inbox:
         return out
 
     # applying -----------------------------------------------------------------------------
-    async def _apply(
+    def _apply(
         self,
-        conn: aiosqlite.Connection,
+        conn: Tx,
         sender: str,
         frame: bytes,
         item: Opened | OpenError | RecordRefused,
@@ -204,14 +211,12 @@ class Inbox:
         if isinstance(item, OpenError):
             if item.reason.value == "replay":
                 return Applied(ItemStatus.DUPLICATE)
-            await self._reject(
-                conn, sender, None, str(item), f"{item.reason.value}: {item.detail}", now
-            )
+            self._reject(conn, sender, None, str(item), f"{item.reason.value}: {item.detail}", now)
             return Applied(ItemStatus.REJECTED, str(item))
         if isinstance(item, RecordRefused):
-            await self._reject(conn, sender, None, str(item), str(item), now)
+            self._reject(conn, sender, None, str(item), str(item), now)
             return Applied(ItemStatus.REJECTED, str(item))
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
             (sender, item.header.msg_id, iso(now)),
         )
@@ -220,20 +225,20 @@ class Inbox:
         record = item.record
         try:
             if isinstance(record, Report):
-                result = await self._apply_report(conn, sender, record, item.payload, now)
+                result = self._apply_report(conn, sender, record, item.payload, now)
             elif isinstance(record, Action):
-                result = await self._apply_action(conn, sender, record, now)
+                result = self._apply_action(conn, sender, record, now)
             elif isinstance(record, Withdrawal):
-                result = await self._apply_withdrawal(conn, sender, record, now)
+                result = self._apply_withdrawal(conn, sender, record, now)
             else:
                 raise RecordRefused("receipts travel in transaction answers, not as records")
         except RecordRefused as exc:
-            await self._reject(conn, sender, item, str(exc), str(exc), now)
+            self._reject(conn, sender, item, str(exc), str(exc), now)
             return Applied(ItemStatus.REJECTED, str(exc))
         if result.status is ItemStatus.ACCEPTED:
             report_id = str(getattr(record, "report_id", getattr(record, "id", "")))
             # The exact bytes received are kept as evidence (non-repudiation).
-            await conn.execute(
+            conn.execute(
                 "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
                 " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -249,9 +254,9 @@ class Inbox:
             )
         return result
 
-    async def _reject(
+    def _reject(
         self,
-        conn: aiosqlite.Connection,
+        conn: Tx,
         sender: str,
         item: Opened | None,
         public: str,
@@ -259,7 +264,7 @@ class Inbox:
         now: datetime,
     ) -> None:
         record = item.record if item else None
-        await conn.execute(
+        conn.execute(
             "INSERT INTO dead_letters (peer_id, direction, record_type, record_id, reason, at)"
             " VALUES (?, 'in', ?, ?, ?, ?)",
             (
@@ -270,7 +275,7 @@ class Inbox:
                 iso(now),
             ),
         )
-        await audit.append(
+        audit.append(
             conn,
             at=now,
             actor=f"peer:{sender}",
@@ -279,19 +284,18 @@ class Inbox:
             details={"reason": reason},
         )
 
-    async def _apply_report(
+    def _apply_report(
         self,
-        conn: aiosqlite.Connection,
+        conn: Tx,
         sender: str,
         report: Report,
         payload: bytes,
         now: datetime,
     ) -> Applied:
         report_id = str(report.id)
-        async with conn.execute(
+        existing = conn.execute(
             "SELECT origin, seq, status FROM reports WHERE id = ?", (report_id,)
-        ) as cur:
-            existing = await cur.fetchone()
+        ).fetchone()
         if existing is not None:
             if existing["origin"] != sender:
                 raise RecordRefused(f"report {report_id} belongs to {existing['origin']}")
@@ -318,9 +322,9 @@ class Inbox:
             "traced_at": evidence.get("traced_at"),
         }
         if existing is not None:
-            await ReportStore.update(conn, report_id, values)
-            await ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
-            await audit.append(
+            ReportStore.update(conn, report_id, values)
+            ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
+            audit.append(
                 conn,
                 at=now,
                 actor=f"peer:{sender}",
@@ -329,7 +333,7 @@ class Inbox:
                 details={"seq": report.seq},
             )
             return Applied(ItemStatus.ACCEPTED)
-        await ReportStore.insert(
+        ReportStore.insert(
             conn,
             {
                 "id": report_id,
@@ -341,9 +345,9 @@ class Inbox:
                 **values,
             },
         )
-        await ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
-        await ReportStore.replace_addresses(conn, report_id, evidence["addresses"])
-        await audit.append(
+        ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
+        ReportStore.replace_addresses(conn, report_id, evidence["addresses"])
+        audit.append(
             conn,
             at=now,
             actor=f"peer:{sender}",
@@ -361,15 +365,13 @@ class Inbox:
             by=self.node_id,
             country=self.country,
         )
-        await self.record_local_action(conn, action, analyst=None)
-        await self.cases.route_in(conn, report_id, "federation", force=True)
+        self.record_local_action(conn, action, analyst=None)
+        self.cases.route_in(conn, report_id, "federation", force=True)
         return Applied(ItemStatus.ACCEPTED, pushed_to=sender)
 
-    async def record_local_action(
-        self, conn: aiosqlite.Connection, action: Action, analyst: str | None
-    ) -> None:
+    def record_local_action(self, conn: Tx, action: Action, analyst: str | None) -> None:
         """Our action on a peer's report: stored here and queued to the origin, only there."""
-        await ReportStore.insert_action(
+        ReportStore.insert_action(
             conn,
             {
                 "id": str(action.id),
@@ -382,7 +384,7 @@ class Inbox:
                 "reason": action.reason,
             },
         )
-        await ReportStore.enqueue_peer(
+        ReportStore.enqueue_peer(
             conn,
             peer_id=action.report_origin,
             record_type="action",
@@ -392,24 +394,21 @@ class Inbox:
             at=iso(action.at),
         )
 
-    async def _apply_action(
-        self, conn: aiosqlite.Connection, sender: str, action: Action, now: datetime
-    ) -> Applied:
+    def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
         report_id = str(action.report_id)
-        async with conn.execute(
+        report = conn.execute(
             "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
-        ) as cur:
-            report = await cur.fetchone()
+        ).fetchone()
         if report is None or report["origin"] != self.node_id:
             raise RecordRefused(f"action on report {report_id}, which is not one of ours")
-        async with conn.execute(
+        sent_to_sender = conn.execute(
             "SELECT 1 FROM peer_outbox WHERE peer_id = ? AND report_id = ? AND record_type ="
             " 'report' LIMIT 1",
             (sender, report_id),
-        ) as cur:
-            if await cur.fetchone() is None:
-                raise RecordRefused(f"report {report_id} was never sent to {sender}")
-        inserted = await ReportStore.insert_action(
+        ).fetchone()
+        if sent_to_sender is None:
+            raise RecordRefused(f"report {report_id} was never sent to {sender}")
+        inserted = ReportStore.insert_action(
             conn,
             {
                 "id": str(action.id),
@@ -427,8 +426,8 @@ class Inbox:
         changes: dict[str, Any] = {"updated_at": iso(now)}
         if action.code in CLOSING_ACTIONS and report["status"] != "withdrawn":
             changes["status"] = "closed"
-        await ReportStore.update(conn, report_id, changes)
-        await audit.append(
+        ReportStore.update(conn, report_id, changes)
+        audit.append(
             conn,
             at=now,
             actor=f"peer:{sender}",
@@ -438,25 +437,24 @@ class Inbox:
         )
         return Applied(ItemStatus.ACCEPTED)
 
-    async def _apply_withdrawal(
-        self, conn: aiosqlite.Connection, sender: str, withdrawal: Withdrawal, now: datetime
+    def _apply_withdrawal(
+        self, conn: Tx, sender: str, withdrawal: Withdrawal, now: datetime
     ) -> Applied:
         report_id = str(withdrawal.report_id)
-        async with conn.execute(
+        report = conn.execute(
             "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
-        ) as cur:
-            report = await cur.fetchone()
+        ).fetchone()
         if report is None or report["origin"] != sender:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
         if report["status"] == "withdrawn":
             return Applied(ItemStatus.DUPLICATE)
-        await ReportStore.update(conn, report_id, {"status": "withdrawn", "updated_at": iso(now)})
-        await conn.execute(
+        ReportStore.update(conn, report_id, {"status": "withdrawn", "updated_at": iso(now)})
+        conn.execute(
             "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
             " 'pending'",
             (report_id,),
         )
-        await audit.append(
+        audit.append(
             conn,
             at=now,
             actor=f"peer:{sender}",
@@ -491,11 +489,9 @@ class Inbox:
         )
         return encode_frame(frame)
 
-    async def _count(
-        self, conn: aiosqlite.Connection, sender: str, accepted: int, now: datetime
-    ) -> None:
+    def _count(self, conn: Tx, sender: str, accepted: int, now: datetime) -> None:
         # A peer that reaches us is up: forget its backoff so our queue to it moves at once.
-        await conn.execute(
+        conn.execute(
             "UPDATE peers SET received = received + ?, last_contact_at = ?, backoff_until = NULL,"
             " backoff_attempts = 0 WHERE node_id = ?",
             (accepted, iso(now), sender),

@@ -11,7 +11,7 @@ from keys import KeyDocument, PublicKeySet
 from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, NotFound
 from node.store import audit
-from node.store.db import Database
+from node.store.db import Database, Tx
 from peers.model import Peer, PeerMode, PeerPolicy, PeerStatus
 from protocol.records import Category, Tlp
 
@@ -114,14 +114,14 @@ class PeerRegistry:
         actor: str,
     ) -> None:
         now = iso(self.clock.now())
-        async with self.db.write() as conn:
-            async with conn.execute(
+
+        def transaction(conn: Tx) -> None:
+            existing = conn.execute(
                 "SELECT status FROM peers WHERE node_id = ?", (document.node_id,)
-            ) as cur:
-                existing = await cur.fetchone()
+            ).fetchone()
             if existing is not None and existing["status"] != PeerStatus.REMOVED:
                 raise Conflict(f"peer {document.node_id} already exists")
-            await conn.execute(
+            conn.execute(
                 "INSERT OR REPLACE INTO peers (node_id, country, endpoint, fingerprint, status,"
                 " mode, categories, max_tlp, key_document, added_at, keys_refreshed_at,"
                 " revoked_keys) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
@@ -139,7 +139,7 @@ class PeerRegistry:
                     orjson.dumps(sorted(document.revoked)).decode(),
                 ),
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=self.clock.now(),
                 actor=actor,
@@ -152,29 +152,33 @@ class PeerRegistry:
                     "mode": mode.value,
                 },
             )
+
+        await self.db.run(transaction)
         await self.load()
 
     async def set_status(self, node_id: str, status: PeerStatus, actor: str) -> None:
         await self.row(node_id)
-        async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE peers SET status = ? WHERE node_id = ?", (status.value, node_id)
-            )
-            await audit.append(
+
+        def transaction(conn: Tx) -> None:
+            conn.execute("UPDATE peers SET status = ? WHERE node_id = ?", (status.value, node_id))
+            audit.append(
                 conn,
                 at=self.clock.now(),
                 actor=actor,
                 event=f"peer.{status.value}",
                 subject=node_id,
             )
+
+        await self.db.run(transaction)
         await self.load()
 
     async def set_policy(
         self, node_id: str, policy: PeerPolicy, mode: PeerMode | None, actor: str
     ) -> None:
         row = await self.row(node_id)
-        async with self.db.write() as conn:
-            await conn.execute(
+
+        def transaction(conn: Tx) -> None:
+            conn.execute(
                 "UPDATE peers SET categories = ?, max_tlp = ?, mode = ? WHERE node_id = ?",
                 (
                     orjson.dumps(sorted(c.value for c in policy.categories)).decode(),
@@ -183,7 +187,7 @@ class PeerRegistry:
                     node_id,
                 ),
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=self.clock.now(),
                 actor=actor,
@@ -194,19 +198,22 @@ class PeerRegistry:
                     "max_tlp": policy.max_tlp.value,
                 },
             )
+
+        await self.db.run(transaction)
         await self.load()
 
     async def store_document(self, node_id: str, wire: bytes, document: KeyDocument) -> None:
         """A refreshed key document; revocations accumulate and never come back."""
         row = await self.row(node_id)
         revoked = set(orjson.loads(row["revoked_keys"])) | set(document.revoked)
-        async with self.db.write() as conn:
-            await conn.execute(
+
+        def transaction(conn: Tx) -> None:
+            conn.execute(
                 "UPDATE peers SET key_document = ?, revoked_keys = ?, keys_refreshed_at = ?"
                 " WHERE node_id = ?",
                 (wire, orjson.dumps(sorted(revoked)).decode(), iso(self.clock.now()), node_id),
             )
-            await audit.append(
+            audit.append(
                 conn,
                 at=self.clock.now(),
                 actor="scheduler",
@@ -214,6 +221,8 @@ class PeerRegistry:
                 subject=node_id,
                 details={"revoked": sorted(revoked)},
             )
+
+        await self.db.run(transaction)
         await self.load()
 
     async def describe(self, node_id: str) -> dict[str, Any]:

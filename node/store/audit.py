@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from keys import canonical_json
 from node.clock import iso
-from node.store.db import Database
+from node.store.db import Database, Tx
 
 GENESIS = "0" * 64
 
@@ -33,8 +32,8 @@ def entry_hash(
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
 
 
-async def append(
-    conn: aiosqlite.Connection,
+def append(
+    conn: Tx,
     *,
     at: datetime,
     actor: str,
@@ -43,13 +42,12 @@ async def append(
     details: dict[str, Any] | None = None,
 ) -> int:
     """Append one entry inside the caller's write transaction; returns its sequence number."""
-    async with conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1") as cur:
-        last = await cur.fetchone()
+    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
     text = orjson.dumps(details or {}, option=orjson.OPT_SORT_KEYS).decode()
     stamp = iso(at)
     digest = entry_hash(prev, seq, stamp, actor, event, subject, text)
-    await conn.execute(
+    conn.execute(
         "INSERT INTO audit_log (seq, at, actor, event, subject, details, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, stamp, actor, event, subject, text, prev, digest),

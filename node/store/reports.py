@@ -7,7 +7,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from node.store.db import Database
+from node.store.db import Database, Row, Tx
 
 
 class ReportStore:
@@ -77,45 +77,42 @@ class ReportStore:
 
     # writes (inside a transaction) --------------------------------------------------------
     @staticmethod
-    async def find_open_by_url(conn: aiosqlite.Connection, url_key: str) -> aiosqlite.Row | None:
-        async with conn.execute(
+    def find_open_by_url(conn: Tx, url_key: str) -> Row | None:
+        row: Row | None = conn.execute(
             "SELECT id, duplicates FROM reports WHERE url_key = ?"
             " AND status NOT IN ('closed', 'withdrawn') ORDER BY received_at LIMIT 1",
             (url_key,),
-        ) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
-            return row
+        ).fetchone()
+        return row
 
     @staticmethod
-    async def insert(conn: aiosqlite.Connection, values: dict[str, Any]) -> None:
+    def insert(conn: Tx, values: dict[str, Any]) -> None:
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        await conn.execute(
+        conn.execute(
             f"INSERT INTO reports ({columns}) VALUES ({marks})",  # noqa: S608 - our own keys
             tuple(values.values()),
         )
 
     @staticmethod
-    async def update(conn: aiosqlite.Connection, report_id: str, values: dict[str, Any]) -> None:
+    def update(conn: Tx, report_id: str, values: dict[str, Any]) -> None:
         assignments = ", ".join(f"{key} = ?" for key in values)
-        await conn.execute(
+        conn.execute(
             f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608 - our own keys
             (*values.values(), report_id),
         )
 
     @staticmethod
-    async def insert_version(
-        conn: aiosqlite.Connection, report_id: str, seq: int, payload: bytes, at: str
-    ) -> None:
-        await conn.execute(
+    def insert_version(conn: Tx, report_id: str, seq: int, payload: bytes, at: str) -> None:
+        conn.execute(
             "INSERT INTO report_versions (report_id, seq, payload, created_at) VALUES (?, ?, ?, ?)",
             (report_id, seq, payload, at),
         )
 
     @staticmethod
-    async def insert_action(conn: aiosqlite.Connection, values: dict[str, Any]) -> bool:
+    def insert_action(conn: Tx, values: dict[str, Any]) -> bool:
         """Insert unless an action with this id exists (actions arrive again on retries)."""
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst, country,"
             " reason) VALUES (:id, :report_id, :code, :at, :by_node, :analyst, :country, :reason)",
             values,
@@ -123,11 +120,9 @@ class ReportStore:
         return cursor.rowcount == 1
 
     @staticmethod
-    async def replace_addresses(
-        conn: aiosqlite.Connection, report_id: str, addresses: list[dict[str, Any]]
-    ) -> None:
-        await conn.execute("DELETE FROM hosting_addresses WHERE report_id = ?", (report_id,))
-        await conn.executemany(
+    def replace_addresses(conn: Tx, report_id: str, addresses: list[dict[str, Any]]) -> None:
+        conn.execute("DELETE FROM hosting_addresses WHERE report_id = ?", (report_id,))
+        conn.executemany(
             "INSERT OR REPLACE INTO hosting_addresses (report_id, ip, country, basis, source, asn,"
             " cdn) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
@@ -145,8 +140,8 @@ class ReportStore:
         )
 
     @staticmethod
-    async def insert_routing(
-        conn: aiosqlite.Connection,
+    def insert_routing(
+        conn: Tx,
         report_id: str,
         decision: str,
         targets: list[dict[str, Any]],
@@ -154,7 +149,7 @@ class ReportStore:
         at: str,
         by: str,
     ) -> None:
-        await conn.execute(
+        conn.execute(
             "INSERT INTO routing_decisions (report_id, decision, targets, reasons, decided_at,"
             " decided_by) VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -168,8 +163,8 @@ class ReportStore:
         )
 
     @staticmethod
-    async def enqueue_peer(
-        conn: aiosqlite.Connection,
+    def enqueue_peer(
+        conn: Tx,
         *,
         peer_id: str,
         record_type: str,
@@ -179,12 +174,11 @@ class ReportStore:
         at: str,
     ) -> int:
         """Append to the peer's outbox with the next per-peer sequence number."""
-        async with conn.execute(
+        row = conn.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM peer_outbox WHERE peer_id = ?", (peer_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        ).fetchone()
         seq = int(row[0]) if row else 1
-        await conn.execute(
+        conn.execute(
             "INSERT INTO peer_outbox (peer_id, seq, record_type, record_id, report_id, payload,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (peer_id, seq, record_type, record_id, report_id, payload, at),
@@ -192,8 +186,8 @@ class ReportStore:
         return seq
 
     @staticmethod
-    async def enqueue_channel(
-        conn: aiosqlite.Connection,
+    def enqueue_channel(
+        conn: Tx,
         *,
         channel: str,
         report_id: str,
@@ -201,7 +195,7 @@ class ReportStore:
         payload: dict[str, Any],
         at: str,
     ) -> int:
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "INSERT INTO channel_outbox (channel, report_id, kind, payload, created_at,"
             " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
             (channel, report_id, kind, orjson.dumps(payload).decode(), at, at),

@@ -289,18 +289,18 @@ async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
     pair: Pair,
 ) -> None:
     # An action about a report DE never sent to FR: FR refuses it, the rest goes through.
+    bogus = Action(
+        id=uuid.uuid4(),
+        report_id=uuid.uuid4(),
+        report_origin="fr-pdc",
+        code=ActionCode.CONTENT_REMOVED,
+        at=START,
+        by="de-eco",
+        country="DE",
+    )
     async with pair.de.node.db.write() as conn:
-        bogus = Action(
-            id=uuid.uuid4(),
-            report_id=uuid.uuid4(),
-            report_origin="fr-pdc",
-            code=ActionCode.CONTENT_REMOVED,
-            at=START,
-            by="de-eco",
-            country="DE",
-        )
-        await ReportStore.enqueue_peer(
-            conn,
+        await conn.call(
+            ReportStore.enqueue_peer,
             peer_id="fr-pdc",
             record_type="action",
             record_id=str(bogus.id),
