@@ -93,9 +93,7 @@ class PeerClient:
         url = endpoint.rstrip("/") + path + (query_text if query else "")
         try:
             async with self.session.request(method, url, data=body, headers=headers) as response:
-                data = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(data) > MAX_RESPONSE_BYTES:
-                    raise PeerProtocolError("peer response is too large")
+                data = await _read_capped(response.content, MAX_RESPONSE_BYTES)
                 if response.status >= 400:
                     raise PeerRefused(response.status, _detail(data))
                 return data
@@ -109,7 +107,7 @@ class PeerClient:
         url = endpoint.rstrip("/") + KEY_DOCUMENT_PATH
         try:
             async with self.session.get(url) as response:
-                data = await response.content.read(MAX_KEY_DOCUMENT_BYTES + 1)
+                data = await _read_capped(response.content, MAX_KEY_DOCUMENT_BYTES)
                 if response.status != 200:
                     raise PeerRefused(response.status, _detail(data))
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -141,6 +139,18 @@ class PeerClient:
             return OutboxPage.model_validate_json(data)
         except ValidationError as exc:
             raise PeerProtocolError(f"malformed outbox page: {exc.errors()[0]['msg']}") from exc
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body (read(n) returns only what has arrived), refused past `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PeerProtocolError(f"peer response is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def _detail(data: bytes) -> str:

@@ -13,7 +13,7 @@ from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 M = TypeVar("M", bound=BaseModel)
 
 
-async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
+async def read_capped(request: web.Request, max_bytes: int) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it passes `max_bytes`.
 
     `StreamReader.read(n)` returns what has arrived so far, not n bytes: a body sent in several
@@ -40,7 +40,7 @@ async def read_json(request: web.Request, model: type[M], max_bytes: int) -> M:
             text=f"content type must be application/json, not {request.content_type}"
         )
     # content_length can be absent (chunked): cap the read itself too.
-    body = await _read_capped(request, max_bytes)
+    body = await read_capped(request, max_bytes)
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import ValidationError
 
-from node.api.bodies import json_response
+from node.api.bodies import json_response, read_capped
 from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, MalformedRequest, PayloadTooLarge, SignatureRefused
 from node.federation.delivery import Delivery
@@ -96,10 +96,7 @@ def _nonce(request: web.Request) -> str:
 async def _body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_TRANSACTION_BYTES:
         raise PayloadTooLarge(f"transaction is larger than {MAX_TRANSACTION_BYTES} bytes")
-    body = await request.content.read(MAX_TRANSACTION_BYTES + 1)
-    if len(body) > MAX_TRANSACTION_BYTES:
-        raise PayloadTooLarge(f"transaction is larger than {MAX_TRANSACTION_BYTES} bytes")
-    return body
+    return await read_capped(request, MAX_TRANSACTION_BYTES)
 
 
 async def push_transaction(request: web.Request) -> web.Response:

@@ -1,0 +1,228 @@
+"""Federation throughput and latency between two node processes on loopback.
+
+Throughput: N assessed reports (hosted in B's country) are imported and routed at A; the clock
+runs from the start of A's routing to the last commit at B, so sealing, transport, opening,
+storing and receipts are all inside the window. It is printed next to the open floor (the raw
+primitives of one open, called directly, in this process) and their ratio. Then a light
+steady load measures the latency from assessment at A to commit at B. Finally B is filled
+with many more records and the throughput run is repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.envelope import open_floor
+from tests.support.cluster import NodeProcess, cli
+from tests.support.dns_server import ZoneDnsServer
+
+ZONE = {"host.example.de": {"A": [("88.198.0.1", 300)]}}
+
+
+def count_from(db: Path, origin: str) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return int(
+            conn.execute("SELECT COUNT(*) FROM reports WHERE origin = ?", (origin,)).fetchone()[0]
+        )
+
+
+def write_batch(path: Path, prefix: str, count: int) -> None:
+    with path.open("w") as handle:
+        for n in range(count):
+            handle.write(
+                json.dumps(
+                    {
+                        "url": f"http://host.example.de/{prefix}/{n}.jpg",
+                        "category": "csam",
+                        "verdict": "baseline",
+                        "legal_basis": "baseline",
+                        "hosting_country": "DE",
+                    }
+                )
+                + "\n"
+            )
+
+
+def throughput(a: NodeProcess, b: NodeProcess, count: int, prefix: str, work: Path) -> float:
+    batch = work / f"{prefix}.jsonl"
+    write_batch(batch, prefix, count)
+    start_count = count_from(b.root / "node.sqlite3", a.node_id)
+    target = start_count + count
+    started = time.monotonic()
+    importer = subprocess.Popen(
+        [sys.executable, "-m", "node", "reports", "import", str(batch), "--data-dir", str(a.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    last_seen, last_change = start_count, started
+    while True:
+        seen = count_from(b.root / "node.sqlite3", a.node_id)
+        now = time.monotonic()
+        if seen != last_seen:
+            last_seen, last_change = seen, now
+        if seen >= target:
+            break
+        if now - last_change > 120:
+            raise SystemExit(f"stalled at {seen - start_count}/{count}")
+        time.sleep(0.05)
+    elapsed = last_change - started
+    importer.wait(timeout=600)
+    if importer.returncode != 0:
+        raise SystemExit(
+            f"import failed: {importer.stderr.read().decode() if importer.stderr else ''}"
+        )
+    return count / elapsed
+
+
+def latency(a: NodeProcess, b: NodeProcess, rate: float, seconds: float) -> list[float]:
+    """Assess at A at a steady rate; time until each report is committed at B."""
+    pending: dict[str, float] = {}
+    done: list[float] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with sqlite3.connect(f"file:{b.root / 'node.sqlite3'}?mode=ro", uri=True) as conn:
+            while not stop.is_set() or pending:
+                with lock:
+                    ids = list(pending)
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    rows = conn.execute(f"SELECT id FROM reports WHERE id IN ({marks})", ids)
+                    now = time.monotonic()
+                    with lock:
+                        for (report_id,) in rows:
+                            done.append(now - pending.pop(report_id))
+                time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    interval = 1.0 / rate
+    deadline = time.monotonic() + seconds
+    n = 0
+    next_at = time.monotonic()
+    while time.monotonic() < deadline:
+        status, body = a.post(
+            "/api/v1/reports", {"url": f"http://host.example.de/lat/{n}", "category": "csam"}
+        )
+        report_id = body["id"]
+        # Wait for the trace (background job) so that the assessment routes at once.
+        while (a.report(report_id) or {}).get("hosting", {}).get("status") == "pending":
+            time.sleep(0.005)
+        status, body = a.post(
+            f"/api/v1/reports/{report_id}/assessment", {"verdict": "baseline", "category": "csam"}
+        )
+        assessed = time.monotonic()
+        if status != 200:
+            raise SystemExit(f"assessment failed: {body}")
+        with lock:
+            pending[report_id] = assessed
+        n += 1
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    stop.set()
+    watcher.join(timeout=60)
+    return done
+
+
+def preload(b: NodeProcess, count: int) -> None:
+    """Fill B's store directly (B stopped): reports with versions, hosting and actions."""
+    db = sqlite3.connect(b.root / "node.sqlite3")
+    chunk = 50_000
+    with db:
+        for start in range(0, count, chunk):
+            rows = range(start, min(count, start + chunk))
+            db.executemany(
+                "INSERT INTO reports (id, origin, local_ref, seq, url, url_key, source, status,"
+                " verdict, category, tlp, received_at, updated_at, trace_status) VALUES"
+                " (?, 'old-peer', ?, 1, ?, ?, 'peer', 'closed', 'baseline', 'csam', 'amber',"
+                " '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z', 'done')",
+                [
+                    (
+                        f"00000000-0000-4000-8000-{n:012d}",
+                        f"old-{n}",
+                        f"http://old.example/{n}",
+                        f"http://old.example/{n}",
+                    )
+                    for n in rows
+                ],
+            )
+            db.executemany(
+                "INSERT INTO actions (id, report_id, code, at, by_node, country) VALUES"
+                " (?, ?, 'content_removed', '2025-01-02T00:00:00Z', 'de-b', 'DE')",
+                [
+                    (f"10000000-0000-4000-8000-{n:012d}", f"00000000-0000-4000-8000-{n:012d}")
+                    for n in rows
+                ],
+            )
+    db.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--preload", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    floor = open_floor()
+    with tempfile.TemporaryDirectory(prefix="hotline-bench-") as tmp, ZoneDnsServer(ZONE) as dns:
+        work = Path(tmp)
+        a = NodeProcess("fr-a", "FR", work / "a", dns.nameserver)
+        b = NodeProcess("de-b", "DE", work / "b", dns.nameserver)
+        try:
+            for node in (a, b):
+                node.init(batch_size=500)
+                node.start()
+            a.add_peer(b)
+            b.add_peer(a)
+            print(f"open floor (exchange + decrypt + verify, one core): {floor:,.0f} /s")
+            rate = throughput(a, b, args.records, "run1", work)
+            print(
+                f"throughput A -> B, {args.records:,} records: {rate:,.0f} records/s, "
+                f"ratio to the open floor {rate / floor:.2f} (target >= 0.30)"
+            )
+            samples = latency(a, b, args.rate, args.latency_seconds)
+            p50 = statistics.median(samples)
+            p99 = statistics.quantiles(samples, n=100)[98] if len(samples) >= 100 else max(samples)
+            print(
+                f"latency at {args.rate:.0f} records/s ({len(samples)} records): "
+                f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 1000 ms)"
+            )
+            if args.preload:
+                b.stop()
+                started = time.monotonic()
+                preload(b, args.preload)
+                print(
+                    f"preloaded B with {args.preload:,} records in "
+                    f"{time.monotonic() - started:.0f} s"
+                )
+                b.start()
+                loaded = throughput(a, b, args.records, "run2", work)
+                change = (loaded - rate) / rate
+                print(
+                    f"throughput with B holding {args.preload + args.records:,} records: "
+                    f"{loaded:,.0f} records/s ({change:+.0%}; target no worse than -20%)"
+                )
+            cli(a.root, "audit", "verify")
+            cli(b.root, "audit", "verify")
+            print("audit chains verify on both nodes")
+        finally:
+            for node in (a, b):
+                node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
