@@ -772,5 +772,13 @@ def main(argv: list[str] | None = None) -> int:
     except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
         print(f"hotline-node: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A port in use, a path that cannot be written: the system's own words, one line.
+        print(
+            f"hotline-node: error: {exc.strerror or exc}"
+            + (f": {exc.filename}" if exc.filename else ""),
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         return 130

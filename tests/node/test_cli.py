@@ -412,12 +412,6 @@ def test_database_newer_than_the_program_is_refused(node: Cli) -> None:
     assert "upgrade hotline-node" in error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileExistsError,
-    reason="bug in node/cli.py main(): OSError (here FileExistsError from mkdir) is not "
-    "caught, so the user gets a traceback instead of one error line",
-)
 def test_init_over_a_file_is_one_line(cli: Cli, tmp_path: Path) -> None:
     occupied = tmp_path / "occupied"
     occupied.write_text("not a directory")

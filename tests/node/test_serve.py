@@ -182,11 +182,6 @@ async def test_serve_stops_cleanly_on_sigint(served: Served) -> None:
     assert "KeyboardInterrupt" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in node/cli.py main(): an OSError from binding (port in use) is not caught, "
-    "so `serve` ends with a traceback instead of one error line",
-)
 async def test_serve_on_a_port_in_use_fails_with_one_line(
     tmp_path: Path, dns_server: ZoneDnsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
