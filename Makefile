@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/envelope.py
 
 demo: $(STAMP)
-	$(BIN)/python -m node demo
+	$(BIN)/python demo/run.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

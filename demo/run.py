@@ -1,0 +1,190 @@
+"""`make demo`: three hotlines (FR, DE, US) on this machine, every kind of case, a clean stop.
+
+Nothing leaves 127.0.0.1: a local DNS server maps the demo host names to public addresses in
+France, Germany, the US, South Africa (no peer hotline there) and a CDN, and no node ever
+connects to those addresses — jurisdiction needs only DNS and local IP data.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.cluster import NodeProcess, wait_for
+from tests.support.dns_server import ZoneDnsServer
+
+ZONE: dict[str, dict[str, list[tuple[str, int]]]] = {
+    "photos.hebergeur-fr.test": {"A": [("5.39.0.1", 300)]},
+    "files.hoster-de.test": {"A": [("88.198.0.1", 300)], "AAAA": [("2a01:4f8::1", 300)]},
+    "media.host-us.test": {"A": [("8.8.8.8", 300)]},
+    "share.host-za.test": {"A": [("41.0.0.1", 300)]},
+    "forum.behind-cdn.test": {"CNAME": [("forum.behind-cdn.test.cdn.cloudflare.net", 60)]},
+    "forum.behind-cdn.test.cdn.cloudflare.net": {"A": [("104.16.0.1", 60)]},
+    "blog.hoster-de.test": {"A": [("88.198.0.2", 300)]},
+}
+
+CASES = [
+    (
+        "hosted in France (domestic)",
+        "http://photos.hebergeur-fr.test/album/17/img_0042.jpg",
+        "baseline",
+        "csam",
+    ),
+    (
+        "hosted in Germany (peer hotline)",
+        "https://files.hoster-de.test/g/a81f3c9e/index.html",
+        "baseline",
+        "csam",
+    ),
+    ("hosted in the US (peer hotline)", "http://media.host-us.test/v/8812", "baseline", "csam"),
+    ("hosted in South Africa (no peer)", "http://share.host-za.test/f/771", "baseline", "csam"),
+    ("behind a CDN", "https://forum.behind-cdn.test/t/5531", "national", "hate"),
+    ("not illegal", "http://blog.hoster-de.test/post/12", "not_illegal", "hate"),
+]
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(title: str) -> None:
+    say()
+    say(f"== {title} " + "=" * max(0, 74 - len(title)))
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, "") or "-")) for r in rows)) for c in columns}
+    say("  " + "  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        say("  " + "  ".join(str(row.get(c, "") or "-").ljust(widths[c]) for c in columns))
+
+
+def main() -> int:
+    started = time.monotonic()
+    nodes: list[NodeProcess] = []
+    with tempfile.TemporaryDirectory(prefix="hotline-demo-") as tmp, ZoneDnsServer(ZONE) as dns:
+        root = Path(tmp)
+        try:
+            step("1. Three hotlines start their nodes")
+            fr = NodeProcess("fr-pointdecontact", "FR", root / "fr", dns.nameserver)
+            de = NodeProcess("de-eco", "DE", root / "de", dns.nameserver)
+            us = NodeProcess("us-ncmec", "US", root / "us", dns.nameserver)
+            for node in (fr, de, us):
+                node.init()
+                node.start()
+                nodes.append(node)
+                say(
+                    f"  {node.node_id:<18} {node.country}  {node.url}  identity "
+                    f"{node.fingerprint[:16]}…"
+                )
+
+            step("2. Operators exchange fingerprints out of band and add each other")
+            for a, b in ((fr, de), (de, fr), (fr, us), (us, fr)):
+                a.add_peer(b)
+                say(
+                    f"  {a.node_id} added {b.node_id}: key document verified against "
+                    f"{b.fingerprint[:16]}…"
+                )
+
+            step("3. Analysts at Point de Contact submit and assess six reports")
+            ids: dict[str, str] = {}
+            for label, url, verdict, category in CASES:
+                _, body = fr.post("/api/v1/reports", {"url": url, "category": category})
+                report_id = body["id"]
+                wait_for(
+                    lambda rid=report_id: (
+                        (fr.report(rid) or {}).get("hosting", {}).get("status")
+                        in ("done", "failed")
+                    ),
+                    timeout=20,
+                )
+                fr.post(
+                    f"/api/v1/reports/{report_id}/assessment",
+                    {
+                        "verdict": verdict,
+                        "category": category,
+                        "legal_basis": "Code pénal art. 227-23"
+                        if category == "csam"
+                        else "Loi 1881 art. 24",
+                    },
+                )
+                ids[label] = report_id
+                case = fr.report(report_id) or {}
+                hosting, routing = case["hosting"], case["routing"]
+                say(f"\n  {label}: {url}")
+                for address in hosting["addresses"]:
+                    where = (
+                        "CDN (no meaningful location)"
+                        if address["cdn"]
+                        else f"{address['country']} ({address['basis']}, {address['source']})"
+                    )
+                    say(f"    {address['ip']:<16} -> {where}")
+                if hosting["cdn_name"]:
+                    say(
+                        f"    served through {hosting['cdn_name']}; abuse desk "
+                        f"{hosting['abuse_contact']}"
+                    )
+                say(f"    decision: {routing['decision'].upper()}")
+                for target in routing["targets"]:
+                    say(f"      -> {target['kind']} {target['name']}: {target['reason']}")
+
+            step("4. The German and US hotlines receive their cases within a second")
+            for label, peer in (
+                ("hosted in Germany (peer hotline)", de),
+                ("hosted in the US (peer hotline)", us),
+            ):
+                arrived = wait_for(lambda p=peer, rid=ids[label]: p.report(rid), timeout=30)
+                say(
+                    f"  {peer.node_id} has {ids[label][:8]}…: origin {arrived['origin']}, "
+                    f"verdict {arrived['assessment']['verdict']}, routed there as "
+                    f"{arrived['routing']['decision']} (its own national channels)"
+                )
+
+            step("5. eco (DE) gets the content removed and records it")
+            de_case = ids["hosted in Germany (peer hotline)"]
+            de.post(
+                f"/api/v1/reports/{de_case}/actions",
+                {"code": "content_removed", "reason": "host removed it after notice"},
+            )
+            wait_for(
+                lambda: any(
+                    a["code"] == "content_removed"
+                    for a in (fr.report(de_case) or {}).get("actions", [])
+                ),
+                timeout=30,
+            )
+            say("  the outcome is back at Point de Contact; the case timeline there:")
+            table((fr.report(de_case) or {})["actions"], ["at", "code", "by", "country"])
+
+            step("6. Summary at Point de Contact")
+            rows = []
+            for label, _, _, _ in CASES:
+                case = fr.report(ids[label]) or {}
+                rows.append(
+                    {
+                        "case": label,
+                        "status": case["status"],
+                        "decision": case["routing"]["decision"],
+                        "countries": ",".join(case["hosting"]["countries"]),
+                        "queued": ",".join(
+                            f"{q['name']}:{q['state']}" for q in case["routing"]["queued"]
+                        ),
+                    }
+                )
+            table(rows, ["case", "status", "decision", "countries", "queued"])
+        finally:
+            step("7. Stopping every node")
+            for node in nodes:
+                code = node.stop()
+                say(f"  {node.node_id} stopped (exit {code})")
+    say(f"\ndemo finished in {time.monotonic() - started:.0f} s; nothing left running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
