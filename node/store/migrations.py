@@ -225,4 +225,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE peers ADD COLUMN received INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX peer_outbox_state ON peer_outbox(state, peer_id);
     """,
+    # 3: national channels: police clearance of the law-enforcement-first hold, due rows.
+    """
+    ALTER TABLE reports ADD COLUMN lea_cleared_at TEXT;
+    CREATE INDEX channel_outbox_due ON channel_outbox(state, next_attempt_at);
+    """,
 ]
