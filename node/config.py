@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from keys.document import CountryCode, NodeId
@@ -71,6 +72,68 @@ class FederationConfig(_Section):
     request_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 30
 
 
+ChannelRole = Literal["law_enforcement", "host_notice", "fallback", "cdn_notice"]
+ChannelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+CategoryName = Literal["csam", "csem", "grooming", "hate", "terrorism", "other"]
+
+
+class ChannelConfig(_Section):
+    """One national channel: a signed webhook or e-mail over SMTP, serving routing roles."""
+
+    kind: Literal["webhook", "email"]
+    roles: list[ChannelRole] = Field(min_length=1)
+    # Empty means every category / every hosting country.
+    categories: list[CategoryName] = Field(default_factory=list)
+    countries: list[CountryCode] = Field(default_factory=list)
+    # What a delivery records on the case (default: lea_referred for police, else notice_sent).
+    records_as: Literal["lea_referred", "notice_sent"] | None = None
+    url: str | None = None
+    to: str | None = None
+    from_address: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    starttls: bool = False
+    tls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelConfig:
+        if self.kind == "webhook":
+            if not self.url or not self.url.startswith(("http://", "https://")):
+                raise ValueError('a webhook channel needs url = "https://…"')
+        else:
+            if not self.from_address or "@" not in self.from_address:
+                raise ValueError('an email channel needs from_address = "notices@…"')
+            if self.to is not None and "@" not in self.to:
+                raise ValueError(f"to must be an e-mail address (got {self.to!r})")
+            if self.username and not self.password_file:
+                raise ValueError("username needs password_file (the password is never inline)")
+        return self
+
+
+def _csam_only() -> list[CategoryName]:
+    return ["csam"]
+
+
+class NoticesConfig(_Section):
+    """What host notices say and when they go (DSA Art. 16 notices, reminders, holds)."""
+
+    notifier_name: str = ""
+    notifier_email: str = ""
+    notifier_address: str = ""
+    # DSA Art. 16(2)(c): the notifier's identity is not required for CSAM offences.
+    omit_notifier_for: list[CategoryName] = Field(default_factory=lambda: _csam_only())
+    reminder_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 24
+    group_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 600
+    # Law-enforcement-first: host notices of these categories wait this many hours for police.
+    lea_first_hours: dict[CategoryName, Annotated[int, Field(ge=1, le=24 * 30)]] = Field(
+        default_factory=dict
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
+
+
 class RetentionConfig(_Section):
     personal_data_days: Annotated[int, Field(ge=1, le=36500)] = 365
 
@@ -85,6 +148,8 @@ class NodeConfig(_Section):
     keys: KeysConfig = Field(default_factory=KeysConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)
+    channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
+    notices: NoticesConfig = Field(default_factory=NoticesConfig)
 
     @field_validator("endpoint")
     @classmethod
