@@ -230,4 +230,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE reports ADD COLUMN lea_cleared_at TEXT;
     CREATE INDEX channel_outbox_due ON channel_outbox(state, next_attempt_at);
     """,
+    # 4: which configured channel carried each delivery (roles map to channels by policy).
+    """
+    ALTER TABLE channel_outbox ADD COLUMN sent_via TEXT;
+    CREATE INDEX channel_outbox_sent_via ON channel_outbox(sent_via, state);
+    """,
 ]
