@@ -23,6 +23,10 @@ from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
 from node.api.server import make_app
 from node.cases import CaseService
+from node.channels.adapters import EmailChannel, WebhookChannel
+from node.channels.base import Channel
+from node.channels.dispatcher import Dispatcher
+from node.channels.notices import NoticeParty
 from node.clock import Clock
 from node.config import NodeConfig, load_config
 from node.datadir import DataDir
@@ -59,6 +63,7 @@ class Node:
     inbox: Inbox
     delivery: Delivery
     admin: PeerAdmin
+    dispatcher: Dispatcher
     jobs: Jobs
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -212,7 +217,17 @@ async def open_node(
             # A routed case is pushed as soon as its transaction commits.
             cases.on_routed = delivery.kick
             admin = PeerAdmin(registry, client, clock, config.node_id)
+            dispatcher = Dispatcher(
+                db,
+                clock,
+                node_id=config.node_id,
+                country=config.country,
+                config=config,
+                channels=_channels(config, session, keyring, clock),
+                rng=rng or random.Random(),  # noqa: S311 - retry jitter, not secrecy
+            )
             jobs = Jobs(
+                dispatcher=dispatcher,
                 config=config,
                 clock=clock,
                 db=db,
@@ -235,6 +250,7 @@ async def open_node(
                 inbox=inbox,
                 delivery=delivery,
                 admin=admin,
+                dispatcher=dispatcher,
                 jobs=jobs,
             )
         finally:
@@ -242,6 +258,27 @@ async def open_node(
     finally:
         await session.close()
         await db.close()
+
+
+def _channels(
+    config: NodeConfig, session: aiohttp.ClientSession, keyring: KeyRing, clock: Clock
+) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {}
+    for name, settings in config.channels.items():
+        if settings.kind == "webhook":
+            channels[name] = WebhookChannel(
+                name,
+                settings,
+                session,
+                node_id=config.node_id,
+                signing_key=lambda: keyring.current.current_signing(clock.now()),
+                clock=clock.now,
+            )
+        else:
+            assert settings.from_address is not None
+            party = NoticeParty(config.node_id, settings.from_address, config.notices)
+            channels[name] = EmailChannel(name, settings, party, clock.now)
+    return channels
 
 
 def _tracer(

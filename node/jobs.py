@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from node.cases import CaseService
+from node.channels.dispatcher import Dispatcher
 from node.clock import Clock, iso
 from node.config import NodeConfig
 from node.federation.admin import PeerAdmin
@@ -31,9 +32,13 @@ class Jobs:
     delivery: Delivery
     admin: PeerAdmin
     keyring: KeyRing
+    dispatcher: Dispatcher
 
     async def deliver(self) -> None:
         self.delivery.kick(await self.delivery.pending_peers())
+
+    async def dispatch(self) -> None:
+        await self.dispatcher.run_once()
 
     async def pull(self) -> int:
         total = 0
@@ -121,6 +126,8 @@ class Jobs:
             )
 
         add(self.deliver, every, "deliver")
+        add(self.dispatch, every, "channels")
+        add(self.dispatcher.schedule_reminders, 900, "reminders")
         if federation.pull_from_peers:
             add(self.pull, every, "pull")
         add(self.refresh_peer_keys, federation.key_refresh_hours * 3600, "refresh-peer-keys")

@@ -1,0 +1,1 @@
+"""National channels: police webhook, host notices by e-mail, the fallback, and their outbox."""

@@ -1,0 +1,341 @@
+"""The channel outbox: holds, grouping, delivery with retries, actions on the case, reminders."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import orjson
+
+from node.channels.base import CaseItem, Channel, Message, Outcome
+from node.clock import Clock, iso, parse_iso
+from node.config import NodeConfig
+from node.store import audit
+from node.store.db import Database, Row, Tx
+from peers.backoff import backoff_delay
+
+log = logging.getLogger("hotline.channels")
+GROUPED_ROLES = ("host_notice", "cdn_notice")
+DEFAULT_ACTION = {
+    "law_enforcement": "lea_referred",
+    "host_notice": "notice_sent",
+    "cdn_notice": "notice_sent",
+    "fallback": "lea_referred",
+}
+NO_CHANNEL_RETRY = timedelta(hours=1)
+BATCH = 500
+
+
+@dataclass
+class DispatchReport:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0
+    unrouted: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Planned:
+    channel_name: str
+    channel: Channel
+    message: Message
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        node_id: str,
+        country: str,
+        config: NodeConfig,
+        channels: dict[str, Channel],
+        rng: random.Random,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.node_id = node_id
+        self.country = country
+        self.config = config
+        self.channels = channels
+        self.rng = rng
+
+    def channel_for(self, role: str, item: CaseItem) -> tuple[str, Channel] | None:
+        """The first configured channel serving this role, category and hosting country."""
+        for name, settings in self.config.channels.items():
+            if role not in settings.roles:
+                continue
+            if settings.categories and item.category not in settings.categories:
+                continue
+            if settings.countries and item.country not in settings.countries:
+                continue
+            return name, self.channels[name]
+        return None
+
+    # planning ---------------------------------------------------------------------------
+    async def _due(self, now: datetime) -> list[Row]:
+        return await self.db.fetch_all(
+            "SELECT * FROM channel_outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?",
+            (iso(now), BATCH),
+        )
+
+    async def _cleared(self, report_ids: list[str]) -> dict[str, str | None]:
+        if not report_ids:
+            return {}
+        marks = ",".join("?" for _ in report_ids)
+        rows = await self.db.fetch_all(
+            f"SELECT id, lea_cleared_at FROM reports WHERE id IN ({marks})",  # noqa: S608
+            report_ids,
+        )
+        return {row["id"]: row["lea_cleared_at"] for row in rows}
+
+    def _held(self, row: Row, item: CaseItem, cleared: str | None, now: datetime) -> bool:
+        """Law-enforcement-first: a host notice waits for police, or for the deadline."""
+        if row["channel"] != "host_notice" or row["kind"] == "reminder":
+            return False
+        hours = self.config.notices.lea_first_hours.get(item.category or "")  # type: ignore[call-overload]
+        if hours is None or cleared is not None:
+            return False
+        return parse_iso(row["created_at"]) + timedelta(hours=hours) > now
+
+    async def plan(self, now: datetime) -> tuple[list[Planned], list[Row], int]:
+        """Messages to send now, rows no channel serves, and how many rows are held."""
+        rows = await self._due(now)
+        items = {row["id"]: CaseItem.from_payload(orjson.loads(row["payload"])) for row in rows}
+        cleared = await self._cleared(sorted({items[r["id"]].report_id for r in rows}))
+        window = timedelta(seconds=self.config.notices.group_window_seconds)
+        planned: list[Planned] = []
+        unrouted: list[Row] = []
+        held = 0
+        groups: dict[tuple[str, str, str, bool], list[Row]] = {}
+        for row in rows:
+            item = items[row["id"]]
+            if self._held(row, item, cleared.get(item.report_id), now):
+                held += 1
+                continue
+            target = self.channel_for(row["channel"], item)
+            if target is None:
+                unrouted.append(row)
+                continue
+            reminder = row["kind"] == "reminder"
+            if row["channel"] in GROUPED_ROLES:
+                # One notice per abuse desk and channel: hosts get one mail, not fifty.
+                key = (row["channel"], target[0], item.abuse_contact or "", reminder)
+                groups.setdefault(key, []).append(row)
+                continue
+            planned.append(
+                Planned(
+                    target[0], target[1], Message(row["channel"], (item,), reminder, (row["id"],))
+                )
+            )
+        for (role, name, _, reminder), members in groups.items():
+            oldest = min(parse_iso(r["created_at"]) for r in members)
+            if not reminder and oldest + window > now:
+                held += len(members)  # still gathering cases for this abuse desk
+                continue
+            message = Message(
+                role,
+                tuple(items[r["id"]] for r in members),
+                reminder,
+                tuple(r["id"] for r in members),
+            )
+            planned.append(Planned(name, self.channels[name], message))
+        return planned, unrouted, held
+
+    # delivering -------------------------------------------------------------------------
+    async def run_once(self) -> DispatchReport:
+        now = self.clock.now()
+        report = DispatchReport()
+        planned, unrouted, report.held = await self.plan(now)
+        if unrouted:
+            await self.db.run(lambda conn: self._unrouted(conn, unrouted, now))
+            report.unrouted = len(unrouted)
+        for plan in planned:
+            outcome = await plan.channel.deliver(plan.message)
+            state = await self.db.run(partial(self._record, plan=plan, outcome=outcome, now=now))
+            if state == "delivered":
+                report.delivered += len(plan.message.row_ids)
+            elif state == "dead":
+                report.dead += len(plan.message.row_ids)
+            else:
+                report.failed += len(plan.message.row_ids)
+            report.details.append(outcome.detail)
+            if not outcome.delivered:
+                log.warning("channel %s: %s", plan.channel_name, outcome.detail)
+        return report
+
+    def _unrouted(self, conn: Tx, rows: list[Row], now: datetime) -> None:
+        conn.executemany(
+            "UPDATE channel_outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
+            [
+                (
+                    f"no channel configured for role {row['channel']} (add one to node.toml)",
+                    iso(now + NO_CHANNEL_RETRY),
+                    row["id"],
+                )
+                for row in rows
+            ],
+        )
+
+    def _record(self, conn: Tx, *, plan: Planned, outcome: Outcome, now: datetime) -> str:
+        ids = plan.message.row_ids
+        marks = ",".join("?" for _ in ids)
+        rows = conn.execute(
+            f"SELECT id, attempts FROM channel_outbox WHERE id IN ({marks})",  # noqa: S608
+            ids,
+        ).fetchall()
+        attempts = max((int(r["attempts"]) for r in rows), default=0) + 1
+        if outcome.delivered:
+            conn.executemany(
+                "UPDATE channel_outbox SET state = 'delivered', delivered_at = ?, attempts = ?,"
+                " last_error = NULL, sent_via = ? WHERE id = ?",
+                [(iso(now), attempts, plan.channel_name, row_id) for row_id in ids],
+            )
+            code = (
+                "reminder_sent"
+                if plan.message.reminder
+                else (
+                    self.config.channels[plan.channel_name].records_as
+                    or DEFAULT_ACTION[plan.message.role]
+                )
+            )
+            for item in plan.message.items:
+                conn.execute(
+                    "INSERT INTO actions (id, report_id, code, at, by_node, analyst, country,"
+                    " reason) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (
+                        str(uuid.uuid4()),
+                        item.report_id,
+                        code,
+                        iso(now),
+                        self.node_id,
+                        item.country or self.country,
+                        f"via {plan.channel_name}: {outcome.detail}"[:500],
+                    ),
+                )
+                if outcome.cleared:
+                    conn.execute(
+                        "UPDATE reports SET lea_cleared_at = COALESCE(lea_cleared_at, ?)"
+                        " WHERE id = ?",
+                        (iso(now), item.report_id),
+                    )
+            audit.append(
+                conn,
+                at=now,
+                actor=f"channel:{plan.channel_name}",
+                event="channel.delivered",
+                subject=plan.message.items[0].report_id,
+                details={
+                    "role": plan.message.role,
+                    "code": code,
+                    "reports": [i.report_id for i in plan.message.items],
+                    "cleared": outcome.cleared,
+                },
+            )
+            return "delivered"
+        if outcome.permanent or attempts >= self.config.notices.max_attempts:
+            conn.executemany(
+                "UPDATE channel_outbox SET state = 'dead', attempts = ?, last_error = ?,"
+                " sent_via = ? WHERE id = ?",
+                [(attempts, outcome.detail[:500], plan.channel_name, row_id) for row_id in ids],
+            )
+            conn.executemany(
+                "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
+                " reason, at) VALUES (?, 'channel', ?, ?, ?, ?, ?)",
+                [
+                    (
+                        plan.channel_name,
+                        row_id,
+                        plan.message.role,
+                        item.report_id,
+                        outcome.detail[:500],
+                        iso(now),
+                    )
+                    for row_id, item in zip(ids, plan.message.items, strict=True)
+                ],
+            )
+            audit.append(
+                conn,
+                at=now,
+                actor=f"channel:{plan.channel_name}",
+                event="channel.dead",
+                subject=plan.message.items[0].report_id,
+                details={"role": plan.message.role, "reason": outcome.detail[:500]},
+            )
+            return "dead"
+        retry_at = now + backoff_delay(attempts, self.rng)
+        conn.executemany(
+            "UPDATE channel_outbox SET attempts = ?, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            [(attempts, outcome.detail[:500], iso(retry_at), row_id) for row_id in ids],
+        )
+        return "retry"
+
+    # reminders --------------------------------------------------------------------------
+    async def schedule_reminders(self) -> int:
+        """Remind hosts that have not acted, every `reminder_hours`, until removal."""
+        now = self.clock.now()
+        cutoff = iso(now - timedelta(hours=self.config.notices.reminder_hours))
+
+        def transaction(conn: Tx) -> int:
+            due = conn.execute(
+                "SELECT o.report_id, o.channel, o.payload, MAX(a.at) AS last_at"
+                " FROM channel_outbox o JOIN actions a ON a.report_id = o.report_id"
+                " AND a.code IN ('notice_sent', 'reminder_sent') AND a.by_node = ?"
+                " JOIN reports r ON r.id = o.report_id"
+                " WHERE o.channel IN ('host_notice', 'cdn_notice') AND o.state = 'delivered'"
+                " AND o.kind = 'report' AND r.status NOT IN ('closed', 'withdrawn')"
+                " AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.report_id = o.report_id"
+                " AND x.code IN ('content_removed', 'content_unavailable'))"
+                " AND NOT EXISTS (SELECT 1 FROM channel_outbox p WHERE p.report_id ="
+                " o.report_id AND p.kind = 'reminder' AND p.state = 'pending')"
+                " GROUP BY o.report_id HAVING last_at <= ?",
+                (self.node_id, cutoff),
+            ).fetchall()
+            for row in due:
+                conn.execute(
+                    "INSERT INTO channel_outbox (channel, report_id, kind, payload, created_at,"
+                    " next_attempt_at) VALUES (?, ?, 'reminder', ?, ?, ?)",
+                    (row["channel"], row["report_id"], row["payload"], iso(now), iso(now)),
+                )
+            return len(due)
+
+        return await self.db.run(transaction)
+
+    # inspection -------------------------------------------------------------------------
+    async def describe(self) -> list[dict[str, Any]]:
+        counts = await self.db.fetch_all(
+            "SELECT sent_via, state, COUNT(*) AS n FROM channel_outbox WHERE sent_via IS NOT"
+            " NULL GROUP BY sent_via, state"
+        )
+        pending = await self.db.fetch_all(
+            "SELECT channel, COUNT(*) AS n FROM channel_outbox WHERE state = 'pending'"
+            " GROUP BY channel"
+        )
+        by_role = {row["channel"]: int(row["n"]) for row in pending}
+        out = []
+        for name, settings in self.config.channels.items():
+            states = {row["state"]: int(row["n"]) for row in counts if row["sent_via"] == name}
+            out.append(
+                {
+                    "name": name,
+                    "kind": settings.kind,
+                    "roles": list(settings.roles),
+                    "categories": list(settings.categories),
+                    "countries": list(settings.countries),
+                    "target": settings.url or settings.to or "(the case's abuse contact)",
+                    "pending_for_roles": sum(by_role.get(role, 0) for role in settings.roles),
+                    "delivered": states.get("delivered", 0),
+                    "dead": states.get("dead", 0),
+                }
+            )
+        return out

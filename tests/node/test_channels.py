@@ -1,0 +1,342 @@
+"""National channels against a real SMTP server and a real webhook receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from keys import build_key_document
+from keys.document import PublicKeySet
+from node.app import Node, open_node
+from node.clock import ManualClock
+from node.config import parse_config
+from node.errors import ConfigError
+from protocol.httpsig import MemoryNonceGuard, SignedRequest, verify_request
+from tests.support.dns_server import ZoneDnsServer
+from tests.support.nodes import init_node
+from tests.support.rdap_server import RdapStub, ip_network
+from tests.support.sinks import SmtpSink, WebhookSink
+
+WINDOW = 60
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookSink]:
+    sink = await WebhookSink().start()
+    yield sink
+    await sink.stop()
+
+
+@pytest.fixture
+async def rdap() -> AsyncIterator[RdapStub]:
+    async with RdapStub() as stub:
+        stub.add_network(
+            "5.39.0.0/16", ip_network("5.39.0.0", "5.39.255.255", abuse_email="abuse@ovh.example")
+        )
+        stub.add_network(
+            "41.0.0.0/8",
+            ip_network("41.0.0.0", "41.255.255.255", abuse_email="abuse@host.example.za"),
+        )
+        yield stub
+
+
+def channel_config(smtp: SmtpSink, webhook: WebhookSink, **notices: Any) -> dict[str, Any]:
+    return {
+        "channels": {
+            "pharos": {"kind": "webhook", "roles": ["law_enforcement"], "url": webhook.url},
+            "hosts": {
+                "kind": "email",
+                "roles": ["host_notice", "cdn_notice"],
+                "from_address": "notices@pointdecontact.example",
+                "smtp_port": smtp.port,
+            },
+            "interpol": {
+                "kind": "email",
+                "roles": ["fallback"],
+                "to": "ncb@interpol.example",
+                "from_address": "notices@pointdecontact.example",
+                "smtp_port": smtp.port,
+            },
+        },
+        "notices": {
+            "notifier_name": "Point de Contact",
+            "notifier_email": "contact@pointdecontact.example",
+            "notifier_address": "Paris, France",
+            "group_window_seconds": WINDOW,
+            **notices,
+        },
+    }
+
+
+@dataclass
+class Setup:
+    node: Node
+    clock: ManualClock
+    smtp: SmtpSink
+    webhook: WebhookSink
+
+    async def case(self, url: str, category: str = "csam", verdict: str = "baseline") -> str:
+        cases = self.node.cases
+        submitted = await cases.submit(url, actor="analyst:ana", category=category)
+        await self.node.trace_pending()
+        await cases.assess(
+            submitted.report_id,
+            verdict=verdict,
+            category=category,
+            legal_basis="Code pénal art. 227-23",
+            actor="analyst:ana",
+        )
+        return submitted.report_id
+
+    async def codes(self, report_id: str) -> list[str]:
+        return [a["code"] for a in (await self.node.cases.show(report_id))["actions"]]
+
+
+async def make_setup(
+    tmp_path: Path,
+    clock: ManualClock,
+    dns_server: ZoneDnsServer,
+    rdap: RdapStub,
+    smtp: SmtpSink,
+    webhook: WebhookSink,
+    **notices: Any,
+) -> AsyncIterator[Setup]:
+    data_dir = init_node(
+        tmp_path / "fr",
+        clock=clock,
+        extra={
+            "jurisdiction": {
+                "dns_server": dns_server.nameserver,
+                "dns_timeout_seconds": 1.0,
+                "rdap_base": rdap.base_url,
+            },
+            **channel_config(smtp, webhook, **notices),
+        },
+    )
+    async with open_node(data_dir, clock) as node:
+        yield Setup(node, clock, smtp, webhook)
+
+
+@pytest.fixture
+async def setup(
+    tmp_path: Path,
+    clock: ManualClock,
+    dns_server: ZoneDnsServer,
+    rdap: RdapStub,
+    smtp: SmtpSink,
+    webhook: WebhookSink,
+) -> AsyncIterator[Setup]:
+    async for made in make_setup(tmp_path, clock, dns_server, rdap, smtp, webhook):
+        yield made
+
+
+async def test_domestic_case_reaches_police_signed_and_the_host_as_a_dsa_notice(
+    setup: Setup,
+) -> None:
+    report_id = await setup.case("http://fr.example/album/1.jpg")
+    first = await setup.node.dispatcher.run_once()
+    assert first.delivered == 1  # police at once; the host notice gathers for the window
+    assert len(setup.webhook.received) == 1
+    headers, body = setup.webhook.received[0]
+    referral = orjson.loads(body)
+    assert referral["cases"][0]["report_id"] == report_id
+    assert referral["cases"][0]["url"] == "http://fr.example/album/1.jpg"
+    # The police platform can verify the referral against our published key document.
+    keys = setup.node.keyring.current
+    document = build_key_document(
+        keys, node_id="fr-pointdecontact", country="FR", endpoint="http://x", now=setup.clock.now()
+    )
+
+    class Directory:
+        def keys_for(self, node_id: str) -> PublicKeySet | None:
+            return PublicKeySet.from_document(document)
+
+    sender = verify_request(
+        SignedRequest("POST", f"127.0.0.1:{setup.webhook.port}", "/referrals", "?", body),
+        headers,
+        peers=Directory(),
+        nonces=MemoryNonceGuard(),
+        now=setup.clock.now(),
+    )
+    assert sender == "fr-pointdecontact"
+    assert "lea_referred" in await setup.codes(report_id)
+
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    await setup.node.dispatcher.run_once()
+    assert len(setup.smtp.messages) == 1
+    notice = setup.smtp.messages[0]
+    assert setup.smtp.recipients[0] == ["abuse@ovh.example"]
+    assert notice["From"] == "notices@pointdecontact.example"
+    assert notice["Content-Language"] == "fr"  # the host is in France
+    assert "règlement (UE) 2022/2065" in str(notice.get_content())
+    text = str(notice.get_content())
+    assert "http://fr.example/album/1.jpg" in text
+    assert "Code pénal art. 227-23" in text
+    assert "de bonne foi" in text
+    assert report_id[:8] in notice["Subject"]
+    # CSAM: the notifier's identity is left out (DSA Art. 16(2)(c)).
+    assert "contact@pointdecontact.example" not in text
+    assert "notice_sent" in await setup.codes(report_id)
+
+
+async def test_cases_for_one_abuse_desk_go_out_as_one_notice(setup: Setup) -> None:
+    first = await setup.case("http://fr.example/a", category="hate", verdict="national")
+    second = await setup.case("http://fr.example/b", category="hate", verdict="national")
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    await setup.node.dispatcher.run_once()
+    assert len(setup.smtp.messages) == 1
+    text = str(setup.smtp.messages[0].get_content())
+    assert "http://fr.example/a" in text
+    assert "http://fr.example/b" in text
+    # Not CSAM: the notifier is named, with an address to reply to.
+    assert "contact@pointdecontact.example" in text
+    for report_id in (first, second):
+        assert "notice_sent" in await setup.codes(report_id)
+
+
+async def test_reminders_until_the_content_is_removed(setup: Setup) -> None:
+    report_id = await setup.case("http://fr.example/r")
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    await setup.node.dispatcher.run_once()
+    assert len(setup.smtp.messages) == 1
+    setup.clock.advance(timedelta(hours=23))
+    assert await setup.node.dispatcher.schedule_reminders() == 0
+    setup.clock.advance(timedelta(hours=2))
+    assert await setup.node.dispatcher.schedule_reminders() == 1
+    await setup.node.dispatcher.run_once()
+    assert len(setup.smtp.messages) == 2
+    assert "Relance" in setup.smtp.messages[1]["Subject"]
+    assert "reminder_sent" in await setup.codes(report_id)
+    await setup.node.cases.record_action(
+        report_id, code="content_removed", reason=None, actor="analyst:ana"
+    )
+    setup.clock.advance(timedelta(hours=25))
+    assert await setup.node.dispatcher.schedule_reminders() == 0
+
+
+async def test_receiver_down_then_back_gets_the_referral_once(setup: Setup) -> None:
+    await setup.webhook.stop()
+    report_id = await setup.case("http://fr.example/down")
+    result = await setup.node.dispatcher.run_once()
+    assert result.failed == 1
+    row = await setup.node.db.fetch_one(
+        "SELECT attempts, last_error, state FROM channel_outbox WHERE channel = 'law_enforcement'"
+    )
+    assert row is not None
+    assert row["state"] == "pending"
+    assert row["attempts"] == 1
+    assert "pharos" in row["last_error"]
+    await setup.webhook.start()
+    assert (await setup.node.dispatcher.run_once()).delivered == 0  # backing off
+    setup.clock.advance(timedelta(minutes=5))
+    await setup.node.dispatcher.run_once()
+    setup.clock.advance(timedelta(minutes=5))
+    await setup.node.dispatcher.run_once()
+    assert len(setup.webhook.received) == 1
+    assert (await setup.codes(report_id)).count("lea_referred") == 1
+
+
+async def test_a_refusing_receiver_is_dead_lettered_with_the_reason(setup: Setup) -> None:
+    setup.webhook.status = 400
+    setup.smtp.reply = "550 5.1.1 mailbox unavailable"
+    report_id = await setup.case("http://fr.example/refused")
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    result = await setup.node.dispatcher.run_once()
+    assert result.dead == 2
+    dead = await setup.node.db.fetch_all(
+        "SELECT peer_id, reason FROM dead_letters WHERE direction = 'channel' ORDER BY peer_id"
+    )
+    assert [row["peer_id"] for row in dead] == ["hosts", "pharos"]
+    assert "550" in dead[0]["reason"]
+    assert "HTTP 400" in dead[1]["reason"]
+    assert "notice_sent" not in await setup.codes(report_id)
+
+
+async def test_no_peer_country_reaches_the_fallback(setup: Setup) -> None:
+    report_id = await setup.case("http://za.example/x")
+    await setup.node.dispatcher.run_once()
+    assert setup.smtp.recipients == [["ncb@interpol.example"]]
+    assert "za.example" in str(setup.smtp.messages[0].get_content())
+    assert "lea_referred" in await setup.codes(report_id)
+
+
+async def test_cdn_case_asks_the_cdn_for_the_origin(setup: Setup) -> None:
+    await setup.case("http://cdn.example/x", category="hate", verdict="national")
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    await setup.node.dispatcher.run_once()
+    assert setup.smtp.recipients == [["abuse@cloudflare.com"]]
+    assert "origin host" in setup.smtp.messages[0]["Subject"]
+
+
+async def test_law_enforcement_first_hold_waits_for_clearance_or_deadline(
+    tmp_path: Path,
+    clock: ManualClock,
+    dns_server: ZoneDnsServer,
+    rdap: RdapStub,
+    smtp: SmtpSink,
+    webhook: WebhookSink,
+) -> None:
+    async for setup in make_setup(
+        tmp_path, clock, dns_server, rdap, smtp, webhook, lea_first_hours={"csam": 48}
+    ):
+        held = await setup.case("http://fr.example/held")
+        setup.clock.advance(timedelta(hours=1))
+        result = await setup.node.dispatcher.run_once()
+        assert result.held == 1
+        assert smtp.messages == []
+        setup.clock.advance(timedelta(hours=48))
+        await setup.node.dispatcher.run_once()
+        assert len(smtp.messages) == 1
+        # The police may clear earlier: their webhook answer releases the notice.
+        webhook.reply = {"cleared": True}
+        cleared = await setup.case("http://fr.example/cleared")
+        setup.clock.advance(timedelta(seconds=WINDOW))
+        await setup.node.dispatcher.run_once()  # police referral; answer clears
+        await setup.node.dispatcher.run_once()
+        assert len(smtp.messages) == 2
+        assert "http://fr.example/cleared" in str(smtp.messages[1].get_content())
+        assert held != cleared
+
+
+def test_bad_channel_configuration_names_the_key() -> None:
+    base = {"node_id": "fr-x", "country": "FR", "endpoint": "http://127.0.0.1:1"}
+    with pytest.raises(ConfigError, match=r"channels.pharos: .*needs url"):
+        parse_config(
+            {**base, "channels": {"pharos": {"kind": "webhook", "roles": ["law_enforcement"]}}}
+        )
+    with pytest.raises(ConfigError, match=r"channels.hosts.roles.0"):
+        parse_config(
+            {
+                **base,
+                "channels": {
+                    "hosts": {"kind": "email", "roles": ["police"], "from_address": "a@b.example"}
+                },
+            }
+        )
+    with pytest.raises(ConfigError, match=r"channels.mail: .*password_file"):
+        parse_config(
+            {
+                **base,
+                "channels": {
+                    "mail": {
+                        "kind": "email",
+                        "roles": ["fallback"],
+                        "from_address": "a@b.example",
+                        "username": "u",
+                    }
+                },
+            }
+        )
