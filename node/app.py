@@ -111,7 +111,7 @@ class Node:
         )
 
     def admin_context(self) -> AdminContext:
-        return AdminContext(admin=self.admin, registry=self.registry)
+        return AdminContext(admin=self.admin, registry=self.registry, dispatcher=self.dispatcher)
 
     def make_app(self) -> web.Application:
         return make_app(self.api_context(), self.federation_context(), self.admin_context())

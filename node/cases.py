@@ -430,6 +430,27 @@ class CaseService:
             self._notify([row["origin"]])
         return action_id
 
+    async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> None:
+        """Police cleared the case: a host notice held for them may go now."""
+        row = await self._require(report_id)
+        if row["lea_cleared_at"] is not None:
+            raise Conflict(f"report {report_id} was already cleared at {row['lea_cleared_at']}")
+        reason_text = _text(reason, "reason", MAX_NOTE)
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.update(conn, report_id, {"lea_cleared_at": iso(now), "updated_at": iso(now)})
+            audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="report.cleared",
+                subject=report_id,
+                details={"reason": reason_text},
+            )
+
+        await self.db.run(transaction)
+
     async def withdraw(self, report_id: str, *, reason: str, actor: str) -> list[str]:
         """Retract our report: closed here, and a tombstone to every peer that received it."""
         row = await self._require(report_id)

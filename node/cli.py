@@ -415,6 +415,56 @@ async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
+async def cmd_reports_clear(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        await node.cases.clear_for_host(args.id, reason=args.reason, actor="cli")
+        _print(
+            args,
+            {"id": args.id, "cleared": True},
+            "cleared by law enforcement: a held host notice goes with the next dispatch",
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+# channels ----------------------------------------------------------------------------------
+async def cmd_channels_list(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        rows = await node.dispatcher.describe()
+        _print(
+            args,
+            rows,
+            table(
+                rows,
+                [
+                    "name",
+                    "kind",
+                    "roles",
+                    "categories",
+                    "countries",
+                    "target",
+                    "pending_for_roles",
+                    "delivered",
+                    "dead",
+                ],
+            ),
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_channels_test(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        outcome = await node.dispatcher.test(args.name, args.to)
+        data = {"channel": args.name, "delivered": outcome.delivered, "detail": outcome.detail}
+        _print(args, data, f"{'delivered' if outcome.delivered else 'FAILED'}: {outcome.detail}")
+        return 0 if outcome.delivered else 1
+
+    return await with_node(args, run)
+
+
 # peers -------------------------------------------------------------------------------------
 PEER_COLUMNS = [
     "node_id",
@@ -714,6 +764,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("id")
     p.add_argument("--reason", required=True)
+
+    p = command(
+        reports,
+        "clear",
+        cmd_reports_clear,
+        "law enforcement cleared the case: release a host notice held for them",
+    )
+    p.add_argument("id")
+    p.add_argument("--reason")
+
+    channels = sub.add_parser("channels", help="national channels").add_subparsers(
+        dest="sub", required=True
+    )
+    command(channels, "list", cmd_channels_list, "configured channels with their counters")
+    p = command(channels, "test", cmd_channels_test, "send a marked test message through one")
+    p.add_argument("name")
+    p.add_argument("--to", help="recipient for a channel that mails each case's abuse contact")
 
     peers = sub.add_parser("peers", help="peer hotlines").add_subparsers(dest="sub", required=True)
     p = command(

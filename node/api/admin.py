@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.bodies import json_response, read_json
 from node.api.context import context, principal
+from node.channels.dispatcher import Dispatcher
 from node.federation.admin import PeerAdmin
 from node.federation.registry import PeerRegistry, summary
 from node.tokens import Role
@@ -20,6 +21,7 @@ from node.tokens import Role
 class AdminContext:
     admin: PeerAdmin
     registry: PeerRegistry
+    dispatcher: Dispatcher
 
 
 ADMIN = web.AppKey("admin", AdminContext)
@@ -94,7 +96,30 @@ def _status_handler(status: str) -> Callable[[web.Request], Awaitable[web.Respon
     return handler
 
 
+class ChannelTestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    to: Annotated[str, Field(max_length=254)] | None = None
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    await principal(request, Role.OPERATOR)
+    return json_response({"channels": await request.app[ADMIN].dispatcher.describe()})
+
+
+async def test_channel(request: web.Request) -> web.Response:
+    await principal(request, Role.OPERATOR)
+    body = await read_json(request, ChannelTestBody, context(request).max_body_bytes)
+    name = request.match_info["name"]
+    outcome = await request.app[ADMIN].dispatcher.test(name, body.to)
+    return json_response(
+        {"channel": name, "delivered": outcome.delivered, "detail": outcome.detail},
+        status=200 if outcome.delivered else 502,
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/v1/channels", list_channels)
+    app.router.add_post("/admin/v1/channels/{name}/test", test_channel)
     app.router.add_get("/admin/v1/peers", list_peers)
     app.router.add_post("/admin/v1/peers", add_peer)
     app.router.add_get("/admin/v1/peers/{id}", show_peer)

@@ -154,7 +154,22 @@ async def trace(request: web.Request) -> web.Response:
     return json_response(evidence)
 
 
+class ClearanceBody(_Body):
+    reason: Annotated[str, Field(max_length=8192)] | None = None
+
+
+async def clearance(request: web.Request) -> web.Response:
+    """Law enforcement cleared the case: a host notice held for them may go."""
+    who = await principal(request, *STAFF)
+    ctx = context(request)
+    body = await read_json(request, ClearanceBody, ctx.max_body_bytes)
+    report_id = request.match_info["id"]
+    await ctx.cases.clear_for_host(report_id, reason=body.reason, actor=who.actor)
+    return json_response(await ctx.cases.show(report_id))
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/reports/{id}/clearance", clearance)
     app.router.add_post("/api/v1/public/reports", public_submit)
     app.router.add_post("/api/v1/reports", submit)
     app.router.add_get("/api/v1/reports", list_reports)

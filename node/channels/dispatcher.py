@@ -15,6 +15,7 @@ import orjson
 from node.channels.base import CaseItem, Channel, Message, Outcome
 from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
+from node.errors import InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Row, Tx
 from peers.backoff import backoff_delay
@@ -310,6 +311,39 @@ class Dispatcher:
             return len(due)
 
         return await self.db.run(transaction)
+
+    async def test(self, name: str, to: str | None = None) -> Outcome:
+        """Send a clearly marked test message through one channel (nothing is recorded)."""
+        if name not in self.channels:
+            known = ", ".join(sorted(self.channels)) or "none configured"
+            raise NotFound(f"no channel {name!r} (channels: {known})")
+        settings = self.config.channels[name]
+        if settings.kind == "email" and not settings.to and not to:
+            raise InvalidInput(f"{name} mails each case's abuse contact: give --to ADDRESS")
+        item = CaseItem(
+            report_id="00000000-0000-4000-8000-000000000000",
+            url="https://example.invalid/hotline-node-channel-test",
+            category="other",
+            verdict="national",
+            legal_basis="TEST MESSAGE: no action is needed",
+            country=self.country,
+            abuse_contact=to,
+            cdn_name=None,
+            reason="channel test from hotline-node",
+        )
+        outcome = await self.channels[name].deliver(Message(settings.roles[0], (item,)))
+        now = self.clock.now()
+        await self.db.run(
+            lambda conn: audit.append(
+                conn,
+                at=now,
+                actor="operator",
+                event="channel.tested",
+                subject=name,
+                details={"delivered": outcome.delivered, "detail": outcome.detail[:500]},
+            )
+        )
+        return outcome
 
     # inspection -------------------------------------------------------------------------
     async def describe(self) -> list[dict[str, Any]]:

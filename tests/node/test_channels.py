@@ -10,10 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from keys import build_key_document
 from keys.document import PublicKeySet
 from node.app import Node, open_node
+from node.cli import main
 from node.clock import ManualClock
 from node.config import parse_config
 from node.errors import ConfigError
@@ -340,3 +342,76 @@ def test_bad_channel_configuration_names_the_key() -> None:
                 },
             }
         )
+
+
+async def test_channels_over_the_admin_api_and_police_clearance(setup: Setup) -> None:
+    operator = await setup.node.tokens.create("operator", "olivier")
+    analyst = await setup.node.tokens.create("analyst", "ana")
+    async with TestClient(TestServer(setup.node.make_app(), host="127.0.0.1")) as client:
+        auth = {"Authorization": f"Bearer {operator}"}
+        listed = await client.get("/admin/v1/channels", headers=auth)
+        assert listed.status == 200
+        names = [c["name"] for c in (await listed.json())["channels"]]
+        assert names == ["pharos", "hosts", "interpol"]
+        tested = await client.post(
+            "/admin/v1/channels/hosts/test", headers=auth, json={"to": "abuse@test.example"}
+        )
+        assert tested.status == 200
+        assert setup.smtp.recipients == [["abuse@test.example"]]
+        assert "TEST MESSAGE" in str(setup.smtp.messages[0].get_content())
+        missing = await client.post("/admin/v1/channels/hosts/test", headers=auth, json={})
+        assert missing.status == 422
+        assert "give --to" in (await missing.json())["detail"]
+        unknown = await client.post("/admin/v1/channels/nope/test", headers=auth, json={})
+        assert unknown.status == 404
+        forbidden = await client.get(
+            "/admin/v1/channels", headers={"Authorization": f"Bearer {analyst}"}
+        )
+        assert forbidden.status == 403
+        report_id = await setup.case("http://fr.example/clear-me")
+        cleared = await client.post(
+            f"/api/v1/reports/{report_id}/clearance",
+            headers={"Authorization": f"Bearer {analyst}"},
+            json={"reason": "Pharos: no objection"},
+        )
+        assert cleared.status == 200
+        again = await client.post(
+            f"/api/v1/reports/{report_id}/clearance",
+            headers={"Authorization": f"Bearer {analyst}"},
+            json={},
+        )
+        assert again.status == 409
+
+
+def test_channels_commands(
+    tmp_path: Path,
+    clock: ManualClock,
+    dns_server: ZoneDnsServer,
+    smtp: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data_dir = init_node(
+        tmp_path / "cli",
+        clock=clock,
+        extra={
+            "channels": {
+                "police": {
+                    "kind": "email",
+                    "roles": ["law_enforcement"],
+                    "to": "brigade@police.example",
+                    "smtp_port": smtp.port,
+                    "from_address": "notices@pointdecontact.example",
+                }
+            },
+        },
+    )
+    assert main(["channels", "list", "--json", "--data-dir", str(data_dir.root)]) == 0
+    listed = orjson.loads(capsys.readouterr().out)
+    assert listed[0]["name"] == "police"
+    assert listed[0]["target"] == "brigade@police.example"
+    assert main(["channels", "test", "police", "--data-dir", str(data_dir.root)]) == 0
+    assert "delivered" in capsys.readouterr().out
+    assert smtp.recipients == [["brigade@police.example"]]
+    smtp.stop()
+    assert main(["channels", "test", "police", "--data-dir", str(data_dir.root)]) == 1
+    assert "FAILED" in capsys.readouterr().out
