@@ -7,8 +7,11 @@ connects to those addresses — jurisdiction needs only DNS and local IP data.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.cluster import NodeProcess, wait_for
 from tests.support.dns_server import ZoneDnsServer
+from tests.support.rdap_server import RdapStub, ip_network
+from tests.support.sinks import SmtpSink, WebhookSink
+
+
+class LoopThread:
+    """The asyncio receivers (RDAP stub, police webhook) run in a thread beside the demo."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def channels(smtp: SmtpSink, webhook: WebhookSink) -> dict[str, Any]:
+    mail = {
+        "kind": "email",
+        "smtp_port": smtp.port,
+        "from_address": "signalements@pointdecontact.example",
+    }
+    return {
+        "channels": {
+            "pharos": {"kind": "webhook", "roles": ["law_enforcement"], "url": webhook.url},
+            "hosts": {**mail, "roles": ["host_notice", "cdn_notice"]},
+            "interpol": {**mail, "roles": ["fallback"], "to": "ncb-paris@interpol.example"},
+        },
+        "notices": {
+            "notifier_name": "Point de Contact",
+            "notifier_email": "contact@pointdecontact.example",
+            "notifier_address": "Paris, France",
+            "group_window_seconds": 1,
+        },
+    }
+
 
 ZONE: dict[str, dict[str, list[tuple[str, int]]]] = {
     "photos.hebergeur-fr.test": {"A": [("5.39.0.1", 300)]},
@@ -67,6 +111,13 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def main() -> int:
     started = time.monotonic()
     nodes: list[NodeProcess] = []
+    receivers = LoopThread()
+    smtp = SmtpSink().start()
+    webhook: WebhookSink = receivers.run(WebhookSink().start())
+    rdap: RdapStub = receivers.run(RdapStub().start())
+    rdap.add_network(
+        "5.39.0.0/16", ip_network("5.39.0.0", "5.39.255.255", abuse_email="abuse@hebergeur-fr.test")
+    )
     with tempfile.TemporaryDirectory(prefix="hotline-demo-") as tmp, ZoneDnsServer(ZONE) as dns:
         root = Path(tmp)
         try:
@@ -74,8 +125,12 @@ def main() -> int:
             fr = NodeProcess("fr-pointdecontact", "FR", root / "fr", dns.nameserver)
             de = NodeProcess("de-eco", "DE", root / "de", dns.nameserver)
             us = NodeProcess("us-ncmec", "US", root / "us", dns.nameserver)
-            for node in (fr, de, us):
+            sections = channels(smtp, webhook)
+            sections["jurisdiction"] = {"rdap_base": rdap.base_url}
+            fr.init(sections)
+            for node in (de, us):
                 node.init()
+            for node in (fr, de, us):
                 node.start()
                 nodes.append(node)
                 say(
@@ -161,7 +216,22 @@ def main() -> int:
             say("  the outcome is back at Point de Contact; the case timeline there:")
             table((fr.report(de_case) or {})["actions"], ["at", "code", "by", "country"])
 
-            step("6. Summary at Point de Contact")
+            step("6. National channels at Point de Contact (local sinks stand in for them)")
+            wait_for(lambda: len(webhook.received) >= 1 and len(smtp.messages) >= 3, timeout=30)
+            referral = json.loads(webhook.received[0][1])
+            say(
+                f"  police webhook (Pharos) got a signed referral: "
+                f"{referral['cases'][0]['url']} ({referral['cases'][0]['category']}); "
+                f"Signature-Input {webhook.received[0][0]['Signature-Input'][:40]}…"
+            )
+            for message, rcpt in zip(smtp.messages, smtp.recipients, strict=True):
+                say(f"  e-mail to {', '.join(rcpt)}: {message['Subject']}")
+            notice = next(m for m in smtp.messages if "2022/2065" in str(m.get_content()))
+            say("\n  the host notice, as the host receives it:\n")
+            for line in str(notice.get_content()).splitlines():
+                say(f"    | {line}")
+
+            step("7. Summary at Point de Contact")
             rows = []
             for label, _, _, _ in CASES:
                 case = fr.report(ids[label]) or {}
@@ -178,10 +248,14 @@ def main() -> int:
                 )
             table(rows, ["case", "status", "decision", "countries", "queued"])
         finally:
-            step("7. Stopping every node")
+            step("8. Stopping every node and receiver")
             for node in nodes:
                 code = node.stop()
                 say(f"  {node.node_id} stopped (exit {code})")
+            smtp.stop()
+            receivers.run(webhook.stop())
+            receivers.run(rdap.stop())
+            receivers.close()
     say(f"\ndemo finished in {time.monotonic() - started:.0f} s; nothing left running")
     return 0
 

@@ -66,7 +66,8 @@ class NodeProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def init(self, **federation: Any) -> None:
+    def init(self, sections: dict[str, Any] | None = None, **federation: Any) -> None:
+        """Initialise the data dir; `sections` adds node.toml tables (channels, notices...)."""
         cli(
             self.root,
             "init",
@@ -84,6 +85,8 @@ class NodeProcess:
         path = self.root / "node.toml"
         raw = tomllib.loads(path.read_text())
         raw["federation"] = {**raw.get("federation", {}), "sweep_seconds": 1, **federation}
+        for name, table in (sections or {}).items():
+            raw[name] = {**raw.get(name, {}), **table}
         path.write_text(render_config(parse_config(raw)))
         self.analyst = cli_json(
             self.root, "tokens", "create", "--role", "analyst", "--name", "analyst"
