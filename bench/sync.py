@@ -73,6 +73,9 @@ def throughput(a: NodeProcess, b: NodeProcess, count: int, prefix: str, work: Pa
             last_seen, last_change = seen, now
         if seen >= target:
             break
+        if importer.poll() not in (None, 0):
+            error = importer.stderr.read().decode() if importer.stderr else ""
+            raise SystemExit(f"import failed at {seen - start_count}/{count}: {error}")
         if now - last_change > 120:
             raise SystemExit(f"stalled at {seen - start_count}/{count}")
         time.sleep(0.05)

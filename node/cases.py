@@ -213,7 +213,8 @@ class CaseService:
             )
             return Submitted(existing["id"], True, count)
         report_id = str(uuid.uuid4())
-        local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(4)}"
+        # 64 random bits: with 32, a hundred thousand cases collide on the unique index.
+        local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(8)}"
         self.store.insert(
             conn,
             {
