@@ -21,7 +21,6 @@ from pydantic import (
 from keys.document import CountryCode, NodeId
 from protocol.errors import RecordError
 
-RECORD_VERSION = 1
 # Strict int between 1 and 1: a Literal would also take true and 1.0 (equal in Python).
 Version = Annotated[int, Field(ge=1, le=1, strict=True)]
 MAX_URL = 4096

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
@@ -382,9 +381,3 @@ class Delivery:
             "SELECT DISTINCT peer_id FROM peer_outbox WHERE state = 'pending'"
         )
         return [row["peer_id"] for row in rows]
-
-
-async def cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

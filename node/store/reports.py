@@ -72,9 +72,6 @@ class ReportStore:
             (limit,),
         )
 
-    async def active_peers(self) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all("SELECT * FROM peers WHERE status = 'active'")
-
     # writes (inside a transaction) --------------------------------------------------------
     @staticmethod
     def find_open_by_url(conn: Tx, url_key: str) -> Row | None:
