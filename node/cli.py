@@ -620,6 +620,23 @@ async def cmd_sync(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
+# stats -------------------------------------------------------------------------------------
+async def cmd_stats(args: argparse.Namespace) -> int:
+    from node import stats
+
+    period = stats.Period.parse(args.since, args.until)
+
+    async def run(node: Node) -> int:
+        document = await stats.collect(node.db, node_id=node.config.node_id, period=period)
+        if args.csv:
+            stats.write_csv(document, Path(args.csv))
+            print(f"wrote {args.csv}", file=sys.stderr)
+        _print(args, document, stats.render_text(document))
+        return 0
+
+    return await with_node(args, run)
+
+
 async def cmd_trace(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         evidence = await node.trace_url(args.url)
@@ -821,6 +838,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["push", "pull"])
     p = command(sub, "sync", cmd_sync, "run one round of delivery (and pull) now")
     p.add_argument("--peer", help="only this peer")
+
+    p = command(
+        sub,
+        "stats",
+        cmd_stats,
+        "counts by category, country, status and peer; time to removal and to forwarding",
+    )
+    p.add_argument("--since", help="reports received from this day (YYYY-MM-DD) or time on")
+    p.add_argument("--until", help="reports received up to this day (inclusive) or time")
+    p.add_argument("--csv", metavar="FILE", help="also write the figures to FILE as CSV")
 
     p = command(sub, "trace", cmd_trace, "jurisdiction evidence for a URL (never contacts it)")
     p.add_argument("url")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import admin, federation, reports
+from node.api import admin, federation, reports, stats
 from node.api.admin import ADMIN, AdminContext
 from node.api.context import CONTEXT, ApiContext, context
 from node.api.federation import FEDERATION, FederationContext
@@ -30,6 +30,7 @@ def make_app(
     app.router.add_get("/.well-known/hotline-node", key_document)
     app.router.add_get("/healthz", healthz)
     reports.add_routes(app)
+    stats.add_routes(app)
     if federation_ctx is not None:
         app[FEDERATION] = federation_ctx
         federation.add_routes(app)

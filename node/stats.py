@@ -1,0 +1,282 @@
+"""Figures for the operator and the annual report: counts, time to removal, time to forwarding."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from node.clock import iso
+from node.errors import InvalidInput
+from node.output import table
+from node.store.db import Database
+
+DAY = 86_400
+# INHOPE's headline figure is the share of content removed within three days of the report.
+WITHIN_DAYS = 3
+CLOSING_CODES = ("content_removed", "content_unavailable")
+
+
+@dataclass(frozen=True)
+class Period:
+    """Reports received in [since, until); either end may be open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None) -> Period:
+        """`YYYY-MM-DD` or an RFC 3339 time; a bare `until` date includes that whole day."""
+        start = _parse_bound(since, "since", end=False)
+        end = _parse_bound(until, "until", end=True)
+        if start is not None and end is not None and start >= end:
+            raise InvalidInput("since must be before until")
+        return cls(start, end)
+
+    def where(self, column: str) -> tuple[str, list[str]]:
+        """An SQL condition on a stored time column (text in one form, so it sorts by time)."""
+        clauses, params = ["1"], []
+        if self.since is not None:
+            clauses.append(f"{column} >= ?")
+            params.append(iso(self.since))
+        if self.until is not None:
+            clauses.append(f"{column} < ?")
+            params.append(iso(self.until))
+        return " AND ".join(clauses), params
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "since": iso(self.since) if self.since else None,
+            "until": iso(self.until) if self.until else None,
+        }
+
+
+def _parse_bound(text: str | None, name: str, *, end: bool) -> datetime | None:
+    if text is None or text == "":
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be YYYY-MM-DD or an RFC 3339 time (got {text!r})"
+        ) from None
+    if at.tzinfo is None:
+        raise InvalidInput(f"{name} needs a time zone, e.g. {text}Z")
+    return at.astimezone(UTC)
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default): median(1, 2, 5, 10) = 3.5."""
+    if not sorted_values:
+        raise ValueError("no values")
+    position = (len(sorted_values) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    fraction = position - low
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+
+
+def durations(seconds: Iterable[int], *, within_days: int | None = None) -> dict[str, Any]:
+    """Median and p90 of durations, in seconds and days; optionally the share within N days."""
+    values = sorted(max(0, s) for s in seconds)  # a peer's clock running behind is not negative
+    result: dict[str, Any] = {"cases": len(values)}
+    for name, q in (("median", 0.5), ("p90", 0.9)):
+        value = quantile(values, q) if values else None
+        result[f"{name}_seconds"] = value
+        result[f"{name}_days"] = value / DAY if value is not None else None
+    if within_days is not None:
+        within = sum(1 for s in values if s <= within_days * DAY)
+        result[f"within_{within_days}_days"] = within
+        result[f"share_within_{within_days}_days"] = within / len(values) if values else None
+    return result
+
+
+async def _counts(db: Database, sql: str, params: Sequence[Any]) -> dict[str, int]:
+    return {str(row[0]): int(row[1]) for row in await db.fetch_all(sql, params)}
+
+
+async def collect(db: Database, *, node_id: str, period: Period | None = None) -> dict[str, Any]:
+    """Every figure over the reports received in the period (read-only)."""
+    period = period or Period()
+    cond, params = period.where("r.received_at")
+    # Each query names its table `r` for reports so that one condition serves them all.
+    total_row = await db.fetch_one(f"SELECT COUNT(*) FROM reports r WHERE {cond}", params)  # noqa: S608 - fixed clauses
+    total = int(total_row[0]) if total_row else 0
+
+    async def group(column: str, empty: str) -> dict[str, int]:
+        return await _counts(
+            db,
+            f"SELECT COALESCE(r.{column}, ?), COUNT(*) FROM reports r WHERE {cond}"  # noqa: S608 - fixed columns
+            " GROUP BY 1 ORDER BY 2 DESC, 1",
+            [empty, *params],
+        )
+
+    return {
+        "node_id": node_id,
+        "period": period.to_dict(),
+        "reports": total,
+        "by_status": await group("status", "unknown"),
+        "by_category": await group("category", "unset"),
+        "by_verdict": await group("verdict", "unassessed"),
+        "by_source": await group("source", "unknown"),
+        "by_hosting_country": await _by_country(db, cond, params),
+        "by_peer": await _by_peer(db, node_id, cond, params),
+        "time_to_removal": durations(
+            await _first_action_delays(db, CLOSING_CODES, cond, params), within_days=WITHIN_DAYS
+        ),
+        "time_to_forwarding": durations(
+            await _first_action_delays(db, ("forwarded",), cond, params)
+        ),
+    }
+
+
+async def _by_country(db: Database, cond: str, params: list[str]) -> dict[str, int]:
+    """Reports per hosting country (a report hosted in two countries counts in both).
+
+    The country is the one routing used: an analyst's override, else the traced countries
+    (CDN edge addresses excluded). Without one: `cdn`, `untraced` (trace pending) or `unknown`.
+    """
+    override = "json_extract(r.trace_json, '$.override.country')"
+    sql = f"""
+        SELECT country, COUNT(*) FROM (
+            SELECT r.id, {override} AS country FROM reports r
+            WHERE {cond} AND {override} IS NOT NULL
+            UNION
+            SELECT r.id, c.value FROM reports r, json_each(r.trace_json, '$.countries') c
+            WHERE {cond} AND {override} IS NULL
+            UNION ALL
+            SELECT r.id, CASE
+                WHEN r.trace_status = 'pending' THEN 'untraced'
+                WHEN json_extract(r.trace_json, '$.cdn') THEN 'cdn'
+                ELSE 'unknown' END
+            FROM reports r
+            WHERE {cond} AND {override} IS NULL
+              AND COALESCE(json_array_length(r.trace_json, '$.countries'), 0) = 0
+        ) GROUP BY country ORDER BY 2 DESC, 1
+    """  # noqa: S608 - fixed clauses
+    return await _counts(db, sql, [*params, *params, *params])
+
+
+async def _by_peer(
+    db: Database, node_id: str, cond: str, params: list[str]
+) -> list[dict[str, Any]]:
+    """Per peer: our reports delivered to it, still queued or dead-lettered; its reports to us."""
+    peers: dict[str, dict[str, Any]] = {}
+
+    def entry(peer: str) -> dict[str, Any]:
+        return peers.setdefault(
+            peer, {"peer": peer, "forwarded": 0, "queued": 0, "dead": 0, "received": 0}
+        )
+
+    states = {"sent": "forwarded", "pending": "queued", "dead": "dead"}
+    forwarded = f"""
+        SELECT o.peer_id, o.state, COUNT(DISTINCT o.report_id) FROM peer_outbox o
+        JOIN reports r ON r.id = o.report_id WHERE o.record_type = 'report' AND {cond}
+        GROUP BY o.peer_id, o.state
+    """  # noqa: S608 - fixed clauses
+    for row in await db.fetch_all(forwarded, params):
+        if str(row[1]) in states:
+            entry(str(row[0]))[states[str(row[1])]] += int(row[2])
+    for row in await db.fetch_all(
+        f"SELECT r.origin, COUNT(*) FROM reports r WHERE r.origin != ? AND {cond}"  # noqa: S608 - fixed clauses
+        " GROUP BY r.origin",
+        [node_id, *params],
+    ):
+        entry(str(row[0]))["received"] += int(row[1])
+    return [peers[name] for name in sorted(peers)]
+
+
+async def _first_action_delays(
+    db: Database, codes: Sequence[str], cond: str, params: list[str]
+) -> list[int]:
+    """Seconds from a report's receipt to the first action with one of `codes`, per report."""
+    marks = ", ".join("?" for _ in codes)
+    # strftime('%s') is whole seconds since the epoch, exact for our second-precision times.
+    sql = f"""
+        SELECT CAST(strftime('%s', f.first_at) AS INTEGER)
+             - CAST(strftime('%s', r.received_at) AS INTEGER)
+        FROM (SELECT report_id, MIN(at) AS first_at FROM actions WHERE code IN ({marks})
+              GROUP BY report_id) f
+        JOIN reports r ON r.id = f.report_id WHERE {cond}
+    """  # noqa: S608 - placeholders and fixed clauses only
+    rows = await db.fetch_all(sql, [*codes, *params])
+    return [int(row[0]) for row in rows]
+
+
+# rendering ----------------------------------------------------------------------------------
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} d"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _count_rows(counts: dict[str, int], key: str) -> list[dict[str, Any]]:
+    return [{key: name, "count": count} for name, count in counts.items()]
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    period = doc["period"]
+    removal, forwarding = doc["time_to_removal"], doc["time_to_forwarding"]
+    parts = [
+        f"node {doc['node_id']}: {doc['reports']} report(s) received"
+        f" from {period['since'] or 'the start'} until {period['until'] or 'now'}",
+        "",
+        "time to removal (receipt to first content_removed/content_unavailable)",
+        f"  cases {removal['cases']}   median {_days(removal['median_days'])}"
+        f"   p90 {_days(removal['p90_days'])}"
+        f"   within {WITHIN_DAYS} days {_share(removal[f'share_within_{WITHIN_DAYS}_days'])}"
+        f" ({removal[f'within_{WITHIN_DAYS}_days']})",
+        "time to forwarding (receipt to first delivery to a peer)",
+        f"  cases {forwarding['cases']}   median {_days(forwarding['median_days'])}"
+        f"   p90 {_days(forwarding['p90_days'])}",
+    ]
+    for title, key, column in (
+        ("by status", "by_status", "status"),
+        ("by category", "by_category", "category"),
+        ("by verdict", "by_verdict", "verdict"),
+        ("by source", "by_source", "source"),
+        ("by hosting country", "by_hosting_country", "country"),
+    ):
+        parts += ["", title, table(_count_rows(doc[key], column), [column, "count"])]
+    parts += [
+        "",
+        "by peer (forwarded/queued/dead: our reports; received: theirs)",
+        table(doc["by_peer"], ["peer", "forwarded", "queued", "dead", "received"]),
+    ]
+    return "\n".join(parts)
+
+
+def csv_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """Long format (section, key, value): one row per figure, easy to pivot in a spreadsheet."""
+    rows: list[tuple[str, str, Any]] = [
+        ("period", "since", doc["period"]["since"] or ""),
+        ("period", "until", doc["period"]["until"] or ""),
+        ("reports", "total", doc["reports"]),
+    ]
+    for section in ("time_to_removal", "time_to_forwarding"):
+        for key, value in doc[section].items():
+            rows.append((section, key, "" if value is None else value))
+    for key in ("by_status", "by_category", "by_verdict", "by_source", "by_hosting_country"):
+        rows += [(key.removeprefix("by_"), name, count) for name, count in doc[key].items()]
+    for peer in doc["by_peer"]:
+        rows += [
+            (f"peer_{field}", peer["peer"], peer[field])
+            for field in ("forwarded", "queued", "dead", "received")
+        ]
+    return rows
+
+
+def write_csv(doc: dict[str, Any], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("section", "key", "value"))
+        writer.writerows(csv_rows(doc))
