@@ -1,10 +1,10 @@
-"""The aiohttp application: routes, the problem+json middleware, the public key document."""
+"""The aiohttp application: routes, the metrics and problem+json middlewares, the key document."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import admin, federation, reports, stats
+from node.api import admin, federation, metrics, reports, stats
 from node.api.admin import ADMIN, AdminContext
 from node.api.context import CONTEXT, ApiContext, context
 from node.api.federation import FEDERATION, FederationContext
@@ -25,12 +25,17 @@ def make_app(
     admin_ctx: AdminContext | None = None,
 ) -> web.Application:
     # client_max_size is a second cap: handlers cap bodies themselves before parsing.
-    app = web.Application(middlewares=[problem_middleware], client_max_size=32 * 1024 * 1024)
+    # The metrics middleware is outermost, so it counts the status problem+json turned into.
+    app = web.Application(
+        middlewares=[metrics.metrics_middleware, problem_middleware],
+        client_max_size=32 * 1024 * 1024,
+    )
     app[CONTEXT] = ctx
     app.router.add_get("/.well-known/hotline-node", key_document)
     app.router.add_get("/healthz", healthz)
     reports.add_routes(app)
     stats.add_routes(app)
+    metrics.add_routes(app)
     if federation_ctx is not None:
         app[FEDERATION] = federation_ctx
         federation.add_routes(app)
