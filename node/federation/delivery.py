@@ -16,7 +16,7 @@ import aiosqlite
 
 from keys import KeyUnavailableError, NodeKeys
 from node.clock import Clock, iso
-from node.federation.inbox import Inbox
+from node.federation.inbox import RECEIVED_NAMESPACE, Inbox
 from node.federation.registry import PeerRegistry
 from node.store import audit
 from node.store.db import Database, Tx
@@ -159,12 +159,14 @@ class Delivery:
                 frames = await asyncio.to_thread(self._seal_rows, peer_id, rows, now)
                 txn_id = secrets.token_urlsafe(12)
                 answer = await self.client.push(peer["endpoint"], txn_id, frames)
-                receipt = self._check_receipt(peer_id, txn_id, answer, now)
+                receipt, receipt_at = self._check_receipt(peer_id, txn_id, answer, now)
             except (PeerError, KeyUnavailableError) as exc:
                 await self._failed(peer_id, int(peer["backoff_attempts"]), str(exc), now)
                 report.error = str(exc)
                 return
-            sent, rejected = await self._settle(peer, rows, frames, answer, receipt, now)
+            sent, rejected = await self._settle(
+                peer, rows, frames, answer, receipt, receipt_at, now
+            )
             report.sent += sent
             report.rejected += rejected
             if progress is not None:
@@ -195,7 +197,7 @@ class Delivery:
 
     def _check_receipt(
         self, peer_id: str, txn_id: str, answer: TransactionResponse, now: datetime
-    ) -> bytes:
+    ) -> tuple[bytes, datetime]:
         """The signed receipt must cover exactly what the answer says was taken."""
         if answer.txn_id != txn_id or answer.receipt is None:
             raise PeerProtocolError(f"{peer_id} answered without a receipt for {txn_id}")
@@ -219,7 +221,7 @@ class Delivery:
             or set(record.accepted) != taken
         ):
             raise PeerProtocolError(f"receipt from {peer_id} does not match its answer")
-        return frame
+        return frame, record.at
 
     async def _settle(
         self,
@@ -228,6 +230,7 @@ class Delivery:
         frames: list[bytes],
         answer: TransactionResponse,
         receipt: bytes,
+        receipt_at: datetime,
         now: datetime,
     ) -> tuple[int, int]:
         peer_id = peer["node_id"]
@@ -272,6 +275,24 @@ class Delivery:
                         self.node_id,
                         peer["country"],
                         f"delivered to {peer_id}",
+                    )
+                    for row in sent
+                    if row["record_type"] == "report"
+                ],
+            )
+            # The peer's signed receipt is its statement that it received each report: record
+            # `received` under the id the peer uses for it in its own timeline.
+            conn.executemany(
+                "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
+                " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
+                [
+                    (
+                        str(uuid.uuid5(RECEIVED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
+                        row["report_id"],
+                        iso(receipt_at),
+                        peer_id,
+                        peer["country"],
+                        f"signed receipt for transaction {answer.txn_id}",
                     )
                     for row in sent
                     if row["record_type"] == "report"

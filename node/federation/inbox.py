@@ -92,7 +92,7 @@ class Inbox:
 
         def transaction(conn: Tx) -> bytes:
             for frame, item in zip(frames, opened, strict=True):
-                applied = self._apply(conn, sender, frame, item, now)
+                applied = self._apply(conn, sender, frame, item, now, via_push=True)
                 results.append(
                     ItemResult(
                         digest=envelope_digest(frame), status=applied.status, error=applied.error
@@ -132,7 +132,7 @@ class Inbox:
             accepted = 0
             cursor = after
             for (seq, frame), item in zip(items, opened, strict=True):
-                applied = self._apply(conn, sender, frame, item, now)
+                applied = self._apply(conn, sender, frame, item, now, via_push=False)
                 if applied.status is not ItemStatus.REJECTED:
                     accepted += 1
                 if applied.pushed_to:
@@ -207,6 +207,8 @@ class Inbox:
         frame: bytes,
         item: Opened | OpenError | RecordRefused,
         now: datetime,
+        *,
+        via_push: bool,
     ) -> Applied:
         if isinstance(item, OpenError):
             if item.reason.value == "replay":
@@ -225,7 +227,7 @@ class Inbox:
         record = item.record
         try:
             if isinstance(record, Report):
-                result = self._apply_report(conn, sender, record, item.payload, now)
+                result = self._apply_report(conn, sender, record, item.payload, now, via_push)
             elif isinstance(record, Action):
                 result = self._apply_action(conn, sender, record, now)
             elif isinstance(record, Withdrawal):
@@ -291,6 +293,7 @@ class Inbox:
         report: Report,
         payload: bytes,
         now: datetime,
+        via_push: bool,
     ) -> Applied:
         report_id = str(report.id)
         existing = conn.execute(
@@ -365,12 +368,30 @@ class Inbox:
             by=self.node_id,
             country=self.country,
         )
-        self.record_local_action(conn, action, analyst=None)
+        if via_push:
+            # The signed receipt in our answer tells the origin we received it (it records
+            # `received` under this same action id): no separate record needs to travel.
+            self.record_action_here(conn, action, analyst=None)
+        else:
+            self.record_local_action(conn, action, analyst=None)
         self.cases.route_in(conn, report_id, "federation", force=True)
-        return Applied(ItemStatus.ACCEPTED, pushed_to=sender)
+        return Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
 
     def record_local_action(self, conn: Tx, action: Action, analyst: str | None) -> None:
         """Our action on a peer's report: stored here and queued to the origin, only there."""
+        self.record_action_here(conn, action, analyst)
+        ReportStore.enqueue_peer(
+            conn,
+            peer_id=action.report_origin,
+            record_type="action",
+            record_id=str(action.id),
+            report_id=str(action.report_id),
+            payload=record_bytes(action),
+            at=iso(action.at),
+        )
+
+    @staticmethod
+    def record_action_here(conn: Tx, action: Action, analyst: str | None) -> None:
         ReportStore.insert_action(
             conn,
             {
@@ -383,15 +404,6 @@ class Inbox:
                 "country": action.country,
                 "reason": action.reason,
             },
-        )
-        ReportStore.enqueue_peer(
-            conn,
-            peer_id=action.report_origin,
-            record_type="action",
-            record_id=str(action.id),
-            report_id=str(action.report_id),
-            payload=record_bytes(action),
-            at=iso(action.at),
         )
 
     def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:

@@ -314,11 +314,11 @@ async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
     )
     result = await pair.de.node.delivery.push("fr-pdc")
     assert result.rejected == 1
-    assert result.sent == 2  # the `received` and `content_removed` actions
+    assert result.sent == 1  # content_removed (`received` travelled in the receipt)
     states = await pair.de.node.db.fetch_all(
         "SELECT record_id, state FROM peer_outbox WHERE peer_id = 'fr-pdc' ORDER BY seq"
     )
-    assert [r["state"] for r in states] == ["dead", "sent", "sent"]
+    assert [r["state"] for r in states] == ["dead", "sent"]
     dead = await pair.de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
     assert "not one of ours" in dead[0]["reason"]
 
@@ -370,7 +370,7 @@ async def test_rotated_keys_are_picked_up_and_revoked_keys_refused(
     outcome = await pair.fr.node.admin.refresh_keys()
     assert outcome == {"de-eco": "refreshed"}
     delivered = await pair.de.node.delivery.push("fr-pdc", force=True)
-    assert delivered.sent == 2
+    assert delivered.sent == 1  # the `moved` action (`received` travels in receipts)
     # Revocation: FR learns it on refresh and refuses the old key from then on, whatever
     # time an envelope claims.
     pair.de.node.keyring.revoke(old_kid, clock.now())
