@@ -101,12 +101,16 @@ async def with_node(args: argparse.Namespace, work: Callable[[Node], Awaitable[i
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
+    from node import logs
+
     async def run(node: Node) -> int:
         print(f"{node.config.node_id} listening on http://{node.config.listen}", flush=True)
         await node.serve()
         return 0
 
-    return await with_node(args, run)
+    # For the whole run, opening the node included: its warnings are in the same format.
+    with logs.configured(args.log_format, args.log_level):
+        return await with_node(args, run)
 
 
 async def cmd_tokens_create(args: argparse.Namespace) -> int:
@@ -706,7 +710,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="URL peers use to reach this node")
     p.add_argument("--listen", default="127.0.0.1:8700", help="HOST:PORT to listen on")
     p.add_argument("--dns-server", help="HOST:PORT of the resolver used for jurisdiction")
-    command(sub, "serve", cmd_serve, "run the HTTP APIs and scheduled jobs until SIGTERM/SIGINT")
+    p = command(
+        sub, "serve", cmd_serve, "run the HTTP APIs and scheduled jobs until SIGTERM/SIGINT"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="stderr log lines as text, or one JSON object per line (default: text)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="warning",
+        help="least severe level logged; info adds one line per HTTP request (default: warning)",
+    )
 
     tokens = sub.add_parser("tokens", help="API tokens").add_subparsers(dest="sub", required=True)
     p = command(tokens, "create", cmd_tokens_create, "print a new API token (stored hashed)")
