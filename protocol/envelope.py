@@ -8,7 +8,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 import orjson
@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet, SigningKey, canonical_json
 from keys.document import MAX_UNIX_TIME, KeyId, NodeId, from_unix, to_unix
@@ -88,7 +88,12 @@ class Opened:
     header: Header
     record: Record
     payload: bytes
-    digest: str
+    frame: bytes
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the frame as received (what receipts list); computed when asked."""
+        return envelope_digest(self.frame)
 
 
 def signed_bytes(header: bytes, payload: bytes) -> bytes:
@@ -208,15 +213,44 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple[Head
         raise OpenError(OpenFailure.VERSION, f"version {raw.get('v')!r}")
     if raw.get("suite") != SUITE_NAME:
         raise OpenError(OpenFailure.SUITE, f"suite {raw.get('suite')!r}")
-    try:
-        header = Header.model_validate(raw)
-    except ValidationError as exc:
-        raise OpenError(OpenFailure.MALFORMED, f"header: {exc.errors()[0]['msg']}") from exc
+    header = _checked_header(raw)
     # Only the canonical form is accepted: no duplicate members, no alternative spellings that
     # another parser of the stored evidence could read differently.
     if orjson.dumps(raw, option=orjson.OPT_SORT_KEYS) != header_bytes:
         raise OpenError(OpenFailure.MALFORMED, "header is not canonical JSON")
     return header, header_bytes, sealed
+
+
+_HEADER_FIELDS = frozenset(
+    ("v", "suite", "from", "from_kid", "to", "to_kid", "msg_id", "created_at", "type")
+)
+_UUID = re.compile(_UUID_PATTERN)
+
+
+def _checked_header(raw: dict[str, object]) -> Header:
+    """The Header model's rules, checked by hand: this runs on every frame before any crypto,
+    and pydantic's general machinery costs several times more here."""
+    if raw.keys() != _HEADER_FIELDS:
+        missing = sorted(_HEADER_FIELDS - raw.keys())
+        extra = sorted(raw.keys() - _HEADER_FIELDS)
+        raise OpenError(OpenFailure.MALFORMED, f"header members: missing {missing}, extra {extra}")
+    for name, pattern in (
+        ("from", _NODE_ID),
+        ("to", _NODE_ID),
+        ("from_kid", _KEY_ID),
+        ("to_kid", _KEY_ID),
+        ("msg_id", _UUID),
+    ):
+        value = raw[name]
+        if not isinstance(value, str) or not pattern.match(value):
+            raise OpenError(OpenFailure.MALFORMED, f"header: bad {name}")
+    created = raw["created_at"]
+    if type(created) is not int or not 0 <= created <= MAX_UNIX_TIME:
+        raise OpenError(OpenFailure.MALFORMED, "header: bad created_at")
+    if raw["type"] not in RECORD_TYPES:
+        raise OpenError(OpenFailure.MALFORMED, "header: bad type")
+    fields: dict[str, Any] = {("from_" if k == "from" else k): v for k, v in raw.items()}
+    return Header.model_construct(**fields)
 
 
 def open_envelope(
@@ -292,4 +326,4 @@ def _open(
         raise OpenError(OpenFailure.PAYLOAD, f"{header.from_} is not the author of this record")
     # Remember only after success: a forger must not be able to burn a real sender's msg_ids.
     replay.remember(header.from_, header.msg_id, created)
-    return Opened(header, record, payload, envelope_digest(frame))
+    return Opened(header, record, payload, frame)

@@ -92,11 +92,10 @@ class Inbox:
 
         def transaction(conn: Tx) -> bytes:
             for frame, item in zip(frames, opened, strict=True):
-                applied = self._apply(conn, sender, frame, item, now, via_push=True)
+                digest = envelope_digest(frame)
+                applied = self._apply(conn, sender, frame, item, now, via_push=True, digest=digest)
                 results.append(
-                    ItemResult(
-                        digest=envelope_digest(frame), status=applied.status, error=applied.error
-                    )
+                    ItemResult(digest=digest, status=applied.status, error=applied.error)
                 )
                 if applied.pushed_to:
                     pushed.add(applied.pushed_to)
@@ -132,7 +131,9 @@ class Inbox:
             accepted = 0
             cursor = after
             for (seq, frame), item in zip(items, opened, strict=True):
-                applied = self._apply(conn, sender, frame, item, now, via_push=False)
+                applied = self._apply(
+                    conn, sender, frame, item, now, via_push=False, digest=envelope_digest(frame)
+                )
                 if applied.status is not ItemStatus.REJECTED:
                     accepted += 1
                 if applied.pushed_to:
@@ -209,6 +210,7 @@ class Inbox:
         now: datetime,
         *,
         via_push: bool,
+        digest: str,
     ) -> Applied:
         if isinstance(item, OpenError):
             if item.reason.value == "replay":
@@ -244,7 +246,7 @@ class Inbox:
                 "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
                 " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    item.digest,
+                    digest,
                     sender,
                     item.header.msg_id,
                     record.type,
