@@ -10,15 +10,17 @@ from tests.conftest import NonLoopbackTrafficError
 
 
 def test_connect_to_public_address_is_refused() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(
-        NonLoopbackTrafficError
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock,
+        pytest.raises(NonLoopbackTrafficError),
     ):
         sock.connect(("192.0.2.1", 80))
 
 
 def test_udp_to_public_address_is_refused() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(
-        NonLoopbackTrafficError
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        pytest.raises(NonLoopbackTrafficError),
     ):
         sock.sendto(b"x", ("198.51.100.7", 53))
 

@@ -527,7 +527,7 @@ def test_records_cannot_be_mutated() -> None:
 def test_list_fields_of_records_cannot_be_mutated() -> None:
     report = sample_report()
     with pytest.raises((AttributeError, TypeError)):
-        report.item_urls.append("https://other.example/")
+        report.item_urls.append("https://other.example/")  # type: ignore[attr-defined]
     receipt = Receipt(
         id=uuid4(),
         txn_id="txn-0001",
@@ -536,7 +536,7 @@ def test_list_fields_of_records_cannot_be_mutated() -> None:
         accepted=[hashlib.sha256(b"x").hexdigest()],
     )
     with pytest.raises((AttributeError, TypeError)):
-        receipt.accepted.clear()
+        receipt.accepted.clear()  # type: ignore[attr-defined]
 
 
 def test_canonical_json_of_a_record_dump_matches_record_bytes() -> None:
