@@ -415,3 +415,36 @@ def test_channels_commands(
     smtp.stop()
     assert main(["channels", "test", "police", "--data-dir", str(data_dir.root)]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+async def test_a_failing_receiver_is_retried_then_dead_lettered(
+    tmp_path: Path,
+    clock: ManualClock,
+    dns_server: ZoneDnsServer,
+    rdap: RdapStub,
+    smtp: SmtpSink,
+    webhook: WebhookSink,
+) -> None:
+    async for setup in make_setup(tmp_path, clock, dns_server, rdap, smtp, webhook, max_attempts=3):
+        webhook.status = 503
+        report_id = await setup.case("http://fr.example/flaky")
+        for expected_attempts in (1, 2):
+            result = await setup.node.dispatcher.run_once()
+            assert result.failed == 1
+            row = await setup.node.db.fetch_one(
+                "SELECT state, attempts, last_error FROM channel_outbox"
+                " WHERE channel = 'law_enforcement'"
+            )
+            assert row is not None
+            assert (row["state"], row["attempts"]) == ("pending", expected_attempts)
+            assert "HTTP 503" in row["last_error"]
+            setup.clock.advance(timedelta(hours=1))
+        result = await setup.node.dispatcher.run_once()
+        assert result.dead == 1
+        assert len(webhook.received) == 3
+        dead = await setup.node.db.fetch_one(
+            "SELECT reason FROM dead_letters WHERE peer_id = 'pharos'"
+        )
+        assert dead is not None
+        assert "HTTP 503" in dead["reason"]
+        assert "lea_referred" not in await setup.codes(report_id)
