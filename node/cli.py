@@ -7,6 +7,7 @@ import asyncio
 import csv
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -883,6 +884,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(handler(args))
     except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
         print(f"hotline-node: error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        # Rolled back; the operator sees SQLite's reason in one line (the HTTP API hides it).
+        print(f"hotline-node: error: database: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A port in use, a path that cannot be written: the system's own words, one line.

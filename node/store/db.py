@@ -114,11 +114,7 @@ class Database:
     async def run(self, transaction: Callable[[Tx], T]) -> T:
         """Run `transaction(conn)` in the writer thread: it commits whole, or not at all."""
         async with self._lock:
-            try:
-                return await self._in_writer(_run_transaction, self._writer, transaction)
-            except sqlite3.Error as exc:
-                # Rolled back already; the caller gets a typed error with SQLite's reason.
-                raise StoreError(f"database refused the change: {exc}") from exc
+            return await self._in_writer(_run_transaction, self._writer, transaction)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteTransaction]:
