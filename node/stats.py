@@ -264,7 +264,7 @@ def csv_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
     ]
     for section in ("time_to_removal", "time_to_forwarding"):
         for key, value in doc[section].items():
-            rows.append((section, key, "" if value is None else value))
+            rows.append((section, key, _plain(value)))
     for key in ("by_status", "by_category", "by_verdict", "by_source", "by_hosting_country"):
         rows += [(key.removeprefix("by_"), name, count) for name, count in doc[key].items()]
     for peer in doc["by_peer"]:
@@ -273,6 +273,15 @@ def csv_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
             for field in ("forwarded", "queued", "dead", "received")
         ]
     return rows
+
+
+def _plain(value: float | None) -> str | float:
+    """No exponent notation for spreadsheets: 2 seconds is 0.000023 days, not 2.3e-05."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}".rstrip("0").rstrip(".")
+    return value
 
 
 def write_csv(doc: dict[str, Any], path: Path) -> None:
