@@ -125,6 +125,24 @@ async def cmd_tokens_create(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
+async def cmd_tokens_list(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        rows = await node.tokens.list_tokens()
+        _print(args, rows, table(rows, ["id", "role", "name", "created_at", "revoked_at"]))
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        await node.tokens.revoke(args.id)
+        _print(args, {"id": args.id, "revoked": True}, f"revoked token {args.id}")
+        return 0
+
+    return await with_node(args, run)
+
+
 # keys --------------------------------------------------------------------------------------
 def _key_rows(node: Node) -> list[dict[str, Any]]:
     now = node.clock.now()
@@ -673,9 +691,15 @@ async def cmd_audit_verify(args: argparse.Namespace) -> int:
             "entries": result.entries,
             "first_broken": result.first_broken,
             "problem": result.problem,
+            **({"head": result.head} if result.ok else {}),
         }
         if result.ok:
-            _print(args, data, f"audit log intact: {result.entries} entries verified")
+            _print(
+                args,
+                data,
+                f"audit log intact: {result.entries} entries verified; head {result.head}\n"
+                "(keep the count and head elsewhere: a later run shows any entry removed since)",
+            )
             return 0
         _print(args, data, f"audit log BROKEN at entry {result.first_broken}: {result.problem}")
         return 3
@@ -731,6 +755,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(tokens, "create", cmd_tokens_create, "print a new API token (stored hashed)")
     p.add_argument("--role", required=True, choices=["analyst", "operator"])
     p.add_argument("--name", default="default", help="who holds it (shown in the audit log)")
+
+    command(
+        tokens, "list", cmd_tokens_list, "tokens with role, holder and state (never the secret)"
+    )
+    p = command(tokens, "revoke", cmd_tokens_revoke, "refuse a token from now on")
+    p.add_argument("id", help="the token id (the hex part after hln_, see tokens list)")
 
     keys = sub.add_parser("keys", help="node keys").add_subparsers(dest="sub", required=True)
     command(keys, "show", cmd_keys_show, "node id, fingerprint, keys with validity")

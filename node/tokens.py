@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from node.clock import Clock, iso
-from node.errors import Forbidden, InvalidInput, Unauthorized
+from node.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from node.store import audit
 from node.store.db import Database, Tx
 
@@ -74,6 +74,27 @@ class TokenService:
 
         await self.db.run(transaction)
         return token
+
+    async def list_tokens(self) -> list[dict[str, str | None]]:
+        rows = await self.db.fetch_all(
+            "SELECT id, role, name, created_at, revoked_at FROM tokens ORDER BY created_at, id"
+        )
+        return [dict(row) for row in rows]
+
+    async def revoke(self, token_id: str, actor: str = "cli") -> None:
+        """A revoked token is refused from the next request on; the row stays for the audit."""
+        row = await self.db.fetch_one("SELECT revoked_at FROM tokens WHERE id = ?", (token_id,))
+        if row is None:
+            raise NotFound(f"no token with id {token_id!r} (see hotline-node tokens list)")
+        if row["revoked_at"] is not None:
+            raise Conflict(f"token {token_id} was already revoked at {row['revoked_at']}")
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(now), token_id))
+            audit.append(conn, at=now, actor=actor, event="token.revoked", subject=token_id)
+
+        await self.db.run(transaction)
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:

@@ -60,6 +60,9 @@ class AuditVerification:
     entries: int
     first_broken: int | None
     problem: str | None
+    # The last hash of an intact chain: record it elsewhere to detect later removal of the
+    # newest entries (the chain alone cannot show a truncated tail).
+    head: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,7 +79,7 @@ async def verify(db: Database, batch: int = 5000) -> AuditVerification:
             (expected_seq, batch),
         )
         if not rows:
-            return AuditVerification(count, None, None)
+            return AuditVerification(count, None, None, expected_prev)
         for row in rows:
             seq = int(row["seq"])
             if seq != expected_seq:

@@ -35,6 +35,8 @@ def _setup(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
+    # Deleted or purged personal data is overwritten, not left in free pages.
+    conn.execute("PRAGMA secure_delete = ON")
 
 
 def _open_writer(path: Path) -> sqlite3.Connection:
