@@ -22,7 +22,12 @@ from protocol.federation import (
     TransactionRequest,
     decode_frame,
 )
-from protocol.httpsig import RequestSignatureError, SignedRequest, verify_request
+from protocol.httpsig import (
+    RequestSignatureError,
+    SignedRequest,
+    claimed_sender,
+    verify_request,
+)
 
 log = logging.getLogger("hotline.federation")
 _TXN_ID = re.compile(TXN_ID_PATTERN)
@@ -99,11 +104,31 @@ async def _body(request: web.Request) -> bytes:
     return await read_capped(request, MAX_TRANSACTION_BYTES)
 
 
+def _precheck(request: web.Request) -> None:
+    """Refuse strangers and stale signatures before reading up to 16 MiB of body."""
+    ctx = request.app[FEDERATION]
+    try:
+        sender = claimed_sender(request.headers, ctx.clock.now())
+    except RequestSignatureError as exc:
+        log.warning(
+            "refused federation request %s %s from %s: %s",
+            request.method,
+            request.path,
+            request.remote,
+            exc.reason,
+        )
+        raise SignatureRefused(exc.reason) from exc
+    if not ctx.registry.is_active(sender):
+        log.warning("refused federation request from %s: not an active peer", sender)
+        raise SignatureRefused(f"{sender} is not a peer of this node")
+
+
 async def push_transaction(request: web.Request) -> web.Response:
     ctx = request.app[FEDERATION]
     txn_id = request.match_info["txn_id"]
     if not _TXN_ID.match(txn_id):
         raise MalformedRequest("txn_id must be 8-64 base64url characters")
+    _precheck(request)
     body = await _body(request)
     sender = await _authenticate(request, body)
     stored = await ctx.inbox.stored_answer(sender, txn_id)
