@@ -63,6 +63,25 @@ def authority(endpoint: str) -> str:
     return host
 
 
+def signed_headers(
+    method: str, url: str, body: bytes, *, node_id: str, key: SigningKey, now: datetime
+) -> dict[str, str]:
+    """Headers of a request signed the federation way (RFC 9421), for `url` as its destination.
+
+    Used for peers and for national webhooks alike, so that both can verify us the same way.
+    """
+    target = URL(url)
+    query = target.raw_query_string
+    signed = SignedRequest(
+        method, authority(url), target.raw_path or "/", f"?{query}" if query else "?", body
+    )
+    headers = sign_request(
+        signed, node_id=node_id, key=key, nonce=secrets.token_urlsafe(18), now=now
+    )
+    headers["Content-Type"] = "application/json"
+    return headers
+
+
 class PeerClient:
     def __init__(
         self,
@@ -80,17 +99,10 @@ class PeerClient:
     async def _request(
         self, method: str, endpoint: str, path: str, query: dict[str, str], body: bytes
     ) -> bytes:
-        query_text = f"?{urlencode(query)}" if query else "?"
-        signed = SignedRequest(method, authority(endpoint), path, query_text, body)
-        headers = sign_request(
-            signed,
-            node_id=self.node_id,
-            key=self.signing_key(),
-            nonce=secrets.token_urlsafe(18),
-            now=self.clock(),
+        url = endpoint.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
+        headers = signed_headers(
+            method, url, body, node_id=self.node_id, key=self.signing_key(), now=self.clock()
         )
-        headers["Content-Type"] = "application/json"
-        url = endpoint.rstrip("/") + path + (query_text if query else "")
         try:
             async with self.session.request(method, url, data=body, headers=headers) as response:
                 data = await _read_capped(response.content, MAX_RESPONSE_BYTES)

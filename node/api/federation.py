@@ -70,14 +70,7 @@ async def _authenticate(request: web.Request, body: bytes) -> str:
             signed, request.headers, peers=ctx.registry, nonces=_AcceptAll(), now=now
         )
     except RequestSignatureError as exc:
-        log.warning(
-            "refused federation request %s %s from %s: %s",
-            request.method,
-            request.path,
-            request.remote,
-            exc.reason,
-        )
-        raise SignatureRefused(exc.reason) from exc
+        raise _refused(request, exc) from exc
 
     def transaction(conn: Tx) -> bool:
         cursor = conn.execute(
@@ -91,6 +84,18 @@ async def _authenticate(request: web.Request, body: bytes) -> str:
         log.warning("refused replayed federation request from %s", sender)
         raise SignatureRefused("nonce was already used (replayed request)")
     return sender
+
+
+def _refused(request: web.Request, exc: RequestSignatureError) -> SignatureRefused:
+    """Logged for the operator (refused requests are evidence too), answered as 401."""
+    log.warning(
+        "refused federation request %s %s from %s: %s",
+        request.method,
+        request.path,
+        request.remote,
+        exc.reason,
+    )
+    return SignatureRefused(exc.reason)
 
 
 def _nonce(request: web.Request) -> str:
@@ -110,14 +115,7 @@ def _precheck(request: web.Request) -> None:
     try:
         sender = claimed_sender(request.headers, ctx.clock.now())
     except RequestSignatureError as exc:
-        log.warning(
-            "refused federation request %s %s from %s: %s",
-            request.method,
-            request.path,
-            request.remote,
-            exc.reason,
-        )
-        raise SignatureRefused(exc.reason) from exc
+        raise _refused(request, exc) from exc
     if not ctx.registry.is_active(sender):
         log.warning("refused federation request from %s: not an active peer", sender)
         raise SignatureRefused(f"{sender} is not a peer of this node")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -11,14 +10,12 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 import orjson
-from yarl import URL
 
 from keys import SigningKey
 from node.channels.base import Message, Outcome
 from node.channels.notices import NoticeParty, build_email, build_police_email
 from node.config import ChannelConfig
-from peers.client import authority
-from protocol.httpsig import SignedRequest, sign_request
+from peers.client import signed_headers
 
 MAX_REPLY_BYTES = 64 * 1024
 
@@ -76,19 +73,9 @@ class WebhookChannel:
 
     async def deliver(self, message: Message) -> Outcome:
         body = self.body(message)
-        url = URL(self.url)
-        query = url.raw_query_string
-        signed = SignedRequest(
-            "POST", authority(self.url), url.raw_path or "/", f"?{query}" if query else "?", body
+        headers = signed_headers(
+            "POST", self.url, body, node_id=self.node_id, key=self.signing_key(), now=self.clock()
         )
-        headers = sign_request(
-            signed,
-            node_id=self.node_id,
-            key=self.signing_key(),
-            nonce=secrets.token_urlsafe(18),
-            now=self.clock(),
-        )
-        headers["Content-Type"] = "application/json"
         try:
             async with self.session.post(
                 self.url, data=body, headers=headers, timeout=self.timeout
