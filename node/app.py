@@ -178,6 +178,7 @@ async def open_node(
 ) -> AsyncIterator[Node]:
     """Build every service of the node; the one place where dependencies are wired."""
     config = load_config(data_dir.root)
+    jitter = rng or random.Random()  # noqa: S311 - retry jitter, not secrecy
     keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
     db = await Database.open(data_dir.database)
     timeout = aiohttp.ClientTimeout(total=config.federation.request_timeout_seconds)
@@ -211,7 +212,7 @@ async def open_node(
                 registry=registry,
                 inbox=inbox,
                 client=client,
-                rng=rng or random.Random(),  # noqa: S311 - backoff jitter, not secrecy
+                rng=jitter,
                 batch_size=config.federation.batch_size,
             )
             # A routed case is pushed as soon as its transaction commits.
@@ -224,7 +225,7 @@ async def open_node(
                 country=config.country,
                 config=config,
                 channels=_channels(config, session, keyring, clock),
-                rng=rng or random.Random(),  # noqa: S311 - retry jitter, not secrecy
+                rng=jitter,
             )
             jobs = Jobs(
                 dispatcher=dispatcher,
