@@ -108,6 +108,7 @@ class Node:
             registry=self.registry,
             inbox=self.inbox,
             delivery=self.delivery,
+            admin=self.admin,
         )
 
     def admin_context(self) -> AdminContext:
@@ -218,6 +219,7 @@ async def open_node(
             # A routed case is pushed as soon as its transaction commits.
             cases.on_routed = delivery.kick
             admin = PeerAdmin(registry, client, clock, config.node_id)
+            delivery.refresh_peer_keys = admin.refresh_peer
             dispatcher = Dispatcher(
                 db,
                 clock,

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from node.api.bodies import json_response, read_capped
 from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, MalformedRequest, PayloadTooLarge, SignatureRefused
+from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
@@ -49,6 +50,7 @@ class FederationContext:
     registry: PeerRegistry
     inbox: Inbox
     delivery: Delivery
+    admin: PeerAdmin
 
 
 FEDERATION = web.AppKey("federation", FederationContext)
@@ -70,7 +72,18 @@ async def _authenticate(request: web.Request, body: bytes) -> str:
             signed, request.headers, peers=ctx.registry, nonces=_AcceptAll(), now=now
         )
     except RequestSignatureError as exc:
-        raise _refused(request, exc) from exc
+        # A peer that rotated its keys signs with a key we have not fetched yet: fetch its
+        # key document (signed by the pinned identity) once, and check again.
+        if not exc.reason.startswith("unknown signing key"):
+            raise _refused(request, exc) from exc
+        if not await ctx.admin.refresh_peer(claimed_sender(request.headers, now)):
+            raise _refused(request, exc) from exc
+        try:
+            sender = verify_request(
+                signed, request.headers, peers=ctx.registry, nonces=_AcceptAll(), now=now
+            )
+        except RequestSignatureError as again:
+            raise _refused(request, again) from again
 
     def transaction(conn: Tx) -> bool:
         cursor = conn.execute(

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from node.clock import Clock
 from node.errors import InvalidInput, UpstreamError
 from node.federation.registry import PeerRegistry, check_node_id, parse_policy
+from node.store.db import Row
 from peers.client import PeerClient, PeerError
 from peers.model import PeerMode, PeerStatus
 
 log = logging.getLogger("hotline.peers")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+ON_DEMAND_INTERVAL = timedelta(minutes=1)
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
@@ -25,6 +28,7 @@ class PeerAdmin:
         self.client = client
         self.clock = clock
         self.node_id = node_id
+        self._last_on_demand: dict[str, datetime] = {}
 
     async def add(
         self,
@@ -97,18 +101,31 @@ class PeerAdmin:
 
     async def refresh_keys(self) -> dict[str, str]:
         """Fetch every peer's key document again: rotated keys come in, revocations stick."""
-        outcome: dict[str, str] = {}
-        for row in await self.registry.all():
-            node_id = row["node_id"]
-            try:
-                document, wire = await self.client.fetch_key_document(
-                    row["endpoint"], row["fingerprint"]
-                )
-                if document.node_id != node_id or document.country != row["country"]:
-                    raise InvalidInput(f"document now names {document.node_id}/{document.country}")
-                await self.registry.store_document(node_id, wire, document)
-                outcome[node_id] = "refreshed"
-            except (PeerError, InvalidInput) as exc:
-                log.warning("key refresh for %s failed: %s", node_id, exc)
-                outcome[node_id] = f"failed: {exc}"
-        return outcome
+        return {row["node_id"]: await self._refresh(row) for row in await self.registry.all()}
+
+    async def refresh_peer(self, node_id: str) -> bool:
+        """Fetch one peer's key document now (it signed with a key we do not know yet).
+
+        At most once a minute per peer: a forged request naming an unknown key must not make us
+        hammer the peer's endpoint.
+        """
+        now = self.clock.now()
+        last = self._last_on_demand.get(node_id)
+        if last is not None and now - last < ON_DEMAND_INTERVAL:
+            return False
+        self._last_on_demand[node_id] = now
+        return await self._refresh(await self.registry.row(node_id)) == "refreshed"
+
+    async def _refresh(self, row: Row) -> str:
+        node_id = row["node_id"]
+        try:
+            document, wire = await self.client.fetch_key_document(
+                row["endpoint"], row["fingerprint"]
+            )
+            if document.node_id != node_id or document.country != row["country"]:
+                raise InvalidInput(f"document now names {document.node_id}/{document.country}")
+            await self.registry.store_document(node_id, wire, document)
+        except (PeerError, InvalidInput) as exc:
+            log.warning("key refresh for %s failed: %s", node_id, exc)
+            return f"failed: {exc}"
+        return "refreshed"

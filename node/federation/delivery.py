@@ -7,7 +7,7 @@ import logging
 import random
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,9 @@ from peers.backoff import backoff_delay
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from protocol import (
     MemoryReplayGuard,
+    Opened,
     OpenError,
+    OpenFailure,
     Receipt,
     envelope_digest,
     open_envelope,
@@ -83,6 +85,8 @@ class Delivery:
         self.rng = rng
         self.batch_size = batch_size
         self._locks: dict[str, asyncio.Lock] = {}
+        # Set by the composition root: fetch a peer's key document now (after its rotation).
+        self.refresh_peer_keys: Callable[[str], Awaitable[bool]] | None = None
         self._wanted: set[str] = set()
         self._event = asyncio.Event()
 
@@ -159,7 +163,7 @@ class Delivery:
                 frames = await asyncio.to_thread(self._seal_rows, peer_id, rows, now)
                 txn_id = secrets.token_urlsafe(12)
                 answer = await self.client.push(peer["endpoint"], txn_id, frames)
-                receipt, receipt_at = self._check_receipt(peer_id, txn_id, answer, now)
+                receipt, receipt_at = await self._check_receipt(peer_id, txn_id, answer, now)
             except (PeerError, KeyUnavailableError) as exc:
                 await self._failed(peer_id, int(peer["backoff_attempts"]), str(exc), now)
                 report.error = str(exc)
@@ -195,7 +199,17 @@ class Delivery:
             for row in rows
         ]
 
-    def _check_receipt(
+    def _open_receipt(self, frame: bytes, now: datetime) -> Opened:
+        return open_envelope(
+            frame,
+            recipient=self.node_id,
+            keys=self.keys(),
+            peers=self.registry,
+            replay=MemoryReplayGuard(),
+            now=now,
+        )
+
+    async def _check_receipt(
         self, peer_id: str, txn_id: str, answer: TransactionResponse, now: datetime
     ) -> tuple[bytes, datetime]:
         """The signed receipt must cover exactly what the answer says was taken."""
@@ -203,14 +217,16 @@ class Delivery:
             raise PeerProtocolError(f"{peer_id} answered without a receipt for {txn_id}")
         frame = decode_frame(answer.receipt)
         try:
-            opened = open_envelope(
-                frame,
-                recipient=self.node_id,
-                keys=self.keys(),
-                peers=self.registry,
-                replay=MemoryReplayGuard(),
-                now=now,
-            )
+            try:
+                opened = self._open_receipt(frame, now)
+            except OpenError as exc:
+                # The peer may have rotated: fetch its key document once and try again.
+                refresh = self.refresh_peer_keys
+                if exc.reason is not OpenFailure.SENDER_KEY or refresh is None:
+                    raise
+                if not await refresh(peer_id):
+                    raise
+                opened = self._open_receipt(frame, now)
         except OpenError as exc:
             raise PeerProtocolError(f"receipt from {peer_id} refused: {exc.reason.value}") from exc
         record = opened.record

@@ -361,16 +361,20 @@ async def test_rotated_keys_are_picked_up_and_revoked_keys_refused(
     pair.de.node.keyring.rotate(clock.now())
     new_kid = pair.de.node.keyring.current.current_signing(clock.now()).kid
     assert new_kid != old_kid
+    # FR has not fetched DE's new key yet. DE's receipt, signed with it, makes FR fetch DE's
+    # key document at once (checked against the pinned identity) instead of failing.
     report_id = await forward_case(pair)
+    codes = [a["code"] for a in (await pair.fr.node.cases.show(report_id))["actions"]]
+    assert "received" in codes
+    assert (await pair.fr.node.registry.describe("de-eco"))["backoff_attempts"] == 0
     await pair.de.node.cases.record_action(report_id, code="moved", reason=None, actor="a")
-    # FR has not seen DE's new key yet: DE's push is refused and DE backs off.
-    refused = await pair.de.node.delivery.push("fr-pdc", force=True)
-    assert refused.error is not None
-    assert "unknown signing key" in refused.error
-    outcome = await pair.fr.node.admin.refresh_keys()
-    assert outcome == {"de-eco": "refreshed"}
     delivered = await pair.de.node.delivery.push("fr-pdc", force=True)
+    assert delivered.error is None
     assert delivered.sent == 1  # the `moved` action (`received` travels in receipts)
+    keys_at_fr = pair.fr.node.registry.keys_for("de-eco")
+    assert keys_at_fr is not None
+    assert keys_at_fr.signing_key(new_kid, clock.now()) is not None
+    assert await pair.fr.node.admin.refresh_keys() == {"de-eco": "refreshed"}
     # Revocation: FR learns it on refresh and refuses the old key from then on, whatever
     # time an envelope claims.
     pair.de.node.keyring.revoke(old_kid, clock.now())
@@ -381,3 +385,24 @@ async def test_rotated_keys_are_picked_up_and_revoked_keys_refused(
     assert keys is not None
     with pytest.raises(KeyUnavailableError, match="revoked"):
         keys.signing_key(old_kid, START)
+
+
+async def test_a_request_signed_with_a_rotated_key_makes_the_receiver_fetch_it_once(
+    pair: Pair, clock: ManualClock
+) -> None:
+    report_id = await forward_case(pair)
+    clock.advance(timedelta(minutes=1))
+    pair.de.node.keyring.rotate(clock.now())
+    await pair.de.node.cases.record_action(
+        report_id, code="content_removed", reason=None, actor="a"
+    )
+    delivered = await pair.de.node.delivery.push("fr-pdc", force=True)
+    assert delivered.error is None
+    assert delivered.sent == 1
+    codes = [a["code"] for a in (await pair.fr.node.cases.show(report_id))["actions"]]
+    assert "content_removed" in codes
+    # On-demand fetches are limited: a forged request naming unknown keys cannot make FR
+    # hammer the peer's endpoint.
+    assert await pair.fr.node.admin.refresh_peer("de-eco") is False
+    clock.advance(timedelta(minutes=2))
+    assert await pair.fr.node.admin.refresh_peer("de-eco") is True
