@@ -15,7 +15,9 @@ from node.tokens import Role
 from node.urls import normalise_url
 
 STAFF = (Role.ANALYST, Role.OPERATOR)
-PUBLIC_MAX_BYTES = 8 * 1024
+# The largest valid public report: a 4,096-character URL and a 4,000-character description in a
+# script of 3-byte UTF-8 characters (plus contact and JSON framing) fits; anything larger is junk.
+PUBLIC_MAX_BYTES = 24 * 1024
 
 
 class _Body(BaseModel):

@@ -12,13 +12,14 @@ import orjson
 import pytest
 from aiohttp import ClientResponse
 
+from node.api.reports import PUBLIC_MAX_BYTES
 from node.errors import PROBLEM_BASE
 from tests.support.nodes import ApiHarness, table_counts
 
 PROBLEM_JSON = "application/problem+json"
 UNKNOWN_ID = "2f1e7c1a-5b6d-4e8f-9a0b-1c2d3e4f5a6b"
 MAX_BODY = 64 * 1024  # node.toml [intake] max_body_bytes, the default
-PUBLIC_MAX = 8 * 1024
+PUBLIC_MAX = PUBLIC_MAX_BYTES
 
 
 @dataclass(frozen=True)
