@@ -748,6 +748,12 @@ def peer_view(row: aiosqlite.Row) -> PeerView:
     )
 
 
+def _short(value: str | None) -> str | None:
+    # The wire caps evidence strings at 256 characters; data sources (mmdb network names,
+    # RDAP) can be longer, and a long name must not stop a case from being forwarded.
+    return None if value is None else value[:256]
+
+
 def build_report_record(row: aiosqlite.Row, evidence: dict[str, Any] | None, *, seq: int) -> Report:
     """The wire form of a case. Public description, contact and notes never leave the node."""
     evidence = evidence or {}
@@ -756,10 +762,10 @@ def build_report_record(row: aiosqlite.Row, evidence: dict[str, Any] | None, *, 
             ip=a["ip"],
             country=a.get("country"),
             basis=a.get("basis"),
-            source=a.get("source"),
-            source_date=a.get("source_date"),
+            source=_short(a.get("source")),
+            source_date=_short(a.get("source_date")),
             asn=a.get("asn"),
-            network_name=a.get("network_name"),
+            network_name=_short(a.get("network_name")),
             cdn=bool(a.get("cdn")),
         )
         for a in evidence.get("addresses", [])[:64]
@@ -777,8 +783,8 @@ def build_report_record(row: aiosqlite.Row, evidence: dict[str, Any] | None, *, 
         ),
         hosting=Hosting(
             addresses=addresses,
-            countries=list(evidence.get("countries", [])),
-            abuse_contact=evidence.get("abuse_contact"),
+            countries=list(evidence.get("countries", []))[:64],
+            abuse_contact=_short(evidence.get("abuse_contact")),
             cdn=bool(evidence.get("cdn")),
             traced_at=parse_iso(evidence["traced_at"]) if evidence.get("traced_at") else None,
         ),

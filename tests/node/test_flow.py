@@ -136,3 +136,33 @@ async def test_action_closes_and_appears_in_timeline(api: ApiHarness, clock: Man
     assert [(a["code"], a["by"], a["country"]) for a in case["actions"]] == [
         ("content_removed", "fr-pointdecontact", "FR")
     ]
+
+
+async def test_long_evidence_strings_do_not_stop_forwarding(api: ApiHarness) -> None:
+    """Data sources can name networks at length; the wire form keeps the first 256 characters."""
+    await add_peer(api.node, "de-eco", "DE", ["csam"])
+    response = await api.post("/api/v1/reports", {"url": "http://de.example/long"})
+    report_id = (await response.json())["id"]
+    evidence = {
+        "addresses": [
+            {
+                "ip": "88.198.0.1",
+                "country": "DE",
+                "basis": "geolocation",
+                "source": "mmdb",
+                "network_name": "N" * 1000,
+            }
+        ],
+        "countries": ["DE"],
+        "abuse_contact": "abuse@" + "x" * 400 + ".example",
+        "cdn": False,
+    }
+    await api.node.cases.record_trace(report_id, evidence)
+    case = await assess(api, report_id)
+    assert case["routing"]["decision"] == "peer"
+    row = await api.node.db.fetch_one(
+        "SELECT payload FROM report_versions WHERE report_id = ? ORDER BY seq DESC", (report_id,)
+    )
+    assert row is not None
+    wire = orjson.loads(row["payload"])
+    assert wire["hosting"]["addresses"][0]["network_name"] == "N" * 256
