@@ -10,6 +10,7 @@ import pytest
 from node.clock import ManualClock
 from node.datadir import DataDir
 from tests.support.dns_server import ZoneDnsServer
+from tests.support.federation import Pair, live_pair
 from tests.support.nodes import START, ZONE, ApiHarness, api_harness, init_node
 
 
@@ -31,6 +32,14 @@ def data_dir(tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer) -> D
         clock=clock,
         extra={"jurisdiction": {"dns_server": dns_server.nameserver, "dns_timeout_seconds": 1.0}},
     )
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> AsyncIterator[Pair]:
+    async with live_pair(tmp_path, clock, dns_server.nameserver) as nodes:
+        yield nodes
 
 
 @pytest.fixture

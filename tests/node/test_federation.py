@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,25 +19,8 @@ from protocol.federation import TransactionRequest, encode_frame
 from protocol.httpsig import SignedRequest, sign_request
 from tests.factories import sample_report
 from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import LiveNode, befriend, live_node, node_dir
+from tests.support.federation import LiveNode, Pair, befriend, live_node, node_dir
 from tests.support.nodes import START
-
-
-@dataclass
-class Pair:
-    fr: LiveNode
-    de: LiveNode
-
-
-@pytest.fixture
-async def pair(
-    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
-) -> AsyncIterator[Pair]:
-    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
-    de_dir, de_url = node_dir(tmp_path, "de-eco", "DE", clock, dns_server.nameserver)
-    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
-        await befriend(fr, de)
-        yield Pair(fr, de)
 
 
 async def forward_case(pair: Pair, url: str = "http://de.example/x.jpg") -> str:

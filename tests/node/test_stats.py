@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +16,7 @@ from node.clock import ManualClock
 from node.datadir import DataDir
 from node.errors import InvalidInput
 from node.stats import Period, collect, durations, quantile
-from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import LiveNode, befriend, live_node, node_dir
+from tests.support.federation import Pair
 from tests.support.nodes import START, ApiHarness
 
 DAY = 86_400
@@ -147,23 +144,6 @@ async def test_the_period_selects_reports_by_receipt(api: ApiHarness, clock: Man
 def test_bad_periods_are_refused(since: str | None, until: str | None, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         Period.parse(since, until)
-
-
-@dataclass
-class Pair:
-    fr: LiveNode
-    de: LiveNode
-
-
-@pytest.fixture
-async def pair(
-    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
-) -> AsyncIterator[Pair]:
-    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
-    de_dir, de_url = node_dir(tmp_path, "de-eco", "DE", clock, dns_server.nameserver)
-    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
-        await befriend(fr, de)
-        yield Pair(fr, de)
 
 
 async def test_forwarding_and_removal_across_two_nodes(pair: Pair, clock: ManualClock) -> None:

@@ -104,6 +104,23 @@ async def live_node(
             await live.stop_http()
 
 
+@dataclass
+class Pair:
+    """Two live nodes that have added each other: FR (fr-pdc) and DE (de-eco)."""
+
+    fr: LiveNode
+    de: LiveNode
+
+
+@asynccontextmanager
+async def live_pair(root: Path, clock: ManualClock, dns: str) -> AsyncIterator[Pair]:
+    fr_dir, fr_url = node_dir(root, "fr-pdc", "FR", clock, dns)
+    de_dir, de_url = node_dir(root, "de-eco", "DE", clock, dns)
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de)
+        yield Pair(fr, de)
+
+
 async def befriend(a: LiveNode, b: LiveNode, *, pull_only: bool = False) -> None:
     """Each operator adds the other with the fingerprint exchanged out of band."""
     await a.node.admin.add(
