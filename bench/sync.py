@@ -196,6 +196,7 @@ def main() -> int:
                 f"throughput A -> B, {args.records:,} records: {rate:,.0f} records/s, "
                 f"ratio to the open floor {rate / floor:.2f} (target >= 0.30)"
             )
+            met = rate / floor >= 0.30
             samples = latency(a, b, args.rate, args.latency_seconds)
             p50 = statistics.median(samples)
             p99 = statistics.quantiles(samples, n=100)[98] if len(samples) >= 100 else max(samples)
@@ -203,6 +204,7 @@ def main() -> int:
                 f"latency at {args.rate:.0f} records/s ({len(samples)} records): "
                 f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 1000 ms)"
             )
+            met = met and p99 < 1.0
             if args.preload:
                 b.stop()
                 started = time.monotonic()
@@ -214,6 +216,7 @@ def main() -> int:
                 b.start()
                 loaded = throughput(a, b, args.records, "run2", work)
                 change = (loaded - rate) / rate
+                met = met and change >= -0.20
                 print(
                     f"throughput with B holding {args.preload + args.records:,} records: "
                     f"{loaded:,.0f} records/s ({change:+.0%}; target no worse than -20%)"
@@ -221,10 +224,11 @@ def main() -> int:
             cli(a.root, "audit", "verify")
             cli(b.root, "audit", "verify")
             print("audit chains verify on both nodes")
+            print("targets met" if met else "TARGETS NOT MET")
         finally:
             for node in (a, b):
                 node.stop()
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
