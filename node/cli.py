@@ -24,6 +24,7 @@ from node.jurisdiction import JurisdictionError
 from node.output import emit_json, table
 from node.store import audit
 from node.store.db import Database, Tx
+from node.urls import normalise_url
 
 EPILOG = """examples:
   hotline-node init --node-id fr-pointdecontact --country FR --endpoint https://hotline.example.fr
@@ -662,7 +663,8 @@ async def cmd_stats(args: argparse.Namespace) -> int:
 
 async def cmd_trace(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        evidence = await node.trace_url(args.url)
+        # The same rules as intake and the API: a URL that could not be reported is not traced.
+        evidence = await node.trace_url(normalise_url(args.url))
         text = "\n".join(
             [
                 f"host     {evidence['host']}",

@@ -305,6 +305,9 @@ def test_trace_command(node: Cli) -> None:
     assert evidence["countries"] == ["DE", "FR"]
     assert sorted(a["ip"] for a in evidence["addresses"]) == ["5.39.0.1", "88.198.0.1"]
     assert "no such host: gone.example" in node.fails("trace", "http://gone.example/")
+    # The same URL rules as intake and GET /api/v1/trace.
+    assert "must start with http" in node.fails("trace", "ftp://fr.example/a")
+    assert "credentials" in node.fails("trace", "http://user:pw@fr.example/a")
 
 
 # errors --------------------------------------------------------------------------------------
