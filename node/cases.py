@@ -491,12 +491,7 @@ class CaseService:
                     payload=payload,
                     at=iso(now),
                 )
-            conn.execute(
-                "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
-                " 'pending'",
-                (report_id,),
-            )
-            self.store.update(conn, report_id, {"status": "withdrawn", "updated_at": iso(now)})
+            self.store.mark_withdrawn(conn, report_id, iso(now))
             audit.append(
                 conn,
                 at=now,

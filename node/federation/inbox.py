@@ -462,12 +462,7 @@ class Inbox:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
         if report["status"] == "withdrawn":
             return Applied(ItemStatus.DUPLICATE)
-        ReportStore.update(conn, report_id, {"status": "withdrawn", "updated_at": iso(now)})
-        conn.execute(
-            "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
-            " 'pending'",
-            (report_id,),
-        )
+        ReportStore.mark_withdrawn(conn, report_id, iso(now))
         audit.append(
             conn,
             at=now,

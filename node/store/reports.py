@@ -100,6 +100,18 @@ class ReportStore:
         )
 
     @staticmethod
+    def mark_withdrawn(conn: Tx, report_id: str, at: str) -> None:
+        """A withdrawn case: closed for good, and nothing still queued for channels goes out."""
+        conn.execute(
+            "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
+            " 'pending'",
+            (report_id,),
+        )
+        conn.execute(
+            "UPDATE reports SET status = 'withdrawn', updated_at = ? WHERE id = ?", (at, report_id)
+        )
+
+    @staticmethod
     def insert_version(conn: Tx, report_id: str, seq: int, payload: bytes, at: str) -> None:
         conn.execute(
             "INSERT INTO report_versions (report_id, seq, payload, created_at) VALUES (?, ?, ?, ?)",
