@@ -32,6 +32,17 @@ def entry_hash(
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One audit entry before it is chained (see `append_many`)."""
+
+    at: str
+    actor: str
+    event: str
+    subject: str
+    details: dict[str, Any]
+
+
 def append(
     conn: Tx,
     *,
@@ -42,15 +53,28 @@ def append(
     details: dict[str, Any] | None = None,
 ) -> int:
     """Append one entry inside the caller's write transaction; returns its sequence number."""
+    return append_many(conn, [Entry(iso(at), actor, event, subject, details or {})])
+
+
+def append_many(conn: Tx, entries: list[Entry]) -> int:
+    """Chain and append entries in order inside the caller's transaction; returns the last seq.
+
+    A received or imported batch writes thousands of entries: reading the chain head once and
+    inserting them together costs a fraction of appending them one by one.
+    """
     last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-    text = orjson.dumps(details or {}, option=orjson.OPT_SORT_KEYS).decode()
-    stamp = iso(at)
-    digest = entry_hash(prev, seq, stamp, actor, event, subject, text)
-    conn.execute(
+    seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+    rows = []
+    for entry in entries:
+        seq += 1
+        text = orjson.dumps(entry.details, option=orjson.OPT_SORT_KEYS).decode()
+        digest = entry_hash(prev, seq, entry.at, entry.actor, entry.event, entry.subject, text)
+        rows.append((seq, entry.at, entry.actor, entry.event, entry.subject, text, prev, digest))
+        prev = digest
+    conn.executemany(
         "INSERT INTO audit_log (seq, at, actor, event, subject, details, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, stamp, actor, event, subject, text, prev, digest),
+        rows,
     )
     return seq
 

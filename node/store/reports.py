@@ -7,7 +7,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from node.store.db import Database, Row, Tx
+from node.store.db import Database, Tx
 
 
 class ReportStore:
@@ -74,29 +74,51 @@ class ReportStore:
 
     # writes (inside a transaction) --------------------------------------------------------
     @staticmethod
-    def find_open_by_url(conn: Tx, url_key: str) -> Row | None:
-        row: Row | None = conn.execute(
-            "SELECT id, duplicates FROM reports WHERE url_key = ?"
-            " AND status NOT IN ('closed', 'withdrawn') ORDER BY received_at LIMIT 1",
-            (url_key,),
-        ).fetchone()
-        return row
+    def open_by_urls(conn: Tx, url_keys: list[str]) -> dict[str, tuple[str, int]]:
+        """Url key -> (case id, duplicates) of the oldest open case with that URL, if any."""
+        found: dict[str, tuple[str, int]] = {}
+        unique = list(dict.fromkeys(url_keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in conn.execute(
+                f"SELECT id, url_key, duplicates FROM reports WHERE url_key IN ({marks})"  # noqa: S608 - placeholders only
+                " AND status NOT IN ('closed', 'withdrawn') ORDER BY received_at DESC",
+                chunk,
+            ):
+                # Oldest last, so it is the one kept.
+                found[row["url_key"]] = (row["id"], int(row["duplicates"]))
+        return found
 
     @staticmethod
     def insert(conn: Tx, values: dict[str, Any]) -> None:
-        columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        conn.execute(
-            f"INSERT INTO reports ({columns}) VALUES ({marks})",  # noqa: S608 - our own keys
-            tuple(values.values()),
+        ReportStore.insert_many(conn, [values])
+
+    @staticmethod
+    def insert_many(conn: Tx, rows: list[dict[str, Any]]) -> None:
+        """Insert cases that all carry the same columns (those of the first row)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        marks = ", ".join("?" for _ in columns)
+        conn.executemany(
+            f"INSERT INTO reports ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our own keys
+            [tuple(row[column] for column in columns) for row in rows],
         )
 
     @staticmethod
     def update(conn: Tx, report_id: str, values: dict[str, Any]) -> None:
-        assignments = ", ".join(f"{key} = ?" for key in values)
-        conn.execute(
+        ReportStore.update_many(conn, list(values), [(*values.values(), report_id)])
+
+    @staticmethod
+    def update_many(conn: Tx, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Set `columns` on many cases; each row holds their values, then the case id."""
+        if not rows:
+            return
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        conn.executemany(
             f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608 - our own keys
-            (*values.values(), report_id),
+            rows,
         )
 
     @staticmethod
@@ -113,24 +135,40 @@ class ReportStore:
 
     @staticmethod
     def insert_version(conn: Tx, report_id: str, seq: int, payload: bytes, at: str) -> None:
-        conn.execute(
+        ReportStore.insert_versions(conn, [(report_id, seq, payload, at)])
+
+    @staticmethod
+    def insert_versions(conn: Tx, rows: list[tuple[str, int, bytes, str]]) -> None:
+        """Rows of (report id, seq, payload, created at)."""
+        conn.executemany(
             "INSERT INTO report_versions (report_id, seq, payload, created_at) VALUES (?, ?, ?, ?)",
-            (report_id, seq, payload, at),
+            rows,
         )
+
+    _INSERT_ACTION = (
+        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst, country,"
+        " reason) VALUES (:id, :report_id, :code, :at, :by_node, :analyst, :country, :reason)"
+    )
 
     @staticmethod
     def insert_action(conn: Tx, values: dict[str, Any]) -> bool:
         """Insert unless an action with this id exists (actions arrive again on retries)."""
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst, country,"
-            " reason) VALUES (:id, :report_id, :code, :at, :by_node, :analyst, :country, :reason)",
-            values,
-        )
+        cursor = conn.execute(ReportStore._INSERT_ACTION, values)
         return cursor.rowcount == 1
+
+    @staticmethod
+    def insert_actions(conn: Tx, rows: list[dict[str, Any]]) -> None:
+        """Like insert_action for many; an action whose id exists is skipped."""
+        conn.executemany(ReportStore._INSERT_ACTION, rows)
 
     @staticmethod
     def replace_addresses(conn: Tx, report_id: str, addresses: list[dict[str, Any]]) -> None:
         conn.execute("DELETE FROM hosting_addresses WHERE report_id = ?", (report_id,))
+        ReportStore.add_addresses(conn, [(report_id, a) for a in addresses])
+
+    @staticmethod
+    def add_addresses(conn: Tx, addresses: list[tuple[str, dict[str, Any]]]) -> None:
+        """Rows of (report id, address evidence as in a trace)."""
         conn.executemany(
             "INSERT OR REPLACE INTO hosting_addresses (report_id, ip, country, basis, source, asn,"
             " cdn) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -144,7 +182,7 @@ class ReportStore:
                     a.get("asn"),
                     int(bool(a.get("cdn"))),
                 )
-                for a in addresses
+                for report_id, a in addresses
             ],
         )
 
@@ -158,17 +196,27 @@ class ReportStore:
         at: str,
         by: str,
     ) -> None:
-        conn.execute(
+        ReportStore.insert_routings(conn, [(report_id, decision, targets, reasons, at, by)])
+
+    @staticmethod
+    def insert_routings(
+        conn: Tx, rows: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]]
+    ) -> None:
+        """Rows of (report id, decision, targets, reasons, decided at, decided by)."""
+        conn.executemany(
             "INSERT INTO routing_decisions (report_id, decision, targets, reasons, decided_at,"
             " decided_by) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                report_id,
-                decision,
-                orjson.dumps(targets).decode(),
-                orjson.dumps(reasons).decode(),
-                at,
-                by,
-            ),
+            [
+                (
+                    report_id,
+                    decision,
+                    orjson.dumps(targets).decode(),
+                    orjson.dumps(reasons).decode(),
+                    at,
+                    by,
+                )
+                for report_id, decision, targets, reasons, at, by in rows
+            ],
         )
 
     @staticmethod
@@ -183,16 +231,26 @@ class ReportStore:
         at: str,
     ) -> int:
         """Append to the peer's outbox with the next per-peer sequence number."""
+        return ReportStore.enqueue_peer_many(
+            conn, peer_id, [(record_type, record_id, report_id, payload, at)]
+        )
+
+    @staticmethod
+    def enqueue_peer_many(
+        conn: Tx, peer_id: str, items: list[tuple[str, str, str, bytes, str]]
+    ) -> int:
+        """Append (record type, record id, report id, payload, created at) rows in order to the
+        peer's outbox with consecutive sequence numbers; returns the last one."""
         row = conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM peer_outbox WHERE peer_id = ?", (peer_id,)
+            "SELECT COALESCE(MAX(seq), 0) FROM peer_outbox WHERE peer_id = ?", (peer_id,)
         ).fetchone()
-        seq = int(row[0]) if row else 1
-        conn.execute(
+        last = int(row[0]) if row else 0
+        conn.executemany(
             "INSERT INTO peer_outbox (peer_id, seq, record_type, record_id, report_id, payload,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (peer_id, seq, record_type, record_id, report_id, payload, at),
+            [(peer_id, last + n, *item) for n, item in enumerate(items, start=1)],
         )
-        return seq
+        return last + len(items)
 
     @staticmethod
     def enqueue_channel(
@@ -210,3 +268,15 @@ class ReportStore:
             (channel, report_id, kind, orjson.dumps(payload).decode(), at, at),
         )
         return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def enqueue_channels(conn: Tx, rows: list[tuple[str, str, str, dict[str, Any], str]]) -> None:
+        """Rows of (channel, report id, kind, payload, created at), due at once."""
+        conn.executemany(
+            "INSERT INTO channel_outbox (channel, report_id, kind, payload, created_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (channel, report_id, kind, orjson.dumps(payload).decode(), at, at)
+                for channel, report_id, kind, payload, at in rows
+            ],
+        )

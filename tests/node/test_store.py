@@ -387,8 +387,8 @@ async def test_read_paths_use_indexes(tmp_path: Path, clock: ManualClock) -> Non
         [(sql, params)] = db.reads
         assert not full_scans(plan(path, sql, params))
 
-        # find_open_by_url runs on the writer inside the intake transaction: trace it there,
-        # as a second report of a known URL looks its case up.
+        # The duplicate lookup (open_by_urls) runs on the writer inside the intake
+        # transaction: trace it there, as a second report of a known URL looks its case up.
         executed: list[str] = []
         await trace_writer(db, executed.append)
         again = await cases.submit("http://fr.example/b", actor="t")
