@@ -8,7 +8,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 from uuid import UUID
 
 import orjson
@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet, SigningKey, canonical_json
 from keys.document import MAX_UNIX_TIME, KeyId, NodeId, from_unix, to_unix
@@ -43,14 +43,19 @@ _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 _PREFIX = struct.Struct(">4sH")
 
 
-class Header(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Header:
     """The clear header, read before any crypto runs; bound into both signature and HPKE info."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # A plain dataclass rather than a pydantic model: one is built for every frame received,
+    # before any crypto, and the receiver checks the rules by hand (`_checked_header`). The
+    # annotations below still state the rules: `HEADER_ADAPTER` validates with them (tests,
+    # vectors) and generates docs/schemas/header.schema.json from them.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid", strict=True)
 
     v: int
     suite: str
-    from_: NodeId = Field(alias="from")
+    from_: Annotated[NodeId, Field(alias="from")]
     from_kid: KeyId
     to: NodeId
     to_kid: KeyId
@@ -58,8 +63,26 @@ class Header(BaseModel):
     created_at: Annotated[int, Field(ge=0, le=MAX_UNIX_TIME)]
     type: Literal["report", "action", "withdrawal", "receipt"]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The header as its JSON object (member `from`, not `from_`)."""
+        return {
+            "v": self.v,
+            "suite": self.suite,
+            "from": self.from_,
+            "from_kid": self.from_kid,
+            "to": self.to,
+            "to_kid": self.to_kid,
+            "msg_id": self.msg_id,
+            "created_at": self.created_at,
+            "type": self.type,
+        }
+
     def to_bytes(self) -> bytes:
-        return canonical_json(self.model_dump(by_alias=True))
+        return canonical_json(self.to_dict())
+
+
+# Strict validation of header JSON against the annotations of `Header`, and its JSON Schema.
+HEADER_ADAPTER: TypeAdapter[Header] = TypeAdapter(Header)
 
 
 class PeerDirectory(Protocol):
@@ -227,9 +250,10 @@ _HEADER_FIELDS = frozenset(
 _UUID = re.compile(_UUID_PATTERN)
 
 
-def _checked_header(raw: dict[str, object]) -> Header:
-    """The Header model's rules, checked by hand: this runs on every frame before any crypto,
-    and pydantic's general machinery costs several times more here."""
+def _checked_header(raw: dict[str, Any]) -> Header:
+    """The rules of `Header`'s annotations, checked by hand: this runs on every frame before any
+    crypto, and pydantic's general machinery costs several times more here. `v` and `suite`
+    were checked by the caller."""
     if raw.keys() != _HEADER_FIELDS:
         missing = sorted(_HEADER_FIELDS - raw.keys())
         extra = sorted(raw.keys() - _HEADER_FIELDS)
@@ -249,8 +273,17 @@ def _checked_header(raw: dict[str, object]) -> Header:
         raise OpenError(OpenFailure.MALFORMED, "header: bad created_at")
     if raw["type"] not in RECORD_TYPES:
         raise OpenError(OpenFailure.MALFORMED, "header: bad type")
-    fields: dict[str, Any] = {("from_" if k == "from" else k): v for k, v in raw.items()}
-    return Header.model_construct(**fields)
+    return Header(
+        v=PROTOCOL_VERSION,
+        suite=SUITE_NAME,
+        from_=raw["from"],
+        from_kid=raw["from_kid"],
+        to=raw["to"],
+        to_kid=raw["to_kid"],
+        msg_id=raw["msg_id"],
+        created_at=created,
+        type=raw["type"],
+    )
 
 
 def open_envelope(
