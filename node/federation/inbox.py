@@ -91,9 +91,12 @@ class Inbox:
         pushed: set[str] = set()
 
         def transaction(conn: Tx) -> bytes:
-            for frame, item in zip(frames, opened, strict=True):
-                digest = envelope_digest(frame)
-                applied = self._apply(conn, sender, frame, item, now, via_push=True, digest=digest)
+            digests = [envelope_digest(frame) for frame in frames]
+            for digest, applied in zip(
+                digests,
+                self._apply_all(conn, sender, frames, digests, opened, now, via_push=True),
+                strict=True,
+            ):
                 results.append(
                     ItemResult(digest=digest, status=applied.status, error=applied.error)
                 )
@@ -130,10 +133,12 @@ class Inbox:
         def transaction(conn: Tx) -> tuple[int, int]:
             accepted = 0
             cursor = after
-            for (seq, frame), item in zip(items, opened, strict=True):
-                applied = self._apply(
-                    conn, sender, frame, item, now, via_push=False, digest=envelope_digest(frame)
-                )
+            digests = [envelope_digest(frame) for frame in frames]
+            for (seq, _), applied in zip(
+                items,
+                self._apply_all(conn, sender, frames, digests, opened, now, via_push=False),
+                strict=True,
+            ):
                 if applied.status is not ItemStatus.REJECTED:
                     accepted += 1
                 if applied.pushed_to:
@@ -201,6 +206,96 @@ class Inbox:
         return out
 
     # applying -----------------------------------------------------------------------------
+    def _apply_all(
+        self,
+        conn: Tx,
+        sender: str,
+        frames: list[bytes],
+        digests: list[str],
+        opened: list[Opened | OpenError | RecordRefused],
+        now: datetime,
+        *,
+        via_push: bool,
+    ) -> list[Applied]:
+        """Apply a batch in order. Reports new to us (nearly all of a catch-up) are gathered
+        and written per table; anything else is applied alone after the gathered ones are
+        written, so every item sees the effects of the items before it."""
+        reports = [o.record for o in opened if isinstance(o, Opened) and o.record.type == "report"]
+        known = _known_reports(conn, [str(r.id) for r in reports])
+        seen = _seen_ids(conn, sender, [o.header.msg_id for o in opened if isinstance(o, Opened)])
+        refs = _taken_refs(conn, sender, [r.local_ref for r in reports if isinstance(r, Report)])
+        batch = _NewReports(self.node_id, self.country, sender, now, via_push=via_push)
+        results: list[Applied] = []
+        for frame, digest, item in zip(frames, digests, opened, strict=True):
+            record = item.record if isinstance(item, Opened) else None
+            if (
+                isinstance(item, Opened)
+                and isinstance(record, Report)
+                and str(record.id) not in known
+                and item.header.msg_id not in seen
+            ):
+                seen.add(item.header.msg_id)
+                try:
+                    url_key = normalise_url(record.url)
+                except InvalidInput as exc:
+                    self._flush(conn, batch)
+                    results.append(
+                        self._refuse_new(conn, sender, item, f"report url refused: {exc}", now)
+                    )
+                    continue
+                if record.local_ref in refs:
+                    # The origin's reference names one case: a second case under it is a bug
+                    # at the origin, refused alone instead of failing the whole batch.
+                    self._flush(conn, batch)
+                    reason = f"local_ref {record.local_ref!r} already names another report"
+                    results.append(self._refuse_new(conn, sender, item, reason, now))
+                    continue
+                refs.add(record.local_ref)
+                known.add(str(record.id))
+                batch.add(item, record, url_key, frame, digest)
+                results.append(Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender))
+                continue
+            # Anything else sees the gathered reports written first (an update or withdrawal
+            # of a report earlier in this batch finds it).
+            self._flush(conn, batch)
+            results.append(self._apply(conn, sender, frame, item, now, digest=digest))
+            if isinstance(item, Opened):
+                seen.add(item.header.msg_id)
+        self._flush(conn, batch)
+        return results
+
+    def _refuse_new(
+        self, conn: Tx, sender: str, item: Opened, reason: str, now: datetime
+    ) -> Applied:
+        conn.execute(
+            "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
+            (sender, item.header.msg_id, iso(now)),
+        )
+        self._reject(conn, sender, item, reason, reason, now)
+        return Applied(ItemStatus.REJECTED, reason)
+
+    def _flush(self, conn: Tx, batch: _NewReports) -> None:
+        if not batch.ids:
+            return
+        conn.executemany(
+            "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
+            batch.seen,
+        )
+        ReportStore.insert_many(conn, batch.reports)
+        ReportStore.insert_versions(conn, batch.versions)
+        ReportStore.add_addresses(conn, batch.addresses)
+        audit.append_many(conn, batch.entries)
+        ReportStore.insert_actions(conn, batch.actions)
+        if batch.outgoing:
+            ReportStore.enqueue_peer_many(conn, batch.sender, batch.outgoing)
+        self.cases.route_many(conn, batch.ids, "federation", force=True)
+        conn.executemany(
+            "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
+            " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            batch.envelopes,
+        )
+        batch.clear()
+
     def _apply(
         self,
         conn: Tx,
@@ -209,7 +304,6 @@ class Inbox:
         item: Opened | OpenError | RecordRefused,
         now: datetime,
         *,
-        via_push: bool,
         digest: str,
     ) -> Applied:
         if isinstance(item, OpenError):
@@ -229,7 +323,7 @@ class Inbox:
         record = item.record
         try:
             if isinstance(record, Report):
-                result = self._apply_report(conn, sender, record, item.payload, now, via_push)
+                result = self._apply_report(conn, sender, record, item.payload, now)
             elif isinstance(record, Action):
                 result = self._apply_action(conn, sender, record, now)
             elif isinstance(record, Withdrawal):
@@ -289,124 +383,36 @@ class Inbox:
         )
 
     def _apply_report(
-        self,
-        conn: Tx,
-        sender: str,
-        report: Report,
-        payload: bytes,
-        now: datetime,
-        via_push: bool,
+        self, conn: Tx, sender: str, report: Report, payload: bytes, now: datetime
     ) -> Applied:
+        """A new version of a report we hold (new reports are written per batch)."""
         report_id = str(report.id)
         existing = conn.execute(
-            "SELECT origin, seq, status FROM reports WHERE id = ?", (report_id,)
+            "SELECT origin, seq FROM reports WHERE id = ?", (report_id,)
         ).fetchone()
-        if existing is not None:
-            if existing["origin"] != sender:
-                raise RecordRefused(f"report {report_id} belongs to {existing['origin']}")
-            if int(existing["seq"]) >= report.seq:
-                return Applied(ItemStatus.DUPLICATE)
+        if existing is None:
+            raise RecordRefused(f"report {report_id} is not one we hold")
+        if existing["origin"] != sender:
+            raise RecordRefused(f"report {report_id} belongs to {existing['origin']}")
+        if int(existing["seq"]) >= report.seq:
+            return Applied(ItemStatus.DUPLICATE)
         try:
             url_key = normalise_url(report.url)
         except InvalidInput as exc:
             raise RecordRefused(f"report url refused: {exc}") from exc
-        evidence = _evidence(report)
-        assessment = report.assessment
-        values: dict[str, Any] = {
-            "seq": report.seq,
-            "url": report.url,
-            "url_key": url_key,
-            "verdict": assessment.verdict.value,
-            "category": assessment.category.value,
-            "legal_basis": assessment.legal_basis,
-            "tlp": report.tlp.value,
-            "assessed_at": iso(report.assessed_at) if report.assessed_at else None,
-            "updated_at": iso(now),
-            "trace_status": "done",
-            "trace_json": orjson.dumps(evidence).decode(),
-            "traced_at": evidence.get("traced_at"),
-        }
-        if existing is not None:
-            ReportStore.update(conn, report_id, values)
-            ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
-            audit.append(
-                conn,
-                at=now,
-                actor=f"peer:{sender}",
-                event="report.updated",
-                subject=report_id,
-                details={"seq": report.seq},
-            )
-            return Applied(ItemStatus.ACCEPTED)
-        ReportStore.insert(
-            conn,
-            {
-                "id": report_id,
-                "origin": sender,
-                "local_ref": report.local_ref,
-                "source": "peer",
-                "status": "received",
-                "received_at": iso(now),
-                **values,
-            },
+        ReportStore.update(
+            conn, report_id, _case_values(report, url_key, _evidence(report), iso(now))
         )
         ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
-        ReportStore.replace_addresses(conn, report_id, evidence["addresses"])
         audit.append(
             conn,
             at=now,
             actor=f"peer:{sender}",
-            event="report.received",
+            event="report.updated",
             subject=report_id,
-            details={"seq": report.seq, "url": report.url},
+            details={"seq": report.seq},
         )
-        # The origin learns at once that the case arrived: the `received` action goes back.
-        action = Action(
-            id=uuid.uuid5(RECEIVED_NAMESPACE, f"{report_id}/{self.node_id}"),
-            report_id=report.id,
-            report_origin=sender,
-            code=ActionCode.RECEIVED,
-            at=now,
-            by=self.node_id,
-            country=self.country,
-        )
-        if via_push:
-            # The signed receipt in our answer tells the origin we received it (it records
-            # `received` under this same action id): no separate record needs to travel.
-            self.record_action_here(conn, action, analyst=None)
-        else:
-            self.record_local_action(conn, action, analyst=None)
-        self.cases.route_in(conn, report_id, "federation", force=True)
-        return Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
-
-    def record_local_action(self, conn: Tx, action: Action, analyst: str | None) -> None:
-        """Our action on a peer's report: stored here and queued to the origin, only there."""
-        self.record_action_here(conn, action, analyst)
-        ReportStore.enqueue_peer(
-            conn,
-            peer_id=action.report_origin,
-            record_type="action",
-            record_id=str(action.id),
-            report_id=str(action.report_id),
-            payload=record_bytes(action),
-            at=iso(action.at),
-        )
-
-    @staticmethod
-    def record_action_here(conn: Tx, action: Action, analyst: str | None) -> None:
-        ReportStore.insert_action(
-            conn,
-            {
-                "id": str(action.id),
-                "report_id": str(action.report_id),
-                "code": action.code.value,
-                "at": iso(action.at),
-                "by_node": action.by,
-                "analyst": analyst,
-                "country": action.country,
-                "reason": action.reason,
-            },
-        )
+        return Applied(ItemStatus.ACCEPTED)
 
     def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
         report_id = str(action.report_id)
@@ -505,6 +511,156 @@ class Inbox:
             " backoff_attempts = 0 WHERE node_id = ?",
             (accepted, iso(now), sender),
         )
+
+
+class _NewReports:
+    """Reports new to us from one batch, gathered to be written per table (`Inbox._flush`)."""
+
+    def __init__(
+        self, node_id: str, country: str, sender: str, now: datetime, *, via_push: bool
+    ) -> None:
+        self.node_id = node_id
+        self.country = country
+        self.sender = sender
+        self.now = now
+        self.stamp = iso(now)
+        self.via_push = via_push
+        self.clear()
+
+    def clear(self) -> None:
+        self.ids: list[str] = []
+        self.seen: list[tuple[str, str, str]] = []
+        self.reports: list[dict[str, Any]] = []
+        self.versions: list[tuple[str, int, bytes, str]] = []
+        self.addresses: list[tuple[str, dict[str, Any]]] = []
+        self.entries: list[audit.Entry] = []
+        self.actions: list[dict[str, Any]] = []
+        self.outgoing: list[tuple[str, str, str, bytes, str]] = []
+        self.envelopes: list[tuple[str, str, str, str, str, str, str, bytes]] = []
+
+    def add(self, item: Opened, report: Report, url_key: str, frame: bytes, digest: str) -> None:
+        report_id, stamp = str(report.id), self.stamp
+        evidence = _evidence(report)
+        self.ids.append(report_id)
+        self.seen.append((self.sender, item.header.msg_id, stamp))
+        values = _case_values(report, url_key, evidence, stamp)
+        self.reports.append(_new_case(report, self.sender, values, stamp))
+        self.versions.append((report_id, report.seq, item.payload, stamp))
+        self.addresses.extend((report_id, a) for a in evidence["addresses"])
+        self.entries.append(_received_entry(report, self.sender, stamp))
+        # The origin learns at once that the case arrived. Pushed: the signed receipt in our
+        # answer says so (it records `received` under this same action id). Pulled: the
+        # `received` action is queued back to the origin.
+        action = Action(
+            id=uuid.uuid5(RECEIVED_NAMESPACE, f"{report.id}/{self.node_id}"),
+            report_id=report.id,
+            report_origin=self.sender,
+            code=ActionCode.RECEIVED,
+            at=self.now,
+            by=self.node_id,
+            country=self.country,
+        )
+        self.actions.append(_action_row(action, None))
+        if not self.via_push:
+            self.outgoing.append(("action", str(action.id), report_id, record_bytes(action), stamp))
+        # The exact bytes received are kept as evidence (non-repudiation).
+        self.envelopes.append(
+            (digest, self.sender, item.header.msg_id, "report", report_id, report_id, stamp, frame)
+        )
+
+
+def _known_reports(conn: Tx, report_ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(report_ids), 500):
+        chunk = report_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = conn.execute(f"SELECT id FROM reports WHERE id IN ({marks})", chunk)  # noqa: S608
+        known.update(row[0] for row in rows)
+    return known
+
+
+def _taken_refs(conn: Tx, sender: str, local_refs: list[str]) -> set[str]:
+    taken: set[str] = set()
+    for start in range(0, len(local_refs), 500):
+        chunk = local_refs[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = conn.execute(
+            f"SELECT local_ref FROM reports WHERE origin = ? AND local_ref IN ({marks})",  # noqa: S608
+            (sender, *chunk),
+        )
+        taken.update(row[0] for row in rows)
+    return taken
+
+
+def _seen_ids(conn: Tx, sender: str, msg_ids: list[str]) -> set[str]:
+    """Message ids of this batch already taken from `sender` (checked again in the write
+    transaction: a copy of the same bytes may have been committed since they were opened)."""
+    seen: set[str] = set()
+    for start in range(0, len(msg_ids), 500):
+        chunk = msg_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = conn.execute(
+            f"SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})",  # noqa: S608
+            (sender, *chunk),
+        )
+        seen.update(row[0] for row in rows)
+    return seen
+
+
+def _case_values(
+    report: Report, url_key: str, evidence: dict[str, Any], stamp: str
+) -> dict[str, Any]:
+    """The case columns a version of a peer's report sets."""
+    assessment = report.assessment
+    return {
+        "seq": report.seq,
+        "url": report.url,
+        "url_key": url_key,
+        "verdict": assessment.verdict.value,
+        "category": assessment.category.value,
+        "legal_basis": assessment.legal_basis,
+        "tlp": report.tlp.value,
+        "assessed_at": iso(report.assessed_at) if report.assessed_at else None,
+        "updated_at": stamp,
+        "trace_status": "done",
+        "trace_json": orjson.dumps(evidence).decode(),
+        "traced_at": evidence.get("traced_at"),
+    }
+
+
+def _new_case(report: Report, sender: str, values: dict[str, Any], stamp: str) -> dict[str, Any]:
+    return {
+        "id": str(report.id),
+        "origin": sender,
+        "local_ref": report.local_ref,
+        "source": "peer",
+        "status": "received",
+        "received_at": stamp,
+        **values,
+    }
+
+
+def _received_entry(report: Report, sender: str, stamp: str) -> audit.Entry:
+    return audit.Entry(
+        stamp,
+        f"peer:{sender}",
+        "report.received",
+        str(report.id),
+        {"seq": report.seq, "url": report.url},
+    )
+
+
+def _action_row(action: Action, analyst: str | None) -> dict[str, Any]:
+    return {
+        "id": str(action.id),
+        "report_id": str(action.report_id),
+        "code": action.code.value,
+        "at": iso(action.at),
+        "by_node": action.by,
+        "analyst": analyst,
+        "country": action.country,
+        "reason": action.reason,
+    }
 
 
 def _evidence(report: Report) -> dict[str, Any]:

@@ -13,8 +13,9 @@ import pytest
 from keys import KeyUnavailableError
 from node.clock import ManualClock
 from node.errors import InvalidInput, UpstreamError
+from node.store import audit
 from node.store.reports import ReportStore
-from protocol import Action, ActionCode, record_bytes, seal
+from protocol import Action, ActionCode, Report, Withdrawal, record_bytes, seal
 from protocol.federation import TransactionRequest, encode_frame
 from protocol.httpsig import SignedRequest, sign_request
 from tests.factories import sample_report
@@ -152,13 +153,16 @@ async def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int,
         return response.status, await response.json(content_type=None)
 
 
-def report_frame(fr: LiveNode, de: LiveNode, url: str = "http://de.example/t") -> bytes:
-    report = sample_report(fr.node_id)
+def report_frame(fr: LiveNode, de: LiveNode) -> bytes:
+    return record_frame(fr, de, sample_report(fr.node_id))
+
+
+def record_frame(fr: LiveNode, de: LiveNode, record: Report | Withdrawal) -> bytes:
     public = fr.node.registry.keys_for(de.node_id)
     assert public is not None
     kid, key = public.encryption_key(START)
     return seal(
-        report,
+        record,
         sender=fr.node_id,
         signing_key=fr.node.keyring.current.current_signing(START),
         recipient=de.node_id,
@@ -167,6 +171,75 @@ def report_frame(fr: LiveNode, de: LiveNode, url: str = "http://de.example/t") -
         msg_id=uuid.uuid4(),
         now=START,
     )
+
+
+async def test_a_mixed_batch_is_applied_in_order(pair: Pair) -> None:
+    """New reports are written together, but every item sees the ones before it: a new
+    version and a withdrawal of reports earlier in the same batch, a copy of an envelope,
+    and reports the receiver refuses (a bad URL, a reused reference), between new reports."""
+    first, second, third, bad_url = (
+        sample_report(pair.fr.node_id).model_copy(update={"local_ref": f"PDC-{n}"})
+        for n in range(4)
+    )
+    bad_url = bad_url.model_copy(update={"url": "http://de.example:99999/x"})
+    # Another case under a reference the origin already used: refused, not a failed batch.
+    same_ref = sample_report(pair.fr.node_id).model_copy(update={"local_ref": "PDC-0"})
+    first_frame = record_frame(pair.fr, pair.de, first)
+    frames = [
+        first_frame,
+        record_frame(pair.fr, pair.de, bad_url),
+        record_frame(pair.fr, pair.de, first.model_copy(update={"seq": 2, "notes": "v2"})),
+        first_frame,
+        record_frame(pair.fr, pair.de, second),
+        record_frame(
+            pair.fr,
+            pair.de,
+            Withdrawal(
+                id=uuid.uuid4(), report_id=second.id, origin="fr-pdc", at=START, reason="mistake"
+            ),
+        ),
+        record_frame(pair.fr, pair.de, third),
+        record_frame(pair.fr, pair.de, same_ref),
+    ]
+    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, "txn-mixed-1", frames)
+    assert status == 200, answer
+    results = answer["results"]
+    assert isinstance(results, list)
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "rejected",
+        "accepted",
+        "duplicate",
+        "accepted",
+        "accepted",
+        "accepted",
+        "rejected",
+    ]
+    assert "report url refused" in results[1]["error"]
+    assert "already names another report" in results[7]["error"]
+    db = pair.de.node.db
+    cases = {r["id"]: (r["seq"], r["status"]) for r in await db.fetch_all("SELECT * FROM reports")}
+    assert cases == {
+        str(first.id): (2, "routed"),
+        str(second.id): (1, "withdrawn"),
+        str(third.id): (1, "routed"),
+    }
+    versions = await db.fetch_all("SELECT report_id, seq FROM report_versions ORDER BY seq")
+    assert sorted((r["report_id"], r["seq"]) for r in versions) == sorted(
+        [(str(first.id), 1), (str(first.id), 2), (str(second.id), 1), (str(third.id), 1)]
+    )
+    received = await db.fetch_all("SELECT report_id FROM actions WHERE code = 'received'")
+    assert sorted(r["report_id"] for r in received) == sorted(
+        str(r.id) for r in (first, second, third)
+    )
+    dead = await db.fetch_all("SELECT record_id, reason FROM dead_letters ORDER BY id")
+    assert [(r["record_id"], r["reason"].split(":")[0]) for r in dead] == [
+        (str(bad_url.id), "report url refused"),
+        (str(same_ref.id), "local_ref 'PDC-0' already names another report"),
+    ]
+    # Five accepted envelopes kept as evidence; the copy and the refused one are not.
+    assert len(await db.fetch_all("SELECT digest FROM inbox_envelopes")) == 5
+    assert (await audit.verify(db)).ok
 
 
 async def test_replayed_request_is_refused_and_the_same_txn_gets_the_same_answer(
