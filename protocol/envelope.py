@@ -41,6 +41,7 @@ _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 _PREFIX = struct.Struct(">4sH")
+_LENGTH = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ class Opened:
 
 def signed_bytes(header: bytes, payload: bytes) -> bytes:
     """Exactly what the sender's Ed25519 key signs: label, header length, header, payload."""
-    return SIGNATURE_LABEL + struct.pack(">I", len(header)) + header + payload
+    return b"".join((SIGNATURE_LABEL, _LENGTH.pack(len(header)), header, payload))
 
 
 def hpke_info(header: bytes) -> bytes:
@@ -181,7 +182,7 @@ def seal_payload(
         ("recipient", recipient, _NODE_ID),
         ("recipient_kid", recipient_kid, _KEY_ID),
     ):
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise SealError(f"{name} {value!r} is not a valid identifier")
     # Every value is typed by construction (ids are validated where keys and peers are made),
     # so plain sorted-key orjson is canonical here without the generic checks.
@@ -203,7 +204,7 @@ def seal_payload(
         raise SealError("header too long")
     signature = signing_key.private.sign(signed_bytes(header, payload))
     sealed = _SUITE.encrypt(signature + payload, recipient_key, info=hpke_info(header))
-    frame = _PREFIX.pack(MAGIC, len(header)) + header + sealed
+    frame = b"".join((_PREFIX.pack(MAGIC, len(header)), header, sealed))
     if len(frame) > MAX_ENVELOPE_BYTES:
         raise SealError(f"record too large: {len(frame)} bytes sealed, limit {MAX_ENVELOPE_BYTES}")
     return frame
@@ -248,6 +249,15 @@ _HEADER_FIELDS = frozenset(
     ("v", "suite", "from", "from_kid", "to", "to_kid", "msg_id", "created_at", "type")
 )
 _UUID = re.compile(_UUID_PATTERN)
+# Checked with fullmatch: `$` alone also matches before a trailing newline, which the header's
+# annotations (and protocol.md §1) refuse.
+_HEADER_PATTERNS = (
+    ("from", _NODE_ID),
+    ("to", _NODE_ID),
+    ("from_kid", _KEY_ID),
+    ("to_kid", _KEY_ID),
+    ("msg_id", _UUID),
+)
 
 
 def _checked_header(raw: dict[str, Any]) -> Header:
@@ -258,15 +268,9 @@ def _checked_header(raw: dict[str, Any]) -> Header:
         missing = sorted(_HEADER_FIELDS - raw.keys())
         extra = sorted(raw.keys() - _HEADER_FIELDS)
         raise OpenError(OpenFailure.MALFORMED, f"header members: missing {missing}, extra {extra}")
-    for name, pattern in (
-        ("from", _NODE_ID),
-        ("to", _NODE_ID),
-        ("from_kid", _KEY_ID),
-        ("to_kid", _KEY_ID),
-        ("msg_id", _UUID),
-    ):
+    for name, pattern in _HEADER_PATTERNS:
         value = raw[name]
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise OpenError(OpenFailure.MALFORMED, f"header: bad {name}")
     created = raw["created_at"]
     if type(created) is not int or not 0 <= created <= MAX_UNIX_TIME:

@@ -767,6 +767,9 @@ def test_other_suite_is_refused(net: Net, suite: str) -> None:
         pytest.param({"created_at": "1795953600"}, id="time-as-string"),
         pytest.param({"type": "invoice"}, id="unknown-type"),
         pytest.param({"to": "DE ECO"}, id="bad-node-id"),
+        # `$` in a pattern matches before a final newline; the whole value must match.
+        pytest.param({"msg_id": f"{FIXED_MSG_ID}\n"}, id="msg-id-with-trailing-newline"),
+        pytest.param({"from": "fr-pointdecontact\n"}, id="node-id-with-trailing-newline"),
     ],
 )
 def test_header_outside_its_schema_is_malformed(net: Net, changes: dict[str, Any]) -> None:
