@@ -34,7 +34,10 @@ class ManualClock:
 
 def iso(at: datetime) -> str:
     """The one text form of times in the store and the APIs: RFC 3339 UTC with Z."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    # isoformat is several times cheaper than strftime, and this runs for every stored row.
+    return at.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def parse_iso(text: str) -> datetime:

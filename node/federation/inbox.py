@@ -544,25 +544,37 @@ class _NewReports:
         self.ids.append(report_id)
         self.seen.append((self.sender, item.header.msg_id, stamp))
         values = _case_values(report, url_key, evidence, stamp)
-        self.reports.append(_new_case(report, self.sender, values, stamp))
+        self.reports.append(_new_case(report_id, report, self.sender, values, stamp))
         self.versions.append((report_id, report.seq, item.payload, stamp))
         self.addresses.extend((report_id, a) for a in evidence["addresses"])
-        self.entries.append(_received_entry(report, self.sender, stamp))
+        self.entries.append(_received_entry(report_id, report, self.sender, stamp))
         # The origin learns at once that the case arrived. Pushed: the signed receipt in our
         # answer says so (it records `received` under this same action id). Pulled: the
         # `received` action is queued back to the origin.
-        action = Action(
-            id=uuid.uuid5(RECEIVED_NAMESPACE, f"{report.id}/{self.node_id}"),
-            report_id=report.id,
-            report_origin=self.sender,
-            code=ActionCode.RECEIVED,
-            at=self.now,
-            by=self.node_id,
-            country=self.country,
+        action_id = uuid.uuid5(RECEIVED_NAMESPACE, f"{report_id}/{self.node_id}")
+        self.actions.append(
+            {
+                "id": str(action_id),
+                "report_id": report_id,
+                "code": ActionCode.RECEIVED.value,
+                "at": stamp,
+                "by_node": self.node_id,
+                "analyst": None,
+                "country": self.country,
+                "reason": None,
+            }
         )
-        self.actions.append(_action_row(action, None))
         if not self.via_push:
-            self.outgoing.append(("action", str(action.id), report_id, record_bytes(action), stamp))
+            action = Action(
+                id=action_id,
+                report_id=report.id,
+                report_origin=self.sender,
+                code=ActionCode.RECEIVED,
+                at=self.now,
+                by=self.node_id,
+                country=self.country,
+            )
+            self.outgoing.append(("action", str(action_id), report_id, record_bytes(action), stamp))
         # The exact bytes received are kept as evidence (non-repudiation).
         self.envelopes.append(
             (digest, self.sender, item.header.msg_id, "report", report_id, report_id, stamp, frame)
@@ -628,9 +640,11 @@ def _case_values(
     }
 
 
-def _new_case(report: Report, sender: str, values: dict[str, Any], stamp: str) -> dict[str, Any]:
+def _new_case(
+    report_id: str, report: Report, sender: str, values: dict[str, Any], stamp: str
+) -> dict[str, Any]:
     return {
-        "id": str(report.id),
+        "id": report_id,
         "origin": sender,
         "local_ref": report.local_ref,
         "source": "peer",
@@ -640,27 +654,14 @@ def _new_case(report: Report, sender: str, values: dict[str, Any], stamp: str) -
     }
 
 
-def _received_entry(report: Report, sender: str, stamp: str) -> audit.Entry:
+def _received_entry(report_id: str, report: Report, sender: str, stamp: str) -> audit.Entry:
     return audit.Entry(
         stamp,
         f"peer:{sender}",
         "report.received",
-        str(report.id),
+        report_id,
         {"seq": report.seq, "url": report.url},
     )
-
-
-def _action_row(action: Action, analyst: str | None) -> dict[str, Any]:
-    return {
-        "id": str(action.id),
-        "report_id": str(action.report_id),
-        "code": action.code.value,
-        "at": iso(action.at),
-        "by_node": action.by,
-        "analyst": analyst,
-        "country": action.country,
-        "reason": action.reason,
-    }
 
 
 def _evidence(report: Report) -> dict[str, Any]:

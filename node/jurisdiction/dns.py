@@ -138,10 +138,13 @@ def normalise_host(host: str) -> str | IPAddress:
             return ipaddress.IPv6Address(text[1:-1].split("%")[0])
         except ValueError:
             raise InvalidUrlError(f"invalid IPv6 host: {host}") from None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        pass
+    # Only digits and dots (IPv4) or a colon (IPv6) can make an address literal: skip the
+    # costly failed parse for the names nearly every URL carries.
+    if ":" in text or not text.strip("0123456789."):
+        try:
+            return ipaddress.ip_address(text)
+        except ValueError:
+            pass
     if not text:
         raise InvalidUrlError("URL has no host")
     if text.isascii():
