@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -10,12 +11,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import aiosqlite
 
 from keys import KeyUnavailableError, NodeKeys
 from node.clock import Clock, iso
+from node.federation.crypto_pool import map_chunks
 from node.federation.inbox import RECEIVED_NAMESPACE, Inbox
 from node.federation.registry import PeerRegistry
 from node.store import audit
@@ -46,6 +49,16 @@ FORWARDED_NAMESPACE = uuid.UUID("0b8f5d0e-52c4-4f7e-8d0c-3c1f2a9e7b44")
 DEFAULT_BATCH = 200
 
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class _Batch:
+    rows: list[aiosqlite.Row]
+    frames: list[bytes]
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.rows[-1]["seq"]) if self.rows else 0
 
 
 @dataclass
@@ -133,52 +146,88 @@ class Delivery:
     async def _push_locked(
         self, peer_id: str, force: bool, report: DeliveryReport, progress: Progress | None
     ) -> None:
+        # One transaction in flight, but not one at a time end to end: the next batch is read
+        # and sealed while the current one is with the peer, and the answer to a batch is
+        # recorded while the next one travels.
         total: int | None = None
-        while True:
-            peer = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (peer_id,))
-            now = self.clock.now()
-            if peer is None or peer["status"] != "active":
-                report.skipped = "not an active peer"
+        upcoming: asyncio.Task[_Batch] | None = None
+        settling: asyncio.Task[tuple[int, int]] | None = None
+
+        async def settled() -> None:
+            nonlocal settling
+            if settling is None:
                 return
-            if peer["mode"] != "push":
-                report.skipped = "pull-only peer: it collects its records itself"
-                return
-            if not force and peer["backoff_until"] and peer["backoff_until"] > iso(now):
-                report.skipped = f"backing off until {peer['backoff_until']}"
-                return
-            if total is None and progress is not None:
-                count = await self.db.fetch_one(
-                    "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'",
-                    (peer_id,),
-                )
-                total = int(count[0]) if count else 0
-            rows = await self.db.fetch_all(
-                "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
-                " WHERE peer_id = ? AND state = 'pending' ORDER BY seq LIMIT ?",
-                (peer_id, self.batch_size),
-            )
-            if not rows:
-                return
-            try:
-                frames = await asyncio.to_thread(self._seal_rows, peer_id, rows, now)
-                txn_id = secrets.token_urlsafe(12)
-                answer = await self.client.push(peer["endpoint"], txn_id, frames)
-                receipt, receipt_at = await self._check_receipt(peer_id, txn_id, answer, now)
-            except (PeerError, KeyUnavailableError) as exc:
-                await self._failed(peer_id, int(peer["backoff_attempts"]), str(exc), now)
-                report.error = str(exc)
-                return
-            sent, rejected = await self._settle(
-                peer, rows, frames, answer, receipt, receipt_at, now
-            )
+            sent, rejected = await settling
+            settling = None
             report.sent += sent
             report.rejected += rejected
             if progress is not None:
                 progress(peer_id, report.sent + report.rejected, total or 0)
-            if len(rows) < self.batch_size:
-                return
 
-    def _seal_rows(self, peer_id: str, rows: list[aiosqlite.Row], now: datetime) -> list[bytes]:
+        try:
+            while True:
+                peer = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (peer_id,))
+                now = self.clock.now()
+                if peer is None or peer["status"] != "active":
+                    report.skipped = "not an active peer"
+                    return
+                if peer["mode"] != "push":
+                    report.skipped = "pull-only peer: it collects its records itself"
+                    return
+                if not force and peer["backoff_until"] and peer["backoff_until"] > iso(now):
+                    report.skipped = f"backing off until {peer['backoff_until']}"
+                    return
+                if total is None and progress is not None:
+                    count = await self.db.fetch_one(
+                        "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'",
+                        (peer_id,),
+                    )
+                    total = int(count[0]) if count else 0
+                try:
+                    batch = await (upcoming or self._prepare(peer_id, after=0, now=now))
+                    upcoming = None
+                    if not batch.rows:
+                        return
+                    if len(batch.rows) == self.batch_size:
+                        upcoming = asyncio.create_task(
+                            self._prepare(peer_id, after=batch.last_seq, now=now)
+                        )
+                    txn_id = secrets.token_urlsafe(12)
+                    answer = await self.client.push(peer["endpoint"], txn_id, batch.frames)
+                    receipt, receipt_at = await self._check_receipt(peer_id, txn_id, answer, now)
+                except (PeerError, KeyUnavailableError) as exc:
+                    await settled()
+                    await self._failed(peer_id, int(peer["backoff_attempts"]), str(exc), now)
+                    report.error = str(exc)
+                    return
+                await settled()
+                settling = asyncio.create_task(
+                    self._settle(peer, batch.rows, batch.frames, answer, receipt, receipt_at, now)
+                )
+                if len(batch.rows) < self.batch_size:
+                    return
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, PeerError, KeyUnavailableError):
+                    await upcoming
+            await settled()
+
+    async def _prepare(self, peer_id: str, *, after: int, now: datetime) -> _Batch:
+        """The next pending rows after `after`, sealed for the peer."""
+        rows = await self.db.fetch_all(
+            "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
+            " WHERE peer_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+            (peer_id, after, self.batch_size),
+        )
+        return _Batch(rows, await self._seal(peer_id, rows, now))
+
+    async def _seal(self, peer_id: str, rows: list[aiosqlite.Row], now: datetime) -> list[bytes]:
+        if not rows:
+            return []
+        return await map_chunks(partial(self._seal_rows, peer_id, now=now), rows)
+
+    def _seal_rows(self, peer_id: str, rows: list[aiosqlite.Row], *, now: datetime) -> list[bytes]:
         public = self.registry.keys_for(peer_id)
         if public is None:
             raise KeyUnavailableError(f"no verified keys for {peer_id}")
@@ -403,7 +452,7 @@ class Delivery:
             (peer_id, after, limit + 1),
         )
         page_rows = rows[:limit]
-        frames = await asyncio.to_thread(self._seal_rows, peer_id, page_rows, now)
+        frames = await self._seal(peer_id, page_rows, now)
         return OutboxPage(
             envelopes=[
                 PulledEnvelope(seq=int(r["seq"]), frame=encode_frame(f))

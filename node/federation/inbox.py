@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ from keys import KeyUnavailableError, NodeKeys
 from node.cases import CLOSING_ACTIONS, CaseService
 from node.clock import Clock, iso
 from node.errors import InvalidInput
+from node.federation.crypto_pool import map_chunks
 from node.federation.registry import PeerRegistry
 from node.store import audit
 from node.store.db import Database, Tx
@@ -176,10 +177,10 @@ class Inbox:
             ):
                 guard.remember(sender, row["msg_id"], now)
         # Opening is CPU work (HPKE, Ed25519, validation): keep the event loop answering.
-        return await asyncio.to_thread(self._open_batch, sender, frames, guard, now)
+        return await map_chunks(partial(self._open_batch, sender, guard=guard, now=now), frames)
 
     def _open_batch(
-        self, sender: str, frames: list[bytes], guard: MemoryReplayGuard, now: datetime
+        self, sender: str, frames: list[bytes], *, guard: MemoryReplayGuard, now: datetime
     ) -> list[Opened | OpenError | RecordRefused]:
         out: list[Opened | OpenError | RecordRefused] = []
         keys = self.keys()

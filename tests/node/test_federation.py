@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -111,6 +112,54 @@ async def test_delivery_is_exactly_once_after_the_peer_comes_back(
     rows = await pair.de.node.db.fetch_all("SELECT id FROM reports")
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert (await pair.fr.node.registry.describe("de-eco"))["backoff_attempts"] == 0
+
+
+async def test_a_peer_lost_between_batches_keeps_the_rest_queued(
+    pair: Pair, clock: ManualClock
+) -> None:
+    """Batches are sealed ahead and settled behind; a failure in the middle loses nothing
+    and sends nothing twice."""
+    delivery = pair.fr.node.delivery
+    delivery.batch_size = 2
+    cases = pair.fr.node.cases
+    ids = [
+        (await cases.submit(f"http://de.example/b{n}", actor="a", category="csam")).report_id
+        for n in range(5)
+    ]
+    await pair.fr.node.trace_pending()
+    for report_id in ids:
+        await cases.assess(
+            report_id, verdict="baseline", category="csam", legal_basis=None, actor="a"
+        )
+    real_push = delivery.client.push
+    transactions: list[int] = []
+
+    async def push_then_vanish(endpoint: str, txn_id: str, frames: list[bytes]) -> Any:
+        transactions.append(len(frames))
+        answer = await real_push(endpoint, txn_id, frames)
+        await pair.de.stop_http()  # the peer goes away right after answering
+        return answer
+
+    delivery.client.push = push_then_vanish  # type: ignore[method-assign]
+    progress: list[int] = []
+    first = await delivery.push("de-eco", progress=lambda _, done, total: progress.append(done))
+    assert first.sent == 2
+    assert first.error
+    assert progress == [2]
+    assert (await pair.fr.node.registry.describe("de-eco"))["queue_depth"] == 3
+
+    delivery.client.push = real_push  # type: ignore[method-assign]
+    await pair.de.start_http()
+    clock.advance(timedelta(hours=1))
+    second = await delivery.push("de-eco")
+    assert second.sent == 3
+    assert transactions == [2, 2]  # the second attempt failed before any answer
+    rows = await pair.de.node.db.fetch_all("SELECT id FROM reports")
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    states = await pair.fr.node.db.fetch_all(
+        "SELECT state, COUNT(*) AS n FROM peer_outbox GROUP BY state"
+    )
+    assert [(r["state"], r["n"]) for r in states] == [("sent", 5)]
 
 
 # --- refusals -----------------------------------------------------------------------------
