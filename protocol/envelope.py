@@ -8,7 +8,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Protocol
 from uuid import UUID
 
 import orjson
@@ -210,7 +210,15 @@ def seal_payload(
     return frame
 
 
-def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple[Header, bytes, bytes]:
+class ReadFrame(NamedTuple):
+    """A frame split by `read_header`: its checked header, the header bytes, the HPKE output."""
+
+    header: Header
+    header_bytes: bytes
+    sealed: bytes
+
+
+def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> ReadFrame:
     """Split a frame into (header, header bytes, HPKE output) without any crypto."""
     if len(frame) > max_bytes:
         raise OpenError(OpenFailure.OVERSIZED, f"{len(frame)} bytes")
@@ -242,7 +250,7 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple[Head
     # another parser of the stored evidence could read differently.
     if orjson.dumps(raw, option=orjson.OPT_SORT_KEYS) != header_bytes:
         raise OpenError(OpenFailure.MALFORMED, "header is not canonical JSON")
-    return header, header_bytes, sealed
+    return ReadFrame(header, header_bytes, sealed)
 
 
 _HEADER_FIELDS = frozenset(
@@ -300,14 +308,21 @@ def open_envelope(
     now: datetime,
     policy: OpenPolicy = OpenPolicy(),
     on_failure: Callable[[OpenError], None] | None = None,
+    read: ReadFrame | None = None,
 ) -> Opened:
     """Verify and decrypt one envelope addressed to `recipient`.
 
     Every refusal raises OpenError with the same public message; `reason`/`detail` are for the
     caller's own log. All checks that need no crypto run first, so junk costs almost nothing.
+    `read` is what `read_header(frame)` returned, for a caller that already looked at the
+    header (a receiver sorting a batch): it is not parsed twice.
     """
+    if read is not None and frame[len(frame) - len(read.sealed) - len(read.header_bytes) :] != (
+        read.header_bytes + read.sealed
+    ):
+        raise ValueError("`read` was read from another frame")
     try:
-        return _open(frame, recipient, keys, peers, replay, now, policy)
+        return _open(frame, recipient, keys, peers, replay, now, policy, read)
     except OpenError as exc:
         if on_failure is not None:
             on_failure(exc)
@@ -322,8 +337,11 @@ def _open(
     replay: ReplayGuard,
     now: datetime,
     policy: OpenPolicy,
+    read: ReadFrame | None,
 ) -> Opened:
-    header, header_bytes, sealed = read_header(frame, policy.max_bytes)
+    if read is None or len(frame) > policy.max_bytes:
+        read = read_header(frame, policy.max_bytes)
+    header, header_bytes, sealed = read
     if header.to != recipient:
         raise OpenError(OpenFailure.WRONG_RECIPIENT, f"addressed to {header.to}")
     created = from_unix(header.created_at)

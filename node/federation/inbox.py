@@ -28,6 +28,7 @@ from protocol import (
     MemoryReplayGuard,
     Opened,
     OpenError,
+    ReadFrame,
     Receipt,
     Report,
     Withdrawal,
@@ -161,12 +162,15 @@ class Inbox:
     async def _open_all(
         self, sender: str, frames: list[bytes], now: datetime
     ) -> list[Opened | OpenError | RecordRefused]:
-        ids: list[str] = []
+        # Headers are read once here (no crypto), for the replay lookup and the relay check,
+        # and handed to the opener.
+        reads: list[ReadFrame | OpenError] = []
         for frame in frames:
             try:
-                ids.append(read_header(frame)[0].msg_id)
-            except OpenError:
-                continue
+                reads.append(read_header(frame))
+            except OpenError as exc:
+                reads.append(exc)
+        ids = [r.header.msg_id for r in reads if isinstance(r, ReadFrame)]
         guard = MemoryReplayGuard()
         for chunk in range(0, len(ids), 500):
             part = ids[chunk : chunk + 500]
@@ -177,19 +181,30 @@ class Inbox:
             ):
                 guard.remember(sender, row["msg_id"], now)
         # Opening is CPU work (HPKE, Ed25519, validation): keep the event loop answering.
-        return await map_chunks(partial(self._open_batch, sender, guard=guard, now=now), frames)
+        return await map_chunks(
+            partial(self._open_batch, sender, guard=guard, now=now),
+            list(zip(frames, reads, strict=True)),
+        )
 
     def _open_batch(
-        self, sender: str, frames: list[bytes], *, guard: MemoryReplayGuard, now: datetime
+        self,
+        sender: str,
+        items: list[tuple[bytes, ReadFrame | OpenError]],
+        *,
+        guard: MemoryReplayGuard,
+        now: datetime,
     ) -> list[Opened | OpenError | RecordRefused]:
         out: list[Opened | OpenError | RecordRefused] = []
         keys = self.keys()
-        for frame in frames:
+        for frame, read in items:
             try:
-                header = read_header(frame)[0]
-                if header.from_ != sender:
+                if isinstance(read, OpenError):
+                    raise read
+                if read.header.from_ != sender:
                     # A peer may only send its own records: nothing is relayed through nodes.
-                    out.append(RecordRefused(f"envelope from {header.from_} relayed by {sender}"))
+                    out.append(
+                        RecordRefused(f"envelope from {read.header.from_} relayed by {sender}")
+                    )
                     continue
                 out.append(
                     open_envelope(
@@ -199,6 +214,7 @@ class Inbox:
                         peers=self.registry,
                         replay=guard,
                         now=now,
+                        read=read,
                     )
                 )
             except OpenError as exc:

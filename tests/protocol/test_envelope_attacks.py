@@ -312,6 +312,46 @@ def test_round_trip_of_action_withdrawal_and_receipt(net: Net) -> None:
         assert opened.header.type == record.type
 
 
+def test_a_header_read_beforehand_is_used_only_with_its_own_frame(net: Net) -> None:
+    directory = Directory(net.a, net.b)
+    frame, other = seal_from(net.a, net.b), seal_from(net.a, net.b)
+    read = read_header(frame)
+    opened = open_envelope(
+        frame,
+        recipient=net.b.node_id,
+        keys=net.b.keys,
+        peers=directory,
+        replay=MemoryReplayGuard(),
+        now=NOW,
+        read=read,
+    )
+    assert opened.header == read.header
+    assert opened.frame == frame
+    with pytest.raises(ValueError, match="another frame"):
+        open_envelope(
+            other,
+            recipient=net.b.node_id,
+            keys=net.b.keys,
+            peers=directory,
+            replay=MemoryReplayGuard(),
+            now=NOW,
+            read=read,
+        )
+    # The policy's size cap still applies to a frame read under the default one.
+    with pytest.raises(OpenError) as refused:
+        open_envelope(
+            frame,
+            recipient=net.b.node_id,
+            keys=net.b.keys,
+            peers=directory,
+            replay=MemoryReplayGuard(),
+            now=NOW,
+            policy=OpenPolicy(max_bytes=len(frame) - 1),
+            read=read,
+        )
+    assert refused.value.reason is OpenFailure.OVERSIZED
+
+
 def test_on_failure_hook_sees_the_reason_that_is_raised(net: Net) -> None:
     frame = seal_from(net.a, net.b)
     logged: list[OpenError] = []
