@@ -32,6 +32,7 @@ from node.config import NodeConfig, load_config
 from node.datadir import DataDir
 from node.errors import ConfigError
 from node.federation.admin import PeerAdmin
+from node.federation.crypto_pool import CryptoPool
 from node.federation.delivery import Delivery
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
@@ -184,6 +185,7 @@ async def open_node(
     db = await Database.open(data_dir.database)
     timeout = aiohttp.ClientTimeout(total=config.federation.request_timeout_seconds)
     session = aiohttp.ClientSession(timeout=timeout)
+    crypto = CryptoPool()
     try:
         tracer = _tracer(config, data_dir, clock, session)
         try:
@@ -204,6 +206,7 @@ async def open_node(
                 keys=keyring,
                 registry=registry,
                 cases=cases,
+                crypto=crypto,
             )
             delivery = Delivery(
                 db,
@@ -213,6 +216,7 @@ async def open_node(
                 registry=registry,
                 inbox=inbox,
                 client=client,
+                crypto=crypto,
                 rng=jitter,
                 batch_size=config.federation.batch_size,
             )
@@ -259,6 +263,7 @@ async def open_node(
         finally:
             tracer.close()
     finally:
+        crypto.close()
         await session.close()
         await db.close()
 

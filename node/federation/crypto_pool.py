@@ -1,8 +1,8 @@
-"""Sealing and opening a batch on every core.
+"""Worker threads that seal and open batches on every core.
 
 `cryptography` releases the GIL while it signs, verifies and runs HPKE, so a batch split into
-one chunk per core is sealed or opened in about 1/cores of the time in plain threads, without
-the cost of shipping keys and frames to other processes.
+chunks is sealed or opened in plain threads about as fast as in processes, without shipping
+keys and frames to other processes.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Below this, a second thread costs more than it saves.
+# Below this, handing a chunk to another thread costs more than it saves.
 MIN_CHUNK = 32
 
 
@@ -25,19 +26,32 @@ def worker_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-async def map_chunks(
-    work: Callable[[list[T]], list[R]], items: list[T], workers: int | None = None
-) -> list[R]:
-    """`work` over contiguous chunks of `items` in worker threads; results in item order."""
-    workers = workers or worker_count()
-    chunks = max(1, min(workers, len(items) // MIN_CHUNK))
-    size = -(-len(items) // chunks) if items else 0
-    if chunks == 1:
-        return await asyncio.to_thread(work, items)
-    parts = await asyncio.gather(
-        *(
-            asyncio.to_thread(work, items[start : start + size])
-            for start in range(0, len(items), size)
-        )
-    )
-    return [result for part in parts for result in part]
+def split(items: list[T], size: int) -> list[list[T]]:
+    return [items[start : start + size] for start in range(0, len(items), max(1, size))]
+
+
+class CryptoPool:
+    """One thread per core, shared by delivery (sealing) and the inbox (opening)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or worker_count()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="crypto")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def submit(
+        self, work: Callable[[list[T]], list[R]], items: list[T], chunk: int
+    ) -> list[Future[list[R]]]:
+        """Start `work` over consecutive chunks of `items`; the futures are in item order, so
+        a consumer can use the first chunks while the later ones are still being worked on."""
+        return [self._executor.submit(work, part) for part in split(items, chunk)]
+
+    async def map(self, work: Callable[[list[T]], list[R]], items: list[T]) -> list[R]:
+        """`work` over `items`, one chunk per worker; results in item order."""
+        if not items:
+            return []
+        chunks = max(1, min(self.workers, len(items) // MIN_CHUNK))
+        futures = self.submit(work, items, -(-len(items) // chunks))
+        parts = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        return [result for part in parts for result in part]

@@ -18,7 +18,7 @@ import aiosqlite
 
 from keys import KeyUnavailableError, NodeKeys
 from node.clock import Clock, iso
-from node.federation.crypto_pool import map_chunks
+from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import RECEIVED_NAMESPACE, Inbox
 from node.federation.registry import PeerRegistry
 from node.store import audit
@@ -85,6 +85,7 @@ class Delivery:
         registry: PeerRegistry,
         inbox: Inbox,
         client: PeerClient,
+        crypto: CryptoPool,
         rng: random.Random,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
@@ -95,6 +96,7 @@ class Delivery:
         self.registry = registry
         self.inbox = inbox
         self.client = client
+        self.crypto = crypto
         self.rng = rng
         self.batch_size = batch_size
         self._locks: dict[str, asyncio.Lock] = {}
@@ -225,7 +227,7 @@ class Delivery:
     async def _seal(self, peer_id: str, rows: list[aiosqlite.Row], now: datetime) -> list[bytes]:
         if not rows:
             return []
-        return await map_chunks(partial(self._seal_rows, peer_id, now=now), rows)
+        return await self.crypto.map(partial(self._seal_rows, peer_id, now=now), rows)
 
     def _seal_rows(self, peer_id: str, rows: list[aiosqlite.Row], *, now: datetime) -> list[bytes]:
         public = self.registry.keys_for(peer_id)

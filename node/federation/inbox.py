@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -16,7 +17,7 @@ from keys import KeyUnavailableError, NodeKeys
 from node.cases import CLOSING_ACTIONS, CaseService
 from node.clock import Clock, iso
 from node.errors import InvalidInput
-from node.federation.crypto_pool import map_chunks
+from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
 from node.store import audit
 from node.store.db import Database, Tx
@@ -42,6 +43,9 @@ from protocol.federation import ItemResult, ItemStatus, TransactionResponse, enc
 
 log = logging.getLogger("hotline.federation")
 RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
+# Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
+# the writer starts early, large enough that each chunk's writes stay set-based.
+OPEN_CHUNK = 50
 
 
 class RecordRefused(Exception):
@@ -66,8 +70,10 @@ class Inbox:
         keys: Callable[[], NodeKeys],
         registry: PeerRegistry,
         cases: CaseService,
+        crypto: CryptoPool,
     ) -> None:
         self.db = db
+        self.crypto = crypto
         self.clock = clock
         self.node_id = node_id
         self.country = country
@@ -88,7 +94,7 @@ class Inbox:
     ) -> tuple[bytes, list[str]]:
         """Apply a pushed batch; returns the JSON answer and the peers to push to after it."""
         now = self.clock.now()
-        opened = await self._open_all(sender, frames, now)
+        opening = await self._start_opening(sender, frames, now)
         results: list[ItemResult] = []
         pushed: set[str] = set()
 
@@ -96,7 +102,7 @@ class Inbox:
             digests = [envelope_digest(frame) for frame in frames]
             for digest, applied in zip(
                 digests,
-                self._apply_all(conn, sender, frames, digests, opened, now, via_push=True),
+                self._apply_all(conn, sender, frames, digests, opening, now, via_push=True),
                 strict=True,
             ):
                 results.append(
@@ -129,7 +135,7 @@ class Inbox:
         """Apply pulled envelopes and move the cursor in the same transaction."""
         now = self.clock.now()
         frames = [frame for _, frame in items]
-        opened = await self._open_all(sender, frames, now)
+        opening = await self._start_opening(sender, frames, now)
         pushed: set[str] = set()
 
         def transaction(conn: Tx) -> tuple[int, int]:
@@ -138,7 +144,7 @@ class Inbox:
             digests = [envelope_digest(frame) for frame in frames]
             for (seq, _), applied in zip(
                 items,
-                self._apply_all(conn, sender, frames, digests, opened, now, via_push=False),
+                self._apply_all(conn, sender, frames, digests, opening, now, via_push=False),
                 strict=True,
             ):
                 if applied.status is not ItemStatus.REJECTED:
@@ -159,9 +165,11 @@ class Inbox:
         return cursor, sorted(pushed), accepted
 
     # opening ------------------------------------------------------------------------------
-    async def _open_all(
+    async def _start_opening(
         self, sender: str, frames: list[bytes], now: datetime
-    ) -> list[Opened | OpenError | RecordRefused]:
+    ) -> list[Future[list[Opened | OpenError | RecordRefused]]]:
+        """Start opening a batch in the crypto pool, in chunks the write transaction applies
+        as they come: the writer stores one chunk while the next ones are being opened."""
         # Headers are read once here (no crypto), for the replay lookup and the relay check,
         # and handed to the opener.
         reads: list[ReadFrame | OpenError] = []
@@ -180,10 +188,10 @@ class Inbox:
                 (sender, *part),
             ):
                 guard.remember(sender, row["msg_id"], now)
-        # Opening is CPU work (HPKE, Ed25519, validation): keep the event loop answering.
-        return await map_chunks(
+        return self.crypto.submit(
             partial(self._open_batch, sender, guard=guard, now=now),
             list(zip(frames, reads, strict=True)),
+            OPEN_CHUNK,
         )
 
     def _open_batch(
@@ -229,56 +237,70 @@ class Inbox:
         sender: str,
         frames: list[bytes],
         digests: list[str],
-        opened: list[Opened | OpenError | RecordRefused],
+        opening: list[Future[list[Opened | OpenError | RecordRefused]]],
         now: datetime,
         *,
         via_push: bool,
     ) -> list[Applied]:
-        """Apply a batch in order. Reports new to us (nearly all of a catch-up) are gathered
-        and written per table; anything else is applied alone after the gathered ones are
-        written, so every item sees the effects of the items before it."""
-        reports = [o.record for o in opened if isinstance(o, Opened) and o.record.type == "report"]
-        known = _known_reports(conn, [str(r.id) for r in reports])
-        seen = _seen_ids(conn, sender, [o.header.msg_id for o in opened if isinstance(o, Opened)])
-        refs = _taken_refs(conn, sender, [r.local_ref for r in reports if isinstance(r, Report)])
+        """Apply a batch in order, chunk by chunk as the crypto pool opens them. Reports new
+        to us (nearly all of a catch-up) are gathered and written per table; anything else is
+        applied alone after the gathered ones are written, so every item sees the effects of
+        the items before it."""
         batch = _NewReports(self.node_id, self.country, sender, now, via_push=via_push)
+        known: set[str] = set()
+        seen: set[str] = set()
+        refs: set[str] = set()
         results: list[Applied] = []
-        for frame, digest, item in zip(frames, digests, opened, strict=True):
-            record = item.record if isinstance(item, Opened) else None
-            if (
-                isinstance(item, Opened)
-                and isinstance(record, Report)
-                and str(record.id) not in known
-                and item.header.msg_id not in seen
-            ):
-                seen.add(item.header.msg_id)
-                try:
-                    url_key = normalise_url(record.url)
-                except InvalidInput as exc:
-                    self._flush(conn, batch)
+        for future in opening:
+            opened = future.result()
+            start, end = len(results), len(results) + len(opened)
+            chunk = zip(frames[start:end], digests[start:end], opened, strict=True)
+            reports = [o.record for o in opened if isinstance(o, Opened)]
+            known.update(_known_reports(conn, [str(r.id) for r in reports if r.type == "report"]))
+            seen.update(
+                _seen_ids(conn, sender, [o.header.msg_id for o in opened if isinstance(o, Opened)])
+            )
+            refs.update(
+                _taken_refs(conn, sender, [r.local_ref for r in reports if isinstance(r, Report)])
+            )
+            for frame, digest, item in chunk:
+                record = item.record if isinstance(item, Opened) else None
+                if (
+                    isinstance(item, Opened)
+                    and isinstance(record, Report)
+                    and str(record.id) not in known
+                    and item.header.msg_id not in seen
+                ):
+                    seen.add(item.header.msg_id)
+                    try:
+                        url_key = normalise_url(record.url)
+                    except InvalidInput as exc:
+                        self._flush(conn, batch)
+                        reason = f"report url refused: {exc}"
+                        results.append(self._refuse_new(conn, sender, item, reason, now))
+                        continue
+                    if record.local_ref in refs:
+                        # The origin's reference names one case: a second case under it is a
+                        # bug at the origin, refused alone instead of failing the whole batch.
+                        self._flush(conn, batch)
+                        reason = f"local_ref {record.local_ref!r} already names another report"
+                        results.append(self._refuse_new(conn, sender, item, reason, now))
+                        continue
+                    refs.add(record.local_ref)
+                    known.add(str(record.id))
+                    batch.add(item, record, url_key, frame, digest)
                     results.append(
-                        self._refuse_new(conn, sender, item, f"report url refused: {exc}", now)
+                        Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
                     )
                     continue
-                if record.local_ref in refs:
-                    # The origin's reference names one case: a second case under it is a bug
-                    # at the origin, refused alone instead of failing the whole batch.
-                    self._flush(conn, batch)
-                    reason = f"local_ref {record.local_ref!r} already names another report"
-                    results.append(self._refuse_new(conn, sender, item, reason, now))
-                    continue
-                refs.add(record.local_ref)
-                known.add(str(record.id))
-                batch.add(item, record, url_key, frame, digest)
-                results.append(Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender))
-                continue
-            # Anything else sees the gathered reports written first (an update or withdrawal
-            # of a report earlier in this batch finds it).
+                # Anything else sees the gathered reports written first (an update or
+                # withdrawal of a report earlier in this batch finds it).
+                self._flush(conn, batch)
+                results.append(self._apply(conn, sender, frame, item, now, digest=digest))
+                if isinstance(item, Opened):
+                    seen.add(item.header.msg_id)
+            # Written while the crypto pool opens the next chunks.
             self._flush(conn, batch)
-            results.append(self._apply(conn, sender, frame, item, now, digest=digest))
-            if isinstance(item, Opened):
-                seen.add(item.header.msg_id)
-        self._flush(conn, batch)
         return results
 
     def _refuse_new(
