@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiosqlite
 import orjson
@@ -54,6 +54,27 @@ STATUSES = ("new", "assessed", "routed", "manual", "closed", "withdrawn", "recei
 
 Routed = tuple[RoutingDecision | None, list[str]]
 TraceFunction = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+class CaseRow(Protocol):
+    """A case's columns by name: a stored row, or the dict of one about to be inserted."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+@dataclass
+class RoutePlan:
+    """Routing decided for a set of cases, and every row it will write (`write_routes`)."""
+
+    decisions: dict[str, RoutingDecision] = field(default_factory=dict)
+    states: dict[str, tuple[str, int]] = field(default_factory=dict)  # id: (status, seq)
+    versions: list[tuple[str, int, bytes, str]] = field(default_factory=list)
+    outbox: dict[str, list[tuple[str, str, str, bytes, str]]] = field(default_factory=dict)
+    channels: list[tuple[str, str, str, dict[str, Any], str]] = field(default_factory=list)
+    routings: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]] = field(
+        default_factory=list
+    )
+    entries: list[audit.Entry] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -262,7 +283,7 @@ class CaseService:
             duplicates: dict[str, int] = {}
             rows: list[dict[str, Any]] = []
             entries: list[audit.Entry] = []
-            to_route: list[str] = []
+            to_route: list[dict[str, Any]] = []
             for item in items:
                 key = item.intake.url_key
                 if key in open_cases:
@@ -314,7 +335,12 @@ class CaseService:
                         {"verdict": item.verdict, "category": item.intake.category},
                     )
                 )
-                to_route.append(row["id"])
+                to_route.append(row)
+            # Routing is decided before the insert, so each case is written once, routed.
+            plan = self.plan_routes(conn, to_route, actor)
+            for row in to_route:
+                if row["id"] in plan.states:
+                    row["status"], row["seq"] = plan.states[row["id"]]
             self.store.insert_many(conn, rows)
             self.store.update_many(
                 conn,
@@ -322,7 +348,7 @@ class CaseService:
                 [(count, stamp, report_id) for report_id, count in duplicates.items()],
             )
             audit.append_many(conn, entries)
-            pushed.extend(self.route_many(conn, to_route, actor)[1])
+            pushed.extend(self.write_routes(conn, plan))
 
         await self.db.run(transaction)
         self._notify(pushed)
@@ -638,22 +664,31 @@ class CaseService:
     def route_many(
         self, conn: Tx, report_ids: list[str], actor: str, force: bool = False
     ) -> tuple[dict[str, RoutingDecision], list[str]]:
-        """`route_in` for many cases at once: one read of the cases and the peers, and every
-        write made per table (a received or imported batch routes hundreds of cases)."""
-        now = self.clock.now()
-        stamp = iso(now)
+        """`route_in` for many stored cases at once: one read of the cases and the peers, and
+        every write made per table (a received or imported batch routes hundreds of cases)."""
         rows = _rows_by_id(conn, report_ids)
+        plan = self.plan_routes(conn, [rows[i] for i in report_ids if i in rows], actor, force)
+        self.store.update_many(
+            conn,
+            ["status", "seq"],
+            [(status, seq, report_id) for report_id, (status, seq) in plan.states.items()],
+        )
+        return plan.decisions, self.write_routes(conn, plan)
+
+    def plan_routes(
+        self, conn: Tx, rows: Sequence[CaseRow], actor: str, force: bool = False
+    ) -> RoutePlan:
+        """Decide for cases given as rows (stored, or about to be inserted); nothing written.
+
+        A caller inserting new cases takes each case's status and seq from the plan into its
+        insert, then calls `write_routes`: no case is written twice.
+        """
+        stamp = iso(self.clock.now())
         peers = [peer_view(p) for p in conn.execute("SELECT * FROM peers WHERE status = 'active'")]
-        decisions: dict[str, RoutingDecision] = {}
-        versions: list[tuple[str, int, bytes, str]] = []
-        outbox: dict[str, list[tuple[str, str, str, bytes, str]]] = {}
-        channels: list[tuple[str, str, str, dict[str, Any], str]] = []
-        updates: list[tuple[Any, ...]] = []
-        routings: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]] = []
-        entries: list[audit.Entry] = []
-        for report_id in report_ids:
-            row = rows.get(report_id)
-            if row is None or row["verdict"] is None:
+        plan = RoutePlan()
+        for row in rows:
+            report_id = row["id"]
+            if row["verdict"] is None:
                 continue
             if row["status"] not in ("assessed",) and not force:
                 continue
@@ -669,21 +704,21 @@ class CaseService:
                 peers=peers,
                 is_origin=row["origin"] == self.node_id,
             )
-            decisions[report_id] = decision
+            plan.decisions[report_id] = decision
             seq = int(row["seq"])
             payload = b""
             if any(t.kind == "peer" for t in decision.targets):
                 # Only the origin has peer targets (decide() never relays): a new version goes out.
                 seq += 1
                 payload = record_bytes(build_report_record(row, evidence, seq=seq))
-                versions.append((report_id, seq, payload, stamp))
+                plan.versions.append((report_id, seq, payload, stamp))
             for target in decision.targets:
                 if target.kind == "peer":
-                    outbox.setdefault(target.name, []).append(
+                    plan.outbox.setdefault(target.name, []).append(
                         ("report", report_id, report_id, payload, stamp)
                     )
                 else:
-                    channels.append(
+                    plan.channels.append(
                         (
                             target.name,
                             report_id,
@@ -706,12 +741,12 @@ class CaseService:
                 Decision.CLOSED: "closed",
                 Decision.MANUAL: "manual",
             }.get(decision.decision, "routed")
-            updates.append((status, seq, report_id))
+            plan.states[report_id] = (status, seq)
             targets = [t.to_dict() for t in decision.targets]
-            routings.append(
+            plan.routings.append(
                 (report_id, decision.decision.value, targets, decision.reasons, stamp, actor)
             )
-            entries.append(
+            plan.entries.append(
                 audit.Entry(
                     stamp,
                     actor,
@@ -723,14 +758,18 @@ class CaseService:
                     },
                 )
             )
-        self.store.insert_versions(conn, versions)
-        for peer_id, items in outbox.items():
+        return plan
+
+    def write_routes(self, conn: Tx, plan: RoutePlan) -> list[str]:
+        """Write what `plan_routes` decided, once the cases are stored with its states;
+        returns the peers that got new outbox rows (to push after commit)."""
+        self.store.insert_versions(conn, plan.versions)
+        for peer_id, items in plan.outbox.items():
             self.store.enqueue_peer_many(conn, peer_id, items)
-        self.store.enqueue_channels(conn, channels)
-        self.store.update_many(conn, ["status", "seq"], updates)
-        self.store.insert_routings(conn, routings)
-        audit.append_many(conn, entries)
-        return decisions, sorted(outbox)
+        self.store.enqueue_channels(conn, plan.channels)
+        self.store.insert_routings(conn, plan.routings)
+        audit.append_many(conn, plan.entries)
+        return sorted(plan.outbox)
 
     # reading -----------------------------------------------------------------------------
     async def list_cases(
@@ -805,7 +844,7 @@ def _short(value: str | None) -> str | None:
     return None if value is None else value[:256]
 
 
-def build_report_record(row: aiosqlite.Row, evidence: dict[str, Any] | None, *, seq: int) -> Report:
+def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: int) -> Report:
     """The wire form of a case. Public description, contact and notes never leave the node."""
     evidence = evidence or {}
     addresses = [

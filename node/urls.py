@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -16,11 +17,14 @@ _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=4096)
 def _idna_host(host: str) -> str:
     """The host exactly as the trace reads it (node.jurisdiction.dns.normalise_host).
 
     Python's "idna" codec is IDNA 2003, which maps "straße.de" to "strasse.de": another
     domain than browsers (IDNA 2008 / UTS 46) and the trace visit. One reading for both.
+    Cached: reports come in clusters on the same hosts, and a received batch normalises
+    hundreds of URLs (the function is pure, and a refusal raises again from the cache-miss).
     """
     try:
         normalised = normalise_host(host)

@@ -265,10 +265,11 @@ class Inbox:
             )
             for frame, digest, item in chunk:
                 record = item.record if isinstance(item, Opened) else None
+                report_id = str(record.id) if isinstance(record, Report) else ""
                 if (
                     isinstance(item, Opened)
                     and isinstance(record, Report)
-                    and str(record.id) not in known
+                    and report_id not in known
                     and item.header.msg_id not in seen
                 ):
                     seen.add(item.header.msg_id)
@@ -287,8 +288,8 @@ class Inbox:
                         results.append(self._refuse_new(conn, sender, item, reason, now))
                         continue
                     refs.add(record.local_ref)
-                    known.add(str(record.id))
-                    batch.add(item, record, url_key, frame, digest)
+                    known.add(report_id)
+                    batch.add(item, record, report_id, url_key, frame, digest)
                     results.append(
                         Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
                     )
@@ -320,6 +321,11 @@ class Inbox:
             "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
             batch.seen,
         )
+        # Routed before the insert (into our own channels), so each case is written once.
+        plan = self.cases.plan_routes(conn, batch.reports, "federation", force=True)
+        for row in batch.reports:
+            if row["id"] in plan.states:
+                row["status"], row["seq"] = plan.states[row["id"]]
         ReportStore.insert_many(conn, batch.reports)
         ReportStore.insert_versions(conn, batch.versions)
         ReportStore.add_addresses(conn, batch.addresses)
@@ -327,7 +333,7 @@ class Inbox:
         ReportStore.insert_actions(conn, batch.actions)
         if batch.outgoing:
             ReportStore.enqueue_peer_many(conn, batch.sender, batch.outgoing)
-        self.cases.route_many(conn, batch.ids, "federation", force=True)
+        self.cases.write_routes(conn, plan)
         conn.executemany(
             "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
             " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -577,8 +583,16 @@ class _NewReports:
         self.outgoing: list[tuple[str, str, str, bytes, str]] = []
         self.envelopes: list[tuple[str, str, str, str, str, str, str, bytes]] = []
 
-    def add(self, item: Opened, report: Report, url_key: str, frame: bytes, digest: str) -> None:
-        report_id, stamp = str(report.id), self.stamp
+    def add(
+        self,
+        item: Opened,
+        report: Report,
+        report_id: str,
+        url_key: str,
+        frame: bytes,
+        digest: str,
+    ) -> None:
+        stamp = self.stamp
         evidence = _evidence(report)
         self.ids.append(report_id)
         self.seen.append((self.sender, item.header.msg_id, stamp))
