@@ -24,7 +24,7 @@ def _idna_host(host: str) -> str:
     Python's "idna" codec is IDNA 2003, which maps "straße.de" to "strasse.de": another
     domain than browsers (IDNA 2008 / UTS 46) and the trace visit. One reading for both.
     Cached: reports come in clusters on the same hosts, and a received batch normalises
-    hundreds of URLs (the function is pure, and a refusal raises again from the cache-miss).
+    hundreds of URLs (the function is pure; refusals are raised, never cached).
     """
     try:
         normalised = normalise_host(host)
