@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 from tests.support.cluster import NodeProcess, cli, wait_for
+from tests.support.dns_server import ZoneDnsServer
 
 Cluster = dict[str, NodeProcess]
 
@@ -109,3 +112,37 @@ def test_a_stale_pin_and_forged_requests_are_refused_and_logged(cluster: Cluster
     assert status == 401
     assert problem["type"].endswith("/request-signature")
     assert "refused federation request" in (de.log_path.read_text() if de.log_path else "")
+
+
+def test_cases_routed_by_a_command_line_import_go_out_within_seconds(
+    tmp_path: Path, dns: ZoneDnsServer
+) -> None:
+    """`reports import` runs in its own process and cannot wake the server: the server looks
+    for pending peer queues every second, whatever the (here: one minute) sweep period."""
+    fr = NodeProcess("fr-imp", "FR", tmp_path / "fr", dns.nameserver)
+    de = NodeProcess("de-imp", "DE", tmp_path / "de", dns.nameserver)
+    try:
+        for node in (fr, de):
+            node.init(sweep_seconds=60)
+            node.start()
+        fr.add_peer(de)
+        de.add_peer(fr)
+        batch = tmp_path / "import.jsonl"
+        batch.write_text(
+            json.dumps(
+                {
+                    "url": "http://de.example/imported/1.jpg",
+                    "category": "csam",
+                    "verdict": "baseline",
+                    "hosting_country": "DE",
+                }
+            )
+            + "\n"
+        )
+        started = time.monotonic()
+        cli(fr.root, "reports", "import", str(batch))
+        wait_for(lambda: count_reports(de) == 1, timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        for node in (fr, de):
+            node.stop()
