@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -17,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from keys import KeyUnavailableError, NodeKeys
+from keys import KeyUnavailableError, NodeKeys, PublicKeySet
 from node.clock import Clock, iso
 from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import RECEIVED_NAMESPACE, Inbox
@@ -32,6 +31,7 @@ from protocol import (
     OpenError,
     OpenFailure,
     Receipt,
+    SealError,
     envelope_digest,
     open_envelope,
     seal_payload,
@@ -54,12 +54,13 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class _Batch:
-    rows: list[aiosqlite.Row]
-    frames: list[bytes]
+    """Outbox rows sealed for a peer, with the key set they were sealed for."""
 
-    @property
-    def last_seq(self) -> int:
-        return int(self.rows[-1]["seq"]) if self.rows else 0
+    keys: PublicKeySet
+    last_seq: int = 0
+    rows: list[aiosqlite.Row] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)
+    unsealable: list[tuple[aiosqlite.Row, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -117,18 +118,16 @@ class Delivery:
         while True:
             await self._event.wait()
             self._event.clear()
-            wanted, self._wanted = self._wanted, set()
-            for peer_id in wanted:
+            for peer_id in list(self._wanted):
                 task = running.get(peer_id)
                 if task is not None and not task.done():
-                    # Already pushing: the running loop drains rows committed meanwhile, but a
-                    # commit after its last read needs one more pass.
-                    self._wanted.add(peer_id)
+                    # Already pushing: it stays wanted, and the end of that push wakes this
+                    # loop for one more pass (a commit after its last read needs one).
                     continue
-                running[peer_id] = asyncio.create_task(self.push(peer_id))
-            if self._wanted:
-                await asyncio.sleep(0.05)
-                self._event.set()
+                self._wanted.discard(peer_id)
+                task = asyncio.create_task(self.push(peer_id))
+                task.add_done_callback(lambda _: self._event.set())
+                running[peer_id] = task
 
     def _lock(self, peer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(peer_id, asyncio.Lock())
@@ -141,9 +140,11 @@ class Delivery:
         try:
             async with self._lock(peer_id):
                 await self._push_locked(peer_id, force, report, progress)
-        except Exception as exc:  # a bug here must not kill the worker; the sweep retries
+        except Exception as exc:  # a bug here must not kill the worker
             log.exception("push to %s failed", peer_id)
             report.error = f"{type(exc).__name__}: {exc}"
+            # Backing off keeps a lasting fault from being retried (and logged) every second.
+            await self._failed(peer_id, report.error, self.clock.now())
         return report
 
     async def _push_locked(
@@ -187,11 +188,22 @@ class Delivery:
                     )
                     total = int(count[0]) if count else 0
                 try:
-                    batch = await (upcoming or self._prepare(peer_id, after=0, now=now))
-                    upcoming = None
+                    ahead, upcoming = upcoming, None
+                    batch = await ahead if ahead is not None else None
+                    if batch is None or batch.keys is not self.registry.keys_for(peer_id):
+                        # From the first pending row: after the answer before is recorded (its
+                        # rows are no longer pending), and for the keys in force (a batch
+                        # sealed ahead of a refresh after the peer's rotation is sealed again).
+                        await settled()
+                        batch = await self._prepare(peer_id, after=0, now=now)
+                    if batch.unsealable:
+                        await settled()
+                        report.rejected += await self._dead_letter(peer_id, batch.unsealable, now)
                     if not batch.rows:
+                        if batch.unsealable:
+                            continue
                         return
-                    if len(batch.rows) == self.batch_size:
+                    if len(batch.rows) + len(batch.unsealable) == self.batch_size:
                         upcoming = asyncio.create_task(
                             self._prepare(peer_id, after=batch.last_seq, now=now)
                         )
@@ -200,59 +212,83 @@ class Delivery:
                     receipt, receipt_at = await self._check_receipt(peer_id, txn_id, answer, now)
                 except (PeerError, KeyUnavailableError) as exc:
                     await settled()
-                    await self._failed(peer_id, int(peer["backoff_attempts"]), str(exc), now)
+                    await self._failed(peer_id, str(exc), now)
                     report.error = str(exc)
                     return
+                digests = [envelope_digest(frame) for frame in batch.frames]
+                if not {r.digest for r in answer.results}.issuperset(digests) and upcoming:
+                    # Some records went unanswered: they go again before anything after them,
+                    # so the batch sealed ahead is dropped (its rows stay pending).
+                    upcoming.cancel()
+                    await asyncio.gather(upcoming, return_exceptions=True)
+                    upcoming = None
                 await settled()
                 settling = asyncio.create_task(
-                    self._settle(peer, batch.rows, batch.frames, answer, receipt, receipt_at, now)
+                    self._settle(peer, batch, digests, answer, receipt, receipt_at, now)
                 )
-                if len(batch.rows) < self.batch_size:
+                if len(batch.rows) + len(batch.unsealable) < self.batch_size:
                     return
         finally:
             if upcoming is not None:
+                # A batch sealed ahead and not sent is dropped; its rows stay pending.
                 upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError, PeerError, KeyUnavailableError):
-                    await upcoming
-            await settled()
+            try:
+                await settled()
+            finally:
+                if upcoming is not None:
+                    await asyncio.gather(upcoming, return_exceptions=True)
 
     async def _prepare(self, peer_id: str, *, after: int, now: datetime) -> _Batch:
-        """The next pending rows after `after`, sealed for the peer."""
+        """The next pending rows after `after`, sealed for the peer's current keys."""
         rows = await self.db.fetch_all(
             "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
             " WHERE peer_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
             (peer_id, after, self.batch_size),
         )
-        return _Batch(rows, await self._seal(peer_id, rows, now))
+        return await self._prepare_rows(peer_id, rows, now)
 
-    async def _seal(self, peer_id: str, rows: list[aiosqlite.Row], now: datetime) -> list[bytes]:
-        if not rows:
-            return []
-        return await self.crypto.map(partial(self._seal_rows, peer_id, now=now), rows)
-
-    def _seal_rows(self, peer_id: str, rows: list[aiosqlite.Row], *, now: datetime) -> list[bytes]:
+    async def _prepare_rows(self, peer_id: str, rows: list[aiosqlite.Row], now: datetime) -> _Batch:
         public = self.registry.keys_for(peer_id)
         if public is None:
             raise KeyUnavailableError(f"no verified keys for {peer_id}")
+        sealed = await self.crypto.map(partial(self._seal_rows, peer_id, public, now=now), rows)
+        batch = _Batch(public, last_seq=int(rows[-1]["seq"]) if rows else 0)
+        for row, frame in zip(rows, sealed, strict=True):
+            if isinstance(frame, SealError):
+                batch.unsealable.append((row, f"cannot be sealed: {frame}"))
+            else:
+                batch.rows.append(row)
+                batch.frames.append(frame)
+        return batch
+
+    def _seal_rows(
+        self, peer_id: str, public: PublicKeySet, rows: list[aiosqlite.Row], *, now: datetime
+    ) -> list[bytes | SealError]:
         kid, key = public.encryption_key(now)
         signing = self.keys().current_signing(now)
         # Random msg_ids for the whole chunk from one read of the OS generator: uuid4() per
         # record gives up and retakes the GIL each time, which stalls the other sealing thread.
         randomness = os.urandom(16 * len(rows))
-        return [
-            seal_payload(
-                bytes(row["payload"]),
-                record_type=row["record_type"],
-                sender=self.node_id,
-                signing_key=signing,
-                recipient=peer_id,
-                recipient_kid=kid,
-                recipient_key=key,
-                msg_id=uuid.UUID(bytes=randomness[16 * n : 16 * n + 16], version=4),
-                now=now,
-            )
-            for n, row in enumerate(rows)
-        ]
+        sealed: list[bytes | SealError] = []
+        for n, row in enumerate(rows):
+            try:
+                sealed.append(
+                    seal_payload(
+                        bytes(row["payload"]),
+                        record_type=row["record_type"],
+                        sender=self.node_id,
+                        signing_key=signing,
+                        recipient=peer_id,
+                        recipient_kid=kid,
+                        recipient_key=key,
+                        msg_id=uuid.UUID(bytes=randomness[16 * n : 16 * n + 16], version=4),
+                        now=now,
+                    )
+                )
+            except SealError as exc:
+                # One record that cannot go (too large once sealed) must not block the queue.
+                sealed.append(exc)
+        return sealed
 
     def _open_receipt(self, frame: bytes, now: datetime) -> Opened:
         return open_envelope(
@@ -297,8 +333,8 @@ class Delivery:
     async def _settle(
         self,
         peer: aiosqlite.Row,
-        rows: list[aiosqlite.Row],
-        frames: list[bytes],
+        batch: _Batch,
+        digests: list[str],
         answer: TransactionResponse,
         receipt: bytes,
         receipt_at: datetime,
@@ -308,8 +344,8 @@ class Delivery:
         outcome = {r.digest: r for r in answer.results}
         sent: list[aiosqlite.Row] = []
         dead: list[tuple[aiosqlite.Row, str]] = []
-        for row, frame in zip(rows, frames, strict=True):
-            result = outcome.get(envelope_digest(frame))
+        for row, digest in zip(batch.rows, digests, strict=True):
+            result = outcome.get(digest)
             if result is None:
                 continue  # not answered: stays pending and goes again
             if result.status is ItemStatus.REJECTED:
@@ -323,18 +359,7 @@ class Delivery:
                 " WHERE peer_id = ? AND seq = ?",
                 [(iso(now), peer_id, row["seq"]) for row in sent],
             )
-            for row, reason in dead:
-                # Dead-lettered, never retried: one bad record must not block the queue.
-                conn.execute(
-                    "UPDATE peer_outbox SET state = 'dead', last_error = ? WHERE peer_id = ?"
-                    " AND seq = ?",
-                    (reason, peer_id, row["seq"]),
-                )
-                conn.execute(
-                    "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
-                    " reason, at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
-                    (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
-                )
+            _mark_dead(conn, peer_id, dead, now)
             conn.executemany(
                 "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
                 " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
@@ -395,21 +420,51 @@ class Delivery:
         await self.db.run(transaction)
         return len(sent), len(dead)
 
-    async def _failed(self, peer_id: str, attempts: int, error: str, now: datetime) -> None:
-        attempts += 1
-        until = now + backoff_delay(attempts, self.rng)
-        log.warning(
-            "push to %s failed (attempt %d, next at %s): %s", peer_id, attempts, iso(until), error
-        )
+    async def _dead_letter(
+        self, peer_id: str, rows: list[tuple[aiosqlite.Row, str]], now: datetime
+    ) -> int:
+        for row, reason in rows:
+            log.warning(
+                "dead-lettered %s %s for %s: %s",
+                row["record_type"],
+                row["record_id"],
+                peer_id,
+                reason,
+            )
 
         def transaction(conn: Tx) -> None:
+            _mark_dead(conn, peer_id, rows, now)
+
+        await self.db.run(transaction)
+        return len(rows)
+
+    async def _failed(self, peer_id: str, error: str, now: datetime) -> None:
+        def transaction(conn: Tx) -> tuple[int, datetime] | None:
+            # Read here, not before the push: an answer settled meanwhile may have reset it.
+            row = conn.execute(
+                "SELECT backoff_attempts FROM peers WHERE node_id = ?", (peer_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            attempts = int(row[0]) + 1
+            until = now + backoff_delay(attempts, self.rng)
             conn.execute(
                 "UPDATE peers SET backoff_attempts = ?, backoff_until = ?, last_error = ?"
                 " WHERE node_id = ?",
                 (attempts, iso(until), error[:500], peer_id),
             )
+            return attempts, until
 
-        await self.db.run(transaction)
+        result = await self.db.run(transaction)
+        if result is not None:
+            attempts, until = result
+            log.warning(
+                "push to %s failed (attempt %d, next at %s): %s",
+                peer_id,
+                attempts,
+                iso(until),
+                error,
+            )
 
     # pull (we collect from peers) -----------------------------------------------------------
     async def pull(self, peer_id: str, progress: Progress | None = None) -> DeliveryReport:
@@ -458,11 +513,13 @@ class Delivery:
             (peer_id, after, limit + 1),
         )
         page_rows = rows[:limit]
-        frames = await self._seal(peer_id, page_rows, now)
+        batch = await self._prepare_rows(peer_id, page_rows, now)
+        if batch.unsealable:
+            await self._dead_letter(peer_id, batch.unsealable, now)
         return OutboxPage(
             envelopes=[
                 PulledEnvelope(seq=int(r["seq"]), frame=encode_frame(f))
-                for r, f in zip(page_rows, frames, strict=True)
+                for r, f in zip(batch.rows, batch.frames, strict=True)
             ],
             next_after=int(page_rows[-1]["seq"]) if page_rows else after,
             more=len(rows) > limit,
@@ -473,3 +530,19 @@ class Delivery:
             "SELECT DISTINCT peer_id FROM peer_outbox WHERE state = 'pending'"
         )
         return [row["peer_id"] for row in rows]
+
+
+def _mark_dead(
+    conn: Tx, peer_id: str, rows: list[tuple[aiosqlite.Row, str]], now: datetime
+) -> None:
+    """Dead-lettered, never retried: one bad record must not block the queue."""
+    for row, reason in rows:
+        conn.execute(
+            "UPDATE peer_outbox SET state = 'dead', last_error = ? WHERE peer_id = ? AND seq = ?",
+            (reason, peer_id, row["seq"]),
+        )
+        conn.execute(
+            "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id, reason,"
+            " at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
+            (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
+        )

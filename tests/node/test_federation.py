@@ -16,7 +16,15 @@ from node.clock import ManualClock
 from node.errors import InvalidInput, UpstreamError
 from node.store import audit
 from node.store.reports import ReportStore
-from protocol import Action, ActionCode, Report, Withdrawal, record_bytes, seal
+from protocol import (
+    MAX_ENVELOPE_BYTES,
+    Action,
+    ActionCode,
+    Report,
+    Withdrawal,
+    record_bytes,
+    seal,
+)
 from protocol.federation import TransactionRequest, encode_frame
 from protocol.httpsig import SignedRequest, sign_request
 from tests.factories import sample_report
@@ -141,12 +149,18 @@ async def test_a_peer_lost_between_batches_keeps_the_rest_queued(
         return answer
 
     delivery.client.push = push_then_vanish  # type: ignore[method-assign]
+    # Failures before this run: the first answer resets the count, so the failure after it
+    # starts the backoff again from one attempt.
+    async with pair.fr.node.db.write() as conn:
+        await conn.execute("UPDATE peers SET backoff_attempts = 5 WHERE node_id = 'de-eco'")
     progress: list[int] = []
     first = await delivery.push("de-eco", progress=lambda _, done, total: progress.append(done))
     assert first.sent == 2
     assert first.error
     assert progress == [2]
-    assert (await pair.fr.node.registry.describe("de-eco"))["queue_depth"] == 3
+    peer = await pair.fr.node.registry.describe("de-eco")
+    assert peer["queue_depth"] == 3
+    assert peer["backoff_attempts"] == 1
 
     delivery.client.push = real_push  # type: ignore[method-assign]
     await pair.de.start_http()
@@ -160,6 +174,44 @@ async def test_a_peer_lost_between_batches_keeps_the_rest_queued(
         "SELECT state, COUNT(*) AS n FROM peer_outbox GROUP BY state"
     )
     assert [(r["state"], r["n"]) for r in states] == [("sent", 5)]
+
+
+async def test_a_record_too_large_to_seal_is_dead_lettered_and_the_rest_goes(
+    pair: Pair,
+) -> None:
+    huge = Action(
+        id=uuid.uuid4(),
+        report_id=uuid.uuid4(),
+        report_origin="de-eco",
+        code=ActionCode.CONTENT_REMOVED,
+        at=START,
+        by="fr-pdc",
+        country="FR",
+        reason="x" * 8000,
+    )
+    async with pair.fr.node.db.write() as conn:
+        await conn.call(
+            ReportStore.enqueue_peer,
+            peer_id="de-eco",
+            record_type="action",
+            record_id=str(huge.id),
+            report_id=str(huge.report_id),
+            # Stored payloads are sealed as they are: this one is over the envelope limit.
+            payload=record_bytes(huge) + b" " * MAX_ENVELOPE_BYTES,
+            at="2026-11-29T09:00:00Z",
+        )
+    report_id = await forward_case(pair)
+    assert (await pair.de.node.cases.show(report_id))["origin"] == "fr-pdc"
+    states = await pair.fr.node.db.fetch_all(
+        "SELECT record_type, state FROM peer_outbox WHERE peer_id = 'de-eco' ORDER BY seq"
+    )
+    assert [(r["record_type"], r["state"]) for r in states] == [
+        ("action", "dead"),
+        ("report", "sent"),
+    ]
+    [dead] = await pair.fr.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
+    assert dead["reason"].startswith("cannot be sealed: record too large")
+    assert (await pair.fr.node.registry.describe("de-eco"))["backoff_attempts"] == 0
 
 
 # --- refusals -----------------------------------------------------------------------------
