@@ -263,7 +263,7 @@ async def open_node(
         finally:
             tracer.close()
     finally:
-        crypto.close()
+        await asyncio.to_thread(crypto.close)  # waits for chunks being worked on
         await session.close()
         await db.close()
 

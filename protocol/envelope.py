@@ -211,7 +211,10 @@ def seal_payload(
 
 
 class ReadFrame(NamedTuple):
-    """A frame split by `read_header`: its checked header, the header bytes, the HPKE output."""
+    """A frame split by `read_header`: its checked header, the header bytes, the HPKE output.
+
+    Only `read_header` makes these: the header is the parse of exactly those header bytes.
+    """
 
     header: Header
     header_bytes: bytes
@@ -317,8 +320,8 @@ def open_envelope(
     `read` is what `read_header(frame)` returned, for a caller that already looked at the
     header (a receiver sorting a batch): it is not parsed twice.
     """
-    if read is not None and frame[len(frame) - len(read.sealed) - len(read.header_bytes) :] != (
-        read.header_bytes + read.sealed
+    if read is not None and frame != b"".join(
+        (_PREFIX.pack(MAGIC, len(read.header_bytes)), read.header_bytes, read.sealed)
     ):
         raise ValueError("`read` was read from another frame")
     try:

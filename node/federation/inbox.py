@@ -20,7 +20,7 @@ from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
 from node.store import audit
-from node.store.db import Database, Tx
+from node.store.db import IN_CHUNK, Database, Tx, select_in
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol import (
@@ -46,6 +46,12 @@ RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
 # Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
 # the writer starts early, large enough that each chunk's writes stay set-based.
 OPEN_CHUNK = 50
+_INSERT_SEEN = "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)"
+# The exact bytes received are kept as evidence (non-repudiation).
+_INSERT_ENVELOPE = (
+    "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
+    " report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class RecordRefused(Exception):
@@ -179,17 +185,20 @@ class Inbox:
             except OpenError as exc:
                 reads.append(exc)
         ids = [r.header.msg_id for r in reads if isinstance(r, ReadFrame)]
-        guard = MemoryReplayGuard()
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk : chunk + 500]
+        taken: set[str] = set()
+        for start in range(0, len(ids), IN_CHUNK):
+            part = ids[start : start + IN_CHUNK]
             marks = ",".join("?" for _ in part)
-            for row in await self.db.fetch_all(
+            rows = await self.db.fetch_all(
                 f"SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})",  # noqa: S608
                 (sender, *part),
-            ):
-                guard.remember(sender, row["msg_id"], now)
+            )
+            taken.update(row["msg_id"] for row in rows)
+        # Each chunk gets its own replay guard holding only what is stored: chunks are opened
+        # at the same time, so a copy within the batch is told apart in order, by the write
+        # transaction, not by whichever chunk happened to open first.
         return self.crypto.submit(
-            partial(self._open_batch, sender, guard=guard, now=now),
+            partial(self._open_batch, sender, taken=frozenset(taken), now=now),
             list(zip(frames, reads, strict=True)),
             OPEN_CHUNK,
         )
@@ -199,11 +208,14 @@ class Inbox:
         sender: str,
         items: list[tuple[bytes, ReadFrame | OpenError]],
         *,
-        guard: MemoryReplayGuard,
+        taken: frozenset[str],
         now: datetime,
     ) -> list[Opened | OpenError | RecordRefused]:
         out: list[Opened | OpenError | RecordRefused] = []
         keys = self.keys()
+        guard = MemoryReplayGuard()
+        for msg_id in taken:
+            guard.remember(sender, msg_id, now)
         for frame, read in items:
             try:
                 if isinstance(read, OpenError):
@@ -247,10 +259,26 @@ class Inbox:
         applied alone after the gathered ones are written, so every item sees the effects of
         the items before it."""
         batch = _NewReports(self.node_id, self.country, sender, now, via_push=via_push)
+        try:
+            return self._apply_chunks(conn, sender, frames, digests, opening, batch)
+        finally:
+            for future in opening:
+                future.cancel()  # after a failure, chunks not yet opened are not needed
+
+    def _apply_chunks(
+        self,
+        conn: Tx,
+        sender: str,
+        frames: list[bytes],
+        digests: list[str],
+        opening: list[Future[list[Opened | OpenError | RecordRefused]]],
+        batch: _NewReports,
+    ) -> list[Applied]:
+        now, via_push = batch.now, batch.via_push
+        results: list[Applied] = []
         known: set[str] = set()
         seen: set[str] = set()
         refs: set[str] = set()
-        results: list[Applied] = []
         for future in opening:
             opened = future.result()
             start, end = len(results), len(results) + len(opened)
@@ -308,7 +336,7 @@ class Inbox:
         self, conn: Tx, sender: str, item: Opened, reason: str, now: datetime
     ) -> Applied:
         conn.execute(
-            "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
+            _INSERT_SEEN,
             (sender, item.header.msg_id, iso(now)),
         )
         self._reject(conn, sender, item, reason, reason, now)
@@ -318,7 +346,7 @@ class Inbox:
         if not batch.ids:
             return
         conn.executemany(
-            "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
+            _INSERT_SEEN,
             batch.seen,
         )
         # Routed before the insert (into our own channels), so each case is written once.
@@ -335,8 +363,7 @@ class Inbox:
             ReportStore.enqueue_peer_many(conn, batch.sender, batch.outgoing)
         self.cases.write_routes(conn, plan)
         conn.executemany(
-            "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
-            " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_ENVELOPE,
             batch.envelopes,
         )
         batch.clear()
@@ -360,7 +387,7 @@ class Inbox:
             self._reject(conn, sender, None, str(item), str(item), now)
             return Applied(ItemStatus.REJECTED, str(item))
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)",
+            _INSERT_SEEN,
             (sender, item.header.msg_id, iso(now)),
         )
         if cursor.rowcount == 0:
@@ -382,8 +409,7 @@ class Inbox:
             report_id = str(getattr(record, "report_id", getattr(record, "id", "")))
             # The exact bytes received are kept as evidence (non-repudiation).
             conn.execute(
-                "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type,"
-                " record_id, report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_ENVELOPE,
                 (
                     digest,
                     sender,
@@ -635,41 +661,22 @@ class _NewReports:
 
 
 def _known_reports(conn: Tx, report_ids: list[str]) -> set[str]:
-    known: set[str] = set()
-    for start in range(0, len(report_ids), 500):
-        chunk = report_ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        rows = conn.execute(f"SELECT id FROM reports WHERE id IN ({marks})", chunk)  # noqa: S608
-        known.update(row[0] for row in rows)
-    return known
+    return {
+        row[0]
+        for row in select_in(conn, "SELECT id FROM reports WHERE id IN ({marks})", report_ids)
+    }
 
 
 def _taken_refs(conn: Tx, sender: str, local_refs: list[str]) -> set[str]:
-    taken: set[str] = set()
-    for start in range(0, len(local_refs), 500):
-        chunk = local_refs[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        rows = conn.execute(
-            f"SELECT local_ref FROM reports WHERE origin = ? AND local_ref IN ({marks})",  # noqa: S608
-            (sender, *chunk),
-        )
-        taken.update(row[0] for row in rows)
-    return taken
+    sql = "SELECT local_ref FROM reports WHERE origin = ? AND local_ref IN ({marks})"
+    return {row[0] for row in select_in(conn, sql, local_refs, sender)}
 
 
 def _seen_ids(conn: Tx, sender: str, msg_ids: list[str]) -> set[str]:
     """Message ids of this batch already taken from `sender` (checked again in the write
     transaction: a copy of the same bytes may have been committed since they were opened)."""
-    seen: set[str] = set()
-    for start in range(0, len(msg_ids), 500):
-        chunk = msg_ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        rows = conn.execute(
-            f"SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})",  # noqa: S608
-            (sender, *chunk),
-        )
-        seen.update(row[0] for row in rows)
-    return seen
+    sql = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})"
+    return {row[0] for row in select_in(conn, sql, msg_ids, sender)}
 
 
 def _case_values(

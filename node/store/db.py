@@ -146,6 +146,21 @@ class Database:
             return row
 
 
+# Well below SQLite's limit on bound parameters per statement.
+IN_CHUNK = 500
+
+
+def select_in(conn: Tx, sql: str, values: list[Any], *before: Any) -> list[Row]:
+    """Run `sql` (which holds one `IN ({marks})`) over `values` in chunks; `before` are the
+    parameters that come ahead of the list. Batches look up hundreds of keys at once."""
+    rows: list[Row] = []
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = values[start : start + IN_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        rows.extend(conn.execute(sql.format(marks=marks), (*before, *chunk)))
+    return rows
+
+
 def _run_transaction(conn: sqlite3.Connection, transaction: Callable[[Tx], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:

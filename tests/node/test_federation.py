@@ -14,6 +14,7 @@ import pytest
 from keys import KeyUnavailableError
 from node.clock import ManualClock
 from node.errors import InvalidInput, UpstreamError
+from node.federation.inbox import OPEN_CHUNK
 from node.store import audit
 from node.store.reports import ReportStore
 from protocol import (
@@ -340,6 +341,57 @@ async def test_a_mixed_batch_is_applied_in_order(pair: Pair) -> None:
     ]
     # Five accepted envelopes kept as evidence; the copy and the refused one are not.
     assert len(await db.fetch_all("SELECT digest FROM inbox_envelopes")) == 5
+    assert (await audit.verify(db)).ok
+
+
+async def test_a_batch_spanning_several_opened_chunks_is_applied_in_order(pair: Pair) -> None:
+    """The receiver opens a batch in chunks of OPEN_CHUNK while it writes: a withdrawal, a new
+    version and a copy of an envelope in later chunks still see the earlier ones."""
+    reports = [
+        sample_report(pair.fr.node_id).model_copy(update={"local_ref": f"PDC-{n}"})
+        for n in range(3 * OPEN_CHUNK)
+    ]
+    first, second = reports[0], reports[OPEN_CHUNK + 5]
+    frames = [record_frame(pair.fr, pair.de, r) for r in reports]
+    clash = sample_report(pair.fr.node_id).model_copy(update={"local_ref": "PDC-1"})
+    later = [
+        record_frame(
+            pair.fr,
+            pair.de,
+            Withdrawal(
+                id=uuid.uuid4(), report_id=first.id, origin="fr-pdc", at=START, reason="mistake"
+            ),
+        ),
+        record_frame(pair.fr, pair.de, second.model_copy(update={"seq": 2})),
+        frames[0],
+        record_frame(pair.fr, pair.de, clash),
+    ]
+    # Spread over the later chunks.
+    for offset, frame in zip(
+        (OPEN_CHUNK + 10, 2 * OPEN_CHUNK + 1, 2 * OPEN_CHUNK + 20, 3 * OPEN_CHUNK),
+        later,
+        strict=True,
+    ):
+        frames.insert(offset, frame)
+    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, "txn-chunks-1", frames)
+    assert status == 200, answer
+    results = answer["results"]
+    assert isinstance(results, list)
+    statuses = [r["status"] for r in results]
+    assert statuses.count("accepted") == len(reports) + 2
+    assert statuses[2 * OPEN_CHUNK + 20] == "duplicate"
+    assert statuses[3 * OPEN_CHUNK] == "rejected"
+    assert "already names another report" in results[3 * OPEN_CHUNK]["error"]
+    db = pair.de.node.db
+    row = await db.fetch_one("SELECT status FROM reports WHERE id = ?", (str(first.id),))
+    assert row is not None
+    assert row["status"] == "withdrawn"
+    row = await db.fetch_one("SELECT seq FROM reports WHERE id = ?", (str(second.id),))
+    assert row is not None
+    assert row["seq"] == 2
+    count = await db.fetch_one("SELECT COUNT(*) FROM reports")
+    assert count is not None
+    assert count[0] == len(reports)
     assert (await audit.verify(db)).ok
 
 
