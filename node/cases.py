@@ -21,7 +21,7 @@ from node.routing import (
     decide,
 )
 from node.store import audit
-from node.store.db import Database, Row, Tx
+from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol.records import (
@@ -301,9 +301,13 @@ class CaseService:
                 rows.append(row)
                 entries.append(_submitted_entry(row, stamp, actor, "import"))
                 results.append(Submitted(row["id"], False, 0))
-                # A case assessed as not illegal is closed by its routing below, and a closed
-                # case takes no duplicates: later lines with its URL open a case of their own.
-                if item.verdict != Verdict.NOT_ILLEGAL.value:
+                # A case assessed as not illegal is closed by its routing below (which needs
+                # the hosting country), and a closed case takes no duplicates: later lines with
+                # its URL open a case of their own, as they would one import after another.
+                closed_by_routing = (
+                    item.verdict == Verdict.NOT_ILLEGAL.value and item.hosting_country is not None
+                )
+                if not closed_by_routing:
                     open_cases[key] = (row["id"], 0)
                 if item.verdict is None:
                     continue
@@ -658,22 +662,15 @@ class CaseService:
 
         Returns the decision and the peers that got new outbox rows (to push after commit).
         """
-        decisions, pushed = self.route_many(conn, [report_id], actor, force=force)
-        return decisions.get(report_id), pushed
-
-    def route_many(
-        self, conn: Tx, report_ids: list[str], actor: str, force: bool = False
-    ) -> tuple[dict[str, RoutingDecision], list[str]]:
-        """`route_in` for many stored cases at once: one read of the cases and the peers, and
-        every write made per table (a received or imported batch routes hundreds of cases)."""
-        rows = _rows_by_id(conn, report_ids)
-        plan = self.plan_routes(conn, [rows[i] for i in report_ids if i in rows], actor, force)
-        self.store.update_many(
-            conn,
-            ["status", "seq"],
-            [(status, seq, report_id) for report_id, (status, seq) in plan.states.items()],
-        )
-        return plan.decisions, self.write_routes(conn, plan)
+        row = conn.execute("SELECT * FROM reports WHERE id = ?", (report_id,)).fetchone()
+        if row is None:
+            return None, []
+        plan = self.plan_routes(conn, [row], actor, force)
+        if report_id not in plan.states:
+            return None, []
+        status, seq = plan.states[report_id]
+        self.store.update(conn, report_id, {"status": status, "seq": seq})
+        return plan.decisions[report_id], self.write_routes(conn, plan)
 
     def plan_routes(
         self, conn: Tx, rows: Sequence[CaseRow], actor: str, force: bool = False
@@ -795,20 +792,6 @@ def _submitted_entry(row: dict[str, Any], at: str, actor: str, source: str) -> a
     return audit.Entry(
         at, actor, "report.submitted", row["id"], {"source": source, "url": row["url"]}
     )
-
-
-def _rows_by_id(conn: Tx, report_ids: list[str]) -> dict[str, Row]:
-    rows: dict[str, Row] = {}
-    # Chunks stay well below SQLite's limit on bound parameters.
-    for start in range(0, len(report_ids), 500):
-        chunk = report_ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        for row in conn.execute(
-            f"SELECT * FROM reports WHERE id IN ({marks})",  # noqa: S608 - placeholders only
-            chunk,
-        ):
-            rows[row["id"]] = row
-    return rows
 
 
 def hosting_facts(evidence: dict[str, Any] | None, trace_status: str) -> HostingFacts:

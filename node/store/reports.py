@@ -7,7 +7,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from node.store.db import Database, Tx
+from node.store.db import Database, Tx, select_in
 
 
 class ReportStore:
@@ -77,17 +77,14 @@ class ReportStore:
     def open_by_urls(conn: Tx, url_keys: list[str]) -> dict[str, tuple[str, int]]:
         """Url key -> (case id, duplicates) of the oldest open case with that URL, if any."""
         found: dict[str, tuple[str, int]] = {}
-        unique = list(dict.fromkeys(url_keys))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            for row in conn.execute(
-                f"SELECT id, url_key, duplicates FROM reports WHERE url_key IN ({marks})"  # noqa: S608 - placeholders only
-                " AND status NOT IN ('closed', 'withdrawn') ORDER BY received_at DESC",
-                chunk,
-            ):
-                # Oldest last, so it is the one kept.
-                found[row["url_key"]] = (row["id"], int(row["duplicates"]))
+        for row in select_in(
+            conn,
+            "SELECT id, url_key, duplicates FROM reports WHERE url_key IN ({marks})"
+            " AND status NOT IN ('closed', 'withdrawn') ORDER BY received_at DESC, rowid DESC",
+            list(dict.fromkeys(url_keys)),
+        ):
+            # Oldest last, so it is the one kept.
+            found[row["url_key"]] = (row["id"], int(row["duplicates"]))
         return found
 
     @staticmethod
@@ -100,6 +97,8 @@ class ReportStore:
         if not rows:
             return
         columns = list(rows[0])
+        if any(row.keys() != rows[0].keys() for row in rows):
+            raise ValueError("cases inserted together must carry the same columns")
         marks = ", ".join("?" for _ in columns)
         conn.executemany(
             f"INSERT INTO reports ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our own keys
@@ -187,18 +186,6 @@ class ReportStore:
         )
 
     @staticmethod
-    def insert_routing(
-        conn: Tx,
-        report_id: str,
-        decision: str,
-        targets: list[dict[str, Any]],
-        reasons: list[str],
-        at: str,
-        by: str,
-    ) -> None:
-        ReportStore.insert_routings(conn, [(report_id, decision, targets, reasons, at, by)])
-
-    @staticmethod
     def insert_routings(
         conn: Tx, rows: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]]
     ) -> None:
@@ -251,23 +238,6 @@ class ReportStore:
             [(peer_id, last + n, *item) for n, item in enumerate(items, start=1)],
         )
         return last + len(items)
-
-    @staticmethod
-    def enqueue_channel(
-        conn: Tx,
-        *,
-        channel: str,
-        report_id: str,
-        kind: str,
-        payload: dict[str, Any],
-        at: str,
-    ) -> int:
-        cursor = conn.execute(
-            "INSERT INTO channel_outbox (channel, report_id, kind, payload, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (channel, report_id, kind, orjson.dumps(payload).decode(), at, at),
-        )
-        return int(cursor.lastrowid or 0)
 
     @staticmethod
     def enqueue_channels(conn: Tx, rows: list[tuple[str, str, str, dict[str, Any], str]]) -> None:
