@@ -117,7 +117,10 @@ class Jobs:
                 )
             return purged
 
-        return await self.db.run(transaction)
+        purged = await self.db.run(transaction)
+        if purged:
+            await self.db.truncate_wal()
+        return purged
 
     def install(self, scheduler: Any) -> None:
         federation = self.config.federation
