@@ -23,8 +23,10 @@ lint: $(STAMP)
 
 # Both benchmarks print their targets and exit non-zero when one is missed; `-` keeps going so
 # that one run shows every figure. bench/sync.py takes about a quarter of an hour here.
+# bench/threads.py shows which crypto calls a thread pool can spread over cores.
 bench: $(STAMP)
 	-$(BIN)/python bench/envelope.py
+	-$(BIN)/python bench/threads.py
 	-$(BIN)/python bench/sync.py
 
 demo: $(STAMP)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -55,6 +57,18 @@ def write_batch(path: Path, prefix: str, count: int) -> None:
                 )
                 + "\n"
             )
+
+
+def cpu_seconds(node: NodeProcess) -> float:
+    """User and system CPU time of a node's process (Linux)."""
+    assert node.process is not None
+    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def throughput(a: NodeProcess, b: NodeProcess, count: int, prefix: str, work: Path) -> float:
@@ -211,12 +225,27 @@ def main() -> int:
             a.add_peer(b)
             b.add_peer(a)
             print(f"open floor (exchange + decrypt + verify, one core): {floor:,.0f} /s")
+            before = {"A": cpu_seconds(a), "B": cpu_seconds(b)}
+            importer_before = children_cpu_seconds()
             rate = throughput(a, b, args.records, "run1", work)
+            used = {
+                "A": cpu_seconds(a) - before["A"],
+                "B": cpu_seconds(b) - before["B"],
+                "importer": children_cpu_seconds() - importer_before,
+            }
             print(
                 f"throughput A -> B, {args.records:,} records: {rate:,.0f} records/s, "
                 f"ratio to the open floor {rate / floor:.2f} (target >= 0.30)"
             )
             met = rate / floor >= 0.30
+            print(
+                "  CPU per record: "
+                + ", ".join(
+                    f"{name} {seconds / args.records * 1e6:.0f} us"
+                    for name, seconds in used.items()
+                )
+                + f" (total {sum(used.values()) / args.records * 1e6:.0f} us)"
+            )
             samples = latency(a, b, args.rate, args.latency_seconds)
             p50 = statistics.median(samples)
             p99 = statistics.quantiles(samples, n=100)[98] if len(samples) >= 100 else max(samples)
