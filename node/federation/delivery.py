@@ -144,7 +144,10 @@ class Delivery:
             log.exception("push to %s failed", peer_id)
             report.error = f"{type(exc).__name__}: {exc}"
             # Backing off keeps a lasting fault from being retried (and logged) every second.
-            await self._failed(peer_id, report.error, self.clock.now())
+            try:
+                await self._failed(peer_id, report.error, self.clock.now())
+            except Exception:  # the store itself is failing: the report says what happened
+                log.exception("could not record the failed push to %s", peer_id)
         return report
 
     async def _push_locked(
