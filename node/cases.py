@@ -283,7 +283,6 @@ class CaseService:
             duplicates: dict[str, int] = {}
             rows: list[dict[str, Any]] = []
             entries: list[audit.Entry] = []
-            to_route: list[dict[str, Any]] = []
             for item in items:
                 key = item.intake.url_key
                 if key in open_cases:
@@ -339,20 +338,13 @@ class CaseService:
                         {"verdict": item.verdict, "category": item.intake.category},
                     )
                 )
-                to_route.append(row)
-            # Routing is decided before the insert, so each case is written once, routed.
-            plan = self.plan_routes(conn, to_route, actor)
-            for row in to_route:
-                if row["id"] in plan.states:
-                    row["status"], row["seq"] = plan.states[row["id"]]
-            self.store.insert_many(conn, rows)
+            audit.append_many(conn, entries)
+            pushed.extend(self.insert_routed(conn, rows, actor))
             self.store.update_many(
                 conn,
                 ["duplicates", "updated_at"],
                 [(count, stamp, report_id) for report_id, count in duplicates.items()],
             )
-            audit.append_many(conn, entries)
-            pushed.extend(self.write_routes(conn, plan))
 
         await self.db.run(transaction)
         self._notify(pushed)
@@ -672,14 +664,23 @@ class CaseService:
         self.store.update(conn, report_id, {"status": status, "seq": seq})
         return plan.decisions[report_id], self.write_routes(conn, plan)
 
+    def insert_routed(
+        self, conn: Tx, rows: list[dict[str, Any]], actor: str, force: bool = False
+    ) -> list[str]:
+        """Insert new cases with their routing decided first, so that each is written once,
+        with its final status and seq; returns the peers to push to after the commit."""
+        plan = self.plan_routes(conn, rows, actor, force)
+        for row in rows:
+            if row["id"] in plan.states:
+                row["status"], row["seq"] = plan.states[row["id"]]
+        self.store.insert_many(conn, rows)
+        return self.write_routes(conn, plan)
+
     def plan_routes(
         self, conn: Tx, rows: Sequence[CaseRow], actor: str, force: bool = False
     ) -> RoutePlan:
         """Decide for cases given as rows (stored, or about to be inserted); nothing written.
-
-        A caller inserting new cases takes each case's status and seq from the plan into its
-        insert, then calls `write_routes`: no case is written twice.
-        """
+        Cases that are not ready (no verdict, or a trace still pending) are left out."""
         stamp = iso(self.clock.now())
         peers = [peer_view(p) for p in conn.execute("SELECT * FROM peers WHERE status = 'active'")]
         plan = RoutePlan()

@@ -345,27 +345,16 @@ class Inbox:
     def _flush(self, conn: Tx, batch: _NewReports) -> None:
         if not batch.ids:
             return
-        conn.executemany(
-            _INSERT_SEEN,
-            batch.seen,
-        )
-        # Routed before the insert (into our own channels), so each case is written once.
-        plan = self.cases.plan_routes(conn, batch.reports, "federation", force=True)
-        for row in batch.reports:
-            if row["id"] in plan.states:
-                row["status"], row["seq"] = plan.states[row["id"]]
-        ReportStore.insert_many(conn, batch.reports)
+        conn.executemany(_INSERT_SEEN, batch.seen)
+        audit.append_many(conn, batch.entries)
+        # Routed into our own channels as they are inserted.
+        self.cases.insert_routed(conn, batch.reports, "federation", force=True)
         ReportStore.insert_versions(conn, batch.versions)
         ReportStore.add_addresses(conn, batch.addresses)
-        audit.append_many(conn, batch.entries)
         ReportStore.insert_actions(conn, batch.actions)
         if batch.outgoing:
             ReportStore.enqueue_peer_many(conn, batch.sender, batch.outgoing)
-        self.cases.write_routes(conn, plan)
-        conn.executemany(
-            _INSERT_ENVELOPE,
-            batch.envelopes,
-        )
+        conn.executemany(_INSERT_ENVELOPE, batch.envelopes)
         batch.clear()
 
     def _apply(
