@@ -20,7 +20,7 @@ from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
 from node.store import audit
-from node.store.db import IN_CHUNK, Database, Tx, select_in
+from node.store.db import Database, Tx, select_in
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol import (
@@ -46,6 +46,7 @@ RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
 # Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
 # the writer starts early, large enough that each chunk's writes stay set-based.
 OPEN_CHUNK = 50
+_SEEN_SQL = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})"
 _INSERT_SEEN = "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)"
 # The exact bytes received are kept as evidence (non-repudiation).
 _INSERT_ENVELOPE = (
@@ -185,15 +186,7 @@ class Inbox:
             except OpenError as exc:
                 reads.append(exc)
         ids = [r.header.msg_id for r in reads if isinstance(r, ReadFrame)]
-        taken: set[str] = set()
-        for start in range(0, len(ids), IN_CHUNK):
-            part = ids[start : start + IN_CHUNK]
-            marks = ",".join("?" for _ in part)
-            rows = await self.db.fetch_all(
-                f"SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})",  # noqa: S608
-                (sender, *part),
-            )
-            taken.update(row["msg_id"] for row in rows)
+        taken = {row[0] for row in await self.db.fetch_in(_SEEN_SQL, ids, sender)}
         # Each chunk gets its own replay guard holding only what is stored: chunks are opened
         # at the same time, so a copy within the batch is told apart in order, by the write
         # transaction, not by whichever chunk happened to open first.
@@ -664,8 +657,7 @@ def _taken_refs(conn: Tx, sender: str, local_refs: list[str]) -> set[str]:
 def _seen_ids(conn: Tx, sender: str, msg_ids: list[str]) -> set[str]:
     """Message ids of this batch already taken from `sender` (checked again in the write
     transaction: a copy of the same bytes may have been committed since they were opened)."""
-    sql = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})"
-    return {row[0] for row in select_in(conn, sql, msg_ids, sender)}
+    return {row[0] for row in select_in(conn, _SEEN_SQL, msg_ids, sender)}
 
 
 def _case_values(

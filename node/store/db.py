@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
@@ -151,6 +151,13 @@ class Database:
         async with self._reader.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
+    async def fetch_in(self, sql: str, values: list[Any], *before: Any) -> list[aiosqlite.Row]:
+        """`select_in` on the reader: `sql` holds one `IN ({marks})`, run in chunks."""
+        rows: list[aiosqlite.Row] = []
+        for statement, params in _in_chunks(sql, values, before):
+            rows.extend(await self.fetch_all(statement, params))
+        return rows
+
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._reader.execute(sql, tuple(params)) as cursor:
             row: aiosqlite.Row | None = await cursor.fetchone()
@@ -165,11 +172,17 @@ def select_in(conn: Tx, sql: str, values: list[Any], *before: Any) -> list[Row]:
     """Run `sql` (which holds one `IN ({marks})`) over `values` in chunks; `before` are the
     parameters that come ahead of the list. Batches look up hundreds of keys at once."""
     rows: list[Row] = []
+    for statement, params in _in_chunks(sql, values, before):
+        rows.extend(conn.execute(statement, params))
+    return rows
+
+
+def _in_chunks(
+    sql: str, values: list[Any], before: tuple[Any, ...]
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
     for start in range(0, len(values), IN_CHUNK):
         chunk = values[start : start + IN_CHUNK]
-        marks = ", ".join("?" for _ in chunk)
-        rows.extend(conn.execute(sql.format(marks=marks), (*before, *chunk)))
-    return rows
+        yield sql.format(marks=", ".join("?" for _ in chunk)), (*before, *chunk)
 
 
 def _run_transaction(conn: sqlite3.Connection, transaction: Callable[[Tx], T]) -> T:
