@@ -177,6 +177,20 @@ async def test_a_peer_lost_between_batches_keeps_the_rest_queued(
     assert [(r["state"], r["n"]) for r in states] == [("sent", 5)]
 
 
+async def queue_action(sender: LiveNode, peer_id: str, action: Action, payload: bytes) -> None:
+    """Put `payload` in the sender's outbox to `peer_id` as it is, without any check."""
+    async with sender.node.db.write() as conn:
+        await conn.call(
+            ReportStore.enqueue_peer,
+            peer_id=peer_id,
+            record_type="action",
+            record_id=str(action.id),
+            report_id=str(action.report_id),
+            payload=payload,
+            at="2026-11-29T09:00:00Z",
+        )
+
+
 async def test_a_record_too_large_to_seal_is_dead_lettered_and_the_rest_goes(
     pair: Pair,
 ) -> None:
@@ -190,17 +204,8 @@ async def test_a_record_too_large_to_seal_is_dead_lettered_and_the_rest_goes(
         country="FR",
         reason="x" * 8000,
     )
-    async with pair.fr.node.db.write() as conn:
-        await conn.call(
-            ReportStore.enqueue_peer,
-            peer_id="de-eco",
-            record_type="action",
-            record_id=str(huge.id),
-            report_id=str(huge.report_id),
-            # Stored payloads are sealed as they are: this one is over the envelope limit.
-            payload=record_bytes(huge) + b" " * MAX_ENVELOPE_BYTES,
-            at="2026-11-29T09:00:00Z",
-        )
+    # Stored payloads are sealed as they are: this one is over the envelope limit.
+    await queue_action(pair.fr, "de-eco", huge, record_bytes(huge) + b" " * MAX_ENVELOPE_BYTES)
     report_id = await forward_case(pair)
     assert (await pair.de.node.cases.show(report_id))["origin"] == "fr-pdc"
     states = await pair.fr.node.db.fetch_all(
@@ -505,16 +510,7 @@ async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
         by="de-eco",
         country="DE",
     )
-    async with pair.de.node.db.write() as conn:
-        await conn.call(
-            ReportStore.enqueue_peer,
-            peer_id="fr-pdc",
-            record_type="action",
-            record_id=str(bogus.id),
-            report_id=str(bogus.report_id),
-            payload=record_bytes(bogus),
-            at="2026-11-29T09:00:00Z",
-        )
+    await queue_action(pair.de, "fr-pdc", bogus, record_bytes(bogus))
     report_id = await forward_case(pair)
     await pair.de.node.cases.record_action(
         report_id, code="content_removed", reason=None, actor="analyst:bea"

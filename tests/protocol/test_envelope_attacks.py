@@ -26,6 +26,7 @@ from protocol import (
     OpenFailure,
     OpenPolicy,
     PeerDirectory,
+    ReadFrame,
     Receipt,
     ReplayGuard,
     Report,
@@ -135,6 +136,7 @@ def open_as(
     at: datetime = NOW,
     keys: NodeKeys | None = None,
     policy: OpenPolicy | None = None,
+    read: ReadFrame | None = None,
 ) -> Opened:
     return open_envelope(
         frame,
@@ -144,6 +146,7 @@ def open_as(
         replay=replay if replay is not None else MemoryReplayGuard(),
         now=at,
         policy=policy or OpenPolicy(),
+        read=read,
     )
 
 
@@ -316,38 +319,15 @@ def test_a_header_read_beforehand_is_used_only_with_its_own_frame(net: Net) -> N
     directory = Directory(net.a, net.b)
     frame, other = seal_from(net.a, net.b), seal_from(net.a, net.b)
     read = read_header(frame)
-    opened = open_envelope(
-        frame,
-        recipient=net.b.node_id,
-        keys=net.b.keys,
-        peers=directory,
-        replay=MemoryReplayGuard(),
-        now=NOW,
-        read=read,
-    )
+    opened = open_as(net.b, frame, peers=directory, read=read)
     assert opened.header == read.header
     assert opened.frame == frame
     with pytest.raises(ValueError, match="another frame"):
-        open_envelope(
-            other,
-            recipient=net.b.node_id,
-            keys=net.b.keys,
-            peers=directory,
-            replay=MemoryReplayGuard(),
-            now=NOW,
-            read=read,
-        )
+        open_as(net.b, other, peers=directory, read=read)
     # The policy's size cap still applies to a frame read under the default one.
     with pytest.raises(OpenError) as refused:
-        open_envelope(
-            frame,
-            recipient=net.b.node_id,
-            keys=net.b.keys,
-            peers=directory,
-            replay=MemoryReplayGuard(),
-            now=NOW,
-            policy=OpenPolicy(max_bytes=len(frame) - 1),
-            read=read,
+        open_as(
+            net.b, frame, peers=directory, policy=OpenPolicy(max_bytes=len(frame) - 1), read=read
         )
     assert refused.value.reason is OpenFailure.OVERSIZED
 
