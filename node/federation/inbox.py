@@ -294,19 +294,18 @@ class Inbox:
                     and item.header.msg_id not in seen
                 ):
                     seen.add(item.header.msg_id)
+                    # The origin's reference names one case: a second case under it is a bug
+                    # at the origin, refused alone (like a bad URL) instead of failing the batch.
+                    refusal = None
                     try:
                         url_key = normalise_url(record.url)
                     except InvalidInput as exc:
+                        refusal = f"report url refused: {exc}"
+                    if refusal is None and record.local_ref in refs:
+                        refusal = f"local_ref {record.local_ref!r} already names another report"
+                    if refusal is not None:
                         self._flush(conn, batch)
-                        reason = f"report url refused: {exc}"
-                        results.append(self._refuse_new(conn, sender, item, reason, now))
-                        continue
-                    if record.local_ref in refs:
-                        # The origin's reference names one case: a second case under it is a
-                        # bug at the origin, refused alone instead of failing the whole batch.
-                        self._flush(conn, batch)
-                        reason = f"local_ref {record.local_ref!r} already names another report"
-                        results.append(self._refuse_new(conn, sender, item, reason, now))
+                        results.append(self._refuse_new(conn, sender, item, refusal, now))
                         continue
                     refs.add(record.local_ref)
                     known.add(report_id)
