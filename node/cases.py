@@ -24,6 +24,7 @@ from node.store import audit
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
+from protocol.ids import new_id, new_ids
 from protocol.records import (
     Action,
     ActionCode,
@@ -219,7 +220,8 @@ class CaseService:
         return await self.db.run(transaction)
 
     def _submit_in(self, conn: Tx, intake: Intake, *, actor: str, source: str) -> Submitted:
-        now = iso(self.clock.now())
+        at = self.clock.now()
+        now = iso(at)
         existing = self.store.open_by_urls(conn, [intake.url_key]).get(intake.url_key)
         if existing is not None:
             report_id, count = existing[0], existing[1] + 1
@@ -233,17 +235,19 @@ class CaseService:
                 details={"source": source},
             )
             return Submitted(report_id, True, count)
-        row = self._new_case(intake, source=source, now=now)
+        row = self._new_case(intake, case_id=new_id(at), source=source, now=now)
         self.store.insert(conn, row)
         audit.append_many(conn, [_submitted_entry(row, now, actor, source)])
         return Submitted(row["id"], False, 0)
 
-    def _new_case(self, intake: Intake, *, source: str, now: str) -> dict[str, Any]:
+    def _new_case(
+        self, intake: Intake, *, case_id: uuid.UUID, source: str, now: str
+    ) -> dict[str, Any]:
         """The row of a new case of ours, as submitted (not yet assessed)."""
         # 64 random bits: with 32, a hundred thousand cases collide on the unique index.
         local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(8)}"
         return {
-            "id": str(uuid.uuid4()),
+            "id": str(case_id),
             "origin": self.node_id,
             "local_ref": local_ref,
             "seq": 1,
@@ -276,7 +280,10 @@ class CaseService:
         """
         results: list[Submitted] = []
         pushed: list[str] = []
-        stamp = iso(self.clock.now())
+        at = self.clock.now()
+        stamp = iso(at)
+        # Fewer ids than items when some join open cases; one read of the OS generator.
+        case_ids = iter(new_ids(at, len(items)))
 
         def transaction(conn: Tx) -> None:
             open_cases = self.store.open_by_urls(conn, [i.intake.url_key for i in items])
@@ -296,7 +303,9 @@ class CaseService:
                     )
                     results.append(Submitted(report_id, True, count))
                     continue
-                row = self._new_case(item.intake, source="import", now=stamp)
+                row = self._new_case(
+                    item.intake, case_id=next(case_ids), source="import", now=stamp
+                )
                 rows.append(row)
                 entries.append(_submitted_entry(row, stamp, actor, "import"))
                 results.append(Submitted(row["id"], False, 0))
@@ -419,7 +428,7 @@ class CaseService:
             raise Conflict(f"report {report_id} was withdrawn by its origin")
         reason = _text(reason, "reason", MAX_NOTE)
         now = self.clock.now()
-        action_id = str(uuid.uuid4())
+        action_id = str(new_id(now))
 
         def transaction(conn: Tx) -> None:
             self.store.insert_action(
@@ -509,7 +518,7 @@ class CaseService:
             raise InvalidInput("a withdrawal needs a reason")
         now = self.clock.now()
         withdrawal = Withdrawal(
-            id=uuid.uuid4(),
+            id=new_id(now),
             report_id=uuid.UUID(report_id),
             origin=self.node_id,
             at=now,

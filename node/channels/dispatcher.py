@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -19,6 +18,7 @@ from node.errors import InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Row, Tx
 from peers.backoff import backoff_delay
+from protocol.ids import new_id
 
 log = logging.getLogger("hotline.channels")
 GROUPED_ROLES = ("host_notice", "cdn_notice")
@@ -214,7 +214,7 @@ class Dispatcher:
                     "INSERT INTO actions (id, report_id, code, at, by_node, analyst, country,"
                     " reason) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
                     (
-                        str(uuid.uuid4()),
+                        str(new_id(now)),
                         item.report_id,
                         code,
                         iso(now),

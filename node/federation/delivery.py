@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import secrets
 import uuid
@@ -44,6 +43,7 @@ from protocol.federation import (
     decode_frame,
     encode_frame,
 )
+from protocol.ids import new_ids
 
 log = logging.getLogger("hotline.delivery")
 FORWARDED_NAMESPACE = uuid.UUID("0b8f5d0e-52c4-4f7e-8d0c-3c1f2a9e7b44")
@@ -269,9 +269,7 @@ class Delivery:
     ) -> list[bytes | SealError]:
         kid, key = public.encryption_key(now)
         signing = self.keys().current_signing(now)
-        # Random msg_ids for the whole chunk from one read of the OS generator: uuid4() per
-        # record gives up and retakes the GIL each time, which stalls the other sealing thread.
-        randomness = os.urandom(16 * len(rows))
+        msg_ids = new_ids(now, len(rows))
         sealed: list[bytes | SealError] = []
         for n, row in enumerate(rows):
             try:
@@ -284,7 +282,7 @@ class Delivery:
                         recipient=peer_id,
                         recipient_kid=kid,
                         recipient_key=key,
-                        msg_id=uuid.UUID(bytes=randomness[16 * n : 16 * n + 16], version=4),
+                        msg_id=msg_ids[n],
                         now=now,
                     )
                 )

@@ -40,6 +40,7 @@ from protocol import (
     seal,
 )
 from protocol.federation import ItemResult, ItemStatus, TransactionResponse, encode_frame
+from protocol.ids import new_id
 
 log = logging.getLogger("hotline.federation")
 RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
@@ -542,7 +543,7 @@ class Inbox:
             log.warning("no encryption key for %s: answering without a receipt", sender)
             return None
         receipt = Receipt(
-            id=uuid.uuid4(), txn_id=txn_id, by=self.node_id, at=now, accepted=tuple(digests)
+            id=new_id(now), txn_id=txn_id, by=self.node_id, at=now, accepted=tuple(digests)
         )
         frame = seal(
             receipt,
@@ -551,7 +552,7 @@ class Inbox:
             recipient=sender,
             recipient_kid=kid,
             recipient_key=public,
-            msg_id=uuid.uuid4(),
+            msg_id=new_id(now),
             now=now,
         )
         return encode_frame(frame)
