@@ -24,12 +24,16 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.envelope import open_floor
+from node.store import audit
+from protocol.ids import uuid7
 from tests.support.cluster import NodeProcess, cli
 from tests.support.dns_server import ZoneDnsServer
 
@@ -197,33 +201,84 @@ def latency(a: NodeProcess, b: NodeProcess, rate: float, seconds: float) -> list
 
 
 def preload(b: NodeProcess, count: int) -> None:
-    """Fill B's store directly (B stopped): reports with versions, hosting and actions."""
+    """Fill B's store directly (B stopped) with what `count` received reports leave behind.
+
+    Per report, as the inbox writes them: the case, its version (a 2.4 KB payload), a hosting
+    address, the routing decision, the `received` action (its derived id is effectively
+    random) and a `content_removed` action, two chained audit entries, and the evidence frame
+    (2.6 KB) keyed by its digest. Ids are minted as the node mints them (UUIDv7), dated over the
+    weeks before the run. The replay cache is not filled: the prune job keeps it to the replay
+    window, whatever the store holds.
+    """
     db = sqlite3.connect(b.root / "node.sqlite3")
-    chunk = 50_000
-    with db:
-        for start in range(0, count, chunk):
-            rows = range(start, min(count, start + chunk))
+    payload, frame = os.urandom(2400), os.urandom(2600)
+    first = datetime(2025, 1, 1, tzinfo=UTC)
+    chunk = 20_000
+    for start in range(0, count, chunk):
+        rows = range(start, min(count, start + chunk))
+        times = [first + timedelta(seconds=n) for n in rows]
+        stamps = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in times]
+        ids = [str(uuid7(t, os.urandom(10))) for t in times]
+        with db:
             db.executemany(
                 "INSERT INTO reports (id, origin, local_ref, seq, url, url_key, source, status,"
                 " verdict, category, tlp, received_at, updated_at, trace_status) VALUES"
                 " (?, 'old-peer', ?, 1, ?, ?, 'peer', 'closed', 'baseline', 'csam', 'amber',"
-                " '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z', 'done')",
+                " ?, ?, 'done')",
                 [
-                    (
-                        f"00000000-0000-4000-8000-{n:012d}",
-                        f"old-{n}",
-                        f"http://old.example/{n}",
-                        f"http://old.example/{n}",
-                    )
-                    for n in rows
+                    (ids[i], f"old-{n}", url, url, at, at)
+                    for i, (n, at) in enumerate(zip(rows, stamps, strict=True))
+                    for url in [f"http://old.example/{n}"]
                 ],
             )
             db.executemany(
+                "INSERT INTO report_versions (report_id, seq, payload, created_at)"
+                " VALUES (?, 1, ?, ?)",
+                [(ids[i], payload, stamps[i]) for i in range(len(rows))],
+            )
+            db.executemany(
+                "INSERT INTO hosting_addresses (report_id, ip, country, basis, source)"
+                " VALUES (?, '88.198.0.1', 'DE', 'geo', 'bench')",
+                [(report_id,) for report_id in ids],
+            )
+            db.executemany(
+                "INSERT INTO routing_decisions (report_id, decision, targets, reasons,"
+                " decided_at, decided_by) VALUES (?, 'domestic', '[]', '[]', ?, 'federation')",
+                [(ids[i], stamps[i]) for i in range(len(rows))],
+            )
+            db.executemany(
                 "INSERT INTO actions (id, report_id, code, at, by_node, country) VALUES"
-                " (?, ?, 'content_removed', '2025-01-02T00:00:00Z', 'de-b', 'DE')",
+                " (?, ?, ?, ?, 'de-b', 'DE')",
+                [(str(uuid.uuid4()), ids[i], "received", stamps[i]) for i in range(len(rows))]
+                + [
+                    (str(uuid7(times[i], os.urandom(10))), ids[i], "content_removed", stamps[i])
+                    for i in range(len(rows))
+                ],
+            )
+            db.executemany(
+                "INSERT INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
+                " report_id, received_at, frame) VALUES (?, 'old-peer', ?, 'report', ?, ?, ?, ?)",
                 [
-                    (f"10000000-0000-4000-8000-{n:012d}", f"00000000-0000-4000-8000-{n:012d}")
-                    for n in rows
+                    (
+                        os.urandom(32).hex(),  # a digest: as random as the real ones
+                        str(uuid7(times[i], os.urandom(10))),
+                        ids[i],
+                        ids[i],
+                        stamps[i],
+                        frame,
+                    )
+                    for i in range(len(rows))
+                ],
+            )
+            audit.append_many(
+                db,
+                [
+                    audit.Entry(stamps[i], actor, event, ids[i], {"seq": 1})
+                    for i in range(len(rows))
+                    for actor, event in (
+                        ("peer:old-peer", "report.received"),
+                        ("federation", "report.routed"),
+                    )
                 ],
             )
     db.close()
