@@ -11,6 +11,7 @@ After the 48-bit millisecond timestamp come 74 random bits, so ids stay unique a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,10 +31,29 @@ def uuid7(now: datetime, random: bytes) -> uuid.UUID:
     millis = (now - _EPOCH) // _ONE_MILLISECOND
     if not 0 <= millis <= _MAX_MILLIS:
         raise ValueError(f"{now.isoformat()} is outside the range of a version 7 UUID")
-    bits = int.from_bytes(random, "big")
-    rand_a = bits >> 68  # 12 bits
-    rand_b = bits & ((1 << 62) - 1)  # 62 bits
-    return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+    return _compose(millis, 7, random)
+
+
+def derived_id(namespace: uuid.UUID, parent: uuid.UUID, name: str) -> uuid.UUID:
+    """The id every node computes alike for a fact that follows from `parent` (a report's
+    `received` action at a peer, say), sorted next to its parent.
+
+    When the parent is a version 7 UUID: version 8 (RFC 9562 §5.8) with the parent's
+    millisecond timestamp, then 74 bits of SHA-256 over the namespace and the name. For any
+    other parent (a peer that mints random ids) the version 5 UUID of the name, as before.
+    """
+    if parent.version != 7:
+        return uuid.uuid5(namespace, name)
+    digest = hashlib.sha256(namespace.bytes + name.encode()).digest()
+    return _compose(parent.int >> 80, 8, digest[:_RANDOM_BYTES])
+
+
+def _compose(millis: int, version: int, bits: bytes) -> uuid.UUID:
+    """48-bit milliseconds, the version, then 74 of the 80 bits (RFC 9562 §5.7 and §5.8)."""
+    value = int.from_bytes(bits, "big")
+    high = value >> 68  # 12 bits: rand_a / custom_b
+    low = value & ((1 << 62) - 1)  # 62 bits: rand_b / custom_c
+    return uuid.UUID(int=millis << 80 | version << 76 | high << 64 | 0b10 << 62 | low)
 
 
 def new_ids(now: datetime, count: int) -> list[uuid.UUID]:

@@ -235,4 +235,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE channel_outbox ADD COLUMN sent_via TEXT;
     CREATE INDEX channel_outbox_sent_via ON channel_outbox(sent_via, state);
     """,
+    # 5: evidence frames keyed by arrival (rowid) instead of their digest. A digest is random,
+    # so each new frame dirtied a random page of a million-entry index, and nothing looks
+    # frames up by digest; (sender, msg_id) stays unique, and senders mint msg_ids in time
+    # order (protocol.md §1), so that index grows at one end.
+    """
+    CREATE TABLE inbox_envelopes_by_arrival (
+        id INTEGER PRIMARY KEY,
+        digest TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        msg_id TEXT NOT NULL,
+        record_type TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        frame BLOB NOT NULL,
+        UNIQUE (sender, msg_id)
+    );
+    INSERT OR IGNORE INTO inbox_envelopes_by_arrival
+        (digest, sender, msg_id, record_type, record_id, report_id, received_at, frame)
+        SELECT digest, sender, msg_id, record_type, record_id, report_id, received_at, frame
+        FROM inbox_envelopes ORDER BY received_at, rowid;
+    DROP TABLE inbox_envelopes;
+    ALTER TABLE inbox_envelopes_by_arrival RENAME TO inbox_envelopes;
+    CREATE INDEX inbox_envelopes_received ON inbox_envelopes(received_at);
+    CREATE INDEX inbox_envelopes_report ON inbox_envelopes(report_id);
+    """,
 ]

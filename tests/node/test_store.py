@@ -138,6 +138,40 @@ async def test_migrations_are_applied_once(tmp_path: Path) -> None:
         await db.close()
 
 
+async def test_evidence_frames_keep_their_bytes_and_order_when_rekeyed(tmp_path: Path) -> None:
+    # Migration 5 keys inbox_envelopes by arrival instead of by digest.
+    path = tmp_path / "node.sqlite3"
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:4]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 4")
+        conn.executemany(
+            "INSERT INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
+            " report_id, received_at, frame) VALUES (?, 'de-eco', ?, 'report', 'r', 'r', ?, ?)",
+            [
+                ("f" * 64, "m-1", "2026-01-01T00:00:00Z", b"first"),
+                ("0" * 64, "m-2", "2026-01-02T00:00:00Z", b"second"),
+            ],
+        )
+    conn.close()
+    db = await Database.open(path)
+    try:
+        rows = await db.fetch_all("SELECT digest, msg_id, frame FROM inbox_envelopes ORDER BY id")
+        assert [(r["digest"], r["msg_id"], r["frame"]) for r in rows] == [
+            ("f" * 64, "m-1", b"first"),
+            ("0" * 64, "m-2", b"second"),
+        ]
+        indexes = await db.fetch_all("PRAGMA index_list(inbox_envelopes)")
+        columns = {
+            tuple(c["name"] for c in await db.fetch_all(f"PRAGMA index_info({i['name']})"))
+            for i in indexes
+        }
+        assert ("digest",) not in columns
+        assert ("sender", "msg_id") in columns
+    finally:
+        await db.close()
+
+
 async def test_an_older_database_is_migrated_forward_with_its_data(tmp_path: Path) -> None:
     path = tmp_path / "node.sqlite3"
     with sqlite3.connect(path) as conn:
