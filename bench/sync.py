@@ -204,9 +204,9 @@ def preload(b: NodeProcess, count: int) -> None:
     """Fill B's store directly (B stopped) with what `count` received reports leave behind.
 
     Per report, as the inbox writes them: the case, its version (a 2.4 KB payload), a hosting
-    address, the routing decision, the `received` action (its derived id is effectively
+    address, the routing decision, the `received` action (its id, derived with uuid5, is
     random) and a `content_removed` action, two chained audit entries, and the evidence frame
-    (2.6 KB) keyed by its digest. Ids are minted as the node mints them (UUIDv7), dated over the
+    (2.6 KB) with its digest. Ids are minted as the node mints them (UUIDv7), dated over the
     weeks before the run. The replay cache is not filled: the prune job keeps it to the replay
     window, whatever the store holds.
     """

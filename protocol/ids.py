@@ -11,7 +11,6 @@ After the 48-bit millisecond timestamp come 74 random bits, so ids stay unique a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,22 +33,8 @@ def uuid7(now: datetime, random: bytes) -> uuid.UUID:
     return _compose(millis, 7, random)
 
 
-def derived_id(namespace: uuid.UUID, parent: uuid.UUID, name: str) -> uuid.UUID:
-    """The id every node computes alike for a fact that follows from `parent` (a report's
-    `received` action at a peer, say), sorted next to its parent.
-
-    When the parent is a version 7 UUID: version 8 (RFC 9562 §5.8) with the parent's
-    millisecond timestamp, then 74 bits of SHA-256 over the namespace and the name. For any
-    other parent (a peer that mints random ids) the version 5 UUID of the name, as before.
-    """
-    if parent.version != 7:
-        return uuid.uuid5(namespace, name)
-    digest = hashlib.sha256(namespace.bytes + name.encode()).digest()
-    return _compose(parent.int >> 80, 8, digest[:_RANDOM_BYTES])
-
-
 def _compose(millis: int, version: int, bits: bytes) -> uuid.UUID:
-    """48-bit milliseconds, the version, then 74 of the 80 bits (RFC 9562 §5.7 and §5.8)."""
+    """48-bit milliseconds, the version, then 74 of the 80 random bits (RFC 9562 §5.7)."""
     value = int.from_bytes(bits, "big")
     high = value >> 68  # 12 bits: rand_a / custom_b
     low = value & ((1 << 62) - 1)  # 62 bits: rand_b / custom_c
@@ -66,3 +51,10 @@ def new_ids(now: datetime, count: int) -> list[uuid.UUID]:
 def new_id(now: datetime) -> uuid.UUID:
     """One fresh version 7 UUID for `now`."""
     return uuid7(now, os.urandom(_RANDOM_BYTES))
+
+
+def short_reference(report_id: str) -> str:
+    """The 8-character reference shown to the public and in notice subjects: the last 8 hex
+    digits, which are random in every id version. The first 8 of a version 7 id are its
+    timestamp, the same for every case created within about a minute."""
+    return report_id[-8:]

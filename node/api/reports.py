@@ -13,6 +13,7 @@ from node.errors import InvalidInput, UpstreamError
 from node.jurisdiction import InvalidUrlError, JurisdictionError, NoAddressError, NoSuchHostError
 from node.tokens import Role
 from node.urls import normalise_url
+from protocol.ids import short_reference
 
 STAFF = (Role.ANALYST, Role.OPERATOR)
 # The largest valid public report: a 4,096-character URL and a 4,000-character description in a
@@ -80,7 +81,8 @@ async def public_submit(request: web.Request) -> web.Response:
     )
     ctx.schedule_trace()
     # The public learns only that the report was received, not what the hotline holds.
-    return json_response({"received": True, "reference": result.report_id[:8]}, status=202)
+    reference = short_reference(result.report_id)
+    return json_response({"received": True, "reference": reference}, status=202)
 
 
 def _limit(request: web.Request) -> int:

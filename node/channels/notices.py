@@ -9,6 +9,7 @@ from email.utils import format_datetime, make_msgid
 
 from node.channels.base import Message
 from node.config import NoticesConfig
+from protocol.ids import short_reference
 
 # Hosts in these countries get the notice in French; everyone else in English.
 FRENCH = {"FR", "BE", "LU", "MC", "CH", "SN", "CI", "CM", "MA", "TN", "DZ"}
@@ -102,7 +103,7 @@ def language_for(country: str | None) -> str:
 
 def reference(message: Message) -> str:
     """A stable case reference: the report ids (short) the notice is about."""
-    return "+".join(item.report_id[:8] for item in message.items)
+    return "+".join(short_reference(item.report_id) for item in message.items)
 
 
 def build_email(

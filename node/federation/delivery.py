@@ -43,7 +43,7 @@ from protocol.federation import (
     decode_frame,
     encode_frame,
 )
-from protocol.ids import derived_id, new_ids
+from protocol.ids import new_ids
 
 log = logging.getLogger("hotline.delivery")
 FORWARDED_NAMESPACE = uuid.UUID("0b8f5d0e-52c4-4f7e-8d0c-3c1f2a9e7b44")
@@ -366,7 +366,7 @@ class Delivery:
                 " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
                 [
                     (
-                        _action_id(FORWARDED_NAMESPACE, row["report_id"], peer_id),
+                        str(uuid.uuid5(FORWARDED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
                         row["report_id"],
                         iso(now),
                         self.node_id,
@@ -384,7 +384,7 @@ class Delivery:
                 " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
                 [
                     (
-                        _action_id(RECEIVED_NAMESPACE, row["report_id"], peer_id),
+                        str(uuid.uuid5(RECEIVED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
                         row["report_id"],
                         iso(receipt_at),
                         peer_id,
@@ -547,8 +547,3 @@ def _mark_dead(
             " at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
             (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
         )
-
-
-def _action_id(namespace: uuid.UUID, report_id: str, peer_id: str) -> str:
-    """The id of an automatic action about a report at a peer; the peer derives the same."""
-    return str(derived_id(namespace, uuid.UUID(report_id), f"{report_id}/{peer_id}"))

@@ -40,7 +40,7 @@ from protocol import (
     seal,
 )
 from protocol.federation import ItemResult, ItemStatus, TransactionResponse, encode_frame
-from protocol.ids import derived_id, new_id
+from protocol.ids import new_id
 
 log = logging.getLogger("hotline.federation")
 RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
@@ -51,7 +51,7 @@ _SEEN_SQL = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({mark
 _INSERT_SEEN = "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)"
 # The exact bytes received are kept as evidence (non-repudiation).
 _INSERT_ENVELOPE = (
-    "INSERT OR IGNORE INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
+    "INSERT INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
     " report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -612,7 +612,7 @@ class _NewReports:
         # The origin learns at once that the case arrived. Pushed: the signed receipt in our
         # answer says so (it records `received` under this same action id). Pulled: the
         # `received` action is queued back to the origin.
-        action_id = derived_id(RECEIVED_NAMESPACE, report.id, f"{report_id}/{self.node_id}")
+        action_id = uuid.uuid5(RECEIVED_NAMESPACE, f"{report_id}/{self.node_id}")
         self.actions.append(
             {
                 "id": str(action_id),

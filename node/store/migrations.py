@@ -236,9 +236,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX channel_outbox_sent_via ON channel_outbox(sent_via, state);
     """,
     # 5: evidence frames keyed by arrival (rowid) instead of their digest. A digest is random,
-    # so each new frame dirtied a random page of a million-entry index, and nothing looks
-    # frames up by digest; (sender, msg_id) stays unique, and senders mint msg_ids in time
-    # order (protocol.md §1), so that index grows at one end.
+    # so each new frame dirtied a random page of an index as large as the store, and nothing
+    # looks frames up by digest. Every frame is kept (a replay is refused before it is stored).
     """
     CREATE TABLE inbox_envelopes_by_arrival (
         id INTEGER PRIMARY KEY,
@@ -249,10 +248,9 @@ MIGRATIONS: list[str] = [
         record_id TEXT NOT NULL,
         report_id TEXT NOT NULL,
         received_at TEXT NOT NULL,
-        frame BLOB NOT NULL,
-        UNIQUE (sender, msg_id)
+        frame BLOB NOT NULL
     );
-    INSERT OR IGNORE INTO inbox_envelopes_by_arrival
+    INSERT INTO inbox_envelopes_by_arrival
         (digest, sender, msg_id, record_type, record_id, report_id, received_at, frame)
         SELECT digest, sender, msg_id, record_type, record_id, report_id, received_at, frame
         FROM inbox_envelopes ORDER BY received_at, rowid;

@@ -34,7 +34,7 @@ async def public_report(api: ApiHarness, body: dict[str, Any]) -> aiohttp.Client
 
 async def stored(api: ApiHarness, reference: str) -> dict[str, Any]:
     row = await api.node.db.fetch_one(
-        "SELECT * FROM reports WHERE substr(id, 1, 8) = ?", (reference,)
+        "SELECT * FROM reports WHERE substr(id, -8) = ?", (reference,)
     )
     assert row is not None
     return dict(row)
@@ -96,7 +96,7 @@ async def test_a_duplicate_reveals_nothing_either(api: ApiHarness) -> None:
     response = await public_report(api, {"url": "http://fr.example/known", "description": "d"})
     assert response.status == 202
     answer = await response.json()
-    assert answer == {"received": True, "reference": report_id[:8]}
+    assert answer == {"received": True, "reference": report_id[-8:]}
     case = await api.node.cases.show(report_id)
     assert case["duplicates"] == 1
     assert case["source"] == "analyst"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from protocol.ids import derived_id, new_id, new_ids, uuid7
+from protocol.ids import new_id, new_ids, short_reference, uuid7
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -57,21 +56,7 @@ def test_time_before_the_epoch_is_refused() -> None:
         uuid7(datetime(1969, 12, 31, tzinfo=UTC), bytes(10))
 
 
-NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
-
-
-def test_a_derived_id_is_the_same_everywhere_and_sorts_with_its_parent() -> None:
-    parent = uuid7(NOW, bytes(range(10)))
-    first = derived_id(NAMESPACE, parent, f"{parent}/de-eco")
-    assert first == derived_id(NAMESPACE, parent, f"{parent}/de-eco")
-    assert first.version == 8
-    assert first.variant == "specified in RFC 4122"
-    assert first.int >> 80 == parent.int >> 80  # the parent's millisecond timestamp
-    assert derived_id(NAMESPACE, parent, f"{parent}/us-ncmec") != first
-    assert derived_id(uuid.uuid4(), parent, f"{parent}/de-eco") != first
-
-
-def test_a_random_parent_gets_the_version_5_id() -> None:
-    parent = uuid.UUID("7b1c1d1e-4a58-4f6e-9a0b-5c1d2e3f4a5b")
-    name = f"{parent}/de-eco"
-    assert derived_id(NAMESPACE, parent, name) == uuid.uuid5(NAMESPACE, name)
+def test_short_references_differ_for_ids_minted_together() -> None:
+    ids = [str(value) for value in new_ids(NOW, 1_000)]
+    assert len({short_reference(value) for value in ids}) == 1_000
+    assert len({value[:8] for value in ids}) == 1  # why the reference is not the id's start
