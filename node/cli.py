@@ -564,6 +564,19 @@ def _peer_status(status: str) -> Command:
     return command
 
 
+async def cmd_peers_requeue(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        count = await node.registry.requeue_dead(args.id, "cli")
+        _print(
+            args,
+            {"node_id": args.id, "requeued": count},
+            f"{args.id}: {count} rejected record(s) queued again",
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
 async def cmd_peers_policy(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         pull = None if args.mode is None else args.mode == "pull"
@@ -882,6 +895,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(peers, name, _peer_status(status), text)
         p.add_argument("id")
+    p = command(
+        peers,
+        "requeue",
+        cmd_peers_requeue,
+        "queue again the records a peer rejected (after fixing the cause)",
+    )
+    p.add_argument("id")
     p = command(peers, "policy", cmd_peers_policy, "what a peer may receive")
     p.add_argument("id")
     p.add_argument("--categories")

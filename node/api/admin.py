@@ -96,6 +96,13 @@ def _status_handler(status: str) -> Callable[[web.Request], Awaitable[web.Respon
     return handler
 
 
+async def requeue_peer(request: web.Request) -> web.Response:
+    who = await principal(request, Role.OPERATOR)
+    node_id = request.match_info["id"]
+    count = await request.app[ADMIN].registry.requeue_dead(node_id, who.actor)
+    return json_response({"node_id": node_id, "requeued": count})
+
+
 class ChannelTestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     to: Annotated[str, Field(max_length=254)] | None = None
@@ -126,4 +133,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/admin/v1/peers/{id}", update_peer)
     app.router.add_post("/admin/v1/peers/{id}/suspend", _status_handler("suspended"))
     app.router.add_post("/admin/v1/peers/{id}/resume", _status_handler("active"))
+    app.router.add_post("/admin/v1/peers/{id}/requeue", requeue_peer)
     app.router.add_delete("/admin/v1/peers/{id}", _status_handler("removed"))

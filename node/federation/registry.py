@@ -12,6 +12,7 @@ from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Tx
+from node.store.reports import ReportStore
 from peers.model import Peer, PeerMode, PeerPolicy, PeerStatus
 from protocol.records import Category, Tlp
 
@@ -225,6 +226,43 @@ class PeerRegistry:
         await self.db.run(transaction)
         await self.load()
 
+    async def requeue_dead(self, node_id: str, actor: str) -> int:
+        """Queue again, in their order, the records the peer rejected (once the cause is fixed).
+
+        They go to the end of the queue under new sequence numbers: a pulling peer's cursor is
+        already past their old ones. The dead rows stay as history, marked `requeued`; a record
+        the peer rejects again is dead-lettered again. Returns how many were queued.
+        """
+        await self.row(node_id)
+        now = iso(self.clock.now())
+
+        def transaction(conn: Tx) -> int:
+            dead = conn.execute(
+                "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
+                " WHERE peer_id = ? AND state = 'dead' ORDER BY seq",
+                (node_id,),
+            ).fetchall()
+            if not dead:
+                return 0
+            conn.executemany(
+                "UPDATE peer_outbox SET state = 'requeued' WHERE peer_id = ? AND seq = ?",
+                [(node_id, row[0]) for row in dead],
+            )
+            ReportStore.enqueue_peer_many(
+                conn, node_id, [(row[1], row[2], row[3], row[4], now) for row in dead]
+            )
+            audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event="peer.requeued",
+                subject=node_id,
+                details={"records": len(dead), "seqs": [row[0] for row in dead][:100]},
+            )
+            return len(dead)
+
+        return await self.db.run(transaction)
+
     async def describe(self, node_id: str) -> dict[str, Any]:
         row = await self.row(node_id)
         depth = await self.db.fetch_one(
@@ -232,6 +270,9 @@ class PeerRegistry:
         )
         dead = await self.db.fetch_one(
             "SELECT COUNT(*) FROM dead_letters WHERE peer_id = ?", (node_id,)
+        )
+        waiting = await self.db.fetch_one(
+            "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'dead'", (node_id,)
         )
         peer = peer_from_row(row)
         document = peer.document()
@@ -260,6 +301,8 @@ class PeerRegistry:
             "keys_refreshed_at": row["keys_refreshed_at"],
             "queue_depth": int(depth[0]) if depth else 0,
             "dead_letters": int(dead[0]) if dead else 0,
+            # Rejected records of ours that `peers requeue` would send again.
+            "dead_outbox": int(waiting[0]) if waiting else 0,
             "backoff_attempts": row["backoff_attempts"],
             "backoff_until": row["backoff_until"],
             "backing_off": bool(row["backoff_until"] and row["backoff_until"] > iso(now)),

@@ -328,12 +328,36 @@ def test_trace_command(node: Cli) -> None:
         (("reports", "submit", "http://fr.example/" + "a" * 4100), "4096"),
         (("reports", "list", "--status", "open"), "status must be one of"),
         (("reports", "list", "--limit", "0"), "limit must be between"),
+        (("peers", "requeue", "xx-nobody"), "no peer 'xx-nobody'"),
     ],
 )
 def test_user_errors_are_one_line(node: Cli, args: tuple[str, ...], detail: str) -> None:
     before = audit_entries(node.data_dir)
     assert detail in node.fails(*args)
     assert audit_entries(node.data_dir) == before
+
+
+def test_peers_requeue_queues_rejected_records_again(node: Cli) -> None:
+    with sqlite3.connect(node.data_dir / "node.sqlite3") as conn:
+        conn.execute(
+            "INSERT INTO peers (node_id, country, endpoint, fingerprint, status, mode, categories,"
+            " max_tlp, added_at) VALUES ('de-eco', 'DE', 'http://127.0.0.1:9', 'f', 'active',"
+            " 'push', '[]', 'amber', '2026-11-30T00:00:00Z')"
+        )
+        conn.execute(
+            "INSERT INTO peer_outbox (peer_id, seq, record_type, record_id, report_id, payload,"
+            " state, created_at) VALUES ('de-eco', 1, 'action', 'a', 'r', x'7b7d', 'dead',"
+            " '2026-11-30T00:00:00Z')"
+        )
+    printed = node.ok("peers", "requeue", "de-eco").out
+    assert printed == "de-eco: 1 rejected record(s) queued again\n"
+    assert node.ok("peers", "requeue", "de-eco", "--json").json() == {
+        "node_id": "de-eco",
+        "requeued": 0,
+    }
+    with sqlite3.connect(node.data_dir / "node.sqlite3") as conn:
+        rows = conn.execute("SELECT seq, state FROM peer_outbox ORDER BY seq").fetchall()
+    assert rows == [(1, "requeued"), (2, "pending")]
 
 
 def audit_entries(data_dir: Path) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from keys import KeyUnavailableError
 from node.clock import ManualClock
-from node.errors import InvalidInput, UpstreamError
+from node.errors import InvalidInput, NotFound, UpstreamError
 from node.federation.inbox import OPEN_CHUNK
 from node.store import audit
 from node.store.reports import ReportStore
@@ -524,6 +524,57 @@ async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
     assert [r["state"] for r in states] == ["dead", "sent"]
     dead = await pair.de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
     assert "not one of ours" in dead[0]["reason"]
+
+
+async def test_rejected_records_go_again_when_the_operator_requeues_them(pair: Pair) -> None:
+    # An action about an FR case that FR has not forwarded to DE yet: FR refuses it. Once the
+    # case has gone to DE, the operator at DE queues the rejected action again, and it lands.
+    cases = pair.fr.node.cases
+    submitted = await cases.submit("http://de.example/early.jpg", actor="analyst:ana")
+    early = Action(
+        id=uuid.uuid4(),
+        report_id=uuid.UUID(submitted.report_id),
+        report_origin="fr-pdc",
+        code=ActionCode.CONTENT_REMOVED,
+        at=START,
+        by="de-eco",
+        country="DE",
+    )
+    await queue_action(pair.de, "fr-pdc", early, record_bytes(early))
+    assert (await pair.de.node.delivery.push("fr-pdc")).rejected == 1
+    assert (await pair.de.node.registry.describe("fr-pdc"))["dead_outbox"] == 1
+
+    await pair.fr.node.trace_pending()
+    await cases.assess(
+        submitted.report_id,
+        verdict="baseline",
+        category="csam",
+        legal_basis="227-23",
+        actor="analyst:ana",
+    )
+    await pair.fr.settle()
+    assert await pair.de.node.registry.requeue_dead("fr-pdc", "operator:olga") == 1
+    result = await pair.de.node.delivery.push("fr-pdc")
+    assert (result.sent, result.rejected) == (1, 0)
+    codes = [a["code"] for a in (await cases.show(submitted.report_id))["actions"]]
+    assert "content_removed" in codes
+    states = await pair.de.node.db.fetch_all(
+        "SELECT state FROM peer_outbox WHERE peer_id = 'fr-pdc' AND record_id = ? ORDER BY seq",
+        (str(early.id),),
+    )
+    assert [r["state"] for r in states] == ["requeued", "sent"]
+    described = await pair.de.node.registry.describe("fr-pdc")
+    assert (described["dead_outbox"], described["dead_letters"]) == (0, 1)  # history kept
+    [entry] = await pair.de.node.db.fetch_all(
+        "SELECT actor, details FROM audit_log WHERE event = 'peer.requeued'"
+    )
+    assert entry["actor"] == "operator:olga"
+    assert await pair.de.node.registry.requeue_dead("fr-pdc", "operator:olga") == 0
+
+
+async def test_requeue_for_an_unknown_peer_is_refused(pair: Pair) -> None:
+    with pytest.raises(NotFound, match="no peer 'xx-nobody'"):
+        await pair.de.node.registry.requeue_dead("xx-nobody", "operator:olga")
 
 
 # --- pull-only peers and key changes --------------------------------------------------------

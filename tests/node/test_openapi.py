@@ -459,6 +459,14 @@ async def test_federation_and_peer_administration_match_the_schemas(pair: Pair) 
             token=pair.de.operator,
             body={"categories": ["csam", "csem"], "max_tlp": "amber"},
         )
+        requeued = await exchange(
+            session,
+            "POST",
+            "/admin/v1/peers/{id}/requeue",
+            "/admin/v1/peers/fr-pdc/requeue",
+            token=pair.de.operator,
+        )
+        assert requeued.body == {"node_id": "fr-pdc", "requeued": 0}
         for action in ("suspend", "resume"):
             await exchange(
                 session,
