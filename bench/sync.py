@@ -324,6 +324,10 @@ def main() -> int:
                 )
                 + f" (total {sum(used.values()) / args.records * 1e6:.0f} us)"
             )
+            # How much of the machine the run kept busy: what is left for more parallelism.
+            cores = len(os.sched_getaffinity(0))
+            busy = sum(used.values()) / (args.records / rate) / cores
+            print(f"  CPU busy during the run: {busy:.0%} of {cores} cores")
             samples = latency(a, b, args.rate, args.latency_seconds)
             p50 = statistics.median(samples)
             p99 = statistics.quantiles(samples, n=100)[98] if len(samples) >= 100 else max(samples)
