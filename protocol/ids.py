@@ -30,15 +30,10 @@ def uuid7(now: datetime, random: bytes) -> uuid.UUID:
     millis = (now - _EPOCH) // _ONE_MILLISECOND
     if not 0 <= millis <= _MAX_MILLIS:
         raise ValueError(f"{now.isoformat()} is outside the range of a version 7 UUID")
-    return _compose(millis, 7, random)
-
-
-def _compose(millis: int, version: int, bits: bytes) -> uuid.UUID:
-    """48-bit milliseconds, the version, then 74 of the 80 random bits (RFC 9562 §5.7)."""
-    value = int.from_bytes(bits, "big")
-    high = value >> 68  # 12 bits: rand_a / custom_b
-    low = value & ((1 << 62) - 1)  # 62 bits: rand_b / custom_c
-    return uuid.UUID(int=millis << 80 | version << 76 | high << 64 | 0b10 << 62 | low)
+    bits = int.from_bytes(random, "big")
+    rand_a = bits >> 68  # the top 12 bits
+    rand_b = bits & ((1 << 62) - 1)  # the low 62 bits
+    return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
 
 
 def new_ids(now: datetime, count: int) -> list[uuid.UUID]:

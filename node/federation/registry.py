@@ -234,7 +234,7 @@ class PeerRegistry:
         the peer rejects again is dead-lettered again. Returns how many were queued.
         """
         await self.row(node_id)
-        now = iso(self.clock.now())
+        at = self.clock.now()
 
         def transaction(conn: Tx) -> int:
             dead = conn.execute(
@@ -249,11 +249,11 @@ class PeerRegistry:
                 [(node_id, row[0]) for row in dead],
             )
             ReportStore.enqueue_peer_many(
-                conn, node_id, [(row[1], row[2], row[3], row[4], now) for row in dead]
+                conn, node_id, [(row[1], row[2], row[3], row[4], iso(at)) for row in dead]
             )
             audit.append(
                 conn,
-                at=self.clock.now(),
+                at=at,
                 actor=actor,
                 event="peer.requeued",
                 subject=node_id,
