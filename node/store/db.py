@@ -10,6 +10,7 @@ connection, which WAL lets proceed while a write is in progress.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ import aiosqlite
 from node.errors import StoreError
 from node.store.migrations import MIGRATIONS
 
+log = logging.getLogger("hotline.store")
 BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -252,6 +254,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise StoreError(
             f"database schema version {current} is newer than this program "
             f"({len(MIGRATIONS)}); upgrade hotline-node"
+        )
+    if 0 < current < len(MIGRATIONS):
+        # An upgrade may rebuild a large table before the node serves: say so, not silence.
+        log.warning(
+            "upgrading the database schema from version %d to %d; on a large store this can"
+            " take minutes",
+            current,
+            len(MIGRATIONS),
         )
     for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
         # executescript commits on its own; the version bump is inside the same script.

@@ -138,7 +138,9 @@ async def test_migrations_are_applied_once(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_evidence_frames_keep_their_bytes_and_order_when_rekeyed(tmp_path: Path) -> None:
+async def test_evidence_frames_keep_their_bytes_and_order_when_rekeyed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Migration 5 keys inbox_envelopes by arrival instead of by digest.
     path = tmp_path / "node.sqlite3"
     with sqlite3.connect(path) as conn:
@@ -155,6 +157,8 @@ async def test_evidence_frames_keep_their_bytes_and_order_when_rekeyed(tmp_path:
         )
     conn.close()
     db = await Database.open(path)
+    # The operator learns why this start takes longer than usual.
+    assert "upgrading the database schema from version 4 to" in caplog.text
     try:
         rows = await db.fetch_all("SELECT digest, msg_id, frame FROM inbox_envelopes ORDER BY id")
         assert [(r["digest"], r["msg_id"], r["frame"]) for r in rows] == [
