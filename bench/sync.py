@@ -27,7 +27,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -91,7 +90,12 @@ def mark(b: NodeProcess) -> int:
 
 
 def wait_for(
-    b: NodeProcess, origin: str, count: int, start_rowid: int, started: float, importer: Any
+    b: NodeProcess,
+    origin: str,
+    count: int,
+    start_rowid: int,
+    started: float,
+    importer: subprocess.Popen[bytes] | None,
 ) -> float:
     """Poll B until `count` cases from `origin` are stored after `start_rowid`; the time of the
     last change.
