@@ -157,9 +157,9 @@ async def test_evidence_frames_keep_their_bytes_and_order_when_rekeyed(
         )
     conn.close()
     db = await Database.open(path)
-    # The operator learns why this start takes longer than usual.
-    assert "upgrading the database schema from version 4 to" in caplog.text
     try:
+        # The operator learns why this start takes longer than usual.
+        assert "upgrading the database schema from version 4 to" in caplog.text
         rows = await db.fetch_all("SELECT digest, msg_id, frame FROM inbox_envelopes ORDER BY id")
         assert [(r["digest"], r["msg_id"], r["frame"]) for r in rows] == [
             ("f" * 64, "m-1", b"first"),
