@@ -254,76 +254,53 @@ class Inbox:
         the items before it."""
         batch = _NewReports(self.node_id, self.country, sender, now, via_push=via_push)
         try:
-            return self._apply_chunks(conn, sender, frames, digests, opening, batch)
+            results: list[Applied] = []
+            known: set[str] = set()
+            seen: set[str] = set()
+            refs: set[str] = set()
+            for future in opening:
+                opened = future.result()
+                start, end = len(results), len(results) + len(opened)
+                chunk = zip(frames[start:end], digests[start:end], opened, strict=True)
+                good = [o for o in opened if isinstance(o, Opened)]
+                reports = [o.record for o in good if isinstance(o.record, Report)]
+                known.update(_known_reports(conn, [str(r.id) for r in reports]))
+                seen.update(_seen_ids(conn, sender, [o.header.msg_id for o in good]))
+                refs.update(_taken_refs(conn, sender, [r.local_ref for r in reports]))
+                for frame, digest, item in chunk:
+                    record = item.record if isinstance(item, Opened) else None
+                    report_id = str(record.id) if isinstance(record, Report) else ""
+                    if (
+                        isinstance(item, Opened)
+                        and isinstance(record, Report)
+                        and report_id not in known
+                        and item.header.msg_id not in seen
+                    ):
+                        seen.add(item.header.msg_id)
+                        url_key, refusal = _check_new_report(record, refs)
+                        if refusal is not None:
+                            self._flush(conn, batch)
+                            results.append(self._refuse_new(conn, sender, item, refusal, now))
+                            continue
+                        refs.add(record.local_ref)
+                        known.add(report_id)
+                        batch.add(item, record, report_id, url_key, frame, digest)
+                        results.append(
+                            Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
+                        )
+                        continue
+                    # Anything else sees the gathered reports written first (an update or
+                    # withdrawal of a report earlier in this batch finds it).
+                    self._flush(conn, batch)
+                    results.append(self._apply(conn, sender, frame, item, now, digest=digest))
+                    if isinstance(item, Opened):
+                        seen.add(item.header.msg_id)
+                # Written while the crypto pool opens the next chunks.
+                self._flush(conn, batch)
+            return results
         finally:
             for future in opening:
                 future.cancel()  # after a failure, chunks not yet opened are not needed
-
-    def _apply_chunks(
-        self,
-        conn: Tx,
-        sender: str,
-        frames: list[bytes],
-        digests: list[str],
-        opening: list[Future[list[Opened | OpenError | RecordRefused]]],
-        batch: _NewReports,
-    ) -> list[Applied]:
-        now, via_push = batch.now, batch.via_push
-        results: list[Applied] = []
-        known: set[str] = set()
-        seen: set[str] = set()
-        refs: set[str] = set()
-        for future in opening:
-            opened = future.result()
-            start, end = len(results), len(results) + len(opened)
-            chunk = zip(frames[start:end], digests[start:end], opened, strict=True)
-            reports = [o.record for o in opened if isinstance(o, Opened)]
-            known.update(_known_reports(conn, [str(r.id) for r in reports if r.type == "report"]))
-            seen.update(
-                _seen_ids(conn, sender, [o.header.msg_id for o in opened if isinstance(o, Opened)])
-            )
-            refs.update(
-                _taken_refs(conn, sender, [r.local_ref for r in reports if isinstance(r, Report)])
-            )
-            for frame, digest, item in chunk:
-                record = item.record if isinstance(item, Opened) else None
-                report_id = str(record.id) if isinstance(record, Report) else ""
-                if (
-                    isinstance(item, Opened)
-                    and isinstance(record, Report)
-                    and report_id not in known
-                    and item.header.msg_id not in seen
-                ):
-                    seen.add(item.header.msg_id)
-                    # The origin's reference names one case: a second case under it is a bug
-                    # at the origin, refused alone (like a bad URL) instead of failing the batch.
-                    refusal = None
-                    try:
-                        url_key = normalise_url(record.url)
-                    except InvalidInput as exc:
-                        refusal = f"report url refused: {exc}"
-                    if refusal is None and record.local_ref in refs:
-                        refusal = f"local_ref {record.local_ref!r} already names another report"
-                    if refusal is not None:
-                        self._flush(conn, batch)
-                        results.append(self._refuse_new(conn, sender, item, refusal, now))
-                        continue
-                    refs.add(record.local_ref)
-                    known.add(report_id)
-                    batch.add(item, record, report_id, url_key, frame, digest)
-                    results.append(
-                        Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
-                    )
-                    continue
-                # Anything else sees the gathered reports written first (an update or
-                # withdrawal of a report earlier in this batch finds it).
-                self._flush(conn, batch)
-                results.append(self._apply(conn, sender, frame, item, now, digest=digest))
-                if isinstance(item, Opened):
-                    seen.add(item.header.msg_id)
-            # Written while the crypto pool opens the next chunks.
-            self._flush(conn, batch)
-        return results
 
     def _refuse_new(
         self, conn: Tx, sender: str, item: Opened, reason: str, now: datetime
@@ -693,6 +670,19 @@ def _new_case(
         "received_at": stamp,
         **values,
     }
+
+
+def _check_new_report(report: Report, taken_refs: set[str]) -> tuple[str, str | None]:
+    """The normalised URL of a report new to us, and why it is refused if it is. The origin's
+    reference names one case: a second case under it is a bug at the origin, refused alone
+    (like a bad URL) instead of failing the batch."""
+    try:
+        url_key = normalise_url(report.url)
+    except InvalidInput as exc:
+        return "", f"report url refused: {exc}"
+    if report.local_ref in taken_refs:
+        return url_key, f"local_ref {report.local_ref!r} already names another report"
+    return url_key, None
 
 
 def _received_entry(report_id: str, report: Report, sender: str, stamp: str) -> audit.Entry:
