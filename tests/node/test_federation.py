@@ -177,6 +177,22 @@ async def test_a_peer_lost_between_batches_keeps_the_rest_queued(
     assert [(r["state"], r["n"]) for r in states] == [("sent", 5)]
 
 
+def content_removed(
+    report_id: uuid.UUID, *, origin: str, by: str, country: str, reason: str | None = None
+) -> Action:
+    """A `content_removed` action by node `by` on a report of `origin`."""
+    return Action(
+        id=uuid.uuid4(),
+        report_id=report_id,
+        report_origin=origin,
+        code=ActionCode.CONTENT_REMOVED,
+        at=START,
+        by=by,
+        country=country,
+        reason=reason,
+    )
+
+
 async def queue_action(sender: LiveNode, peer_id: str, action: Action, payload: bytes) -> None:
     """Put `payload` in the sender's outbox to `peer_id` as it is, without any check."""
     async with sender.node.db.write() as conn:
@@ -194,15 +210,8 @@ async def queue_action(sender: LiveNode, peer_id: str, action: Action, payload: 
 async def test_a_record_too_large_to_seal_is_dead_lettered_and_the_rest_goes(
     pair: Pair,
 ) -> None:
-    huge = Action(
-        id=uuid.uuid4(),
-        report_id=uuid.uuid4(),
-        report_origin="de-eco",
-        code=ActionCode.CONTENT_REMOVED,
-        at=START,
-        by="fr-pdc",
-        country="FR",
-        reason="x" * 8000,
+    huge = content_removed(
+        uuid.uuid4(), origin="de-eco", by="fr-pdc", country="FR", reason="x" * 8000
     )
     # Stored payloads are sealed as they are: this one is over the envelope limit.
     await queue_action(pair.fr, "de-eco", huge, record_bytes(huge) + b" " * MAX_ENVELOPE_BYTES)
@@ -501,15 +510,7 @@ async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
     pair: Pair,
 ) -> None:
     # An action about a report DE never sent to FR: FR refuses it, the rest goes through.
-    bogus = Action(
-        id=uuid.uuid4(),
-        report_id=uuid.uuid4(),
-        report_origin="fr-pdc",
-        code=ActionCode.CONTENT_REMOVED,
-        at=START,
-        by="de-eco",
-        country="DE",
-    )
+    bogus = content_removed(uuid.uuid4(), origin="fr-pdc", by="de-eco", country="DE")
     await queue_action(pair.de, "fr-pdc", bogus, record_bytes(bogus))
     report_id = await forward_case(pair)
     await pair.de.node.cases.record_action(
@@ -531,14 +532,8 @@ async def test_rejected_records_go_again_when_the_operator_requeues_them(pair: P
     # case has gone to DE, the operator at DE queues the rejected action again, and it lands.
     cases = pair.fr.node.cases
     submitted = await cases.submit("http://de.example/early.jpg", actor="analyst:ana")
-    early = Action(
-        id=uuid.uuid4(),
-        report_id=uuid.UUID(submitted.report_id),
-        report_origin="fr-pdc",
-        code=ActionCode.CONTENT_REMOVED,
-        at=START,
-        by="de-eco",
-        country="DE",
+    early = content_removed(
+        uuid.UUID(submitted.report_id), origin="fr-pdc", by="de-eco", country="DE"
     )
     await queue_action(pair.de, "fr-pdc", early, record_bytes(early))
     assert (await pair.de.node.delivery.push("fr-pdc")).rejected == 1
