@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -14,7 +16,7 @@ from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, MalformedRequest, PayloadTooLarge, SignatureRefused
 from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
-from node.federation.inbox import Inbox
+from node.federation.inbox import Inbox, NonceTaken
 from node.federation.registry import PeerRegistry
 from node.store.db import Database, Tx
 from protocol.federation import (
@@ -57,6 +59,17 @@ FEDERATION = web.AppKey("federation", FederationContext)
 
 
 async def _authenticate(request: web.Request, body: bytes) -> str:
+    """The verified sender of a signed request, its nonce recorded (a replay is refused)."""
+    ctx = request.app[FEDERATION]
+    sender = await _verified_sender(request, body)
+    if not await ctx.db.run(partial(_claim_nonce, sender, _nonce(request), ctx.clock.now())):
+        raise _replayed(sender)
+    return sender
+
+
+async def _verified_sender(request: web.Request, body: bytes) -> str:
+    """Who signed the request; its nonce is checked but not yet recorded (the caller records
+    it, in its own transaction or in the one that applies what the request carries)."""
     ctx = request.app[FEDERATION]
     raw_query = request.rel_url.raw_query_string
     signed = SignedRequest(
@@ -84,19 +97,26 @@ async def _authenticate(request: web.Request, body: bytes) -> str:
             )
         except RequestSignatureError as again:
             raise _refused(request, again) from again
-
-    def transaction(conn: Tx) -> bool:
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO request_nonces (sender, nonce, created_at) VALUES (?, ?, ?)",
-            (sender, _nonce(request), iso(now)),
-        )
-        return cursor.rowcount == 1
-
-    fresh = await ctx.db.run(transaction)
-    if not fresh:
-        log.warning("refused replayed federation request from %s", sender)
-        raise SignatureRefused("nonce was already used (replayed request)")
+    used = await ctx.db.fetch_one(
+        "SELECT 1 FROM request_nonces WHERE sender = ? AND nonce = ?", (sender, _nonce(request))
+    )
+    if used is not None:
+        raise _replayed(sender)
     return sender
+
+
+def _claim_nonce(sender: str, nonce: str, now: datetime, conn: Tx) -> bool:
+    """Record a request's nonce; False when it was already used (a replay)."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO request_nonces (sender, nonce, created_at) VALUES (?, ?, ?)",
+        (sender, nonce, iso(now)),
+    )
+    return cursor.rowcount == 1
+
+
+def _replayed(sender: str) -> SignatureRefused:
+    log.warning("refused replayed federation request from %s", sender)
+    return SignatureRefused("nonce was already used (replayed request)")
 
 
 def _refused(request: web.Request, exc: RequestSignatureError) -> SignatureRefused:
@@ -141,17 +161,27 @@ async def push_transaction(request: web.Request) -> web.Response:
         raise MalformedRequest("txn_id must be 8-64 base64url characters")
     _precheck(request)
     body = await _body(request)
-    sender = await _authenticate(request, body)
+    sender = await _verified_sender(request, body)
+    nonce = partial(_claim_nonce, sender, _nonce(request), ctx.clock.now())
     stored = await ctx.inbox.stored_answer(sender, txn_id)
     if stored is not None:
         # The same transaction again gets the same answer (a retry after a lost response).
+        if not await ctx.db.run(nonce):
+            raise _replayed(sender)
         return web.Response(body=stored, content_type="application/json")
     try:
         transaction = TransactionRequest.model_validate_json(body)
         frames = [decode_frame(text) for text in transaction.envelopes]
     except (ValidationError, ValueError) as exc:
+        if not await ctx.db.run(nonce):
+            raise _replayed(sender) from exc
         raise MalformedRequest(f"transaction body is malformed: {_first(exc)}") from exc
-    answer, pushed = await ctx.inbox.receive_transaction(sender, txn_id, frames)
+    try:
+        # The nonce is recorded in the transaction that applies the batch: one commit (and
+        # one disk flush) per push instead of two.
+        answer, pushed = await ctx.inbox.receive_transaction(sender, txn_id, frames, claim=nonce)
+    except NonceTaken as exc:
+        raise _replayed(sender) from exc
     ctx.delivery.kick([*pushed, sender])
     return web.Response(body=answer, content_type="application/json")
 

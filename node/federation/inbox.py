@@ -56,6 +56,10 @@ _INSERT_ENVELOPE = (
 )
 
 
+class NonceTaken(Exception):
+    """The request that carried a batch was already used (a replay that raced the first)."""
+
+
 class RecordRefused(Exception):
     """A well-signed record that breaks a federation rule (unknown case, not the origin...)."""
 
@@ -98,15 +102,27 @@ class Inbox:
         return bytes(row["response"]) if row else None
 
     async def receive_transaction(
-        self, sender: str, txn_id: str, frames: list[bytes]
+        self,
+        sender: str,
+        txn_id: str,
+        frames: list[bytes],
+        *,
+        claim: Callable[[Tx], bool] | None = None,
     ) -> tuple[bytes, list[str]]:
-        """Apply a pushed batch; returns the JSON answer and the peers to push to after it."""
+        """Apply a pushed batch; returns the JSON answer and the peers to push to after it.
+
+        `claim` runs first in the same transaction (the request's nonce): when it returns
+        False, nothing is applied and NonceTaken is raised."""
         now = self.clock.now()
         opening = await self._start_opening(sender, frames, now)
         results: list[ItemResult] = []
         pushed: set[str] = set()
 
         def transaction(conn: Tx) -> bytes:
+            if claim is not None and not claim(conn):
+                for future in opening:
+                    future.cancel()
+                raise NonceTaken(sender)
             digests = [envelope_digest(frame) for frame in frames]
             for digest, applied in zip(
                 digests,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from keys import KeyUnavailableError
 from node.clock import ManualClock
 from node.errors import InvalidInput, NotFound, UpstreamError
-from node.federation.inbox import OPEN_CHUNK
+from node.federation.inbox import OPEN_CHUNK, NonceTaken
 from node.store import audit
 from node.store.reports import ReportStore
 from protocol import (
@@ -246,19 +247,25 @@ async def signed_push(
         TransactionRequest(envelopes=[encode_frame(f) for f in frames]).model_dump()
     )
     path = f"/federation/v1/transactions/{txn_id}"
-    request = SignedRequest(
-        "POST", authority or target_url.removeprefix("http://"), path, "?", body
+    headers = signed_headers(
+        sender, authority or target_url.removeprefix("http://"), path, body, nonce
     )
+    status, answer = await raw_post(target_url + path, body, headers)
+    return status, answer, headers, body
+
+
+def signed_headers(
+    sender: LiveNode, authority: str, path: str, body: bytes, nonce: str
+) -> dict[str, str]:
     headers = sign_request(
-        request,
+        SignedRequest("POST", authority, path, "?", body),
         node_id=sender.node_id,
         key=sender.node.keyring.current.current_signing(START),
         nonce=nonce,
         now=sender.node.clock.now(),
     )
     headers["Content-Type"] = "application/json"
-    status, answer = await raw_post(target_url + path, body, headers)
-    return status, answer, headers, body
+    return headers
 
 
 async def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
@@ -429,6 +436,50 @@ async def test_replayed_request_is_refused_and_the_same_txn_gets_the_same_answer
     assert again == answer
     rows = await pair.de.node.db.fetch_all("SELECT id FROM reports")
     assert len(rows) == 1
+
+
+async def test_the_same_request_twice_at_once_is_applied_once(pair: Pair) -> None:
+    """The nonce is recorded in the transaction that applies the batch: of two copies of one
+    request sent together, one is applied and the other refused, whichever checks first."""
+    body = orjson.dumps(
+        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
+    )
+    path = "/federation/v1/transactions/txn-twice-1"
+    headers = signed_headers(
+        pair.fr, pair.de.url.removeprefix("http://"), path, body, "nonce-twice-0000000000"
+    )
+    outcomes = await asyncio.gather(
+        raw_post(pair.de.url + path, body, headers), raw_post(pair.de.url + path, body, headers)
+    )
+    assert sorted(status for status, _ in outcomes) == [200, 401]
+    refused = next(problem for status, problem in outcomes if status == 401)
+    assert "replayed" in str(refused["detail"])
+    assert len(await pair.de.node.db.fetch_all("SELECT * FROM reports")) == 1
+    assert len(await pair.de.node.db.fetch_all("SELECT * FROM inbound_transactions")) == 1
+    assert (await audit.verify(pair.de.node.db)).ok
+
+
+async def test_a_taken_claim_applies_nothing(pair: Pair) -> None:
+    frame = report_frame(pair.fr, pair.de)
+    with pytest.raises(NonceTaken):
+        await pair.de.node.inbox.receive_transaction(
+            pair.fr.node_id, "txn-claimed-1", [frame], claim=lambda conn: False
+        )
+    for table in ("reports", "inbox_seen", "inbox_envelopes", "inbound_transactions"):
+        assert await pair.de.node.db.fetch_all(f"SELECT * FROM {table}") == [], table
+
+
+async def test_a_malformed_body_spends_its_nonce(pair: Pair) -> None:
+    bad = orjson.dumps({"envelopes": "not a list"})
+    path = "/federation/v1/transactions/txn-bad-body-1"
+    headers = signed_headers(
+        pair.fr, pair.de.url.removeprefix("http://"), path, bad, "nonce-bad-body-000000"
+    )
+    status, problem = await raw_post(pair.de.url + path, bad, headers)
+    assert status == 400, problem
+    status, problem = await raw_post(pair.de.url + path, bad, headers)
+    assert status == 401
+    assert "replayed" in str(problem["detail"])
 
 
 async def test_tampered_envelope_is_rejected_and_nothing_of_it_is_stored(pair: Pair) -> None:
