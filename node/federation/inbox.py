@@ -47,6 +47,7 @@ RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
 # Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
 # the writer starts early, large enough that each chunk's writes stay set-based.
 OPEN_CHUNK = 50
+_ANSWER_SQL = "SELECT response FROM inbound_transactions WHERE sender = ? AND txn_id = ?"
 _SEEN_SQL = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})"
 _INSERT_SEEN = "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)"
 # The exact bytes received are kept as evidence (non-repudiation).
@@ -95,10 +96,7 @@ class Inbox:
 
     # push ---------------------------------------------------------------------------------
     async def stored_answer(self, sender: str, txn_id: str) -> bytes | None:
-        row = await self.db.fetch_one(
-            "SELECT response FROM inbound_transactions WHERE sender = ? AND txn_id = ?",
-            (sender, txn_id),
-        )
+        row = await self.db.fetch_one(_ANSWER_SQL, (sender, txn_id))
         return bytes(row["response"]) if row else None
 
     async def receive_transaction(
@@ -120,9 +118,14 @@ class Inbox:
 
         def transaction(conn: Tx) -> bytes:
             if claim is not None and not claim(conn):
-                for future in opening:
-                    future.cancel()
+                _cancel(opening)
                 raise NonceTaken(sender)
+            stored = conn.execute(_ANSWER_SQL, (sender, txn_id)).fetchone()
+            if stored is not None:
+                # The same transaction, sent again while the first copy was being applied
+                # (checked before the batch was opened, and now under the write lock).
+                _cancel(opening)
+                return bytes(stored[0])
             digests = [envelope_digest(frame) for frame in frames]
             for digest, applied in zip(
                 digests,
@@ -315,8 +318,7 @@ class Inbox:
                 self._flush(conn, batch)
             return results
         finally:
-            for future in opening:
-                future.cancel()  # after a failure, chunks not yet opened are not needed
+            _cancel(opening)  # after a failure, chunks not yet opened are not needed
 
     def _refuse_new(
         self, conn: Tx, sender: str, item: Opened, reason: str, now: datetime
@@ -633,6 +635,11 @@ class _NewReports:
         self.envelopes.append(
             (digest, self.sender, item.header.msg_id, "report", report_id, report_id, stamp, frame)
         )
+
+
+def _cancel(opening: list[Future[list[Opened | OpenError | RecordRefused]]]) -> None:
+    for future in opening:
+        future.cancel()
 
 
 def _known_reports(conn: Tx, report_ids: list[str]) -> set[str]:

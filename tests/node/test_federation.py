@@ -459,6 +459,25 @@ async def test_the_same_request_twice_at_once_is_applied_once(pair: Pair) -> Non
     assert (await audit.verify(pair.de.node.db)).ok
 
 
+async def test_one_transaction_sent_twice_at_once_gets_one_answer(pair: Pair) -> None:
+    """A retry of a transaction (new nonce) that arrives while the first copy is still being
+    applied gets the first copy's answer, not a conflict."""
+    body = orjson.dumps(
+        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
+    )
+    path = "/federation/v1/transactions/txn-retried-1"
+    authority = pair.de.url.removeprefix("http://")
+    outcomes = await asyncio.gather(
+        *(
+            raw_post(pair.de.url + path, body, signed_headers(pair.fr, authority, path, body, n))
+            for n in ("nonce-retry-first-0000", "nonce-retry-second-000")
+        )
+    )
+    assert [status for status, _ in outcomes] == [200, 200]
+    assert outcomes[0][1] == outcomes[1][1]
+    assert len(await pair.de.node.db.fetch_all("SELECT * FROM reports")) == 1
+
+
 async def test_a_taken_claim_applies_nothing(pair: Pair) -> None:
     frame = report_frame(pair.fr, pair.de)
     with pytest.raises(NonceTaken):
