@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
+import re
 
 from keys.canonical import canonical_json
 
@@ -12,21 +13,31 @@ CURVE_ED25519 = "Ed25519"
 CURVE_X25519 = "X25519"
 
 
+# binascii directly: every received frame is decoded and every sent one encoded (a few KB each),
+# and base64's urlsafe helpers cost several times more (they translate in Python).
+_URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_STANDARD_TO_URL = bytes.maketrans(b"+/", b"-_")
+_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url(data: bytes) -> str:
     """Base64url without padding (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    encoded = binascii.b2a_base64(data, newline=False).translate(_STANDARD_TO_URL)
+    return encoded.rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:
     """Decode base64url without padding; raises ValueError on anything else."""
-    if not isinstance(text, str) or "=" in text:
+    if not isinstance(text, str) or not _ALPHABET.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("expected unpadded base64url text")
-    padded = text + "=" * (-len(text) % 4)
+    padded = text.encode("ascii").translate(_URL_TO_STANDARD) + b"=" * (-len(text) % 4)
     try:
-        raw = base64.urlsafe_b64decode(padded.encode("ascii"))
-    except (ValueError, UnicodeEncodeError) as exc:
+        raw = binascii.a2b_base64(padded, strict_mode=True)
+    except binascii.Error as exc:
         raise ValueError("invalid base64url text") from exc
-    if b64url(raw) != text:
+    # Unused low bits of the last character must be zero: one spelling per byte string.
+    tail = len(raw) % 3
+    if tail and b64url(raw[-tail:]) != text[-(tail + 1) :]:
         raise ValueError("non-canonical base64url text")
     return raw
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import stat
@@ -103,11 +104,31 @@ def test_x25519_thumbprint_hashes_the_required_members_in_order() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [RFC8037_X + "=", RFC8037_X[:-1] + "p", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo", "é"],
+    [
+        RFC8037_X + "=",
+        RFC8037_X[:-1] + "p",
+        "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        "é",
+        "A",  # a length no byte string encodes to
+        "AAAA\n",
+        "AA AA",
+        "QR",  # "A" is "QQ": "QR" sets bits no byte uses
+        "QUJ",  # "AB" is "QUI"
+    ],
 )
 def test_b64url_decode_refuses_padded_non_canonical_and_foreign_text(text: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the documented contract is ValueError
         b64url_decode(text)
+
+
+def test_b64url_matches_the_standard_library_and_round_trips() -> None:
+    for size in range(70):
+        data = os.urandom(size)
+        text = b64url(data)
+        assert text == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+        assert b64url_decode(text) == data
+    assert b64url_decode("QQ") == b"A"
+    assert b64url_decode("QUI") == b"AB"
 
 
 # --- key files -------------------------------------------------------------------------------
