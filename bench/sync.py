@@ -316,7 +316,7 @@ def main() -> int:
                 "importer": children_cpu_seconds() - importer_before,
             }
             # The host's speed drifts (a floor taken once has varied from 3,800 to 5,500/s
-            # here): measure again now that the nodes are idle, and divide by the higher.
+            # here): measure again now that the run is over, and divide by the higher.
             floor_after = open_floor()
             floor = max(floor_before, floor_after)
             print(

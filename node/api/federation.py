@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -16,7 +15,7 @@ from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, MalformedRequest, PayloadTooLarge, SignatureRefused
 from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
-from node.federation.inbox import Inbox, NonceTaken
+from node.federation.inbox import ClaimRefused, Inbox
 from node.federation.registry import PeerRegistry
 from node.store.db import Database, Tx
 from protocol.federation import (
@@ -53,6 +52,8 @@ class FederationContext:
     inbox: Inbox
     delivery: Delivery
     admin: PeerAdmin
+    # (sender, nonce) of the pushes being handled now: a copy is refused before any work.
+    pushes_in_flight: set[tuple[str, str]] = field(default_factory=set)
 
 
 FEDERATION = web.AppKey("federation", FederationContext)
@@ -62,8 +63,7 @@ async def _authenticate(request: web.Request, body: bytes) -> str:
     """The verified sender of a signed request, its nonce recorded (a replay is refused)."""
     ctx = request.app[FEDERATION]
     sender = await _verified_sender(request, body)
-    if not await ctx.db.run(partial(_claim_nonce, sender, _nonce(request), ctx.clock.now())):
-        raise _replayed(sender)
+    await _spend(ctx, _Nonce(sender, _nonce(request), ctx.clock.now()))
     return sender
 
 
@@ -105,13 +105,27 @@ async def _verified_sender(request: web.Request, body: bytes) -> str:
     return sender
 
 
-def _claim_nonce(sender: str, nonce: str, now: datetime, conn: Tx) -> bool:
-    """Record a request's nonce; False when it was already used (a replay)."""
-    cursor = conn.execute(
-        "INSERT OR IGNORE INTO request_nonces (sender, nonce, created_at) VALUES (?, ?, ?)",
-        (sender, nonce, iso(now)),
-    )
-    return cursor.rowcount == 1
+@dataclass(frozen=True)
+class _Nonce:
+    """A verified request's nonce, to be recorded once."""
+
+    sender: str
+    value: str
+    at: datetime
+
+    def claim(self, conn: Tx) -> bool:
+        """Record it inside `conn`'s transaction; False when it was already used (a replay)."""
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO request_nonces (sender, nonce, created_at) VALUES (?, ?, ?)",
+            (self.sender, self.value, iso(self.at)),
+        )
+        return cursor.rowcount == 1
+
+
+async def _spend(ctx: FederationContext, nonce: _Nonce) -> None:
+    """Record a nonce in a transaction of its own; a replay is refused."""
+    if not await ctx.db.run(nonce.claim):
+        raise _replayed(nonce.sender)
 
 
 def _replayed(sender: str) -> SignatureRefused:
@@ -162,26 +176,48 @@ async def push_transaction(request: web.Request) -> web.Response:
     _precheck(request)
     body = await _body(request)
     sender = await _verified_sender(request, body)
-    nonce = partial(_claim_nonce, sender, _nonce(request), ctx.clock.now())
+    nonce = _Nonce(sender, _nonce(request), ctx.clock.now())
+    if (sender, nonce.value) in ctx.pushes_in_flight:
+        # A copy of a request still being handled: refused before it costs any work.
+        raise _replayed(sender)
+    ctx.pushes_in_flight.add((sender, nonce.value))
+    try:
+        return await _apply_push(ctx, nonce, txn_id, body)
+    finally:
+        ctx.pushes_in_flight.discard((sender, nonce.value))
+
+
+async def _apply_push(
+    ctx: FederationContext, nonce: _Nonce, txn_id: str, body: bytes
+) -> web.Response:
+    sender = nonce.sender
     stored = await ctx.inbox.stored_answer(sender, txn_id)
     if stored is not None:
         # The same transaction again gets the same answer (a retry after a lost response).
-        if not await ctx.db.run(nonce):
-            raise _replayed(sender)
+        await _spend(ctx, nonce)
         return web.Response(body=stored, content_type="application/json")
     try:
         transaction = TransactionRequest.model_validate_json(body)
         frames = [decode_frame(text) for text in transaction.envelopes]
     except (ValidationError, ValueError) as exc:
-        if not await ctx.db.run(nonce):
-            raise _replayed(sender) from exc
+        await _spend(ctx, nonce)
         raise MalformedRequest(f"transaction body is malformed: {_first(exc)}") from exc
     try:
         # The nonce is recorded in the transaction that applies the batch: one commit (and
         # one disk flush) per push instead of two.
-        answer, pushed = await ctx.inbox.receive_transaction(sender, txn_id, frames, claim=nonce)
-    except NonceTaken as exc:
+        answer, pushed = await ctx.inbox.receive_transaction(
+            sender, txn_id, frames, claim=nonce.claim
+        )
+    except ClaimRefused as exc:
         raise _replayed(sender) from exc
+    except Exception:
+        # Nothing was applied, and the claim rolled back with the rest: spend the nonce all
+        # the same, so that copies of this request cannot make us do the work again.
+        try:
+            await ctx.db.run(nonce.claim)
+        except Exception:  # the store itself is failing: the first error is the one to report
+            log.exception("could not record the nonce of a failed push from %s", sender)
+        raise
     ctx.delivery.kick([*pushed, sender])
     return web.Response(body=answer, content_type="application/json")
 

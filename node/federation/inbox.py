@@ -57,8 +57,8 @@ _INSERT_ENVELOPE = (
 )
 
 
-class NonceTaken(Exception):
-    """The request that carried a batch was already used (a replay that raced the first)."""
+class ClaimRefused(Exception):
+    """The caller's claim on a batch was refused (the request that carried it was a replay)."""
 
 
 class RecordRefused(Exception):
@@ -110,7 +110,7 @@ class Inbox:
         """Apply a pushed batch; returns the JSON answer and the peers to push to after it.
 
         `claim` runs first in the same transaction (the request's nonce): when it returns
-        False, nothing is applied and NonceTaken is raised."""
+        False, nothing is applied and ClaimRefused is raised."""
         now = self.clock.now()
         opening = await self._start_opening(sender, frames, now)
         results: list[ItemResult] = []
@@ -119,7 +119,7 @@ class Inbox:
         def transaction(conn: Tx) -> bytes:
             if claim is not None and not claim(conn):
                 _cancel(opening)
-                raise NonceTaken(sender)
+                raise ClaimRefused(sender)
             stored = conn.execute(_ANSWER_SQL, (sender, txn_id)).fetchone()
             if stored is not None:
                 # The same transaction, sent again while the first copy was being applied

@@ -15,7 +15,7 @@ import pytest
 from keys import KeyUnavailableError
 from node.clock import ManualClock
 from node.errors import InvalidInput, NotFound, UpstreamError
-from node.federation.inbox import OPEN_CHUNK, NonceTaken
+from node.federation.inbox import OPEN_CHUNK, ClaimRefused
 from node.store import audit
 from node.store.reports import ReportStore
 from protocol import (
@@ -439,8 +439,8 @@ async def test_replayed_request_is_refused_and_the_same_txn_gets_the_same_answer
 
 
 async def test_the_same_request_twice_at_once_is_applied_once(pair: Pair) -> None:
-    """The nonce is recorded in the transaction that applies the batch: of two copies of one
-    request sent together, one is applied and the other refused, whichever checks first."""
+    """Of two copies of one request sent together, one is applied and the other refused
+    (before any work, or at the latest when the nonce is claimed with the batch)."""
     body = orjson.dumps(
         TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
     )
@@ -459,33 +459,82 @@ async def test_the_same_request_twice_at_once_is_applied_once(pair: Pair) -> Non
     assert (await audit.verify(pair.de.node.db)).ok
 
 
-async def test_one_transaction_sent_twice_at_once_gets_one_answer(pair: Pair) -> None:
-    """A retry of a transaction (new nonce) that arrives while the first copy is still being
-    applied gets the first copy's answer, not a conflict."""
-    body = orjson.dumps(
-        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
-    )
-    path = "/federation/v1/transactions/txn-retried-1"
-    authority = pair.de.url.removeprefix("http://")
-    outcomes = await asyncio.gather(
-        *(
-            raw_post(pair.de.url + path, body, signed_headers(pair.fr, authority, path, body, n))
-            for n in ("nonce-retry-first-0000", "nonce-retry-second-000")
-        )
-    )
-    assert [status for status, _ in outcomes] == [200, 200]
-    assert outcomes[0][1] == outcomes[1][1]
+async def test_a_transaction_applied_again_gets_the_stored_answer(pair: Pair) -> None:
+    """The stored answer is looked up again under the write lock: a retry of a transaction
+    that got past the handler's check while its first copy was being applied is answered
+    with what the first copy stored, not a conflict. Called directly, without that check."""
+    frame = report_frame(pair.fr, pair.de)
+    inbox = pair.de.node.inbox
+    first, _ = await inbox.receive_transaction(pair.fr.node_id, "txn-retried-1", [frame])
+    second, pushed = await inbox.receive_transaction(pair.fr.node_id, "txn-retried-1", [frame])
+    assert second == first
+    assert pushed == []
     assert len(await pair.de.node.db.fetch_all("SELECT * FROM reports")) == 1
+    assert len(await pair.de.node.db.fetch_all("SELECT * FROM inbound_transactions")) == 1
 
 
 async def test_a_taken_claim_applies_nothing(pair: Pair) -> None:
     frame = report_frame(pair.fr, pair.de)
-    with pytest.raises(NonceTaken):
+    with pytest.raises(ClaimRefused):
         await pair.de.node.inbox.receive_transaction(
             pair.fr.node_id, "txn-claimed-1", [frame], claim=lambda conn: False
         )
     for table in ("reports", "inbox_seen", "inbox_envelopes", "inbound_transactions"):
         assert await pair.de.node.db.fetch_all(f"SELECT * FROM {table}") == [], table
+
+
+async def test_a_copy_of_a_push_in_progress_is_refused_before_any_work(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = pair.de.node.inbox
+    real, started, release, calls = inbox.receive_transaction, asyncio.Event(), asyncio.Event(), []
+
+    async def held(*args: Any, **kwargs: Any) -> tuple[bytes, list[str]]:
+        calls.append(args)
+        started.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "receive_transaction", held)
+    body = orjson.dumps(
+        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
+    )
+    path = "/federation/v1/transactions/txn-in-flight-1"
+    headers = signed_headers(
+        pair.fr, pair.de.url.removeprefix("http://"), path, body, "nonce-in-flight-00000"
+    )
+    first = asyncio.create_task(raw_post(pair.de.url + path, body, headers))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    status, problem = await asyncio.wait_for(raw_post(pair.de.url + path, body, headers), 10)
+    assert status == 401
+    assert "replayed" in str(problem["detail"])
+    release.set()
+    status, answer = await first
+    assert status == 200, answer
+    assert len(calls) == 1
+    assert len(await pair.de.node.db.fetch_all("SELECT * FROM reports")) == 1
+
+
+async def test_a_push_that_fails_still_spends_its_nonce(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(*args: object, **kwargs: object) -> tuple[bytes, list[str]]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pair.de.node.inbox, "receive_transaction", failing)
+    body = orjson.dumps(
+        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
+    )
+    path = "/federation/v1/transactions/txn-failing-1"
+    headers = signed_headers(
+        pair.fr, pair.de.url.removeprefix("http://"), path, body, "nonce-failing-0000000"
+    )
+    status, problem = await raw_post(pair.de.url + path, body, headers)
+    assert status == 500
+    assert "disk on fire" not in str(problem)
+    status, problem = await raw_post(pair.de.url + path, body, headers)
+    assert status == 401
+    assert "replayed" in str(problem["detail"])
 
 
 async def test_a_malformed_body_spends_its_nonce(pair: Pair) -> None:
