@@ -61,15 +61,14 @@ FEDERATION = web.AppKey("federation", FederationContext)
 
 async def _authenticate(request: web.Request, body: bytes) -> str:
     """The verified sender of a signed request, its nonce recorded (a replay is refused)."""
-    ctx = request.app[FEDERATION]
-    sender = await _verified_sender(request, body)
-    await _spend(ctx, _Nonce(sender, _nonce(request), ctx.clock.now()))
-    return sender
+    nonce = await _verified(request, body)
+    await _spend(request.app[FEDERATION], nonce)
+    return nonce.sender
 
 
-async def _verified_sender(request: web.Request, body: bytes) -> str:
-    """Who signed the request; its nonce is checked but not yet recorded (the caller records
-    it, in its own transaction or in the one that applies what the request carries)."""
+async def _verified(request: web.Request, body: bytes) -> _Nonce:
+    """Who signed the request, and its nonce: checked, not yet recorded (the caller records it,
+    in a transaction of its own or in the one that applies what the request carries)."""
     ctx = request.app[FEDERATION]
     raw_query = request.rel_url.raw_query_string
     signed = SignedRequest(
@@ -97,12 +96,13 @@ async def _verified_sender(request: web.Request, body: bytes) -> str:
             )
         except RequestSignatureError as again:
             raise _refused(request, again) from again
+    nonce = _Nonce(sender, _nonce(request), now)
     used = await ctx.db.fetch_one(
-        "SELECT 1 FROM request_nonces WHERE sender = ? AND nonce = ?", (sender, _nonce(request))
+        "SELECT 1 FROM request_nonces WHERE sender = ? AND nonce = ?", (sender, nonce.value)
     )
     if used is not None:
         raise _replayed(sender)
-    return sender
+    return nonce
 
 
 @dataclass(frozen=True)
@@ -175,16 +175,16 @@ async def push_transaction(request: web.Request) -> web.Response:
         raise MalformedRequest("txn_id must be 8-64 base64url characters")
     _precheck(request)
     body = await _body(request)
-    sender = await _verified_sender(request, body)
-    nonce = _Nonce(sender, _nonce(request), ctx.clock.now())
-    if (sender, nonce.value) in ctx.pushes_in_flight:
+    nonce = await _verified(request, body)
+    in_flight = (nonce.sender, nonce.value)
+    if in_flight in ctx.pushes_in_flight:
         # A copy of a request still being handled: refused before it costs any work.
-        raise _replayed(sender)
-    ctx.pushes_in_flight.add((sender, nonce.value))
+        raise _replayed(nonce.sender)
+    ctx.pushes_in_flight.add(in_flight)
     try:
         return await _apply_push(ctx, nonce, txn_id, body)
     finally:
-        ctx.pushes_in_flight.discard((sender, nonce.value))
+        ctx.pushes_in_flight.discard(in_flight)
 
 
 async def _apply_push(
