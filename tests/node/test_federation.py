@@ -268,6 +268,19 @@ def signed_headers(
     return headers
 
 
+def prepared_push(
+    pair: Pair, txn_id: str, nonce: str, body: bytes | None = None
+) -> tuple[str, bytes, dict[str, str]]:
+    """A signed push from FR to DE, ready to send (and to send again): URL, body, headers.
+    The body carries one new report unless given."""
+    if body is None:
+        frame = encode_frame(report_frame(pair.fr, pair.de))
+        body = orjson.dumps(TransactionRequest(envelopes=[frame]).model_dump())
+    path = f"/federation/v1/transactions/{txn_id}"
+    authority = pair.de.url.removeprefix("http://")
+    return pair.de.url + path, body, signed_headers(pair.fr, authority, path, body, nonce)
+
+
 async def raw_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
     async with (
         aiohttp.ClientSession() as session,
@@ -441,16 +454,8 @@ async def test_replayed_request_is_refused_and_the_same_txn_gets_the_same_answer
 async def test_the_same_request_twice_at_once_is_applied_once(pair: Pair) -> None:
     """Of two copies of one request sent together, one is applied and the other refused
     (before any work, or at the latest when the nonce is claimed with the batch)."""
-    body = orjson.dumps(
-        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
-    )
-    path = "/federation/v1/transactions/txn-twice-1"
-    headers = signed_headers(
-        pair.fr, pair.de.url.removeprefix("http://"), path, body, "nonce-twice-0000000000"
-    )
-    outcomes = await asyncio.gather(
-        raw_post(pair.de.url + path, body, headers), raw_post(pair.de.url + path, body, headers)
-    )
+    url, body, headers = prepared_push(pair, "txn-twice-1", "nonce-twice-0000000000")
+    outcomes = await asyncio.gather(raw_post(url, body, headers), raw_post(url, body, headers))
     assert sorted(status for status, _ in outcomes) == [200, 401]
     refused = next(problem for status, problem in outcomes if status == 401)
     assert "replayed" in str(refused["detail"])
@@ -496,16 +501,10 @@ async def test_a_copy_of_a_push_in_progress_is_refused_before_any_work(
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(inbox, "receive_transaction", held)
-    body = orjson.dumps(
-        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
-    )
-    path = "/federation/v1/transactions/txn-in-flight-1"
-    headers = signed_headers(
-        pair.fr, pair.de.url.removeprefix("http://"), path, body, "nonce-in-flight-00000"
-    )
-    first = asyncio.create_task(raw_post(pair.de.url + path, body, headers))
+    url, body, headers = prepared_push(pair, "txn-in-flight-1", "nonce-in-flight-00000")
+    first = asyncio.create_task(raw_post(url, body, headers))
     await asyncio.wait_for(started.wait(), timeout=10)
-    status, problem = await asyncio.wait_for(raw_post(pair.de.url + path, body, headers), 10)
+    status, problem = await asyncio.wait_for(raw_post(url, body, headers), 10)
     assert status == 401
     assert "replayed" in str(problem["detail"])
     release.set()
@@ -522,30 +521,21 @@ async def test_a_push_that_fails_still_spends_its_nonce(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(pair.de.node.inbox, "receive_transaction", failing)
-    body = orjson.dumps(
-        TransactionRequest(envelopes=[encode_frame(report_frame(pair.fr, pair.de))]).model_dump()
-    )
-    path = "/federation/v1/transactions/txn-failing-1"
-    headers = signed_headers(
-        pair.fr, pair.de.url.removeprefix("http://"), path, body, "nonce-failing-0000000"
-    )
-    status, problem = await raw_post(pair.de.url + path, body, headers)
+    url, body, headers = prepared_push(pair, "txn-failing-1", "nonce-failing-0000000")
+    status, problem = await raw_post(url, body, headers)
     assert status == 500
     assert "disk on fire" not in str(problem)
-    status, problem = await raw_post(pair.de.url + path, body, headers)
+    status, problem = await raw_post(url, body, headers)
     assert status == 401
     assert "replayed" in str(problem["detail"])
 
 
 async def test_a_malformed_body_spends_its_nonce(pair: Pair) -> None:
     bad = orjson.dumps({"envelopes": "not a list"})
-    path = "/federation/v1/transactions/txn-bad-body-1"
-    headers = signed_headers(
-        pair.fr, pair.de.url.removeprefix("http://"), path, bad, "nonce-bad-body-000000"
-    )
-    status, problem = await raw_post(pair.de.url + path, bad, headers)
+    url, _, headers = prepared_push(pair, "txn-bad-body-1", "nonce-bad-body-000000", bad)
+    status, problem = await raw_post(url, bad, headers)
     assert status == 400, problem
-    status, problem = await raw_post(pair.de.url + path, bad, headers)
+    status, problem = await raw_post(url, bad, headers)
     assert status == 401
     assert "replayed" in str(problem["detail"])
 
