@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,7 @@ from node.channels.dispatcher import Dispatcher
 from node.channels.notices import NoticeParty
 from node.clock import Clock
 from node.config import NodeConfig, load_config
+from node.control import CommandRunner, ControlServer, socket_path
 from node.datadir import DataDir
 from node.errors import ConfigError
 from node.federation.admin import PeerAdmin
@@ -129,8 +130,18 @@ class Node:
             except Exception:
                 log.exception("trace worker failed; the sweep will retry")
 
-    async def serve(self, stop: asyncio.Event | None = None) -> None:
-        """Run the HTTP APIs and the scheduled jobs until `stop` is set or SIGTERM/SIGINT."""
+    async def serve(
+        self,
+        stop: asyncio.Event | None = None,
+        *,
+        commands: CommandRunner | None = None,
+        ready: Callable[[], None] | None = None,
+    ) -> None:
+        """Run the HTTP APIs and the scheduled jobs until `stop` is set or SIGTERM/SIGINT.
+
+        `commands` runs the command line's commands sent over the control socket (none without
+        it); `ready` is called once the port is bound, so "listening" is never said too early.
+        """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -139,7 +150,16 @@ class Node:
         runner = web.AppRunner(self.make_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.listen_port)
-        await site.start()
+        control = (
+            ControlServer(socket_path(self.data_dir), commands) if commands is not None else None
+        )
+        try:
+            await site.start()
+            if control is not None:
+                await control.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         scheduler = AsyncIOScheduler(event_loop=loop)
         scheduler.add_job(
             self.request_trace,
@@ -158,10 +178,14 @@ class Node:
         self.request_trace()
         await self.jobs.deliver()
         log.info("serving %s on %s", self.config.node_id, self.config.listen)
+        if ready is not None:
+            ready()
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
+            if control is not None:
+                await control.close()
             scheduler.shutdown(wait=False)
             for worker in workers:
                 worker.cancel()
@@ -222,7 +246,7 @@ async def open_node(
             )
             # A routed case is pushed as soon as its transaction commits.
             cases.on_routed = delivery.kick
-            admin = PeerAdmin(registry, client, clock, config.node_id)
+            admin = PeerAdmin(registry, client, clock, config.node_id, deliver_now=delivery.kick)
             delivery.refresh_peer_keys = admin.refresh_peer
             dispatcher = Dispatcher(
                 db,

@@ -10,14 +10,17 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from keys import KeysError
+from node import control, locks
 from node.app import Node, open_node
 from node.cases import ImportItem
 from node.clock import SystemClock, iso
 from node.config import parse_config
+from node.control import CommandRunner
 from node.datadir import DataDir, create_data_dir
 from node.errors import NodeError, NotFound
 from node.jurisdiction import JurisdictionError
@@ -97,7 +100,14 @@ async def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+# Set while a command runs inside the serving process (sent over the control socket).
+_SERVING: ContextVar[Node | None] = ContextVar("hotline_serving_node", default=None)
+
+
 async def with_node(args: argparse.Namespace, work: Callable[[Node], Awaitable[int]]) -> int:
+    serving = _SERVING.get()
+    if serving is not None:
+        return await work(serving)
     async with open_node(DataDir.resolve(args.data_dir), SystemClock()) as node:
         return await work(node)
 
@@ -105,14 +115,52 @@ async def with_node(args: argparse.Namespace, work: Callable[[Node], Awaitable[i
 async def cmd_serve(args: argparse.Namespace) -> int:
     from node import logs
 
-    async def run(node: Node) -> int:
-        print(f"{node.config.node_id} listening on http://{node.config.listen}", flush=True)
-        await node.serve()
-        return 0
+    data_dir = DataDir.resolve(args.data_dir)
+
+    def waiting() -> None:
+        print("waiting for commands working on the data directory to finish…", file=sys.stderr)
 
     # For the whole run, opening the node included: its warnings are in the same format.
-    with logs.configured(args.log_format, args.log_level):
-        return await with_node(args, run)
+    with logs.configured(args.log_format, args.log_level), locks.serving(data_dir, waiting):
+        async with open_node(data_dir, SystemClock()) as node:
+
+            def ready() -> None:
+                print(f"{node.config.node_id} listening on http://{node.config.listen}", flush=True)
+
+            await node.serve(commands=_runner_for(node), ready=ready)
+    return 0
+
+
+# Commands that never go through a running server: they create or are the server.
+LOCAL_COMMANDS = frozenset({"init", "serve"})
+# Arguments naming files: made absolute, since the server does not share the caller's directory.
+PATH_ARGUMENTS = ("file", "csv", "key_document", "output")
+
+
+def _runner_for(node: Node) -> CommandRunner:
+    """Runs a command line sent over the control socket on the serving node's own services."""
+
+    async def run(argv: list[str], cwd: str) -> int:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # argparse has printed why (to the caller)
+            return exc.code if isinstance(exc.code, int) else 2
+        if args.command in LOCAL_COMMANDS:
+            print(
+                f"hotline-node: error: {args.command} cannot run inside a server", file=sys.stderr
+            )
+            return 2
+        for name in PATH_ARGUMENTS:
+            value = getattr(args, name, None)
+            if value:
+                setattr(args, name, str(Path(cwd, value)))
+        token = _SERVING.set(node)
+        try:
+            return await run_args(args)
+        finally:
+            _SERVING.reset(token)
+
+    return run
 
 
 async def cmd_tokens_create(args: argparse.Namespace) -> int:
@@ -220,6 +268,19 @@ async def cmd_keys_rotate(args: argparse.Namespace) -> int:
             "rotated; older keys stay valid for the overlap period\n"
             + table(rows, ["purpose", "kid", "state", "not_after"]),
         )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_keys_document(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        document = node.key_document()
+        if args.output:
+            Path(args.output).write_bytes(document + b"\n")
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(document.decode("ascii") + "\n")
         return 0
 
     return await with_node(args, run)
@@ -508,6 +569,14 @@ def _categories(text: str | None) -> list[str] | None:
 
 
 async def cmd_peers_add(args: argparse.Namespace) -> int:
+    document = None
+    if args.key_document:
+        path = Path(args.key_document)
+        try:
+            document = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{path}: {exc.strerror or exc}") from exc
+
     async def run(node: Node) -> int:
         peer = await node.admin.add(
             node_id=args.node_id,
@@ -517,13 +586,14 @@ async def cmd_peers_add(args: argparse.Namespace) -> int:
             pull_only=args.pull_only,
             categories=_categories(args.categories),
             max_tlp=args.max_tlp,
+            key_document=document,
             actor="cli",
         )
         _print(
             args,
             peer,
             f"added {peer['node_id']} ({peer['country']}): key document "
-            f"verified against fingerprint {args.fingerprint}",
+            f"verified against fingerprint {peer['fingerprint']}",
         )
         return 0
 
@@ -780,6 +850,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="node keys").add_subparsers(dest="sub", required=True)
     command(keys, "show", cmd_keys_show, "node id, fingerprint, keys with validity")
     command(keys, "rotate", cmd_keys_rotate, "new signing and encryption keys, with overlap")
+    p = command(
+        keys,
+        "document",
+        cmd_keys_document,
+        "print this node's signed key document (for a peer that cannot reach this node)",
+    )
+    p.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     p = command(keys, "revoke", cmd_keys_revoke, "revoke one key by its id")
     p.add_argument("kid")
 
@@ -885,6 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--categories", help="comma-separated categories it accepts (default all)")
     p.add_argument("--max-tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
+    p.add_argument(
+        "--key-document",
+        metavar="FILE",
+        help="the peer's signed key document as a file (from its `keys document`), for a "
+        "pull-only peer this node cannot reach; checked against --fingerprint all the same",
+    )
     command(peers, "list", cmd_peers_list, "all peers with status and counters")
     p = command(peers, "show", cmd_peers_show, "one peer: keys, queue depth, backoff, errors")
     p.add_argument("id")
@@ -929,11 +1012,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        return asyncio.run(_dispatch(args, argv))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the command here, or in the server that holds the data directory when one runs."""
+    if args.command in LOCAL_COMMANDS:
+        return await run_args(args)
+    data_dir = DataDir.resolve(args.data_dir)
+    for _ in range(3):  # a server stopping while we look: look again
+        with locks.working_directly(data_dir) as direct:
+            if direct:
+                return await run_args(args)
+        if await control.wait_for_socket(data_dir, lambda: locks.server_running(data_dir)):
+            try:
+                return await control.send(data_dir, argv)
+            except control.ServerGone:
+                continue
+    print(
+        f"hotline-node: error: {data_dir.root} is held by a server that does not answer",
+        file=sys.stderr,
+    )
+    return 1
+
+
+async def run_args(args: argparse.Namespace) -> int:
+    """Run a parsed command; user errors become one line on stderr and a status."""
+    try:
         handler: Command = args.handler
-        return asyncio.run(handler(args))
+        return await handler(args)
     except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
         print(f"hotline-node: error: {exc}", file=sys.stderr)
         return 1
@@ -949,5 +1062,3 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
-        return 130

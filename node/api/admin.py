@@ -9,6 +9,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from keys.document import MAX_KEY_DOCUMENT_BYTES
 from node.api.bodies import json_response, read_json
 from node.api.context import context, principal
 from node.channels.dispatcher import Dispatcher
@@ -36,6 +37,9 @@ class AddPeerBody(BaseModel):
     pull_only: bool = False
     categories: list[str] | None = None
     max_tlp: str | None = None
+    # The peer's signed key document (as `keys document` prints it), for a pull-only peer
+    # this node cannot reach; checked against the fingerprint like a fetched one.
+    key_document: Annotated[str, Field(max_length=MAX_KEY_DOCUMENT_BYTES)] | None = None
 
 
 class PolicyBody(BaseModel):
@@ -62,6 +66,7 @@ async def add_peer(request: web.Request) -> web.Response:
         pull_only=body.pull_only,
         categories=body.categories,
         max_tlp=body.max_tlp,
+        key_document=None if body.key_document is None else body.key_document.encode("utf-8"),
         actor=who.actor,
     )
     return json_response(described, status=201)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from keys import KeyDocument, KeyDocumentError, verify_key_document
 from node.clock import Clock
 from node.errors import InvalidInput, UpstreamError
 from node.federation.registry import PeerRegistry, check_node_id, parse_policy
@@ -22,12 +24,21 @@ _FINGERPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 class PeerAdmin:
     def __init__(
-        self, registry: PeerRegistry, client: PeerClient, clock: Clock, node_id: str
+        self,
+        registry: PeerRegistry,
+        client: PeerClient,
+        clock: Clock,
+        node_id: str,
+        *,
+        deliver_now: Callable[[list[str]], None],
     ) -> None:
         self.registry = registry
         self.client = client
         self.clock = clock
         self.node_id = node_id
+        # An operator's change to a peer is contact: its queue is tried at once, not after a
+        # backoff the change may have made pointless.
+        self.deliver_now = deliver_now
         self._last_on_demand: dict[str, datetime] = {}
 
     async def add(
@@ -40,9 +51,13 @@ class PeerAdmin:
         pull_only: bool = False,
         categories: list[str] | None = None,
         max_tlp: str | None = None,
+        key_document: bytes | None = None,
         actor: str,
     ) -> dict[str, Any]:
+        """Pin a peer. Its key document is fetched from `endpoint`, or given (`key_document`,
+        for a pull-only peer we cannot reach); either way it must match `fingerprint`."""
         check_node_id(node_id)
+        fingerprint = (fingerprint or "").strip()  # pasted from a letter or a chat window
         if node_id == self.node_id:
             raise InvalidInput("a node cannot be its own peer")
         if not _COUNTRY.match(country or ""):
@@ -56,10 +71,20 @@ class PeerAdmin:
             )
         policy = parse_policy(categories, max_tlp)
         endpoint = endpoint.rstrip("/")
-        try:
-            document, wire = await self.client.fetch_key_document(endpoint, fingerprint)
-        except PeerError as exc:
-            raise UpstreamError(f"cannot add {node_id}: {exc}") from exc
+        if key_document is not None:
+            document, wire = _given_document(key_document, fingerprint, node_id)
+        else:
+            try:
+                document, wire = await self.client.fetch_key_document(endpoint, fingerprint)
+            except PeerError as exc:
+                hint = (
+                    "; a pull-only peer that cannot be reached is added from its key document"
+                    " (its operator runs `hotline-node keys document`; add it with"
+                    " --key-document FILE)"
+                    if pull_only
+                    else ""
+                )
+                raise UpstreamError(f"cannot add {node_id}: {exc}{hint}") from exc
         if document.node_id != node_id:
             raise InvalidInput(f"the node at {endpoint} is {document.node_id}, not {node_id}")
         if document.country != country:
@@ -73,12 +98,15 @@ class PeerAdmin:
             policy=policy,
             actor=actor,
         )
+        self.deliver_now([node_id])
         return await self.registry.describe(node_id)
 
     async def set_status(self, node_id: str, status: str, actor: str) -> dict[str, Any]:
         await self.registry.set_status(node_id, PeerStatus(status), actor)
         if status == PeerStatus.REMOVED:
             return {"node_id": node_id, "status": "removed"}
+        if status == PeerStatus.ACTIVE:
+            self.deliver_now([node_id])
         return await self.registry.describe(node_id)
 
     async def set_policy(
@@ -97,6 +125,7 @@ class PeerAdmin:
         )
         mode = None if pull_only is None else (PeerMode.PULL if pull_only else PeerMode.PUSH)
         await self.registry.set_policy(node_id, policy, mode, actor)
+        self.deliver_now([node_id])
         return await self.registry.describe(node_id)
 
     async def refresh_keys(self) -> dict[str, str]:
@@ -129,3 +158,11 @@ class PeerAdmin:
             log.warning("key refresh for %s failed: %s", node_id, exc)
             return f"failed: {exc}"
         return "refreshed"
+
+
+def _given_document(data: bytes, fingerprint: str, node_id: str) -> tuple[KeyDocument, bytes]:
+    """A key document handed over as a file: checked exactly as a fetched one is."""
+    try:
+        return verify_key_document(data.strip(), pinned_fingerprint=fingerprint), data.strip()
+    except KeyDocumentError as exc:
+        raise InvalidInput(f"key document for {node_id} refused: {exc}") from exc

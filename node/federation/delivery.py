@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -48,6 +48,9 @@ from protocol.ids import new_ids
 log = logging.getLogger("hotline.delivery")
 FORWARDED_NAMESPACE = uuid.UUID("0b8f5d0e-52c4-4f7e-8d0c-3c1f2a9e7b44")
 DEFAULT_BATCH = 200
+# How often records held by a peer's outright refusal are offered again when nothing else
+# (the peer calling us, the operator) clears the refusal first.
+REFUSED_RECHECK = timedelta(minutes=5)
 
 Progress = Callable[[str, int, int], None]
 
@@ -215,7 +218,10 @@ class Delivery:
                     receipt, receipt_at = await self._check_receipt(peer_id, txn_id, answer, now)
                 except (PeerError, KeyUnavailableError) as exc:
                     await settled()
-                    await self._failed(peer_id, str(exc), now)
+                    if isinstance(exc, PeerError) and not exc.retryable:
+                        await self._refused(peer_id, str(exc), now)
+                    else:
+                        await self._failed(peer_id, str(exc), now)
                     report.error = str(exc)
                     return
                 digests = [envelope_digest(frame) for frame in batch.frames]
@@ -401,7 +407,7 @@ class Delivery:
             )
             conn.execute(
                 "UPDATE peers SET delivered = delivered + ?, last_contact_at = ?,"
-                " backoff_until = NULL, backoff_attempts = 0, last_error = NULL"
+                " backoff_until = NULL, backoff_attempts = 0, last_error = NULL, refused = NULL"
                 " WHERE node_id = ?",
                 (len(sent), iso(now), peer_id),
             )
@@ -466,6 +472,27 @@ class Delivery:
                 iso(until),
                 error,
             )
+
+    async def _refused(self, peer_id: str, error: str, now: datetime) -> None:
+        """The peer refused the whole transaction in a way retrying cannot fix (a 4xx such as
+        "not a peer of this node"): its records are held, pending, until the cause is fixed.
+
+        Held, not dead-lettered: the usual cause is that its operator has not added us yet.
+        They go when that peer contacts us or our operator edits or resumes it (both clear
+        this), or at the next quiet re-check, which does not grow the way a backoff does.
+        """
+        until = now + REFUSED_RECHECK
+
+        def transaction(conn: Tx) -> None:
+            conn.execute(
+                "UPDATE peers SET refused = ?, last_error = ?, backoff_until = ? WHERE node_id = ?",
+                (error[:500], error[:500], iso(until), peer_id),
+            )
+
+        await self.db.run(transaction)
+        log.warning(
+            "%s refused our push; its records are held until %s: %s", peer_id, iso(until), error
+        )
 
     # pull (we collect from peers) -----------------------------------------------------------
     async def pull(self, peer_id: str, progress: Progress | None = None) -> DeliveryReport:

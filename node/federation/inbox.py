@@ -556,7 +556,7 @@ class Inbox:
         # A peer that reaches us is up: forget its backoff so our queue to it moves at once.
         conn.execute(
             "UPDATE peers SET received = received + ?, last_contact_at = ?, backoff_until = NULL,"
-            " backoff_attempts = 0 WHERE node_id = ?",
+            " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
             (accepted, iso(now), sender),
         )
 

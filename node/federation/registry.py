@@ -161,7 +161,12 @@ class PeerRegistry:
         await self.row(node_id)
 
         def transaction(conn: Tx) -> None:
-            conn.execute("UPDATE peers SET status = ? WHERE node_id = ?", (status.value, node_id))
+            # Resuming is the operator's word that the peer is reachable: forget old backoff.
+            conn.execute(
+                "UPDATE peers SET status = ?, backoff_until = NULL, backoff_attempts = 0,"
+                " refused = NULL WHERE node_id = ?",
+                (status.value, node_id),
+            )
             audit.append(
                 conn,
                 at=self.clock.now(),
@@ -180,7 +185,8 @@ class PeerRegistry:
 
         def transaction(conn: Tx) -> None:
             conn.execute(
-                "UPDATE peers SET categories = ?, max_tlp = ?, mode = ? WHERE node_id = ?",
+                "UPDATE peers SET categories = ?, max_tlp = ?, mode = ?, backoff_until = NULL,"
+                " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
                 (
                     orjson.dumps(sorted(c.value for c in policy.categories)).decode(),
                     policy.max_tlp.value,
@@ -307,6 +313,8 @@ class PeerRegistry:
             "backoff_until": row["backoff_until"],
             "backing_off": bool(row["backoff_until"] and row["backoff_until"] > iso(now)),
             "last_error": row["last_error"],
+            # Set while the peer refuses our pushes outright: its records are held meanwhile.
+            "refused": row["refused"],
         }
 
 

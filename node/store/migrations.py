@@ -259,4 +259,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX inbox_envelopes_received ON inbox_envelopes(received_at);
     CREATE INDEX inbox_envelopes_report ON inbox_envelopes(report_id);
     """,
+    # 6: a peer that refuses our pushes outright (e.g. it has not added us yet): the reason,
+    # while it lasts. Its records are held, not retried on the growing backoff.
+    """
+    ALTER TABLE peers ADD COLUMN refused TEXT;
+    """,
 ]

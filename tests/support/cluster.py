@@ -157,20 +157,28 @@ class NodeProcess:
     def post(self, path: str, body: Any, token: str | None = "") -> tuple[int, Any]:
         return self._call("POST", path, body, self.analyst if token == "" else token)
 
-    def add_peer(self, other: NodeProcess, **policy: Any) -> None:
-        status, body = self.post(
-            "/admin/v1/peers",
-            {
-                "node_id": other.node_id,
-                "country": other.country,
-                "endpoint": other.url,
-                "fingerprint": other.fingerprint,
-                **policy,
-            },
-            token=self.operator,
+    def add_peer(self, other: NodeProcess, *extra: str) -> dict[str, Any]:
+        """`hotline-node peers add`, as the README teaches it, on this node (serving or not)."""
+        result = cli(
+            self.root,
+            "peers",
+            "add",
+            "--node-id",
+            other.node_id,
+            "--country",
+            other.country,
+            "--endpoint",
+            other.url,
+            "--fingerprint",
+            other.fingerprint,
+            *extra,
+            "--json",
+            check=False,
         )
-        if status != 201:
-            raise RuntimeError(f"{self.node_id} could not add {other.node_id}: {body}")
+        if result.returncode != 0:
+            raise RuntimeError(f"{self.node_id} could not add {other.node_id}: {result.stderr}")
+        peer: dict[str, Any] = json.loads(result.stdout)
+        return peer
 
     def submit_and_assess(self, url: str, category: str = "csam") -> str:
         status, body = self.post("/api/v1/reports", {"url": url, "category": category})

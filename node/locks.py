@@ -1,0 +1,118 @@
+"""Who works on a data directory: one server at a time, and commands directly only when none runs.
+
+Two lock files, both OS locks (`flock`), so a process killed with SIGKILL releases them at once:
+- `serve.lock`, held exclusively by the one `serve` process for its whole life (it writes its
+  PID there, so a second `serve` can name it);
+- `commands.lock`, held shared by every command that works on the files itself. A starting
+  server waits for those to finish before it reads anything, and a command that finds a server
+  sends itself to that server instead (node/control.py). So nothing ever changes the directory
+  behind a running server's back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from node.datadir import DataDir
+from node.errors import NodeError
+
+SERVE_LOCK = "serve.lock"
+COMMANDS_LOCK = "commands.lock"
+
+
+class DirectoryServed(NodeError):
+    """A server already holds the data directory."""
+
+
+def _open(path: Path) -> int | None:
+    """A descriptor on the lock file, or None where no lock can exist (no directory yet)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+@contextmanager
+def serving(data_dir: DataDir, waiting: Callable[[], None]) -> Iterator[None]:
+    """Hold the directory as its one server; `waiting` is called if commands must finish first."""
+    path = data_dir.root / SERVE_LOCK
+    fd = _open(path)
+    if fd is None:
+        # No directory (or not ours): opening the node gives the precise reason.
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DirectoryServed(
+                f"{data_dir.root} is already served by {_holder(path)}: "
+                "one server per data directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        _wait_for_commands(data_dir, waiting)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; a stale PID left in the file names nobody
+
+
+def _wait_for_commands(data_dir: DataDir, waiting: Callable[[], None]) -> None:
+    fd = _open(data_dir.root / COMMANDS_LOCK)
+    if fd is None:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
+
+
+def server_running(data_dir: DataDir) -> bool:
+    fd = _open(data_dir.root / SERVE_LOCK)
+    if fd is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextmanager
+def working_directly(data_dir: DataDir) -> Iterator[bool]:
+    """Yields True while this command may work on the files itself; False when a server runs.
+
+    The shared lock is taken before the server check: a server starting in between waits for
+    this command, and one already started is seen.
+    """
+    fd = _open(data_dir.root / COMMANDS_LOCK)
+    if fd is None:
+        yield True
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if server_running(data_dir):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)

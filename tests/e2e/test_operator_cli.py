@@ -1,0 +1,303 @@
+"""The README's own commands on serving nodes: a running node obeys its operator at once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib import request as urlrequest
+from urllib.error import HTTPError
+
+import orjson
+import pytest
+
+from keys import PublicKeySet, load_keys, verify_key_document
+from keys.material import Validity
+from node.datadir import DataDir
+from peers.client import signed_headers
+from protocol.envelope import seal
+from protocol.federation import TransactionRequest, encode_frame
+from tests.factories import sample_report
+from tests.support.cluster import REPO, NodeProcess, cli, cli_json, wait_for
+from tests.support.dns_server import ZoneDnsServer
+
+
+@pytest.fixture
+def pair(tmp_path: Path, dns: ZoneDnsServer) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """FR and DE serving, not yet peers."""
+    fr = NodeProcess("fr-pdc", "FR", tmp_path / "fr", dns.nameserver)
+    de = NodeProcess("de-eco", "DE", tmp_path / "de", dns.nameserver)
+    try:
+        for node in (fr, de):
+            node.init()
+            node.start()
+        yield fr, de
+    finally:
+        for node in (fr, de):
+            node.stop()
+
+
+def served_kids(node: NodeProcess) -> set[str]:
+    with urlrequest.urlopen(node.url + "/.well-known/hotline-node", timeout=10) as response:
+        document = verify_key_document(response.read(), pinned_fingerprint=node.fingerprint)
+    return {k.kid for k in (*document.signing_keys, *document.encryption_keys)}
+
+
+def signing_kid(node: NodeProcess) -> str:
+    rows = cli_json(node.root, "keys", "show")["keys"]
+    valid = [r for r in rows if r["purpose"] == "sig" and r["state"] == "valid"]
+    newest: str = max(valid, key=lambda r: r["not_before"])["kid"]
+    return newest
+
+
+def befriend(fr: NodeProcess, de: NodeProcess) -> None:
+    fr.add_peer(de)
+    de.add_peer(fr)
+
+
+def test_peers_added_on_the_command_line_exchange_at_once(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, de = pair
+    added = fr.add_peer(de)
+    assert added["status"] == "active"
+    de.add_peer(fr)
+    started = time.monotonic()
+    report_id = fr.submit_and_assess("http://de.example/cli/peers-add.jpg")
+    arrived = wait_for(lambda: de.report(report_id), timeout=10, interval=0.05)
+    assert time.monotonic() - started < 2.0
+    assert arrived["origin"] == "fr-pdc"
+    # And back: DE's action reaches FR, so DE's server knows FR as a peer too.
+    status, _ = de.post(f"/api/v1/reports/{report_id}/actions", {"code": "content_removed"})
+    assert status == 201
+    wait_for(
+        lambda: any(a["code"] == "content_removed" for a in fr.report(report_id)["actions"]),  # type: ignore[index]
+        timeout=10,
+    )
+    # Both additions are in each node's audit log, and the chains hold.
+    for node in (fr, de):
+        assert cli(node.root, "audit", "verify").returncode == 0
+
+
+def test_keys_rotate_is_published_at_once_and_the_peer_verifies_the_next_envelope(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, de = pair
+    befriend(fr, de)
+    before = signing_kid(fr)
+    rotated = cli_json(fr.root, "keys", "rotate")
+    new_kid = signing_kid(fr)
+    assert new_kid != before
+    assert any(r["kid"] == new_kid for r in rotated["keys"])
+    deadline = time.monotonic() + 1.0
+    assert new_kid in served_kids(fr)
+    assert time.monotonic() <= deadline
+    report_id = fr.submit_and_assess("http://de.example/cli/after-rotation.jpg")
+    arrived = wait_for(lambda: de.report(report_id), timeout=10)
+    assert arrived["origin"] == "fr-pdc"
+
+
+def test_revoked_signing_key_never_signs_again_and_the_peer_refuses_it(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, de = pair
+    befriend(fr, de)
+    revoked = signing_kid(fr)
+    cli(fr.root, "keys", "revoke", revoked)
+    assert revoked not in served_kids(fr)  # gone from the served document at once
+    assert signing_kid(fr) != revoked
+    # The next envelope is signed by another key; DE learns of it (and of the revocation)
+    # by fetching FR's document when it first sees the new key.
+    report_id = fr.submit_and_assess("http://de.example/cli/after-revocation.jpg")
+    wait_for(lambda: de.report(report_id), timeout=10)
+    peer = cli_json(de.root, "peers", "show", "fr-pdc")
+    assert revoked in peer["revoked_keys"]
+    # An envelope signed with the revoked key (taken from FR's key files) is refused.
+    status, answer = push_report(fr, de, envelope_kid=revoked)
+    assert status == 200
+    assert [item["status"] for item in answer["results"]] == ["rejected"]
+    assert de.report(answer["report_id"]) is None
+
+
+def push_report(
+    sender: NodeProcess, receiver: NodeProcess, envelope_kid: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """A signed push of one new report from `sender`: the answer's status and body.
+
+    The envelope is signed by `envelope_kid` when given, else by the current key; the request
+    always by the current key. A revoked key's validity was cut short at revocation; someone
+    holding a stolen copy would claim it is still valid, so the copy used here does.
+    """
+    data_dir = DataDir(sender.root)
+    keys = load_keys(data_dir.keys, data_dir.read_secret())
+    now = datetime.now(UTC)
+    envelope_key = keys.current_signing(now)
+    if envelope_kid is not None:
+        stolen = next(k for k in keys.signing if k.kid == envelope_kid)
+        envelope_key = replace(
+            stolen, validity=Validity(stolen.validity.not_before, now + timedelta(days=1))
+        )
+    with urlrequest.urlopen(receiver.url + "/.well-known/hotline-node", timeout=10) as response:
+        document = verify_key_document(response.read(), pinned_fingerprint=receiver.fingerprint)
+    kid, key = PublicKeySet.from_document(document).encryption_key(now)
+    record = sample_report(origin=sender.node_id)
+    frame = seal(
+        record,
+        sender=sender.node_id,
+        signing_key=envelope_key,
+        recipient=receiver.node_id,
+        recipient_kid=kid,
+        recipient_key=key,
+        msg_id=uuid.uuid4(),
+        now=now,
+    )
+    body = orjson.dumps(TransactionRequest(envelopes=[encode_frame(frame)]).model_dump())
+    url = f"{receiver.url}/federation/v1/transactions/{uuid.uuid4().hex}"
+    headers = signed_headers(
+        "POST", url, body, node_id=sender.node_id, key=keys.current_signing(now), now=now
+    )
+    req = urlrequest.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urlrequest.urlopen(req, timeout=10) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            status = int(response.status)
+    except HTTPError as exc:
+        status, answer = int(exc.code), json.loads(exc.read())
+    answer["report_id"] = str(record.id)
+    return status, answer
+
+
+def test_a_suspended_peer_receives_nothing_and_is_refused(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, de = pair
+    befriend(fr, de)
+    shown = cli_json(fr.root, "peers", "suspend", "de-eco")
+    assert shown["status"] == "suspended"
+    report_id = fr.submit_and_assess("http://de.example/cli/while-suspended.jpg")
+    time.sleep(2.5)  # two sweeps of FR's delivery
+    assert de.report(report_id) is None
+    # DE's own calls to FR are refused.
+    status, answer = push_report(de, fr)
+    assert status == 401
+    assert "not a peer" in answer["detail"]
+    assert fr.report(answer["report_id"]) is None
+    # While DE is suspended, routing does not count it as DE's hotline.
+    assert fr.report(report_id)["routing"]["decision"] != "peer"  # type: ignore[index]
+    resumed = cli_json(fr.root, "peers", "resume", "de-eco")
+    assert resumed["status"] == "active"
+    later = fr.submit_and_assess("http://de.example/cli/after-resume.jpg")
+    wait_for(lambda: de.report(later), timeout=5)
+
+
+def test_a_second_serve_is_refused_and_sigkill_never_blocks_a_restart(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, _ = pair
+    assert fr.process is not None
+    second = subprocess.run(
+        [sys.executable, "-m", "node", "serve", "--data-dir", str(fr.root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"hotline-node: error: {fr.root} is already served by process {fr.process.pid}: "
+        "one server per data directory"
+    ]
+    assert "listening" not in second.stdout
+    assert fr.stop(signal.SIGKILL) == -signal.SIGKILL
+    started = time.monotonic()
+    fr.start()
+    assert time.monotonic() - started < 10
+    assert fr.get("/healthz", token=None)[0] == 200
+
+
+def test_a_port_in_use_is_reported_before_listening(
+    tmp_path: Path, dns: ZoneDnsServer, pair: tuple[NodeProcess, NodeProcess]
+) -> None:
+    fr, _ = pair
+    other = NodeProcess("it-sic", "IT", tmp_path / "it", dns.nameserver, port=fr.port)
+    other.init()
+    result = subprocess.run(
+        [sys.executable, "-m", "node", "serve", "--data-dir", str(other.root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "listening" not in result.stdout
+    assert "address already in use" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_a_pull_only_peer_that_cannot_be_reached_is_added_from_its_key_document(
+    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    fr, de = pair
+    de.stop()  # unreachable, as a pull-only peer behind its firewall is
+    refused = cli(
+        fr.root,
+        "peers", "add", "--node-id", "de-eco", "--country", "DE", "--endpoint", de.url,
+        "--fingerprint", de.fingerprint, "--pull-only",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "--key-document FILE" in refused.stderr
+    document = tmp_path / "de-eco.json"
+    cli(de.root, "keys", "document", "--output", str(document))
+    other = fr.fingerprint  # a fingerprint that is not DE's
+    wrong = cli(
+        fr.root,
+        "peers", "add", "--node-id", "de-eco", "--country", "DE", "--endpoint", de.url,
+        "--fingerprint", other, "--pull-only", "--key-document", str(document),
+        check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert "key document for de-eco refused" in wrong.stderr
+    # Pasted with a trailing space, from a letter: trimmed, and accepted.
+    added = fr.add_peer(de, "--pull-only", "--key-document", str(document))
+    assert added["mode"] == "pull"
+    assert added["fingerprint"] == de.fingerprint
+    assert {k["kid"] for k in added["keys"]} == served_kids_from_file(document, de.fingerprint)
+
+
+def served_kids_from_file(path: Path, fingerprint: str) -> set[str]:
+    document = verify_key_document(path.read_bytes().strip(), pinned_fingerprint=fingerprint)
+    return {k.kid for k in (*document.signing_keys, *document.encryption_keys)}
+
+
+def test_a_peer_that_refuses_us_holds_our_records_instead_of_backing_off(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, de = pair
+    fr.add_peer(de)  # DE has not added FR yet: it answers 401 "not a peer of this node"
+    report_id = fr.submit_and_assess("http://de.example/cli/refused.jpg")
+
+    def refused() -> dict[str, Any] | None:
+        peer: dict[str, Any] = cli_json(fr.root, "peers", "show", "de-eco")
+        return peer if peer["refused"] else None
+
+    peer = wait_for(refused, timeout=10)
+    assert "401" in peer["refused"]
+    assert peer["queue_depth"] == 1  # held, not dead-lettered
+    assert peer["dead_outbox"] == 0
+    assert peer["backoff_attempts"] == 0  # not the growing backoff
+    de.add_peer(fr)
+    synced = cli_json(fr.root, "sync", "--peer", "de-eco")
+    assert synced[0]["sent"] == 1
+    assert de.report(report_id) is not None
+    assert cli_json(fr.root, "peers", "show", "de-eco")["refused"] is None
