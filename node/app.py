@@ -10,6 +10,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -46,6 +47,16 @@ from peers.client import PeerClient, authority
 
 log = logging.getLogger("hotline.node")
 TRACE_SWEEP_SECONDS = 10
+CONFIG_CHECK_SECONDS = 1.0
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells that a file changed: its modification time and size."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
 
 
 @dataclass
@@ -130,6 +141,29 @@ class Node:
             except Exception:
                 log.exception("trace worker failed; the sweep will retry")
 
+    async def _config_watcher(self) -> None:
+        """Channels and notices edited in node.toml apply at once, without a restart."""
+        seen = _stamp(self.data_dir.config)
+        while True:
+            await asyncio.sleep(CONFIG_CHECK_SECONDS)
+            stamp = _stamp(self.data_dir.config)
+            if stamp == seen:
+                continue
+            seen = stamp
+            try:
+                config = load_config(self.data_dir.root)
+            except ConfigError as exc:
+                log.warning("node.toml changed but is not valid; still running as before: %s", exc)
+                continue
+            self.dispatcher.reconfigure(
+                config, _channels(config, self.session, self.keyring, self.clock)
+            )
+            log.warning("node.toml changed: channels and notices now as it says")
+            rest = {"channels", "notices"}
+            before = self.config.model_dump(exclude=rest)
+            if config.model_dump(exclude=rest) != before:
+                log.warning("node.toml changed beyond channels and notices: restart to apply")
+
     async def serve(
         self,
         stop: asyncio.Event | None = None,
@@ -174,6 +208,7 @@ class Node:
         workers = [
             asyncio.create_task(self._trace_worker(), name="trace-worker"),
             asyncio.create_task(self.delivery.worker(), name="delivery-worker"),
+            asyncio.create_task(self._config_watcher(), name="config-watcher"),
         ]
         self.request_trace()
         await self.jobs.deliver()

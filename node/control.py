@@ -20,7 +20,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,41 +73,45 @@ class _RoutedStream(io.TextIOBase):
 
     def __init__(self, real: TextIO, name: str) -> None:
         super().__init__()
-        self._real = real
+        self.real = real
         self._name = name
 
     def write(self, text: str) -> int:
         sink = _SINK.get()
         if sink is None:
-            return self._real.write(text)
+            return self.real.write(text)
         sink.write(self._name, text)
         return len(text)
 
     def flush(self) -> None:
         if _SINK.get() is None:
-            self._real.flush()
+            self.real.flush()
 
     def isatty(self) -> bool:
         sink = _SINK.get()
-        return sink.tty if sink is not None else self._real.isatty()
+        return sink.tty if sink is not None else self.real.isatty()
 
     def fileno(self) -> int:
-        return self._real.fileno()
+        return self.real.fileno()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
-        return self._real.encoding
+        return self.real.encoding
 
 
-@contextlib.contextmanager
-def _routed_streams() -> Iterator[None]:
-    real_out, real_err = sys.stdout, sys.stderr
-    sys.stdout = _RoutedStream(real_out, "out")
-    sys.stderr = _RoutedStream(real_err, "err")
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = real_out, real_err
+def _route_streams() -> None:
+    """Put the routed streams in place (again, if something swapped sys.stdout meanwhile)."""
+    if not isinstance(sys.stdout, _RoutedStream):
+        sys.stdout = _RoutedStream(sys.stdout, "out")
+    if not isinstance(sys.stderr, _RoutedStream):
+        sys.stderr = _RoutedStream(sys.stderr, "err")
+
+
+def _unroute_streams() -> None:
+    if isinstance(sys.stdout, _RoutedStream):
+        sys.stdout = sys.stdout.real
+    if isinstance(sys.stderr, _RoutedStream):
+        sys.stderr = sys.stderr.real
 
 
 # Server side ---------------------------------------------------------------------------------
@@ -138,7 +142,6 @@ class ControlServer:
         self.path = path
         self._run = run
         self._runner: web.AppRunner | None = None
-        self._streams = contextlib.ExitStack()
 
     async def start(self) -> bool:
         """Listen; False (with a warning) where the socket cannot exist, e.g. a path too long."""
@@ -161,14 +164,13 @@ class ControlServer:
             )
             return False
         self._runner = runner
-        self._streams.enter_context(_routed_streams())
         return True
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self._streams.close()
+        _unroute_streams()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -192,6 +194,7 @@ class ControlServer:
                     await response.write(chunk)
 
         pumping = asyncio.create_task(pump())
+        _route_streams()
         sink = _Sink(queue, tty)
         token = _SINK.set(sink)
         try:
@@ -219,10 +222,14 @@ class CommandInterrupted(NodeError):
     """The server stopped while running the command: it may or may not have taken effect."""
 
 
-async def send(data_dir: DataDir, argv: list[str]) -> int:
+async def send(
+    data_dir: DataDir, argv: list[str], out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run `argv` on the server holding `data_dir`, printing what it prints; its exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     path = socket_path(data_dir)
-    body = {"argv": argv, "cwd": os.getcwd(), "tty": sys.stderr.isatty()}
+    body = {"argv": argv, "cwd": os.getcwd(), "tty": err.isatty()}
     connector = aiohttp.UnixConnector(path=str(path))
     # No total timeout: an import of a large file through the server legitimately takes long.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
@@ -237,11 +244,11 @@ async def send(data_dir: DataDir, argv: list[str]) -> int:
                 async for line in response.content:
                     message = orjson.loads(line)
                     if "out" in message:
-                        sys.stdout.write(message["out"])
-                        sys.stdout.flush()
+                        out.write(message["out"])
+                        out.flush()
                     if "err" in message:
-                        sys.stderr.write(message["err"])
-                        sys.stderr.flush()
+                        err.write(message["err"])
+                        err.flush()
                     if "exit" in message:
                         status = int(message["exit"])
         except aiohttp.ClientError:

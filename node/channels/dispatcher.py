@@ -69,6 +69,11 @@ class Dispatcher:
         self.channels = channels
         self.rng = rng
 
+    def reconfigure(self, config: NodeConfig, channels: dict[str, Channel]) -> None:
+        """Channel and notice settings changed in node.toml: used from the next delivery on."""
+        self.config = config
+        self.channels = channels
+
     def channel_for(self, role: str, item: CaseItem) -> tuple[str, Channel] | None:
         """The first configured channel serving this role, category and hosting country."""
         for name, settings in self.config.channels.items():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +23,7 @@ import pytest
 
 from keys import PublicKeySet, load_keys, verify_key_document
 from keys.material import Validity
+from node.config import parse_config, render_config
 from node.datadir import DataDir
 from peers.client import signed_headers
 from protocol.envelope import seal
@@ -28,6 +31,7 @@ from protocol.federation import TransactionRequest, encode_frame
 from tests.factories import sample_report
 from tests.support.cluster import REPO, NodeProcess, cli, cli_json, wait_for
 from tests.support.dns_server import ZoneDnsServer
+from tests.support.sinks import SmtpSink
 
 
 @pytest.fixture
@@ -218,6 +222,9 @@ def test_a_second_serve_is_refused_and_sigkill_never_blocks_a_restart(
     ]
     assert "listening" not in second.stdout
     assert fr.stop(signal.SIGKILL) == -signal.SIGKILL
+    # The killed server's socket is still on disk; commands see no server and work directly.
+    assert (fr.root / "control.sock").exists()
+    assert cli_json(fr.root, "peers", "list") == []
     started = time.monotonic()
     fr.start()
     assert time.monotonic() - started < 10
@@ -301,3 +308,72 @@ def test_a_peer_that_refuses_us_holds_our_records_instead_of_backing_off(
     assert synced[0]["sent"] == 1
     assert de.report(report_id) is not None
     assert cli_json(fr.root, "peers", "show", "de-eco")["refused"] is None
+
+
+def test_tokens_made_or_revoked_on_the_command_line_act_at_once(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, _ = pair
+    made = cli_json(fr.root, "tokens", "create", "--role", "analyst", "--name", "carol")
+    assert fr.get("/api/v1/reports", token=made["token"])[0] == 200
+    token_id = made["token"].split("_")[1]
+    cli(fr.root, "tokens", "revoke", token_id)
+    status, problem = fr.get("/api/v1/reports", token=made["token"])
+    assert status == 401
+    assert problem["type"].endswith("unauthorized")
+
+
+def test_channels_edited_in_node_toml_apply_without_a_restart(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, _ = pair
+    assert cli_json(fr.root, "channels", "list") == []
+    smtp = SmtpSink().start()
+    try:
+        path = fr.root / "node.toml"
+        raw = tomllib.loads(path.read_text())
+        raw["channels"] = {
+            "hosts": {
+                "kind": "email",
+                "roles": ["host_notice"],
+                "from_address": "notices@pdc.example",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp.port,
+            }
+        }
+        path.write_text(render_config(parse_config(raw)))
+        listed = wait_for(lambda: cli_json(fr.root, "channels", "list"), timeout=3)
+        assert [c["name"] for c in listed] == ["hosts"]
+        sent = cli_json(fr.root, "channels", "test", "hosts", "--to", "abuse@host.example")
+        assert sent["delivered"] is True
+        assert smtp.recipients == [["abuse@host.example"]]
+        # A broken edit is refused and the running settings stay.
+        path.write_text(path.read_text() + '\n[channels.bad]\nkind = "pigeon"\n')
+        time.sleep(1.5)
+        assert [c["name"] for c in cli_json(fr.root, "channels", "list")] == ["hosts"]
+        assert "still running as before" in (fr.log_path or path).read_text()
+    finally:
+        smtp.stop()
+
+
+def test_commands_sent_to_the_server_keep_their_errors_and_the_callers_directory(
+    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    fr, _ = pair
+    missing = cli(fr.root, "peers", "show", "nl-meldpunt", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr == "hotline-node: error: no peer 'nl-meldpunt'\n"
+    assert missing.stdout == ""
+    # A relative path means the caller's directory, not the server's.
+    here = tmp_path / "operator-desk"
+    here.mkdir()
+    written = subprocess.run(
+        [sys.executable, "-m", "node", "keys", "document", "--output", "fr.json",
+         "--data-dir", str(fr.root)],
+        capture_output=True, text=True, cwd=here, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    assert verify_key_document(
+        (here / "fr.json").read_bytes().strip(), pinned_fingerprint=fr.fingerprint
+    )
