@@ -6,13 +6,19 @@ import asyncio
 import io
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from keys import load_keys
 from node import control
+from node.cli import _runner_for
+from node.clock import ManualClock
 from node.datadir import DataDir
+from tests.support.federation import live_node, node_dir
+from tests.support.nodes import START
 
 
 @pytest.fixture
@@ -83,3 +89,47 @@ async def test_a_malformed_request_is_refused(served: DataDir, body: bytes) -> N
 async def test_no_server_means_the_command_is_not_taken(tmp_path: Path) -> None:
     with pytest.raises(control.ServerGone):
         await control.send(DataDir(tmp_path), ["fast"])
+
+
+async def test_keys_changed_through_the_socket_survive_the_scheduled_rotation(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(START)
+    data_dir, url = node_dir(tmp_path, "fr-pdc", "FR", clock, "127.0.0.1:9")
+    async with live_node(data_dir, url, clock) as live:
+        node = live.node
+        server = control.ControlServer(control.socket_path(data_dir), _runner_for(node))
+        assert await server.start()
+        try:
+            signing = node.keyring.current.current_signing(clock.now()).kid
+            status, _, err = await capture(data_dir, ["keys", "revoke", signing])
+            assert (status, err) == (0, "")
+            # The running node's own keyring changed: nothing stale is left to write back.
+            assert signing in node.keyring.current.revoked
+            clock.advance(timedelta(days=node.config.keys.rotate_every_days))
+            assert await node.jobs.rotate_keys()
+        finally:
+            await server.close()
+        on_disk = load_keys(data_dir.keys, data_dir.read_secret())
+        assert signing in on_disk.revoked
+        assert on_disk.current_signing(clock.now()).kid == (
+            node.keyring.current.current_signing(clock.now()).kid
+        )
+        assert signing in node.keyring.current.revoked
+
+
+async def test_the_server_refuses_to_run_init_or_serve_for_a_caller(tmp_path: Path) -> None:
+    clock = ManualClock(START)
+    data_dir, url = node_dir(tmp_path, "fr-pdc", "FR", clock, "127.0.0.1:9")
+    async with live_node(data_dir, url, clock) as live:
+        server = control.ControlServer(control.socket_path(data_dir), _runner_for(live.node))
+        assert await server.start()
+        try:
+            status, out, err = await capture(data_dir, ["serve"])
+            assert (status, out) == (2, "")
+            assert err == "hotline-node: error: serve cannot run inside a server\n"
+            status, out, err = await capture(data_dir, ["reports", "assess"])
+            assert status == 2
+            assert "the following arguments are required: id" in err
+        finally:
+            await server.close()
