@@ -79,6 +79,7 @@ class Node:
     dispatcher: Dispatcher
     jobs: Jobs
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def trace_url(self, url: str) -> dict[str, Any]:
         result = await self.tracer.trace(url)
@@ -99,7 +100,10 @@ class Node:
         self._trace_wanted.set()
 
     async def trace_pending(self) -> int:
-        return await self.cases.trace_pending(self.trace_url)
+        # One sweep at a time: the trace worker and a command run inside the server (reports
+        # submit waits for its trace) would otherwise trace and route the same case twice.
+        async with self._trace_lock:
+            return await self.cases.trace_pending(self.trace_url)
 
     def api_context(self) -> ApiContext:
         return ApiContext(
