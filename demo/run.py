@@ -139,6 +139,11 @@ def main() -> int:
                 )
 
             step("2. Operators exchange fingerprints out of band and add each other")
+            say("  each runs, on the serving node (it takes effect at once, no restart):")
+            say(
+                "  $ hotline-node peers add --node-id ID --country CC --endpoint URL"
+                " --fingerprint FP"
+            )
             for a, b in ((fr, de), (de, fr), (fr, us), (us, fr)):
                 a.add_peer(b)
                 say(
