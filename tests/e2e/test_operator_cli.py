@@ -207,14 +207,7 @@ def test_a_second_serve_is_refused_and_sigkill_never_blocks_a_restart(
 ) -> None:
     fr, _ = pair
     assert fr.process is not None
-    second = subprocess.run(
-        [sys.executable, "-m", "node", "serve", "--data-dir", str(fr.root)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        check=False,
-    )
+    second = cli(fr.root, "serve", check=False)
     assert second.returncode == 1
     assert second.stderr.strip().splitlines() == [
         f"hotline-node: error: {fr.root} is already served by process {fr.process.pid}: "
@@ -237,14 +230,7 @@ def test_a_port_in_use_is_reported_before_listening(
     fr, _ = pair
     other = NodeProcess("it-sic", "IT", tmp_path / "it", dns.nameserver, port=fr.port)
     other.init()
-    result = subprocess.run(
-        [sys.executable, "-m", "node", "serve", "--data-dir", str(other.root)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        check=False,
-    )
+    result = cli(other.root, "serve", check=False)
     assert result.returncode == 1
     assert "listening" not in result.stdout
     assert "address already in use" in result.stderr.lower()
