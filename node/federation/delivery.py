@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,13 +17,14 @@ import aiosqlite
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet
 from node.clock import Clock, iso
 from node.federation.crypto_pool import CryptoPool
-from node.federation.inbox import RECEIVED_NAMESPACE, Inbox
+from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
 from node.store import audit
 from node.store.db import Database, Tx
 from peers.backoff import backoff_delay
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from protocol import (
+    ActionCode,
     MemoryReplayGuard,
     Opened,
     OpenError,
@@ -35,6 +35,7 @@ from protocol import (
     open_envelope,
     seal_payload,
 )
+from protocol.derived import derived_action_id
 from protocol.federation import (
     ItemStatus,
     OutboxPage,
@@ -46,7 +47,6 @@ from protocol.federation import (
 from protocol.ids import new_ids
 
 log = logging.getLogger("hotline.delivery")
-FORWARDED_NAMESPACE = uuid.UUID("0b8f5d0e-52c4-4f7e-8d0c-3c1f2a9e7b44")
 DEFAULT_BATCH = 200
 # How often records held by a peer's outright refusal are offered again when nothing else
 # (the peer calling us, the operator) clears the refusal first.
@@ -372,7 +372,7 @@ class Delivery:
                 " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
                 [
                     (
-                        str(uuid.uuid5(FORWARDED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
+                        str(derived_action_id(ActionCode.FORWARDED, row["report_id"], peer_id)),
                         row["report_id"],
                         iso(now),
                         self.node_id,
@@ -390,7 +390,7 @@ class Delivery:
                 " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
                 [
                     (
-                        str(uuid.uuid5(RECEIVED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
+                        str(derived_action_id(ActionCode.RECEIVED, row["report_id"], peer_id)),
                         row["report_id"],
                         iso(receipt_at),
                         peer_id,
