@@ -273,7 +273,7 @@ class Delivery:
     def _seal_rows(
         self, peer_id: str, public: PublicKeySet, rows: list[aiosqlite.Row], *, now: datetime
     ) -> list[bytes | SealError]:
-        kid, key = public.encryption_key(now)
+        kid, key = public.sealing_key(now)
         signing = self.keys().current_signing(now)
         msg_ids = new_ids(now, len(rows))
         sealed: list[bytes | SealError] = []

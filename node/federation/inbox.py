@@ -532,7 +532,7 @@ class Inbox:
         if keys is None:
             return None
         try:
-            kid, public = keys.encryption_key(now)
+            kid, public = keys.sealing_key(now)
         except KeyUnavailableError:
             log.warning("no encryption key for %s: answering without a receipt", sender)
             return None
