@@ -30,9 +30,7 @@ class TestNode:
         return PublicKeySet.from_document(document)
 
 
-def make_node(
-    node_id: str, country: str, at: datetime = NOW, *, hybrid: bool = False
-) -> TestNode:
+def make_node(node_id: str, country: str, at: datetime = NOW, *, hybrid: bool = False) -> TestNode:
     """A node with fresh keys; classic only unless `hybrid` (the protocol tests are written
     for the classic suite, the hybrid ones ask for it)."""
     keys = NodeKeys.generate(at)
