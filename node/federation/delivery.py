@@ -29,7 +29,6 @@ from protocol import (
     Opened,
     OpenError,
     OpenFailure,
-    Receipt,
     SealError,
     envelope_digest,
     open_envelope,
@@ -45,6 +44,7 @@ from protocol.federation import (
     encode_frame,
 )
 from protocol.ids import new_ids
+from protocol.receipts import ReceiptMismatch, check_receipt
 
 log = logging.getLogger("hotline.delivery")
 DEFAULT_BATCH = 200
@@ -327,14 +327,10 @@ class Delivery:
                 opened = self._open_receipt(frame, now)
         except OpenError as exc:
             raise PeerProtocolError(f"receipt from {peer_id} refused: {exc.reason.value}") from exc
-        record = opened.record
-        taken = {r.digest for r in answer.results if r.status is not ItemStatus.REJECTED}
-        if (
-            not isinstance(record, Receipt)
-            or record.txn_id != txn_id
-            or set(record.accepted) != taken
-        ):
-            raise PeerProtocolError(f"receipt from {peer_id} does not match its answer")
+        try:
+            record = check_receipt(answer, txn_id, opened.record)
+        except ReceiptMismatch as exc:
+            raise PeerProtocolError(f"receipt from {peer_id} does not match its answer") from exc
         return frame, record.at
 
     async def _settle(
@@ -367,39 +363,14 @@ class Delivery:
                 [(iso(now), peer_id, row["seq"]) for row in sent],
             )
             _mark_dead(conn, peer_id, dead, now)
-            conn.executemany(
-                "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
-                " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
-                [
-                    (
-                        str(derived_action_id(ActionCode.FORWARDED, row["report_id"], peer_id)),
-                        row["report_id"],
-                        iso(now),
-                        self.node_id,
-                        peer["country"],
-                        f"delivered to {peer_id}",
-                    )
-                    for row in sent
-                    if row["record_type"] == "report"
-                ],
-            )
-            # The peer's signed receipt is its statement that it received each report: record
-            # `received` under the id the peer uses for it in its own timeline.
-            conn.executemany(
-                "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
-                " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
-                [
-                    (
-                        str(derived_action_id(ActionCode.RECEIVED, row["report_id"], peer_id)),
-                        row["report_id"],
-                        iso(receipt_at),
-                        peer_id,
-                        peer["country"],
-                        f"signed receipt for transaction {answer.txn_id}",
-                    )
-                    for row in sent
-                    if row["record_type"] == "report"
-                ],
+            _record_delivered(
+                conn,
+                self.node_id,
+                peer,
+                sent,
+                forwarded_at=now,
+                received_at=receipt_at,
+                how=f"signed receipt for transaction {answer.txn_id}",
             )
             conn.execute(
                 "INSERT OR IGNORE INTO receipts (peer_id, txn_id, frame, at) VALUES (?, ?, ?, ?)",
@@ -519,19 +490,52 @@ class Delivery:
             self.kick(pushed)
             if progress is not None:
                 progress(peer_id, report.pulled, report.pulled + (1 if page.more else 0))
-            if not page.more:
-                return report
+            # No return on the last page: the next request, with the cursor moved past it, is
+            # what acknowledges it (protocol.md §13.5), and it comes back empty.
 
     # serving pull (peers collect from us) ---------------------------------------------------
     async def outbox_page(self, peer_id: str, after: int, limit: int) -> OutboxPage:
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
-            # The cursor says the peer committed everything up to `after`.
+            # The cursor, in a request the peer signed, says it committed everything up to
+            # `after`: for those rows it is what a signed receipt is to a push.
+            peer = conn.execute("SELECT * FROM peers WHERE node_id = ?", (peer_id,)).fetchone()
+            acknowledged = conn.execute(
+                "SELECT seq, record_type, record_id, report_id FROM peer_outbox"
+                " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
+                (peer_id, after),
+            ).fetchall()
+            if peer is None or not acknowledged:
+                return
             conn.execute(
-                "UPDATE peer_outbox SET state = 'sent', sent_at = ? WHERE peer_id = ? AND"
-                " state = 'pending' AND seq <= ?",
+                "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
+                " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
                 (iso(now), peer_id, after),
+            )
+            _record_delivered(
+                conn,
+                self.node_id,
+                peer,
+                acknowledged,
+                forwarded_at=now,
+                received_at=now,
+                how=f"pull acknowledged through {after}",
+            )
+            conn.execute(
+                "UPDATE peers SET delivered = delivered + ? WHERE node_id = ?",
+                (len(acknowledged), peer_id),
+            )
+            audit.append(
+                conn,
+                at=now,
+                actor="delivery",
+                event="federation.delivered",
+                subject=peer_id,
+                details={
+                    "pull_after": after,
+                    "sent": [f"{r['record_type']}:{r['record_id']}" for r in acknowledged],
+                },
             )
 
         await self.db.run(transaction)
@@ -574,3 +578,49 @@ def _mark_dead(
             " at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
             (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
         )
+
+
+def _record_delivered(
+    conn: Tx,
+    node_id: str,
+    peer: aiosqlite.Row,
+    rows: list[aiosqlite.Row],
+    *,
+    forwarded_at: datetime,
+    received_at: datetime,
+    how: str,
+) -> None:
+    """`forwarded` (by us) and `received` (by the peer) for each report the peer took, under
+    the ids both ends derive (protocol.md §9.8): a copy from the peer adds nothing."""
+    peer_id = peer["node_id"]
+    reports = [row for row in rows if row["record_type"] == "report"]
+    conn.executemany(
+        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
+        " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
+        [
+            (
+                str(derived_action_id(ActionCode.FORWARDED, row["report_id"], peer_id)),
+                row["report_id"],
+                iso(forwarded_at),
+                node_id,
+                peer["country"],
+                f"delivered to {peer_id}",
+            )
+            for row in reports
+        ],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
+        " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
+        [
+            (
+                str(derived_action_id(ActionCode.RECEIVED, row["report_id"], peer_id)),
+                row["report_id"],
+                iso(received_at),
+                peer_id,
+                peer["country"],
+                how,
+            )
+            for row in reports
+        ],
+    )
