@@ -499,7 +499,7 @@ class Delivery:
 
         def transaction(conn: Tx) -> None:
             # The cursor, in a request the peer signed, says it committed everything up to
-            # `after`: for those rows it is what a signed receipt is to a push.
+            # `after`: those rows are delivered, as a push answered `accepted` is.
             peer = conn.execute("SELECT * FROM peers WHERE node_id = ?", (peer_id,)).fetchone()
             acknowledged = conn.execute(
                 "SELECT seq, record_type, record_id, report_id FROM peer_outbox"
@@ -513,15 +513,9 @@ class Delivery:
                 " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
                 (iso(now), peer_id, after),
             )
-            _record_delivered(
-                conn,
-                self.node_id,
-                peer,
-                acknowledged,
-                forwarded_at=now,
-                received_at=now,
-                how=f"pull acknowledged through {after}",
-            )
+            # `received` comes from the peer itself, in its signed `received` action (the
+            # cursor also moves past frames it refused, which it did not receive).
+            _record_delivered(conn, self.node_id, peer, acknowledged, forwarded_at=now)
             conn.execute(
                 "UPDATE peers SET delivered = delivered + ? WHERE node_id = ?",
                 (len(acknowledged), peer_id),
@@ -587,11 +581,11 @@ def _record_delivered(
     rows: list[aiosqlite.Row],
     *,
     forwarded_at: datetime,
-    received_at: datetime,
-    how: str,
+    received_at: datetime | None = None,
+    how: str = "",
 ) -> None:
-    """`forwarded` (by us) and `received` (by the peer) for each report the peer took, under
-    the ids both ends derive (protocol.md §9.8): a copy from the peer adds nothing."""
+    """`forwarded` (by us) and, with `received_at`, `received` (by the peer) for each report the
+    peer took, under the ids both ends derive (protocol.md §9.8): a copy adds nothing."""
     peer_id = peer["node_id"]
     reports = [row for row in rows if row["record_type"] == "report"]
     conn.executemany(
@@ -609,6 +603,8 @@ def _record_delivered(
             for row in reports
         ],
     )
+    if received_at is None:
+        return
     conn.executemany(
         "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
         " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",

@@ -224,24 +224,23 @@ async def test_a_pull_peer_gets_the_same_history_as_a_push_peer(
         described = await fr.node.registry.describe("de-eco")
         assert described["queue_depth"] == 0
         assert described["delivered"] == 1
-        timeline = [
-            (a["id"], a["code"], a["by"]) for a in (await fr.node.cases.show(report_id))["actions"]
-        ]
-        assert (
-            str(derived_action_id(ActionCode.FORWARDED, report_id, "de-eco")),
-            "forwarded",
-            "fr-pdc",
-        ) in timeline
-        assert (
-            str(derived_action_id(ActionCode.RECEIVED, report_id, "de-eco")),
-            "received",
-            "de-eco",
-        ) in timeline
-        # DE's own `received` action reaches FR too, and is the same row.
+        shown = await fr.node.cases.show(report_id)
+        timeline = [(a["id"], a["code"], a["by"]) for a in shown["actions"]]
+        forwarded_id = str(derived_action_id(ActionCode.FORWARDED, report_id, "de-eco"))
+        assert (forwarded_id, "forwarded", "fr-pdc") in timeline
+        # `received` is DE's own signed statement, its `received` action under the derived id.
         await de.settle()
-        codes = [a["code"] for a in (await fr.node.cases.show(report_id))["actions"]]
+        shown = await fr.node.cases.show(report_id)
+        timeline = [(a["id"], a["code"], a["by"]) for a in shown["actions"]]
+        received_id = str(derived_action_id(ActionCode.RECEIVED, report_id, "de-eco"))
+        assert (received_id, "received", "de-eco") in timeline
+        codes = [code for _, code, _ in timeline]
         assert codes.count("received") == 1
         assert codes.count("forwarded") == 1
+        # Pulling again acknowledges nothing new and records nothing twice.
+        assert (await de.node.delivery.pull("fr-pdc")).pulled == 0
+        again = [a["code"] for a in (await fr.node.cases.show(report_id))["actions"]]
+        assert sorted(again) == sorted(codes)
 
 
 # --- endpoints with a path (§13.1) -------------------------------------------------------------
