@@ -485,8 +485,12 @@ class Delivery:
             items = [(item.seq, decode_frame(item.frame)) for item in page.envelopes]
             if not items:
                 return report
+            before = cursor
             cursor, pushed, accepted = await self.inbox.apply_pulled(peer_id, items, cursor)
             report.pulled += accepted
+            if cursor <= before:  # a peer that serves nothing past our cursor: stop, not spin
+                self.kick(pushed)
+                return report
             self.kick(pushed)
             if progress is not None:
                 progress(peer_id, report.pulled, report.pulled + (1 if page.more else 0))

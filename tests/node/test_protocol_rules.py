@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from keys import load_keys, save_keys
@@ -21,7 +22,7 @@ from protocol.receipts import check_receipt
 from tests.factories import sample_report
 from tests.node.test_federation import forward_case, raw_post, signed_headers, signed_push
 from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import LiveNode, Pair, befriend, live_node, node_dir
+from tests.support.federation import LiveNode, Pair, befriend, free_port, live_node, node_dir
 from tests.support.nodes import START, rewrite_config
 
 CLASSIC = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
@@ -271,3 +272,41 @@ async def test_an_endpoint_with_a_path_prefix_works_with_or_without_a_proxy(
         signed_for_root = signed_headers(fr, authority, path, body, "m" * 20)
         status, _ = await raw_post(de_root + path, body, signed_for_root)
         assert status == 401
+
+
+async def test_a_pull_stops_when_the_peer_serves_nothing_past_the_cursor(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    """The puller asks until an empty page; a peer that keeps serving old sequence numbers
+    must not keep it asking forever."""
+    calls: list[str] = []
+
+    async def stuck_outbox(request: web.Request) -> web.Response:
+        calls.append(request.query_string)
+        page = {"v": 1, "envelopes": [{"seq": 1, "frame": "SExOMQ"}], "next_after": 1, "more": True}
+        return web.json_response(page)
+
+    app = web.Application()
+    app.router.add_get("/federation/v1/outbox", stuck_outbox)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
+    de_dir, de_url = node_dir(
+        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
+    )
+    try:
+        async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+            await befriend(fr, de, pull_only=True)
+            async with de.node.db.write() as conn:
+                await conn.execute(
+                    "UPDATE peers SET endpoint = ? WHERE node_id = 'fr-pdc'",
+                    (f"http://127.0.0.1:{port}",),
+                )
+            await de.node.registry.load()
+            report = await de.node.delivery.pull("fr-pdc")
+            assert report.pulled == 0
+            assert calls == ["after=0&limit=200", "after=1&limit=200"]
+    finally:
+        await runner.cleanup()
