@@ -21,13 +21,17 @@ def taken(answer: TransactionResponse) -> set[str]:
     return {r.digest for r in answer.results if r.status is not ItemStatus.REJECTED}
 
 
-def check_receipt(answer: TransactionResponse, txn_id: str, record: object) -> Receipt:
-    """The opened receipt must answer this transaction and list exactly the frames taken,
-    even when that is none (`accepted: []`)."""
+def check_receipt(
+    answer: TransactionResponse, txn_id: str, record: object, peer: str | None = None
+) -> Receipt:
+    """The opened receipt must be the peer's, answer this transaction and list exactly the
+    frames taken, even when that is none (`accepted: []`)."""
     if answer.txn_id != txn_id or answer.receipt is None:
         raise ReceiptMismatch(f"answer without a receipt for {txn_id}")
     if not isinstance(record, Receipt) or record.txn_id != txn_id:
         raise ReceiptMismatch(f"the receipt does not answer {txn_id}")
+    if peer is not None and record.by != peer:
+        raise ReceiptMismatch(f"the receipt is by {record.by}, not {peer}")
     if set(record.accepted) != taken(answer):
         raise ReceiptMismatch("the receipt does not list exactly the frames taken")
     return record
@@ -50,11 +54,12 @@ class ReceiptLedger:
         answer: TransactionResponse,
         txn_id: str,
         open_: Callable[[bytes], Opened],
+        peer: str | None = None,
     ) -> Receipt:
         digest = envelope_digest(frame)
         known = self._by_digest.get(digest)
         record = known if known is not None else open_(frame).record
-        receipt = check_receipt(answer, txn_id, record)
+        receipt = check_receipt(answer, txn_id, record, peer)
         self._by_digest[digest] = receipt
         return receipt
 

@@ -328,7 +328,7 @@ class Delivery:
         except OpenError as exc:
             raise PeerProtocolError(f"receipt from {peer_id} refused: {exc.reason.value}") from exc
         try:
-            record = check_receipt(answer, txn_id, opened.record)
+            record = check_receipt(answer, txn_id, opened.record, peer_id)
         except ReceiptMismatch as exc:
             raise PeerProtocolError(f"receipt from {peer_id} does not match its answer") from exc
         return frame, record.at

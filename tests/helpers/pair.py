@@ -150,7 +150,8 @@ class Endpoint:
         if answer.receipt is None:
             return check_receipt(answer, txn_id, None)  # raises: a receipt is required
         frame = decode_frame(answer.receipt)
-        return self.receipts.accept(frame, answer, txn_id, lambda f: self.open(f, now))
+        peer = next(iter(self.peers)) if len(self.peers) == 1 else None
+        return self.receipts.accept(frame, answer, txn_id, lambda f: self.open(f, now), peer)
 
 
 @dataclass

@@ -95,6 +95,10 @@ def test_a_receipt_that_does_not_match_its_answer_is_refused(pair: FederationPai
         check_receipt(_answer_with(body, txn_id="txn-another-1"), "txn-another-1", receipt)
     with pytest.raises(ReceiptMismatch, match="without a receipt"):
         check_receipt(_answer_with(body, receipt=None), txn_id, receipt)
+    # A receipt by another node than the peer pushed to.
+    with pytest.raises(ReceiptMismatch, match="not it-hotline"):
+        check_receipt(answer, txn_id, receipt, "it-hotline")
+    assert check_receipt(answer, txn_id, receipt, "de-eco").by == "de-eco"
     # And a record that is not a receipt.
     with pytest.raises(ReceiptMismatch, match="does not answer"):
         check_receipt(answer, txn_id, sample_report("de-eco"))
