@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.hpke import MLKEM768X25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keys.canonical import canonical_json
 from keys.errors import KeyDocumentError, KeyUnavailableError
 from keys.material import NodeKeys, Validity
-from keys.thumbprint import CURVE_ED25519, CURVE_X25519, b64url, b64url_decode, okp_thumbprint
+from keys.thumbprint import (
+    CURVE_ED25519,
+    CURVE_X25519,
+    b64url,
+    b64url_decode,
+    hybrid_thumbprint,
+    okp_thumbprint,
+)
 
 KEY_DOCUMENT_LABEL = b"hotline-node/v1 key-document\x00"
 MAX_KEY_DOCUMENT_BYTES = 64 * 1024
+# The envelope suites (docs/protocol.md §6): named here because key documents advertise them.
+CLASSIC_SUITE = "hpke-base-x25519-sha256-aes256gcm"
+HYBRID_SUITE = "hpke-base-mlkem768x25519-sha256-aes256gcm"
+MLKEM768_PUBLIC_BYTES = 1184
+HYBRID_PUBLIC_BYTES = MLKEM768_PUBLIC_BYTES + 32
 
 NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
@@ -42,7 +56,19 @@ class PublishedKey(_Frozen):
     not_after: UnixTime
 
 
-class KeyDocument(_Frozen):
+class PublishedHybridKey(PublishedKey):
+    # b64url of the 1216-byte hybrid public key (ML-KEM-768 encapsulation key, X25519 key).
+    key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1622}$")]
+
+
+SuiteName = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+
+
+class KeyDocument(BaseModel):
+    # Unknown members are ignored (protocol.md §11): a newer node may add some, and an older
+    # one must still take its keys. The signature covers the bytes, whatever they contain.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
     v: Version = 1
     node_id: NodeId
     country: CountryCode
@@ -52,10 +78,18 @@ class KeyDocument(_Frozen):
     signing_keys: list[PublishedKey] = Field(max_length=64)
     encryption_keys: list[PublishedKey] = Field(max_length=64)
     revoked: list[KeyId] = Field(default_factory=list, max_length=1024)
+    # Absent: the classic suite only (documents from before the hybrid suite). Names this node
+    # does not know are ignored.
+    suites: list[SuiteName] | None = Field(default=None, min_length=1, max_length=8)
+    hybrid_keys: list[PublishedHybridKey] | None = Field(default=None, max_length=16)
 
     @property
     def fingerprint(self) -> str:
         return okp_thumbprint(CURVE_ED25519, b64url_decode(self.identity_key))
+
+    @property
+    def advertised_suites(self) -> frozenset[str]:
+        return frozenset(self.suites or (CLASSIC_SUITE,))
 
 
 def to_unix(at: datetime) -> int:
@@ -96,12 +130,31 @@ def build_key_document(
             if k.kid not in keys.revoked and k.validity.not_after > now
         ],
         revoked=sorted(keys.revoked),
+        **_hybrid_members(keys, now),
     )
+
+
+def _hybrid_members(keys: NodeKeys, now: datetime) -> dict[str, Any]:
+    """`suites` and `hybrid_keys`, written only when there is a hybrid key to publish: the
+    document of a node without one is byte for byte what it was before the hybrid suite."""
+    hybrid = [
+        PublishedHybridKey(
+            kid=k.kid,
+            key=b64url(k.public_raw),
+            not_before=to_unix(k.validity.not_before),
+            not_after=to_unix(k.validity.not_after),
+        )
+        for k in keys.hybrid
+        if k.kid not in keys.revoked and k.validity.not_after > now
+    ]
+    if not hybrid:
+        return {}
+    return {"suites": [CLASSIC_SUITE, HYBRID_SUITE], "hybrid_keys": hybrid}
 
 
 def sign_key_document(document: KeyDocument, keys: NodeKeys) -> bytes:
     """Wire form: {"document": b64url(canonical bytes), "signature": b64url(Ed25519)}."""
-    body = canonical_json(document.model_dump(mode="json"))
+    body = canonical_json(document.model_dump(mode="json", exclude_none=True))
     signature = keys.identity.sign(KEY_DOCUMENT_LABEL + body)
     return canonical_json({"document": b64url(body), "signature": b64url(signature)})
 
@@ -150,7 +203,24 @@ def verify_key_document(wire: bytes, *, pinned_fingerprint: str | None) -> KeyDo
                 raise KeyDocumentError(f"key id {entry.kid} is not the thumbprint of its key")
             if entry.not_after <= entry.not_before:
                 raise KeyDocumentError(f"key {entry.kid} has an empty validity window")
+    for hybrid in document.hybrid_keys or ():
+        raw = b64url_decode(hybrid.key) if len(hybrid.key) == 1622 else b""
+        if len(raw) != HYBRID_PUBLIC_BYTES or hybrid_thumbprint(raw) != hybrid.kid:
+            raise KeyDocumentError(f"key id {hybrid.kid} is not the thumbprint of its key")
+        if hybrid.not_after <= hybrid.not_before:
+            raise KeyDocumentError(f"key {hybrid.kid} has an empty validity window")
+        try:
+            _hybrid_public(raw)
+        except ValueError as exc:
+            raise KeyDocumentError(f"hybrid key {hybrid.kid} is not a valid key") from exc
     return document
+
+
+def _hybrid_public(raw: bytes) -> MLKEM768X25519PublicKey:
+    return MLKEM768X25519PublicKey(
+        MLKEM768PublicKey.from_public_bytes(raw[:MLKEM768_PUBLIC_BYTES]),
+        X25519PublicKey.from_public_bytes(raw[MLKEM768_PUBLIC_BYTES:]),
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -165,6 +235,8 @@ class PublicKeySet:
     signing: dict[str, tuple[Ed25519PublicKey, Validity]]
     encryption: dict[str, tuple[X25519PublicKey, Validity]]
     revoked: frozenset[str]
+    hybrid: dict[str, tuple[MLKEM768X25519PublicKey, Validity]] = field(default_factory=dict)
+    suites: frozenset[str] = frozenset((CLASSIC_SUITE,))
 
     @classmethod
     def from_document(cls, document: KeyDocument) -> PublicKeySet:
@@ -182,6 +254,11 @@ class PublicKeySet:
                 for e in document.encryption_keys
             },
             revoked=frozenset(document.revoked),
+            hybrid={
+                e.kid: (_hybrid_public(b64url_decode(e.key)), window(e))
+                for e in document.hybrid_keys or ()
+            },
+            suites=document.advertised_suites,
         )
 
     def merged_with(self, newer: PublicKeySet) -> PublicKeySet:
@@ -201,6 +278,9 @@ class PublicKeySet:
                 k: v for k, v in {**self.encryption, **newer.encryption}.items() if k not in revoked
             },
             revoked=revoked,
+            hybrid={k: v for k, v in {**self.hybrid, **newer.hybrid}.items() if k not in revoked},
+            # What the peer offers now: a node may stop advertising a suite.
+            suites=newer.suites,
         )
 
     def signing_key(self, kid: str, at: datetime) -> Ed25519PublicKey:
@@ -225,5 +305,28 @@ class PublicKeySet:
         ]
         if not valid:
             raise KeyUnavailableError(f"{self.node_id} has no encryption key valid now")
+        _, kid, key = max(valid, key=lambda item: (item[0], item[1]))
+        return kid, key
+
+    def sealing_key(self, at: datetime) -> tuple[str, X25519PublicKey | MLKEM768X25519PublicKey]:
+        """The key to seal to at `at`: the hybrid one when the peer advertises the hybrid suite
+        and has a usable hybrid key, else the classic one (protocol.md §6.3)."""
+        return self.hybrid_key(at) or self.encryption_key(at)
+
+    @property
+    def advertises_hybrid(self) -> bool:
+        return HYBRID_SUITE in self.suites
+
+    def hybrid_key(self, at: datetime) -> tuple[str, MLKEM768X25519PublicKey] | None:
+        """The newest unrevoked hybrid key valid at `at`, when the peer advertises the suite."""
+        if not self.advertises_hybrid:
+            return None
+        valid = [
+            (validity.not_before, kid, key)
+            for kid, (key, validity) in self.hybrid.items()
+            if kid not in self.revoked and validity.covers(at)
+        ]
+        if not valid:
+            return None
         _, kid, key = max(valid, key=lambda item: (item[0], item[1]))
         return kid, key

@@ -8,22 +8,25 @@ from enum import StrEnum
 from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.hpke import MLKEM768X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keys.errors import KeyUnavailableError
-from keys.thumbprint import CURVE_ED25519, CURVE_X25519, okp_thumbprint
+from keys.thumbprint import CURVE_ED25519, CURVE_X25519, hybrid_thumbprint, okp_thumbprint
 
 DEFAULT_VALIDITY = timedelta(days=90)
 DEFAULT_OVERLAP = timedelta(days=7)
 
 
-K = TypeVar("K", "SigningKey", "EncryptionKey")
+K = TypeVar("K", "SigningKey", "EncryptionKey", "HybridKey")
 
 
 class KeyPurpose(StrEnum):
     SIGNING = "sig"
     ENCRYPTION = "enc"
+    HYBRID = "hyb"
 
 
 def ed25519_raw(key: Ed25519PrivateKey) -> bytes:
@@ -88,6 +91,43 @@ class EncryptionKey:
         return x25519_raw(self.private)
 
 
+@dataclass(frozen=True)
+class HybridKey:
+    """An encryption key of the hybrid post-quantum suite: ML-KEM-768 and X25519 together.
+
+    Its own X25519 half, not the classic key's: one key, one KEM. Rotated with the other
+    encryption keys and kept encrypted at rest like them (two PKCS8 files).
+    """
+
+    kid: str
+    mlkem: MLKEM768PrivateKey
+    x25519: X25519PrivateKey
+    validity: Validity
+
+    @staticmethod
+    def raw_of(mlkem: MLKEM768PrivateKey, x25519: X25519PrivateKey) -> bytes:
+        # The KEM's public key serialisation: the 1184-byte ML-KEM key, then the X25519 key.
+        return mlkem.public_key().public_bytes_raw() + x25519_raw(x25519)
+
+    @classmethod
+    def of(
+        cls, mlkem: MLKEM768PrivateKey, x25519: X25519PrivateKey, validity: Validity
+    ) -> HybridKey:
+        return cls(hybrid_thumbprint(cls.raw_of(mlkem, x25519)), mlkem, x25519, validity)
+
+    @classmethod
+    def generate(cls, validity: Validity) -> HybridKey:
+        return cls.of(MLKEM768PrivateKey.generate(), X25519PrivateKey.generate(), validity)
+
+    @property
+    def private(self) -> MLKEM768X25519PrivateKey:
+        return MLKEM768X25519PrivateKey(self.mlkem, self.x25519)
+
+    @property
+    def public_raw(self) -> bytes:
+        return self.raw_of(self.mlkem, self.x25519)
+
+
 def _usable(keys: list[K], kid: str, at: datetime, revoked: frozenset[str]) -> K:
     if kid in revoked:
         raise KeyUnavailableError(f"key {kid} is revoked")
@@ -114,6 +154,8 @@ class NodeKeys:
     signing: list[SigningKey] = field(default_factory=list)
     encryption: list[EncryptionKey] = field(default_factory=list)
     revoked: frozenset[str] = frozenset()
+    # Empty for a node created before the hybrid suite: it gains one at its next rotation.
+    hybrid: list[HybridKey] = field(default_factory=list)
 
     @classmethod
     def generate(cls, now: datetime, validity: timedelta = DEFAULT_VALIDITY) -> NodeKeys:
@@ -122,6 +164,7 @@ class NodeKeys:
             identity=Ed25519PrivateKey.generate(),
             signing=[SigningKey.generate(window)],
             encryption=[EncryptionKey.generate(window)],
+            hybrid=[HybridKey.generate(window)],
         )
 
     @property
@@ -139,6 +182,23 @@ class NodeKeys:
     def decryption_key(self, kid: str, at: datetime) -> EncryptionKey:
         """Our encryption key `kid`, if it is unrevoked and valid at `at`."""
         return _usable(self.encryption, kid, at, self.revoked)
+
+    def hybrid_decryption_key(self, kid: str, at: datetime) -> HybridKey:
+        """Our hybrid key `kid`, if it is unrevoked and valid at `at`."""
+        return _usable(self.hybrid, kid, at, self.revoked)
+
+    def offers_hybrid(self, at: datetime) -> bool:
+        """Whether we hold a hybrid key valid at `at` (and so advertise the hybrid suite)."""
+        return any(k.kid not in self.revoked and k.validity.covers(at) for k in self.hybrid)
+
+    def requires_hybrid(self, classic_kid: str) -> bool:
+        """Whether a sender that knows our classic key `classic_kid` also knew a hybrid key of
+        ours: one was published with it or before it (rotation makes both together)."""
+        for key in self.encryption:
+            if key.kid == classic_kid:
+                start = key.validity.not_before
+                return any(h.validity.not_before <= start for h in self.hybrid)
+        return False
 
     def rotate(
         self,
@@ -163,10 +223,15 @@ class NodeKeys:
             self,
             signing=[*map(shorten, self.signing), SigningKey.generate(window)],
             encryption=[*map(shorten, self.encryption), EncryptionKey.generate(window)],
+            hybrid=[*map(shorten, self.hybrid), HybridKey.generate(window)],
         )
 
     def revoke(self, kid: str) -> NodeKeys:
-        known = {k.kid for k in self.signing} | {k.kid for k in self.encryption}
+        known = (
+            {k.kid for k in self.signing}
+            | {k.kid for k in self.encryption}
+            | {k.kid for k in self.hybrid}
+        )
         if kid not in known:
             raise KeyUnavailableError(f"unknown key {kid}")
         return replace(self, revoked=self.revoked | {kid})
@@ -178,4 +243,5 @@ class NodeKeys:
             self,
             signing=[k for k in self.signing if k.validity.not_after > horizon],
             encryption=[k for k in self.encryption if k.validity.not_after > horizon],
+            hybrid=[k for k in self.hybrid if k.validity.not_after > horizon],
         )

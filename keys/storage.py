@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from keys.document import from_unix, to_unix
 from keys.errors import InsecureKeyFileError, KeySecretError, KeyStoreError
-from keys.material import EncryptionKey, NodeKeys, SigningKey, Validity
+from keys.material import EncryptionKey, HybridKey, NodeKeys, SigningKey, Validity
 
 SECRET_BYTES = 32
 _INDEX = "keys.json"
@@ -93,7 +94,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _pem(key: Ed25519PrivateKey | X25519PrivateKey, secret: bytes) -> bytes:
+def _pem(key: Ed25519PrivateKey | X25519PrivateKey | MLKEM768PrivateKey, secret: bytes) -> bytes:
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(secret))
 
 
@@ -109,6 +110,11 @@ def _load(path: Path, secret: bytes) -> Any:
 
 def _key_file(purpose: str, kid: str) -> str:
     return f"{purpose}-{kid}.pem"
+
+
+# A hybrid key is two private keys; each gets its own PKCS8 file, encrypted like the others.
+def _hybrid_files(kid: str) -> tuple[str, str]:
+    return f"hyb-{kid}.mlkem.pem", f"hyb-{kid}.x25519.pem"
 
 
 def save_keys(directory: Path, keys: NodeKeys, secret: bytes) -> None:
@@ -130,19 +136,38 @@ def save_keys(directory: Path, keys: NodeKeys, secret: bytes) -> None:
             wanted.add(name)
             if not (directory / name).exists():
                 write_private_file(directory / name, _pem(entry.private, secret))
-            index["keys"].append(
-                {
-                    "purpose": purpose,
-                    "kid": entry.kid,
-                    "not_before": to_unix(entry.validity.not_before),
-                    "not_after": to_unix(entry.validity.not_after),
-                }
-            )
+            index["keys"].append(_index_entry(purpose, entry.kid, entry.validity))
+    for hybrid in keys.hybrid:
+        names = _hybrid_files(hybrid.kid)
+        wanted.update(names)
+        if not (directory / names[0]).exists():
+            write_private_file(directory / names[0], _pem(hybrid.mlkem, secret))
+        if not (directory / names[1]).exists():
+            write_private_file(directory / names[1], _pem(hybrid.x25519, secret))
+        index["keys"].append(_index_entry("hyb", hybrid.kid, hybrid.validity))
     write_private_file(directory / _INDEX, orjson.dumps(index, option=orjson.OPT_INDENT_2))
     # Pruned keys: remove their files only after the new index no longer names them.
     for path in directory.glob("*.pem"):
         if path.name not in wanted:
             path.unlink()
+
+
+def _index_entry(purpose: str, kid: str, validity: Validity) -> dict[str, Any]:
+    return {
+        "purpose": purpose,
+        "kid": kid,
+        "not_before": to_unix(validity.not_before),
+        "not_after": to_unix(validity.not_after),
+    }
+
+
+def _load_hybrid(directory: Path, kid: str, validity: Validity, secret: bytes) -> HybridKey:
+    mlkem_name, x25519_name = _hybrid_files(kid)
+    mlkem = _load(directory / mlkem_name, secret)
+    x25519 = _load(directory / x25519_name, secret)
+    if not isinstance(mlkem, MLKEM768PrivateKey) or not isinstance(x25519, X25519PrivateKey):
+        raise KeyStoreError(f"key {kid} does not match its purpose")
+    return HybridKey.of(mlkem, x25519, validity)
 
 
 def load_keys(directory: Path, secret: bytes) -> NodeKeys:
@@ -158,9 +183,13 @@ def load_keys(directory: Path, secret: bytes) -> NodeKeys:
         raise KeyStoreError("identity key is not an Ed25519 key")
     signing: list[SigningKey] = []
     encryption: list[EncryptionKey] = []
+    hybrid: list[HybridKey] = []
     try:
         for entry in entries:
             validity = Validity(from_unix(entry["not_before"]), from_unix(entry["not_after"]))
+            if entry["purpose"] == "hyb":
+                hybrid.append(_load_hybrid(directory, entry["kid"], validity, secret))
+                continue
             path = directory / _key_file(entry["purpose"], entry["kid"])
             private = _load(path, secret)
             if entry["purpose"] == "sig" and isinstance(private, Ed25519PrivateKey):
@@ -175,7 +204,15 @@ def load_keys(directory: Path, secret: bytes) -> NodeKeys:
     derived = [(k.kid, SigningKey.kid_of(k.private)) for k in signing] + [
         (k.kid, EncryptionKey.kid_of(k.private)) for k in encryption
     ]
+    # HybridKey.of derived each hybrid kid from the files: compare with the index.
+    derived += [
+        (entry["kid"], key.kid) for entry, key in zip(_hybrid_entries(entries), hybrid, strict=True)
+    ]
     for kid, actual in derived:
         if kid != actual:
             raise KeyStoreError(f"key file for {kid} holds a different key")
-    return NodeKeys(identity, signing, encryption, revoked)
+    return NodeKeys(identity, signing, encryption, revoked, hybrid)
+
+
+def _hybrid_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [entry for entry in entries if entry["purpose"] == "hyb"]

@@ -46,3 +46,14 @@ def okp_thumbprint(curve: str, public_raw: bytes) -> str:
     """The RFC 7638 SHA-256 thumbprint of an OKP public key, base64url encoded."""
     jwk = {"crv": curve, "kty": "OKP", "x": b64url(public_raw)}
     return b64url(hashlib.sha256(canonical_json(jwk)).digest())
+
+
+# The hybrid ML-KEM-768 + X25519 key (HPKE KEM 0x647A) has no registered JWK form yet: its kid
+# is the SHA-256 thumbprint of this fixed member set, in the manner of RFC 7638.
+HYBRID_ALG = "MLKEM768-X25519"
+
+
+def hybrid_thumbprint(public_raw: bytes) -> str:
+    """The kid of a hybrid public key (ML-KEM-768 encapsulation key, then X25519 key)."""
+    jwk = {"alg": HYBRID_ALG, "kty": "AKP", "pub": b64url(public_raw)}
+    return b64url(hashlib.sha256(canonical_json(jwk)).digest())

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -126,6 +127,7 @@ class Node:
             inbox=self.inbox,
             delivery=self.delivery,
             admin=self.admin,
+            path_prefix=urlsplit(self.config.endpoint).path.rstrip("/"),
         )
 
     def admin_context(self) -> AdminContext:

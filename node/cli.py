@@ -196,10 +196,12 @@ async def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 def _key_rows(node: Node) -> list[dict[str, Any]]:
     now = node.clock.now()
     rows = []
-    for purpose, entries in (
+    keys: tuple[tuple[str, list[Any]], ...] = (
         ("sig", node.keyring.current.signing),
         ("enc", node.keyring.current.encryption),
-    ):
+        ("hyb", node.keyring.current.hybrid),  # hybrid post-quantum (protocol.md §6.3)
+    )
+    for purpose, entries in keys:
         for key in entries:
             state = (
                 "revoked"

@@ -53,4 +53,5 @@ class Peer:
             return None
         keys = PublicKeySet.from_document(document)
         # Revocations seen in any earlier document stay in force.
-        return keys.merged_with(PublicKeySet(keys.node_id, {}, {}, self.revoked | keys.revoked))
+        earlier = PublicKeySet(keys.node_id, {}, {}, self.revoked)
+        return earlier.merged_with(keys)

@@ -14,17 +14,33 @@ from uuid import UUID
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.hpke import (
+    AEAD,
+    KDF,
+    KEM,
+    MLKEM768X25519PrivateKey,
+    MLKEM768X25519PublicKey,
+    Suite,
+)
 from pydantic import ConfigDict, Field, TypeAdapter
 
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet, SigningKey, canonical_json
-from keys.document import MAX_UNIX_TIME, KeyId, NodeId, from_unix, to_unix
+from keys.document import (
+    CLASSIC_SUITE,
+    HYBRID_SUITE,
+    MAX_UNIX_TIME,
+    KeyId,
+    NodeId,
+    from_unix,
+    to_unix,
+)
 from protocol.errors import OpenError, OpenFailure, RecordError, SealError
 from protocol.records import RECORD_TYPES, Record, parse_record, record_author, record_bytes
 
 PROTOCOL_VERSION = 1
-SUITE_NAME = "hpke-base-x25519-sha256-aes256gcm"
+SUITE_NAME = CLASSIC_SUITE
+HYBRID_SUITE_NAME = HYBRID_SUITE
 MAGIC = b"HLN1"
 MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 2048
@@ -39,7 +55,15 @@ DEFAULT_MAX_SKEW = timedelta(minutes=5)
 _NODE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
+# The allow-list: suite name -> (HPKE suite, length of its `enc`). Nothing else is accepted.
+_SUITES = {
+    CLASSIC_SUITE: (Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM), ENC_BYTES),
+    HYBRID_SUITE: (
+        Suite(KEM.MLKEM768_X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM),
+        KEM.MLKEM768_X25519.enc_length(),
+    ),
+}
+RecipientKey = X25519PublicKey | MLKEM768X25519PublicKey
 _PREFIX = struct.Struct(">4sH")
 _LENGTH = struct.Struct(">I")
 
@@ -55,7 +79,7 @@ class Header:
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid", strict=True)
 
     v: int
-    suite: str
+    suite: Literal["hpke-base-x25519-sha256-aes256gcm", "hpke-base-mlkem768x25519-sha256-aes256gcm"]
     from_: Annotated[NodeId, Field(alias="from")]
     from_kid: KeyId
     to: NodeId
@@ -140,11 +164,12 @@ def seal(
     signing_key: SigningKey,
     recipient: str,
     recipient_kid: str,
-    recipient_key: X25519PublicKey,
+    recipient_key: RecipientKey,
     msg_id: UUID,
     now: datetime,
 ) -> bytes:
-    """Sign `record` for `recipient` and encrypt it to their key. Time and msg_id are passed in."""
+    """Sign `record` for `recipient` and encrypt it to their key, whose type picks the suite.
+    Time and msg_id are passed in."""
     if record_author(record) != sender:
         raise SealError(f"{sender} may not sign a {record.type} written by {record_author(record)}")
     return seal_payload(
@@ -168,7 +193,7 @@ def seal_payload(
     signing_key: SigningKey,
     recipient: str,
     recipient_kid: str,
-    recipient_key: X25519PublicKey,
+    recipient_key: RecipientKey,
     msg_id: UUID,
     now: datetime,
 ) -> bytes:
@@ -184,12 +209,13 @@ def seal_payload(
     ):
         if not pattern.fullmatch(value):
             raise SealError(f"{name} {value!r} is not a valid identifier")
+    suite_name = HYBRID_SUITE if isinstance(recipient_key, MLKEM768X25519PublicKey) else SUITE_NAME
     # Every value is typed by construction (ids are validated where keys and peers are made),
     # so plain sorted-key orjson is canonical here without the generic checks.
     header = orjson.dumps(
         {
             "v": PROTOCOL_VERSION,
-            "suite": SUITE_NAME,
+            "suite": suite_name,
             "from": sender,
             "from_kid": signing_key.kid,
             "to": recipient,
@@ -203,7 +229,8 @@ def seal_payload(
     if len(header) > MAX_HEADER_BYTES:
         raise SealError("header too long")
     signature = signing_key.private.sign(signed_bytes(header, payload))
-    sealed = _SUITE.encrypt(signature + payload, recipient_key, info=hpke_info(header))
+    suite = _SUITES[suite_name][0]
+    sealed = suite.encrypt(signature + payload, recipient_key, info=hpke_info(header))
     frame = b"".join((_PREFIX.pack(MAGIC, len(header)), header, sealed))
     if len(frame) > MAX_ENVELOPE_BYTES:
         raise SealError(f"record too large: {len(frame)} bytes sealed, limit {MAX_ENVELOPE_BYTES}")
@@ -235,7 +262,7 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> ReadFrame:
     body_start = _PREFIX.size + header_len
     header_bytes = frame[_PREFIX.size : body_start]
     sealed = frame[body_start:]
-    if len(header_bytes) != header_len or len(sealed) < ENC_BYTES + TAG_BYTES + SIGNATURE_BYTES:
+    if len(header_bytes) != header_len:
         raise OpenError(OpenFailure.MALFORMED, "truncated")
     try:
         raw = orjson.loads(header_bytes)
@@ -246,9 +273,12 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> ReadFrame:
         raise OpenError(OpenFailure.MALFORMED, "header is not an object")
     if raw.get("v") != PROTOCOL_VERSION:
         raise OpenError(OpenFailure.VERSION, f"version {raw.get('v')!r}")
-    if raw.get("suite") != SUITE_NAME:
-        raise OpenError(OpenFailure.SUITE, f"suite {raw.get('suite')!r}")
-    header = _checked_header(raw)
+    suite = raw.get("suite")
+    if not isinstance(suite, str) or suite not in _SUITES:
+        raise OpenError(OpenFailure.SUITE, f"suite {suite!r}")
+    if len(sealed) < _SUITES[suite][1] + TAG_BYTES + SIGNATURE_BYTES:
+        raise OpenError(OpenFailure.MALFORMED, "truncated")
+    header = _checked_header(raw, suite)
     # Only the canonical form is accepted: no duplicate members, no alternative spellings that
     # another parser of the stored evidence could read differently.
     if orjson.dumps(raw, option=orjson.OPT_SORT_KEYS) != header_bytes:
@@ -271,7 +301,7 @@ _HEADER_PATTERNS = (
 )
 
 
-def _checked_header(raw: dict[str, Any]) -> Header:
+def _checked_header(raw: dict[str, Any], suite: Any) -> Header:
     """The rules of `Header`'s annotations, checked by hand: this runs on every frame before any
     crypto, and pydantic's general machinery costs several times more here. `v` and `suite`
     were checked by the caller."""
@@ -290,7 +320,7 @@ def _checked_header(raw: dict[str, Any]) -> Header:
         raise OpenError(OpenFailure.MALFORMED, "header: bad type")
     return Header(
         v=PROTOCOL_VERSION,
-        suite=SUITE_NAME,
+        suite=suite,
         from_=raw["from"],
         from_kid=raw["from_kid"],
         to=raw["to"],
@@ -359,15 +389,22 @@ def _open(
         verify_key: Ed25519PublicKey = sender_keys.signing_key(header.from_kid, created)
     except KeyUnavailableError as exc:
         raise OpenError(OpenFailure.SENDER_KEY, exc.reason) from exc
+    decryption_key: X25519PrivateKey | MLKEM768X25519PrivateKey
     try:
-        decryption_key = keys.decryption_key(header.to_kid, now)
+        if header.suite == HYBRID_SUITE:
+            decryption_key = keys.hybrid_decryption_key(header.to_kid, now).private
+        else:
+            decryption_key = keys.decryption_key(header.to_kid, now).private
     except KeyUnavailableError as exc:
         raise OpenError(OpenFailure.RECIPIENT_KEY, exc.reason) from exc
+    if header.suite == CLASSIC_SUITE and _must_be_hybrid(header, keys, sender_keys, now):
+        raise OpenError(OpenFailure.DOWNGRADE, f"classic frame to {header.to_kid}")
     if replay.seen(header.from_, header.msg_id):
         raise OpenError(OpenFailure.REPLAY, f"{header.from_}/{header.msg_id}")
 
     try:
-        plaintext = _SUITE.decrypt(sealed, decryption_key.private, info=hpke_info(header_bytes))
+        suite = _SUITES[header.suite][0]
+        plaintext = suite.decrypt(sealed, decryption_key, info=hpke_info(header_bytes))
     except Exception as exc:  # any failure here (bad tag, low-order point) is opaque
         raise OpenError(OpenFailure.DECRYPT, type(exc).__name__) from exc
     signature, payload = plaintext[:SIGNATURE_BYTES], plaintext[SIGNATURE_BYTES:]
@@ -385,3 +422,11 @@ def _open(
     # Remember only after success: a forger must not be able to burn a real sender's msg_ids.
     replay.remember(header.from_, header.msg_id, created)
     return Opened(header, record, payload, frame)
+
+
+def _must_be_hybrid(header: Header, keys: NodeKeys, sender: PublicKeySet, now: datetime) -> bool:
+    """A classic frame is a downgrade when both ends advertise the hybrid suite and the sender
+    could not have missed ours: the classic key it sealed to was published with a hybrid key."""
+    return (
+        sender.advertises_hybrid and keys.offers_hybrid(now) and keys.requires_hybrid(header.to_kid)
+    )

@@ -30,6 +30,7 @@ class OpenFailure(StrEnum):
     MALFORMED = "malformed"
     VERSION = "version"
     SUITE = "suite"
+    DOWNGRADE = "downgrade"
     WRONG_RECIPIENT = "wrong_recipient"
     UNKNOWN_SENDER = "unknown_sender"
     SENDER_KEY = "sender_key"

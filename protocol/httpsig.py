@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -68,16 +68,25 @@ def content_digest(body: bytes) -> str:
     return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
 
 
-def _base(request: SignedRequest, digest: str, params: str) -> bytes:
-    lines = [
-        f'"@method": {request.method.upper()}',
-        f'"@authority": {request.authority.lower()}',
-        f'"@path": {request.path}',
-        f'"@query": {request.query or "?"}',
-        f'"content-digest": {digest}',
-        f'"@signature-params": {params}',
-    ]
+def signature_base(components: Sequence[tuple[str, str]], params: str) -> bytes:
+    """RFC 9421 §2.5: one `"name": value` line per covered component, then the
+    `"@signature-params"` line, joined by LF with no final newline."""
+    lines = [f'"{name}": {value}' for name, value in components]
+    lines.append(f'"@signature-params": {params}')
     return "\n".join(lines).encode("utf-8")
+
+
+def _base(request: SignedRequest, digest: str, params: str) -> bytes:
+    return signature_base(
+        [
+            ("@method", request.method.upper()),
+            ("@authority", request.authority.lower()),
+            ("@path", request.path),
+            ("@query", request.query or "?"),
+            ("content-digest", digest),
+        ],
+        params,
+    )
 
 
 def _params(created: int, node_id: str, kid: str, nonce: str) -> str:

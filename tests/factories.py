@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -30,8 +30,11 @@ class TestNode:
         return PublicKeySet.from_document(document)
 
 
-def make_node(node_id: str, country: str, at: datetime = NOW) -> TestNode:
-    return TestNode(node_id, country, NodeKeys.generate(at))
+def make_node(node_id: str, country: str, at: datetime = NOW, *, hybrid: bool = False) -> TestNode:
+    """A node with fresh keys; classic only unless `hybrid` (the protocol tests are written
+    for the classic suite, the hybrid ones ask for it)."""
+    keys = NodeKeys.generate(at)
+    return TestNode(node_id, country, keys if hybrid else replace(keys, hybrid=[]))
 
 
 class Directory:

@@ -52,6 +52,8 @@ class FederationContext:
     inbox: Inbox
     delivery: Delivery
     admin: PeerAdmin
+    # The path of our endpoint ("" or "/prefix"): requests are signed for it (protocol.md §13.1).
+    path_prefix: str = ""
     # (sender, nonce) of the pushes being handled now: a copy is refused before any work.
     pushes_in_flight: set[tuple[str, str]] = field(default_factory=set)
 
@@ -71,10 +73,14 @@ async def _verified(request: web.Request, body: bytes) -> _Nonce:
     in a transaction of its own or in the one that applies what the request carries)."""
     ctx = request.app[FEDERATION]
     raw_query = request.rel_url.raw_query_string
+    path = request.rel_url.raw_path
+    if ctx.path_prefix and not path.startswith(ctx.path_prefix + "/"):
+        # Behind a proxy that removed our endpoint's path: the peer signed the full path.
+        path = ctx.path_prefix + path
     signed = SignedRequest(
         request.method,
         ctx.authority,
-        request.rel_url.raw_path,
+        path,
         f"?{raw_query}" if raw_query else "?",
         body,
     )
@@ -254,6 +260,9 @@ def _first(exc: Exception) -> str:
     return str(exc)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/federation/v1/transactions/{txn_id}", push_transaction)
-    app.router.add_get("/federation/v1/outbox", pull_outbox)
+def add_routes(app: web.Application, prefix: str = "") -> None:
+    """At the root, and under the endpoint's path too when it has one (with or without a
+    proxy that removes it, the node answers)."""
+    for base in dict.fromkeys(("", prefix)):
+        app.router.add_post(base + "/federation/v1/transactions/{txn_id}", push_transaction)
+        app.router.add_get(base + "/federation/v1/outbox", pull_outbox)

@@ -38,7 +38,10 @@ def make_app(
     metrics.add_routes(app)
     if federation_ctx is not None:
         app[FEDERATION] = federation_ctx
-        federation.add_routes(app)
+        federation.add_routes(app, federation_ctx.path_prefix)
+        if federation_ctx.path_prefix:
+            prefixed = federation_ctx.path_prefix + "/.well-known/hotline-node"
+            app.router.add_get(prefixed, key_document)
     if admin_ctx is not None:
         app[ADMIN] = admin_ctx
         admin.add_routes(app)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,23 +17,24 @@ import aiosqlite
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet
 from node.clock import Clock, iso
 from node.federation.crypto_pool import CryptoPool
-from node.federation.inbox import RECEIVED_NAMESPACE, Inbox
+from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
 from node.store import audit
 from node.store.db import Database, Tx
 from peers.backoff import backoff_delay
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from protocol import (
+    ActionCode,
     MemoryReplayGuard,
     Opened,
     OpenError,
     OpenFailure,
-    Receipt,
     SealError,
     envelope_digest,
     open_envelope,
     seal_payload,
 )
+from protocol.derived import derived_action_id
 from protocol.federation import (
     ItemStatus,
     OutboxPage,
@@ -44,9 +44,9 @@ from protocol.federation import (
     encode_frame,
 )
 from protocol.ids import new_ids
+from protocol.receipts import ReceiptMismatch, check_receipt
 
 log = logging.getLogger("hotline.delivery")
-FORWARDED_NAMESPACE = uuid.UUID("0b8f5d0e-52c4-4f7e-8d0c-3c1f2a9e7b44")
 DEFAULT_BATCH = 200
 # How often records held by a peer's outright refusal are offered again when nothing else
 # (the peer calling us, the operator) clears the refusal first.
@@ -273,7 +273,7 @@ class Delivery:
     def _seal_rows(
         self, peer_id: str, public: PublicKeySet, rows: list[aiosqlite.Row], *, now: datetime
     ) -> list[bytes | SealError]:
-        kid, key = public.encryption_key(now)
+        kid, key = public.sealing_key(now)
         signing = self.keys().current_signing(now)
         msg_ids = new_ids(now, len(rows))
         sealed: list[bytes | SealError] = []
@@ -327,14 +327,10 @@ class Delivery:
                 opened = self._open_receipt(frame, now)
         except OpenError as exc:
             raise PeerProtocolError(f"receipt from {peer_id} refused: {exc.reason.value}") from exc
-        record = opened.record
-        taken = {r.digest for r in answer.results if r.status is not ItemStatus.REJECTED}
-        if (
-            not isinstance(record, Receipt)
-            or record.txn_id != txn_id
-            or set(record.accepted) != taken
-        ):
-            raise PeerProtocolError(f"receipt from {peer_id} does not match its answer")
+        try:
+            record = check_receipt(answer, txn_id, opened.record, peer_id)
+        except ReceiptMismatch as exc:
+            raise PeerProtocolError(f"receipt from {peer_id} does not match its answer") from exc
         return frame, record.at
 
     async def _settle(
@@ -367,39 +363,14 @@ class Delivery:
                 [(iso(now), peer_id, row["seq"]) for row in sent],
             )
             _mark_dead(conn, peer_id, dead, now)
-            conn.executemany(
-                "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
-                " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
-                [
-                    (
-                        str(uuid.uuid5(FORWARDED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
-                        row["report_id"],
-                        iso(now),
-                        self.node_id,
-                        peer["country"],
-                        f"delivered to {peer_id}",
-                    )
-                    for row in sent
-                    if row["record_type"] == "report"
-                ],
-            )
-            # The peer's signed receipt is its statement that it received each report: record
-            # `received` under the id the peer uses for it in its own timeline.
-            conn.executemany(
-                "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
-                " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
-                [
-                    (
-                        str(uuid.uuid5(RECEIVED_NAMESPACE, f"{row['report_id']}/{peer_id}")),
-                        row["report_id"],
-                        iso(receipt_at),
-                        peer_id,
-                        peer["country"],
-                        f"signed receipt for transaction {answer.txn_id}",
-                    )
-                    for row in sent
-                    if row["record_type"] == "report"
-                ],
+            _record_delivered(
+                conn,
+                self.node_id,
+                peer,
+                sent,
+                forwarded_at=now,
+                received_at=receipt_at,
+                how=f"signed receipt for transaction {answer.txn_id}",
             )
             conn.execute(
                 "INSERT OR IGNORE INTO receipts (peer_id, txn_id, frame, at) VALUES (?, ?, ?, ?)",
@@ -514,24 +485,55 @@ class Delivery:
             items = [(item.seq, decode_frame(item.frame)) for item in page.envelopes]
             if not items:
                 return report
+            before = cursor
             cursor, pushed, accepted = await self.inbox.apply_pulled(peer_id, items, cursor)
             report.pulled += accepted
+            if cursor <= before:  # a peer that serves nothing past our cursor: stop, not spin
+                self.kick(pushed)
+                return report
             self.kick(pushed)
             if progress is not None:
                 progress(peer_id, report.pulled, report.pulled + (1 if page.more else 0))
-            if not page.more:
-                return report
+            # No return on the last page: the next request, with the cursor moved past it, is
+            # what acknowledges it (protocol.md §13.5), and it comes back empty.
 
     # serving pull (peers collect from us) ---------------------------------------------------
     async def outbox_page(self, peer_id: str, after: int, limit: int) -> OutboxPage:
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
-            # The cursor says the peer committed everything up to `after`.
+            # The cursor, in a request the peer signed, says it committed everything up to
+            # `after`: those rows are delivered, as a push answered `accepted` is.
+            peer = conn.execute("SELECT * FROM peers WHERE node_id = ?", (peer_id,)).fetchone()
+            acknowledged = conn.execute(
+                "SELECT seq, record_type, record_id, report_id FROM peer_outbox"
+                " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
+                (peer_id, after),
+            ).fetchall()
+            if peer is None or not acknowledged:
+                return
             conn.execute(
-                "UPDATE peer_outbox SET state = 'sent', sent_at = ? WHERE peer_id = ? AND"
-                " state = 'pending' AND seq <= ?",
+                "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
+                " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
                 (iso(now), peer_id, after),
+            )
+            # `received` comes from the peer itself, in its signed `received` action (the
+            # cursor also moves past frames it refused, which it did not receive).
+            _record_delivered(conn, self.node_id, peer, acknowledged, forwarded_at=now)
+            conn.execute(
+                "UPDATE peers SET delivered = delivered + ? WHERE node_id = ?",
+                (len(acknowledged), peer_id),
+            )
+            audit.append(
+                conn,
+                at=now,
+                actor="delivery",
+                event="federation.delivered",
+                subject=peer_id,
+                details={
+                    "pull_after": after,
+                    "sent": [f"{r['record_type']}:{r['record_id']}" for r in acknowledged],
+                },
             )
 
         await self.db.run(transaction)
@@ -574,3 +576,51 @@ def _mark_dead(
             " at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
             (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
         )
+
+
+def _record_delivered(
+    conn: Tx,
+    node_id: str,
+    peer: aiosqlite.Row,
+    rows: list[aiosqlite.Row],
+    *,
+    forwarded_at: datetime,
+    received_at: datetime | None = None,
+    how: str = "",
+) -> None:
+    """`forwarded` (by us) and, with `received_at`, `received` (by the peer) for each report the
+    peer took, under the ids both ends derive (protocol.md §9.8): a copy adds nothing."""
+    peer_id = peer["node_id"]
+    reports = [row for row in rows if row["record_type"] == "report"]
+    conn.executemany(
+        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
+        " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
+        [
+            (
+                str(derived_action_id(ActionCode.FORWARDED, row["report_id"], peer_id)),
+                row["report_id"],
+                iso(forwarded_at),
+                node_id,
+                peer["country"],
+                f"delivered to {peer_id}",
+            )
+            for row in reports
+        ],
+    )
+    if received_at is None:
+        return
+    conn.executemany(
+        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
+        " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
+        [
+            (
+                str(derived_action_id(ActionCode.RECEIVED, row["report_id"], peer_id)),
+                row["report_id"],
+                iso(received_at),
+                peer_id,
+                peer["country"],
+                how,
+            )
+            for row in reports
+        ],
+    )

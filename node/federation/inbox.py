@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -39,11 +38,11 @@ from protocol import (
     record_bytes,
     seal,
 )
+from protocol.derived import derived_action_id
 from protocol.federation import ItemResult, ItemStatus, TransactionResponse, encode_frame
 from protocol.ids import new_id
 
 log = logging.getLogger("hotline.federation")
-RECEIVED_NAMESPACE = uuid.UUID("6f1c7d2e-3a51-4c8e-9a7b-0d4e2f8c1b63")
 # Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
 # the writer starts early, large enough that each chunk's writes stay set-based.
 OPEN_CHUNK = 50
@@ -533,7 +532,7 @@ class Inbox:
         if keys is None:
             return None
         try:
-            kid, public = keys.encryption_key(now)
+            kid, public = keys.sealing_key(now)
         except KeyUnavailableError:
             log.warning("no encryption key for %s: answering without a receipt", sender)
             return None
@@ -607,7 +606,7 @@ class _NewReports:
         # The origin learns at once that the case arrived. Pushed: the signed receipt in our
         # answer says so (it records `received` under this same action id). Pulled: the
         # `received` action is queued back to the origin.
-        action_id = uuid.uuid5(RECEIVED_NAMESPACE, f"{report_id}/{self.node_id}")
+        action_id = derived_action_id(ActionCode.RECEIVED, report_id, self.node_id)
         self.actions.append(
             {
                 "id": str(action_id),

@@ -74,6 +74,7 @@ def same_keys(left: NodeKeys, right: NodeKeys) -> bool:
             keys.fingerprint,
             [(k.kid, k.validity, k.public_raw) for k in keys.signing],
             [(k.kid, k.validity, k.public_raw) for k in keys.encryption],
+            [(k.kid, k.validity, k.public_raw) for k in keys.hybrid],
             keys.revoked,
         )
 
@@ -159,6 +160,8 @@ def test_saved_files_are_0600_in_a_0700_directory(
             "keys.json",
             f"sig-{keys.signing[0].kid}.pem",
             f"enc-{keys.encryption[0].kid}.pem",
+            f"hyb-{keys.hybrid[0].kid}.mlkem.pem",
+            f"hyb-{keys.hybrid[0].kid}.x25519.pem",
         ]
     )
     for path in key_dir.iterdir():
@@ -687,3 +690,65 @@ def test_merged_with_refuses_the_keys_of_another_node(keys: NodeKeys) -> None:
     )
     with pytest.raises((KeysError, ValueError)):
         public_set(keys).merged_with(theirs)
+
+
+# --- the hybrid post-quantum encryption key ---------------------------------------------------
+
+
+def test_hybrid_keys_are_saved_encrypted_and_load_back(
+    key_dir: Path, keys: NodeKeys, secret: bytes
+) -> None:
+    rotated = keys.rotate(NOW + timedelta(days=30))
+    save_keys(key_dir, rotated, secret)
+    assert len(rotated.hybrid) == 2
+    for hybrid in rotated.hybrid:
+        for suffix in ("mlkem", "x25519"):
+            data = (key_dir / f"hyb-{hybrid.kid}.{suffix}.pem").read_bytes()
+            assert data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    loaded = load_keys(key_dir, secret)
+    assert same_keys(loaded, rotated)
+    with pytest.raises(KeySecretError):
+        load_keys(key_dir, b"\x00" * 32)
+
+
+def test_a_key_directory_from_before_the_hybrid_suite_still_loads(
+    key_dir: Path, keys: NodeKeys, secret: bytes
+) -> None:
+    classic = replace(keys, hybrid=[])
+    save_keys(key_dir, classic, secret)
+    loaded = load_keys(key_dir, secret)
+    assert loaded.hybrid == []
+    assert not loaded.offers_hybrid(NOW + timedelta(days=1))
+    # The next rotation gives it a hybrid key; its older classic key does not require one.
+    at = NOW + timedelta(days=30)
+    rotated = loaded.rotate(at)
+    assert rotated.offers_hybrid(at)
+    assert not rotated.requires_hybrid(keys.encryption[0].kid)
+    assert rotated.requires_hybrid(rotated.current_encryption(at).kid)
+
+
+def test_hybrid_keys_rotate_revoke_and_prune_like_the_others(keys: NodeKeys) -> None:
+    at = NOW + timedelta(days=30)
+    rotated = keys.rotate(at)
+    old, new = rotated.hybrid
+    assert old.validity.not_after == at + timedelta(days=7)
+    assert new.validity.not_before == at
+    assert rotated.hybrid_decryption_key(new.kid, at).kid == new.kid
+    revoked = rotated.revoke(old.kid)
+    with pytest.raises(KeyUnavailableError, match="revoked"):
+        revoked.hybrid_decryption_key(old.kid, at)
+    assert [k.kid for k in rotated.prune(at + timedelta(days=15)).hybrid] == [new.kid]
+
+
+def test_a_hybrid_key_file_swapped_under_its_kid_is_refused(
+    key_dir: Path, keys: NodeKeys, secret: bytes
+) -> None:
+    save_keys(key_dir, keys, secret)
+    other = NodeKeys.generate(NOW)
+    save_keys(key_dir / "other", other, secret)
+    kid = keys.hybrid[0].kid
+    (key_dir / f"hyb-{kid}.x25519.pem").write_bytes(
+        (key_dir / "other" / f"hyb-{other.hybrid[0].kid}.x25519.pem").read_bytes()
+    )
+    with pytest.raises(KeyStoreError, match="holds a different key"):
+        load_keys(key_dir, secret)

@@ -191,7 +191,7 @@ def test_keys_show_json_is_one_document(node: Cli) -> None:
     data = result.json()  # the whole of stdout parses: nothing else was printed
     assert data["node_id"] == "fr-pointdecontact"
     assert data["country"] == "FR"
-    assert {k["purpose"] for k in data["keys"]} == {"sig", "enc"}
+    assert {k["purpose"] for k in data["keys"]} == {"sig", "enc", "hyb"}
     assert all(k["state"] == "valid" for k in data["keys"])
     assert all(set(k) >= {"kid", "not_before", "not_after"} for k in data["keys"])
     text = node.ok("keys", "show").out

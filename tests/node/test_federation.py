@@ -296,7 +296,7 @@ def report_frame(fr: LiveNode, de: LiveNode) -> bytes:
 def record_frame(fr: LiveNode, de: LiveNode, record: Report | Withdrawal) -> bytes:
     public = fr.node.registry.keys_for(de.node_id)
     assert public is not None
-    kid, key = public.encryption_key(START)
+    kid, key = public.sealing_key(START)
     return seal(
         record,
         sender=fr.node_id,

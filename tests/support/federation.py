@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -48,7 +49,7 @@ class LiveNode:
     async def start_http(self) -> None:
         self.runner = web.AppRunner(self.node.make_app(), access_log=None)
         await self.runner.setup()
-        port = int(self.url.rsplit(":", 1)[1])
+        port = urlsplit(self.url).port  # the endpoint may have a path after the port
         await web.TCPSite(self.runner, "127.0.0.1", port).start()
 
     async def stop_http(self) -> None:

@@ -1,0 +1,198 @@
+"""transport-v1.json and hybrid-v1.json, checked from the files (and envelope-v1.json's keys)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from keys import NodeKeys, PublicKeySet, verify_key_document
+from keys.material import HybridKey
+from keys.thumbprint import b64url, b64url_decode
+from protocol import MemoryReplayGuard, OpenError, Receipt, open_envelope, read_header
+from protocol.derived import derived_action_id
+from protocol.federation import TransactionResponse, decode_frame
+from protocol.httpsig import (
+    MemoryNonceGuard,
+    SignedRequest,
+    sign_request,
+    signature_base,
+    verify_request,
+)
+from protocol.receipts import check_receipt
+from protocol.records import ActionCode
+from tests.protocol.test_vectors import NODES, VectorDirectory, at, hexbytes, node_keys, window
+from tests.vectors import more
+
+TRANSPORT: dict[str, Any] = json.loads(more.TRANSPORT_PATH.read_text(encoding="utf-8"))
+HYBRID: dict[str, Any] = json.loads(more.HYBRID_PATH.read_text(encoding="utf-8"))
+
+
+# --- request signatures ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", TRANSPORT["request_signatures"], ids=lambda v: v["method"])
+def test_request_signature_vectors_are_reproduced_and_verify(vector: dict[str, Any]) -> None:
+    signer = node_keys(NODES[vector["signer"]])
+    key = next(k for k in signer.signing if k.kid == vector["signer_kid"])
+    request = SignedRequest(
+        vector["method"],
+        vector["authority"],
+        vector["path"],
+        vector["query"],
+        hexbytes(vector["body_hex"]),
+    )
+    created = at(vector["created"])
+    headers = sign_request(
+        request, node_id=vector["signer"], key=key, nonce=vector["nonce"], now=created
+    )
+    assert headers == vector["headers"]
+    params = headers["Signature-Input"].removeprefix("hln=")
+    components = [
+        ("@method", vector["method"]),
+        ("@authority", vector["authority"]),
+        ("@path", vector["path"]),
+        ("@query", vector["query"]),
+        ("content-digest", headers["Content-Digest"]),
+    ]
+    assert signature_base(components, params).decode() == vector["signature_base"]
+    sender = verify_request(
+        request, headers, peers=VectorDirectory(), nonces=MemoryNonceGuard(), now=created
+    )
+    assert sender == vector["signer"]
+
+
+def test_the_get_vector_signs_the_digest_of_the_empty_body() -> None:
+    [get] = [v for v in TRANSPORT["request_signatures"] if v["method"] == "GET"]
+    empty = base64.b64encode(hashlib.sha256(b"").digest()).decode()
+    assert get["headers"]["Content-Digest"] == f"sha-256=:{empty}:"
+
+
+# --- the stored answer -------------------------------------------------------------------------
+
+
+def test_the_stored_answer_carries_a_receipt_that_matches_it() -> None:
+    stored = TRANSPORT["stored_answer"]
+    answer = TransactionResponse.model_validate_json(hexbytes(stored["answer_hex"]))
+    assert json.loads(hexbytes(stored["answer_hex"])) == stored["answer"]
+    frame = decode_frame(answer.receipt or "")
+    assert hashlib.sha256(frame).hexdigest() == stored["receipt_digest"]
+    opened = open_envelope(
+        frame,
+        recipient=stored["sender"],
+        keys=node_keys(NODES[stored["sender"]]),
+        peers=VectorDirectory(),
+        replay=MemoryReplayGuard(),
+        now=at(stored["receipt_opens_at"]),
+    )
+    receipt = check_receipt(answer, stored["txn_id"], opened.record)
+    assert isinstance(receipt, Receipt)
+    assert receipt.by == stored["receiver"]
+
+
+# --- derived action ids ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", TRANSPORT["derived_action_ids"]["ids"], ids=lambda e: e["peer"])
+def test_derived_action_ids(entry: dict[str, Any]) -> None:
+    spec = TRANSPORT["derived_action_ids"]
+    name = hexbytes(entry["name_hex"])
+    assert name == f"{entry['report_id']}/{entry['peer']}".encode()
+    for code, namespace, key in (
+        (ActionCode.FORWARDED, spec["forwarded_namespace"], "forwarded_id"),
+        (ActionCode.RECEIVED, spec["received_namespace"], "received_id"),
+    ):
+        # Written out with SHA-1 as RFC 9562 §5.5 says, not through the uuid module.
+        digest = bytearray(hashlib.sha1(uuid.UUID(namespace).bytes + name).digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x50
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        assert str(uuid.UUID(bytes=bytes(digest))) == entry[key]
+        assert str(derived_action_id(code, entry["report_id"], entry["peer"])) == entry[key]
+
+
+# --- hybrid suite ----------------------------------------------------------------------------
+
+
+def _hybrid(entry: dict[str, Any]) -> HybridKey:
+    mlkem = MLKEM768PrivateKey.from_seed_bytes(hexbytes(entry["mlkem768_seed_hex"]))
+    x25519 = X25519PrivateKey.from_private_bytes(hexbytes(entry["x25519_private_hex"]))
+    return HybridKey.of(mlkem, x25519, window(entry))
+
+
+def _hybrid_keys(node_id: str) -> NodeKeys:
+    [node] = [n for n in HYBRID["nodes"] if n["node_id"] == node_id]
+    return replace(node_keys(NODES[node_id]), hybrid=[_hybrid(node["hybrid_key"])])
+
+
+class _HybridDirectory:
+    def __init__(self) -> None:
+        self.sets: dict[str, PublicKeySet] = {}
+        for node in HYBRID["nodes"]:
+            wire = b64url_decode(node["key_document"]["wire_b64url"])
+            fingerprint = NODES[node["node_id"]]["identity"]["fingerprint"]
+            document = verify_key_document(wire, pinned_fingerprint=fingerprint)
+            self.sets[node["node_id"]] = PublicKeySet.from_document(document)
+
+    def keys_for(self, node_id: str) -> PublicKeySet | None:
+        return self.sets.get(node_id)
+
+
+@pytest.mark.parametrize("node", HYBRID["nodes"], ids=lambda n: n["node_id"])
+def test_hybrid_keys_and_documents(node: dict[str, Any]) -> None:
+    entry = node["hybrid_key"]
+    hybrid = _hybrid(entry)
+    assert hybrid.public_raw.hex() == entry["public_hex"]
+    assert b64url(hybrid.public_raw) == entry["public_b64url"]
+    # The kid written out: SHA-256 of {"alg":"MLKEM768-X25519","kty":"AKP","pub":"..."}.
+    jwk = '{"alg":"MLKEM768-X25519","kty":"AKP","pub":"%s"}' % entry["public_b64url"]  # noqa: UP031
+    assert b64url(hashlib.sha256(jwk.encode()).digest()) == entry["kid"] == hybrid.kid
+    document = node["key_document"]["document"]
+    assert document["suites"] == HYBRID["constants"]["suites"]
+    assert [k["kid"] for k in document["hybrid_keys"]] == [entry["kid"]]
+    assert node["node_id"] in _HybridDirectory().sets
+
+
+def test_the_hybrid_frame_opens_to_its_record() -> None:
+    envelope = HYBRID["envelope"]
+    frame = hexbytes(envelope["frame_hex"])
+    read = read_header(frame)
+    assert read.header_bytes.hex() == envelope["header_hex"]
+    assert read.header.suite == envelope["suite"]
+    assert read.sealed[: envelope["enc_length"]].hex() == envelope["enc_hex"]
+    assert hashlib.sha256(frame).hexdigest() == envelope["frame_sha256"]
+    opened = open_envelope(
+        frame,
+        recipient=envelope["to"],
+        keys=_hybrid_keys(envelope["to"]),
+        peers=_HybridDirectory(),
+        replay=MemoryReplayGuard(),
+        now=at(envelope["opens_at"]),
+    )
+    assert opened.payload.hex() == envelope["payload_hex"]
+    assert json.loads(opened.payload) == envelope["record"]
+    # The signature is deterministic and covers the header naming the hybrid suite.
+    signer = node_keys(NODES[envelope["from"]]).signing[0]
+    signed = hexbytes(envelope["signed_bytes_hex"])
+    assert signer.private.sign(signed).hex() == envelope["signature_hex"]
+    assert read.header_bytes in signed
+
+
+@pytest.mark.parametrize("vector", HYBRID["negative"], ids=lambda v: v["name"])
+def test_hybrid_negative_vectors_are_refused(vector: dict[str, Any]) -> None:
+    with pytest.raises(OpenError) as refused:
+        open_envelope(
+            hexbytes(vector["frame_hex"]),
+            recipient=vector["opened_by"],
+            keys=_hybrid_keys(vector["opened_by"]),
+            peers=_HybridDirectory(),
+            replay=MemoryReplayGuard(),
+            now=at(vector["now"]),
+        )
+    assert refused.value.reason.value == vector["expected_reason"]
