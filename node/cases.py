@@ -12,6 +12,7 @@ import aiosqlite
 import orjson
 
 from node.clock import Clock, iso, parse_iso
+from node.countries import country_problem
 from node.errors import Conflict, InvalidInput, NotFound
 from node.routing import (
     Decision,
@@ -110,6 +111,11 @@ class Intake:
         )
 
 
+IMPORT_FIELDS = frozenset(
+    {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country"}
+)
+
+
 @dataclass(frozen=True)
 class ImportItem:
     intake: Intake
@@ -119,36 +125,41 @@ class ImportItem:
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> ImportItem:
-        known = {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country"}
-        unknown = set(data) - known
+        """Strict: every field is text or absent (null). A value of another type, even a falsy
+        one such as {} or false, is refused rather than read as absent."""
+        unknown = set(data) - IMPORT_FIELDS
         if unknown:
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-        url = data.get("url")
-        if not isinstance(url, str):
+        for name, value in data.items():
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(
+                    f"{name} must be text or null (got {type(value).__name__} {value!r:.40})"
+                )
+        fields = {name: value for name, value in data.items() if value not in (None, "")}
+        url = fields.get("url")
+        if url is None:
             raise InvalidInput("url is required")
-        verdict = data.get("verdict") or None
+        verdict = fields.get("verdict")
         if verdict is not None:
             verdict = _enum(Verdict, verdict, "verdict").value
-            if not data.get("category"):
+            if "category" not in fields:
                 raise InvalidInput("an assessed report needs a category")
-        country = data.get("hosting_country") or None
-        if country is not None and (
-            not isinstance(country, str)
-            or len(country) != 2
-            or not country.isascii()
-            or not country.isalpha()
-        ):
-            raise InvalidInput(f"hosting_country must be ISO 3166-1 alpha-2 (got {country!r})")
+        country = fields.get("hosting_country")
+        if country is not None:
+            problem = country_problem(country)
+            if problem:
+                raise InvalidInput(f"hosting_country {problem}")
+            country = country.upper()
         return cls(
             intake=Intake.check(
                 url,
-                category=data.get("category") or None,
-                note=data.get("note") or None,
-                tlp=data.get("tlp") or None,
+                category=fields.get("category"),
+                note=fields.get("note"),
+                tlp=fields.get("tlp"),
             ),
             verdict=verdict,
-            legal_basis=_text(data.get("legal_basis") or None, "legal_basis", 256),
-            hosting_country=country.upper() if country else None,
+            legal_basis=_text(fields.get("legal_basis"), "legal_basis", 256),
+            hosting_country=country,
         )
 
 
@@ -270,8 +281,17 @@ class CaseService:
             "traced_at": None,
         }
 
-    async def import_batch(self, items: list[ImportItem], *, actor: str) -> list[Submitted]:
+    async def import_batch(
+        self,
+        items: list[ImportItem],
+        *,
+        actor: str,
+        also: Callable[[Tx], None] | None = None,
+    ) -> list[Submitted]:
         """Bulk intake (e.g. an export from another system): one transaction per batch.
+
+        `also` writes in the same transaction (an import run's progress: a run stopped between
+        batches is taken up where it stopped, and no committed line is counted twice).
 
         Items come checked (ImportItem.check); each is submitted, assessed when it carries a
         verdict, and given its hosting country when known, so routing follows at once. The
@@ -354,6 +374,8 @@ class CaseService:
                 ["duplicates", "updated_at"],
                 [(count, stamp, report_id) for report_id, count in duplicates.items()],
             )
+            if also is not None:
+                also(conn)
 
         await self.db.run(transaction)
         self._notify(pushed)
@@ -618,14 +640,9 @@ class CaseService:
         if row["status"] in ("closed", "withdrawn"):
             # As for assess: a finished case is not routed again (it would be re-sent).
             raise Conflict(f"report {report_id} is {row['status']}")
-        # isalpha() alone takes "éé" and "ßa" (which upper-cases to "SSA"): ASCII letters only.
-        if (
-            not isinstance(country, str)
-            or len(country) != 2
-            or not country.isascii()
-            or not country.isalpha()
-        ):
-            raise InvalidInput(f"country must be an ISO 3166-1 alpha-2 code (got {country!r})")
+        problem = country_problem(country)
+        if problem:
+            raise InvalidInput(f"country {problem}")
         reason_text = _text(reason, "reason", MAX_NOTE)
         if not reason_text:
             raise InvalidInput("an override needs a reason")

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import logging
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from keys import KeysError
 from node import control, locks
 from node.app import Node, open_node
-from node.cases import ImportItem
+from node.cases import IMPORT_FIELDS, ImportItem
 from node.clock import SystemClock, iso
 from node.config import parse_config
 from node.control import CommandRunner
 from node.datadir import DataDir, create_data_dir
 from node.errors import NodeError, NotFound
+from node.importfile import FORMATS, ImportFile, read_import_file
 from node.jurisdiction import JurisdictionError
 from node.output import emit_json, table
 from node.store import audit
@@ -417,72 +417,94 @@ async def cmd_reports_show(args: argparse.Namespace) -> int:
 IMPORT_BATCH = 500
 
 
-def _import_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, fields) per record, or (line number, error) for a line that cannot parse."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                yield 0, {k: v for k, v in row.items() if k and v not in (None, "")}
-        return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"not JSON: {exc.msg}"
-                continue
-            yield number, data if isinstance(data, dict) else "not a JSON object"
+def _checked_items(args: argparse.Namespace) -> tuple[ImportFile, list[ImportItem]]:
+    """Every line checked before anything is written: a file with a bad line imports nothing."""
+    file = read_import_file(Path(args.file), IMPORT_FIELDS, encoding=args.encoding, fmt=args.format)
+    items: list[ImportItem] = []
+    errors = list(file.errors)
+    for line, data in file.rows:
+        try:
+            items.append(ImportItem.check(data))
+        except NodeError as exc:
+            errors.append((line, str(exc)))
+    if errors:
+        errors.sort()
+        for line, reason in errors[:IMPORT_SHOWN_ERRORS]:
+            print(f"{file.path}:{line}: {reason}", file=sys.stderr)
+        if len(errors) > IMPORT_SHOWN_ERRORS:
+            print(f"… and {len(errors) - IMPORT_SHOWN_ERRORS} more", file=sys.stderr)
+        raise UsageError(
+            f"{file.path}: {len(errors)} line(s) refused, nothing imported: fix them and run"
+            " the import again"
+        )
+    return file, items
+
+
+IMPORT_SHOWN_ERRORS = 50
 
 
 async def cmd_reports_import(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    total = sum(1 for _ in _import_rows(path))
+    file, items = _checked_items(args)
+    path = file.path
 
     async def run(node: Node) -> int:
+        from node.store import imports
+
+        earlier = await imports.get(node.db, file.digest)
+        done = earlier.done if earlier is not None else 0
+        summary: dict[str, Any] = {
+            "imported": 0,
+            "duplicates": 0,
+            "errors": 0,
+            "already_imported": done,
+            "format": file.format,
+            "encoding": file.encoding,
+            "delimiter": file.delimiter,
+        }
+        if earlier is not None and done >= len(items):
+            _print(
+                args,
+                summary,
+                f"{path.name} was imported already ({done} record(s), {earlier.finished_at}):"
+                " nothing to do",
+            )
+            return 0
+        if done:
+            print(
+                f"{path.name}: an earlier run stopped after {done} of {len(items)} record(s);"
+                " taking up from there",
+                file=sys.stderr,
+            )
         progress = _progress(args.json)
-        batch: list[ImportItem] = []
-        imported = duplicates = 0
-        errors: list[dict[str, Any]] = []
-        seen = 0
-
-        async def flush() -> None:
-            nonlocal imported, duplicates
-            for result in await node.cases.import_batch(batch, actor="import"):
-                duplicates += result.duplicate
-                imported += not result.duplicate
-            batch.clear()
+        position = done
+        while position < len(items):
+            batch = items[position : position + IMPORT_BATCH]
+            position += len(batch)
+            advance = partial(
+                imports.advance,
+                digest=file.digest,
+                name=path.name,
+                items=len(items),
+                done=position,
+                at=iso(node.clock.now()),
+            )
+            for result in await node.cases.import_batch(batch, actor="import", also=advance):
+                summary["duplicates"] += result.duplicate
+                summary["imported"] += not result.duplicate
             if progress is not None:
-                progress(path.name, seen, total)
-
-        for index, (number, data) in enumerate(_import_rows(path), start=1):
-            seen = index
-            line = number or index + 1  # CSV: the header is line 1
-            if isinstance(data, str):
-                errors.append({"line": line, "error": data})
-                continue
-            try:
-                batch.append(ImportItem.check(data))
-            except NodeError as exc:
-                errors.append({"line": line, "error": str(exc)})
-                continue
-            if len(batch) >= IMPORT_BATCH:
-                await flush()
-        await flush()
+                progress(path.name, position, len(items))
         if progress is not None:
             print(file=sys.stderr)
-        for error in errors:
-            print(f"{path}:{error['line']}: {error['error']}", file=sys.stderr)
-        summary = {"imported": imported, "duplicates": duplicates, "errors": len(errors)}
         _print(
             args,
-            {**summary, "failed": errors},
-            f"imported {imported}, joined existing cases {duplicates}, refused {len(errors)}",
+            {**summary, "failed": []},
+            f"imported {summary['imported']}, joined existing cases {summary['duplicates']}"
+            + (f", {done} already imported by an earlier run" if done else "")
+            + f" ({file.format}, {file.encoding}"
+            + (f", delimiter {file.delimiter!r}" if file.delimiter else "")
+            + ")",
         )
-        return 1 if errors else 0
+        return 0
 
     return await with_node(args, run)
 
@@ -915,7 +937,17 @@ def build_parser() -> argparse.ArgumentParser:
         "bulk intake from JSONL or CSV (url, category, verdict, legal_basis, hosting_country,"
         " note, tlp)",
     )
-    p.add_argument("file")
+    p.add_argument("file", help="the file; CSV (comma, semicolon or tab) or JSON lines")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="csv or jsonl (default: chosen by content, not by the file name)",
+    )
+    p.add_argument(
+        "--encoding",
+        help="the file's text encoding, e.g. cp1252 or latin-1 (default: UTF-8, or UTF-16 and"
+        " UTF-8 by their byte-order mark)",
+    )
     p = command(
         reports,
         "withdraw",
