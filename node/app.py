@@ -42,6 +42,7 @@ from node.federation.registry import PeerRegistry
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
+from node.store import audit
 from node.store.db import Database
 from node.tokens import TokenService
 from peers.client import PeerClient, authority
@@ -252,11 +253,18 @@ async def open_node(
     session = aiohttp.ClientSession(timeout=timeout)
     crypto = CryptoPool()
     try:
+        await _check_country(db, config, data_dir)
         tracer = _tracer(config, data_dir, clock, session)
         try:
             registry = PeerRegistry(db, clock)
             await registry.load()
-            cases = CaseService(db, clock, node_id=config.node_id, country=config.country)
+            cases = CaseService(
+                db,
+                clock,
+                node_id=config.node_id,
+                country=config.country,
+                holds={str(k): v for k, v in config.notices.lea_first_hours.items()},
+            )
             client = PeerClient(
                 session,
                 node_id=config.node_id,
@@ -352,6 +360,18 @@ def _channels(
             party = NoticeParty(config.node_id, settings.from_address, config.notices)
             channels[name] = EmailChannel(name, settings, party, clock.now)
     return channels
+
+
+async def _check_country(db: Database, config: NodeConfig, data_dir: DataDir) -> None:
+    """Peers pinned the country of our key document: node.toml cannot change it afterwards."""
+    first = await audit.initialised(db)
+    country = (first or {}).get("country")
+    if country and country != config.country:
+        raise ConfigError(
+            f"{data_dir.config}: country: {config.country} is not the country this node was"
+            f" initialised with ({country}); peers know it as {country}, so it cannot change:"
+            " put it back, or initialise a new node"
+        )
 
 
 def _tracer(

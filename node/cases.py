@@ -6,6 +6,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import aiosqlite
@@ -25,7 +26,7 @@ from node.store import audit
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
-from protocol.ids import new_id, new_ids
+from protocol.ids import new_id, new_ids, short_reference
 from protocol.records import (
     Action,
     ActionCode,
@@ -199,12 +200,15 @@ class CaseService:
         node_id: str,
         country: str,
         on_routed: Callable[[list[str]], None] | None = None,
+        holds: dict[str, int] | None = None,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
         self.clock = clock
         self.node_id = node_id
         self.country = country
+        # Law-enforcement-first: hours a host notice of each category waits for the police.
+        self.holds = holds or {}
         # Called with the peer ids that got new outbox rows, after the commit (push at once).
         self.on_routed = on_routed
 
@@ -507,9 +511,11 @@ class CaseService:
             self._notify([row["origin"]])
         return action_id
 
-    async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> None:
-        """Police cleared the case: a host notice held for them may go now."""
+    async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> int:
+        """Police cleared the case: a host notice held for them may go now. Returns how many
+        host notices the clearance released (0: it is recorded, and nothing was held)."""
         row = await self._require(report_id)
+        hours = self.holds.get(row["category"] or "")
         if row["lea_cleared_at"] is not None:
             raise Conflict(f"report {report_id} was already cleared at {row['lea_cleared_at']}")
         reason_text = _text(reason, "reason", MAX_NOTE)
@@ -527,6 +533,12 @@ class CaseService:
             )
 
         await self.db.run(transaction)
+        if hours is None:
+            return 0
+        return sum(
+            parse_iso(queued) + timedelta(hours=hours) > now
+            for queued in await self.store.waiting_host_notices(report_id)
+        )
 
     async def withdraw(self, report_id: str, *, reason: str, actor: str) -> list[str]:
         """Retract our report: closed here, and a tombstone to every peer that received it."""
@@ -708,7 +720,11 @@ class CaseService:
         """Decide for cases given as rows (stored, or about to be inserted); nothing written.
         Cases that are not ready (no verdict, or a trace still pending) are left out."""
         stamp = iso(self.clock.now())
-        peers = [peer_view(p) for p in conn.execute("SELECT * FROM peers WHERE status = 'active'")]
+        # Suspended peers too: routing records that a case would have gone to one.
+        peers = [
+            peer_view(p)
+            for p in conn.execute("SELECT * FROM peers WHERE status IN ('active', 'suspended')")
+        ]
         plan = RoutePlan()
         for row in rows:
             report_id = row["id"]
@@ -757,6 +773,7 @@ class CaseService:
                                 "abuse_contact": (evidence or {}).get("abuse_contact"),
                                 "cdn_name": (evidence or {}).get("cdn_name"),
                                 "reason": target.reason,
+                                "tlp": row["tlp"],
                             },
                             stamp,
                         )
@@ -806,13 +823,66 @@ class CaseService:
         rows = await self.store.list_cases(status=status, limit=limit, after=after)
         return [summary(row) for row in rows]
 
+    async def resolve(self, ref: str) -> list[str]:
+        """The case(s) a REF names: an id, the public 8-character reference, a notice's own
+        reference (a grouped notice names several cases) or a local_ref."""
+        ref = ref.strip()
+        try:
+            uuid.UUID(ref)
+        except ValueError:
+            pass
+        else:
+            return [ref]  # as given: _require says "no report with id …" in the user's words
+        found = await self.store.ids_by_reference(ref) if ref else []
+        if not found:
+            raise NotFound(
+                f"no report with id {ref!r}, nor with that public reference, notice"
+                " reference or local_ref"
+            )
+        return found
+
+    async def resolve_one(self, ref: str) -> str:
+        found = await self.resolve(ref)
+        if len(found) > 1:
+            raise Conflict(
+                f"{ref} names {len(found)} cases (a grouped notice): give one of {', '.join(found)}"
+            )
+        return found[0]
+
     async def show(self, report_id: str) -> dict[str, Any]:
+        report_id = await self.resolve_one(report_id)
         row = await self._require(report_id)
         actions = await self.store.actions(report_id)
         addresses = await self.store.addresses(report_id)
         routing = await self.store.latest_routing(report_id)
-        queued = await self.store.queued(report_id)
+        queued = self._held(row, await self.store.queued(report_id))
         return case_view(row, actions, addresses, routing, queued)
+
+    def _held(self, row: aiosqlite.Row, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A host notice waiting for the police shows as held, until when, and who clears it."""
+        hours = self.holds.get(row["category"] or "")
+        now = self.clock.now()
+        for entry in queued:
+            if entry["kind"] != "channel" or entry["state"] != "pending":
+                continue
+            if entry["last_error"] and entry["last_error"].startswith("no channel"):
+                entry["state"] = "no channel"
+                entry["detail"] = entry["last_error"]
+                continue
+            if entry["name"] != "host_notice" or entry["record_type"] != "report":
+                continue
+            if hours is None or row["lea_cleared_at"] is not None:
+                continue
+            until = parse_iso(entry["created_at"]) + timedelta(hours=hours)
+            if until > now:
+                entry["state"] = "held"
+                entry["held_until"] = iso(until)
+                entry["detail"] = (
+                    f"held for law enforcement until {iso(until)}; the police clear it"
+                    f" (their channel answers cleared, or an analyst runs: hotline-node"
+                    f" reports clear {short_reference(row['id'])})"
+                )
+        return queued
 
 
 def _submitted_entry(row: dict[str, Any], at: str, actor: str, source: str) -> audit.Entry:

@@ -278,5 +278,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE channel_outbox ADD COLUMN notice_ref TEXT;
     CREATE INDEX channel_outbox_notice_ref ON channel_outbox(notice_ref);
     CREATE INDEX reports_short_ref ON reports(substr(id, -8));
+    CREATE INDEX reports_local_ref ON reports(local_ref);
     """,
 ]
