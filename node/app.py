@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from keys import build_key_document, load_keys, sign_key_document
 from node.api.admin import AdminContext
+from node.api.clients import networks
 from node.api.context import ApiContext
 from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
@@ -117,6 +118,10 @@ class Node:
             key_document=self.key_document,
             max_body_bytes=self.config.intake.max_body_bytes,
             schedule_trace=self.request_trace,
+            trusted_proxies=networks(self.config.intake.trusted_proxies),
+            cors_origins=frozenset(self.config.intake.cors_origins),
+            hotline_name=self.config.notices.notifier_name or self.config.node_id,
+            retention_days=self.config.retention.personal_data_days,
         )
 
     def federation_context(self) -> FederationContext:

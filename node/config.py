@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,9 +83,41 @@ class JurisdictionConfig(_Section):
     cdn_asns: list[Annotated[int, Field(ge=1, le=2**32 - 1)]] = Field(default_factory=list)
 
 
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"must be an IP address or network such as 10.0.0.1 or 10.0.0.0/8 (got {value!r})"
+        ) from None
+    return value
+
+
+def _origin(value: str) -> str:
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(
+            "must be a web origin: scheme, host and optional port, with no path or trailing"
+            f" slash, e.g. https://www.pointdecontact.net (got {value!r})"
+        )
+    return value.lower()
+
+
 class IntakeConfig(_Section):
     public_reports_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 64 * 1024
+    # Reverse proxies in front of the node (addresses or networks): only a request arriving from
+    # one of them has its client named by Forwarded or X-Forwarded-For; the public rate limit
+    # then applies per real client. Empty: the TCP peer is the client.
+    trusted_proxies: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list)
+    # The hotline's own web pages allowed to post public reports from a browser (CORS).
+    cors_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
 
 
 class KeysConfig(_Section):
