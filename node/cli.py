@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -1144,9 +1145,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A key id or fingerprint is a base64url thumbprint: one in 64 begins with "-", which argparse
+# takes for an option. Such a value is given to --fingerprint with "=", or moved after "--".
+_DASHED_THUMBPRINT = re.compile(r"^\s*-[A-Za-z0-9_-]{42}\s*$")
+_THUMBPRINT_OPTIONS = ("--fingerprint",)
+
+
+def _thumbprints_as_values(argv: list[str]) -> list[str]:
+    if "--" in argv:
+        return argv
+    out: list[str] = []
+    positional: list[str] = []
+    for arg in argv:
+        if not _DASHED_THUMBPRINT.match(arg):
+            out.append(arg)
+        elif out and out[-1] in _THUMBPRINT_OPTIONS:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            positional.append(arg)
+    return out + (["--", *positional] if positional else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _thumbprints_as_values(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -260,3 +260,49 @@ def test_listening_on_follows_the_log_format(node: Cli) -> None:
     assert (line["level"], line["listen"]) == ("info", f"http://127.0.0.1:{port}")
     for text in err.decode().splitlines():
         json.loads(text)  # stderr too: every line one JSON object
+
+
+def test_key_ids_and_fingerprints_that_begin_with_a_dash(node: Cli) -> None:
+    from node.cli import _thumbprints_as_values
+
+    dashed = "-" + "a" * 42
+    assert _thumbprints_as_values(["peers", "add", "--fingerprint", dashed, "--json"]) == [
+        "peers",
+        "add",
+        f"--fingerprint={dashed}",
+        "--json",
+    ]
+    assert _thumbprints_as_values(["keys", "revoke", dashed, "--json"]) == [
+        "keys",
+        "revoke",
+        "--json",
+        "--",
+        dashed,
+    ]
+    # Parsed for real: the key id reaches the command (which says it knows no such key).
+    err = node.fails("keys", "revoke", dashed)
+    assert "expected one argument" not in err
+    assert "unrecognized arguments" not in err
+    err = node.fails(
+        "peers", "add", "--node-id", "de-x", "--country", "DE", "--endpoint",
+        "http://127.0.0.1:9", "--fingerprint", dashed + " ",
+    )  # fmt: skip
+    assert "expected one argument" not in err
+
+
+def test_colour_through_a_running_server_follows_the_callers_terminal(node: Cli) -> None:
+    add_peer(node.data_dir, status="suspended")
+    config = node.data_dir / "node.toml"
+    config.write_text(config.read_text().replace('"127.0.0.1:8700"', f'"127.0.0.1:{free_port()}"'))
+    server = module("serve", "--data-dir", str(node.data_dir))
+    with reaped(server):  # type: ignore[arg-type]
+        assert server.stdout is not None
+        assert b"listening on" in server.stdout.readline()
+        args = ["peers", "list", "--data-dir", str(node.data_dir)]
+        assert b"\x1b[31msuspended" in _on_a_terminal(args, {})
+        assert b"\x1b[" not in _on_a_terminal(args, {"NO_COLOR": "1"})
+        out, _ = module(*args).communicate(timeout=60)
+        assert b"suspended" in out
+        assert b"\x1b[" not in out
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
