@@ -106,7 +106,7 @@ async def test_channel_tests_say_test(setup: Setup) -> None:
 
 
 async def test_a_grouped_notice_has_one_short_reference_that_names_its_cases(
-    setup: Setup,
+    setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = [await case(setup, f"http://fr.example/g{i}", category="hate") for i in range(40)]
     setup.clock.advance(timedelta(seconds=WINDOW))
@@ -123,6 +123,15 @@ async def test_a_grouped_notice_has_one_short_reference_that_names_its_cases(
     assert reference in {q.get("notice_ref") for q in shown["routing"]["queued"]}
     # One case alone is named by its own public reference, as before.
     assert await setup.node.cases.resolve(ids[0][-8:]) == [ids[0]]
+    # The command line shows the notice's cases (main runs its own loop: in a thread).
+    root = str(setup.node.data_dir.root)
+    code = await asyncio.to_thread(
+        main, ["reports", "show", reference, "--json", "--data-dir", root]
+    )
+    assert code == 0
+    shown = orjson.loads(capsys.readouterr().out)
+    assert shown["reference"] == reference
+    assert sorted(case["id"] for case in shown["reports"]) == sorted(ids)
 
 
 async def test_a_held_notice_shows_as_held_until_its_deadline(setup: Setup) -> None:
