@@ -177,6 +177,10 @@ async def test_the_form_confirms_with_the_public_reference(api: ApiHarness) -> N
     [report_id] = await api.node.cases.resolve(reference)
     case = await api.node.cases.show(report_id)
     assert (case["url"], case["source"]) == (REPORT["url"], "public")
+    # When the citizen calls, the analyst looks the case up by that reference.
+    by_reference = await api.client.get(f"/api/v1/reports/{reference}", headers=api.auth())
+    assert by_reference.status == 200
+    assert (await by_reference.json())["id"] == report_id
 
 
 async def test_the_form_explains_what_to_fix_and_keeps_what_was_typed(api: ApiHarness) -> None:
