@@ -29,7 +29,7 @@ from node.cases import CaseService
 from node.channels.adapters import EmailChannel, WebhookChannel
 from node.channels.base import Channel
 from node.channels.dispatcher import Dispatcher
-from node.channels.notices import NoticeParty
+from node.channels.notices import NoticeParty, language_for
 from node.clock import Clock
 from node.config import NodeConfig, load_config
 from node.control import CommandRunner, ControlServer, socket_path
@@ -122,6 +122,7 @@ class Node:
             cors_origins=frozenset(self.config.intake.cors_origins),
             hotline_name=self.config.notices.notifier_name or self.config.node_id,
             retention_days=self.config.retention.personal_data_days,
+            form_language=language_for(self.config.country),
         )
 
     def federation_context(self) -> FederationContext:

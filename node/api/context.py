@@ -29,6 +29,7 @@ class ApiContext:
     cors_origins: frozenset[str] = frozenset()
     hotline_name: str = ""
     retention_days: int = 365
+    form_language: str = "en"  # of the form when the browser prefers neither French nor English
 
     def client(self, request: web.Request) -> str:
         """The public client: the TCP peer, or whom a trusted proxy says it forwards."""

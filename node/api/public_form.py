@@ -122,7 +122,8 @@ TEXT: dict[str, dict[str, Any]] = {
 
 
 def language(request: web.Request, chosen: str | None = None) -> str:
-    """?lang= or the form's own field, else the browser's preference, else French."""
+    """?lang= or the form's own field, else the browser's preference, else the language of the
+    node's country (French for French-speaking countries, English otherwise)."""
     if chosen in LANGUAGES:
         return chosen
     asked = request.query.get("lang")
@@ -139,7 +140,7 @@ def language(request: web.Request, chosen: str | None = None) -> str:
     for _, tag in sorted(ranked, reverse=True):
         if tag in LANGUAGES:
             return tag
-    return "fr"
+    return context(request).form_language
 
 
 def page(

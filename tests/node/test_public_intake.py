@@ -209,3 +209,9 @@ async def test_the_honeypot_and_the_rate_limit_stop_robots(api: ApiHarness) -> N
     limited = await api.client.post("/report", data={**REPORT, "lang": "en"})
     assert int(limited.headers["Retry-After"]) > 0
     assert "Too many reports" in await limited.text()
+
+
+async def test_without_a_preference_the_form_speaks_the_nodes_language(api: ApiHarness) -> None:
+    response, page = await get_page(api, "/report", **{"Accept-Language": "de-DE"})
+    assert response.headers["Content-Language"] == "fr"  # a French node
+    assert page.all("html")[0]["lang"] == "fr"
