@@ -54,7 +54,7 @@ def read_import_file(
     chosen = fmt or _sniff_format(text)
     result = ImportFile(path, digest, used, chosen, None)
     if chosen == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(_lines(text), start=1):
             if not line.strip():
                 continue
             try:
@@ -115,9 +115,15 @@ def _line_of(raw: bytes, offset: int) -> int:
     return raw.count(b"\n", 0, offset) + 1
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as editors count them: str.splitlines() would also split at U+2028 and other
+    characters a JSON string may hold unescaped."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _sniff_format(text: str) -> str:
     """By content, never by file name: a JSON lines file starts with an object."""
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.strip():
             return "jsonl" if line.lstrip().startswith("{") else "csv"
     return "csv"
@@ -125,7 +131,7 @@ def _sniff_format(text: str) -> str:
 
 def _sniff_delimiter(text: str) -> str:
     """The header names fields, and none has a comma, semicolon or tab: count them there."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
+    header = next((line for line in _lines(text) if line.strip()), "")
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: counts[d])
     return best if counts[best] else ","
