@@ -185,10 +185,13 @@ async def test_the_form_confirms_with_the_public_reference(api: ApiHarness) -> N
 
 async def test_the_form_explains_what_to_fix_and_keeps_what_was_typed(api: ApiHarness) -> None:
     response = await api.client.post(
-        "/report", data={"url": "ftp://fr.example/x", "description": "", "lang": "fr"}
+        "/report",
+        data={"url": "ftp://fr.example/x", "description": "", "contact": "<script>", "lang": "fr"},
     )
     assert response.status == 422
     html = await response.text()
+    assert "<script>" not in html  # what was typed comes back escaped
+    assert 'value="&lt;script&gt;"' in html
     page = Page(html)
     url = next(a for a in page.all("input") if a.get("id") == "url")
     assert url["aria-invalid"] == "true"
