@@ -264,13 +264,7 @@ async def open_node(
         try:
             registry = PeerRegistry(db, clock)
             await registry.load()
-            cases = CaseService(
-                db,
-                clock,
-                node_id=config.node_id,
-                country=config.country,
-                holds={str(k): v for k, v in config.notices.lea_first_hours.items()},
-            )
+            cases = CaseService(db, clock, node_id=config.node_id, country=config.country)
             client = PeerClient(
                 session,
                 node_id=config.node_id,
@@ -312,6 +306,9 @@ async def open_node(
                 channels=_channels(config, session, keyring, clock),
                 rng=jitter,
             )
+            # What a case shows of its channel deliveries follows node.toml as they do.
+            cases.hold_hours = dispatcher.hold_hours
+            cases.role_served = dispatcher.role_served
             jobs = Jobs(
                 dispatcher=dispatcher,
                 config=config,

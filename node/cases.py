@@ -200,15 +200,16 @@ class CaseService:
         node_id: str,
         country: str,
         on_routed: Callable[[list[str]], None] | None = None,
-        holds: dict[str, int] | None = None,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
         self.clock = clock
         self.node_id = node_id
         self.country = country
-        # Law-enforcement-first: hours a host notice of each category waits for the police.
-        self.holds = holds or {}
+        # From the channels (set by the composition root; they follow node.toml live): how long
+        # a host notice of a category waits for the police, and whether a role has a channel.
+        self.hold_hours: Callable[[str | None], int | None] = lambda category: None
+        self.role_served: Callable[[str], bool] = lambda role: True
         # Called with the peer ids that got new outbox rows, after the commit (push at once).
         self.on_routed = on_routed
 
@@ -515,7 +516,7 @@ class CaseService:
         """Police cleared the case: a host notice held for them may go now. Returns how many
         host notices the clearance released (0: it is recorded, and nothing was held)."""
         row = await self._require(report_id)
-        hours = self.holds.get(row["category"] or "")
+        hours = self.hold_hours(row["category"])
         if row["lea_cleared_at"] is not None:
             raise Conflict(f"report {report_id} was already cleared at {row['lea_cleared_at']}")
         reason_text = _text(reason, "reason", MAX_NOTE)
@@ -860,15 +861,19 @@ class CaseService:
 
     def _held(self, row: aiosqlite.Row, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A host notice waiting for the police shows as held, until when, and who clears it."""
-        hours = self.holds.get(row["category"] or "")
+        hours = self.hold_hours(row["category"])
         now = self.clock.now()
         for entry in queued:
             if entry["kind"] != "channel" or entry["state"] != "pending":
                 continue
-            if entry["last_error"] and entry["last_error"].startswith("no channel"):
+            if not self.role_served(entry["name"]):
                 entry["state"] = "no channel"
-                entry["detail"] = entry["last_error"]
+                entry["detail"] = (
+                    f"no channel serves role {entry['name']}: add one to node.toml"
+                    " ([channels.NAME] with this role)"
+                )
                 continue
+            entry["detail"] = entry["last_error"]  # e.g. no channel for this category
             if entry["name"] != "host_notice" or entry["record_type"] != "report":
                 continue
             if hours is None or row["lea_cleared_at"] is not None:

@@ -116,7 +116,7 @@ class Dispatcher:
         """Law-enforcement-first: a host notice waits for police, or for the deadline."""
         if row["channel"] != "host_notice" or row["kind"] == "reminder":
             return False
-        hours = self.config.notices.lea_first_hours.get(item.category or "")  # type: ignore[call-overload]
+        hours = self.hold_hours(item.category)
         if hours is None or cleared is not None:
             return False
         return parse_iso(row["created_at"]) + timedelta(hours=hours) > now
@@ -367,6 +367,13 @@ class Dispatcher:
         return outcome
 
     # inspection -------------------------------------------------------------------------
+    def hold_hours(self, category: str | None) -> int | None:
+        """Law-enforcement-first: how long a host notice of this category waits for police."""
+        return self.config.notices.lea_first_hours.get(category or "")  # type: ignore[call-overload,no-any-return]
+
+    def role_served(self, role: str) -> bool:
+        return role not in self.roles_without_channel()
+
     def roles_without_channel(self) -> list[str]:
         served = {role for settings in self.config.channels.values() for role in settings.roles}
         return [role for role in ROLES if role not in served]

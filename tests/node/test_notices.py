@@ -255,7 +255,7 @@ def test_roles_without_a_channel_are_warned_about_and_their_cases_show_it(
     assert main(["reports", "show", report_id[-8:], "--json", *data]) == 0
     queued = orjson.loads(capsys.readouterr().out)["routing"]["queued"]
     assert {q["state"] for q in queued} == {"no channel"}
-    assert all("no channel configured for role" in q["detail"] for q in queued)
+    assert all("no channel serves role" in q["detail"] for q in queued)
     # Hate is not held for the police: clearing it says that nothing was held.
     assert main(["reports", "clear", report_id, *data]) == 0
     assert "no host notice was waiting" in capsys.readouterr().out
