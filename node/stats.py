@@ -12,7 +12,7 @@ from typing import Any
 
 from node.clock import iso
 from node.errors import InvalidInput
-from node.output import table
+from node.output import local_time, table
 from node.store.db import Database
 
 DAY = 86_400
@@ -241,7 +241,8 @@ def render_text(doc: dict[str, Any]) -> str:
     removal, forwarding = doc["time_to_removal"], doc["time_to_forwarding"]
     parts = [
         f"node {doc['node_id']}: {doc['reports']} report(s) received"
-        f" from {period['since'] or 'the start'} until {period['until'] or 'now'}",
+        f" from {local_time(period['since']) if period['since'] else 'the start'}"
+        f" until {local_time(period['until']) if period['until'] else 'now'}",
         "",
         "time to removal (receipt to first content_removed/content_unavailable)",
         f"  cases {removal['cases']}   median {_days(removal['median_days'])}"
