@@ -797,6 +797,12 @@ class CaseService:
                     {
                         "decision": decision.decision.value,
                         "targets": [f"{t.kind}:{t.name}" for t in decision.targets],
+                        # A case that went to the fallback though a peer exists says why.
+                        **(
+                            {"rerouted": [t.rerouted for t in decision.targets if t.rerouted]}
+                            if any(t.rerouted for t in decision.targets)
+                            else {}
+                        ),
                     },
                 )
             )

@@ -196,6 +196,12 @@ async def test_rerouting_for_tlp_or_a_suspended_peer_is_recorded_and_counted(
     [target] = (await setup.node.cases.show(paused.report_id))["routing"]["targets"]
     assert (target["name"], target["rerouted"]) == ("fallback", "peer_suspended")
     assert "peer de-eco is suspended" in target["reason"]
+    entry = await db.fetch_one(
+        "SELECT details FROM audit_log WHERE event = 'report.routed' AND subject = ?",
+        (paused.report_id,),
+    )
+    assert entry is not None
+    assert orjson.loads(entry["details"])["rerouted"] == ["peer_suspended"]
     figures = await collect(db, node_id="fr-pointdecontact")
     assert figures["rerouted"] == {"above_peer_max_tlp": 1, "peer_suspended": 1}
 
