@@ -118,6 +118,9 @@ def main() -> int:
     rdap.add_network(
         "5.39.0.0/16", ip_network("5.39.0.0", "5.39.255.255", abuse_email="abuse@hebergeur-fr.test")
     )
+    # `init` holds CSAM host notices 48 h for the police; Pharos answers {"cleared": true}, so the
+    # notice to the French host goes as soon as the police have the case.
+    webhook.reply = {"cleared": True}
     with tempfile.TemporaryDirectory(prefix="hotline-demo-") as tmp, ZoneDnsServer(ZONE) as dns:
         root = Path(tmp)
         try:
@@ -222,6 +225,10 @@ def main() -> int:
             table((fr.report(de_case) or {})["actions"], ["at", "code", "by", "country"])
 
             step("6. National channels at Point de Contact (local sinks stand in for them)")
+            say(
+                "  (the CSAM host notice waits for the police first; Pharos's answer"
+                ' {"cleared": true} releases it)'
+            )
             wait_for(lambda: len(webhook.received) >= 1 and len(smtp.messages) >= 3, timeout=30)
             referral = json.loads(webhook.received[0][1])
             say(

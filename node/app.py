@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from keys import build_key_document, load_keys, sign_key_document
 from node.api.admin import AdminContext
+from node.api.clients import networks
 from node.api.context import ApiContext
 from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
@@ -28,7 +29,7 @@ from node.cases import CaseService
 from node.channels.adapters import EmailChannel, WebhookChannel
 from node.channels.base import Channel
 from node.channels.dispatcher import Dispatcher
-from node.channels.notices import NoticeParty
+from node.channels.notices import NoticeParty, language_for
 from node.clock import Clock
 from node.config import NodeConfig, load_config
 from node.control import CommandRunner, ControlServer, socket_path
@@ -42,6 +43,7 @@ from node.federation.registry import PeerRegistry
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
+from node.store import audit
 from node.store.db import Database
 from node.tokens import TokenService
 from peers.client import PeerClient, authority
@@ -116,6 +118,11 @@ class Node:
             key_document=self.key_document,
             max_body_bytes=self.config.intake.max_body_bytes,
             schedule_trace=self.request_trace,
+            trusted_proxies=networks(self.config.intake.trusted_proxies),
+            cors_origins=frozenset(self.config.intake.cors_origins),
+            hotline_name=self.config.notices.notifier_name or self.config.node_id,
+            retention_days=self.config.retention.personal_data_days,
+            form_language=language_for(self.config.country),
         )
 
     def federation_context(self) -> FederationContext:
@@ -252,6 +259,7 @@ async def open_node(
     session = aiohttp.ClientSession(timeout=timeout)
     crypto = CryptoPool()
     try:
+        await _check_country(db, config, data_dir)
         tracer = _tracer(config, data_dir, clock, session)
         try:
             registry = PeerRegistry(db, clock)
@@ -298,6 +306,9 @@ async def open_node(
                 channels=_channels(config, session, keyring, clock),
                 rng=jitter,
             )
+            # What a case shows of its channel deliveries follows node.toml as they do.
+            cases.hold_hours = dispatcher.hold_hours
+            cases.role_served = dispatcher.role_served
             jobs = Jobs(
                 dispatcher=dispatcher,
                 config=config,
@@ -352,6 +363,18 @@ def _channels(
             party = NoticeParty(config.node_id, settings.from_address, config.notices)
             channels[name] = EmailChannel(name, settings, party, clock.now)
     return channels
+
+
+async def _check_country(db: Database, config: NodeConfig, data_dir: DataDir) -> None:
+    """Peers pinned the country of our key document: node.toml cannot change it afterwards."""
+    first = await audit.initialised(db)
+    country = (first or {}).get("country")
+    if country and country != config.country:
+        raise ConfigError(
+            f"{data_dir.config}: country: {config.country} is not the country this node was"
+            f" initialised with ({country}); peers know it as {country}, so it cannot change:"
+            " put it back, or initialise a new node"
+        )
 
 
 def _tracer(

@@ -6,12 +6,14 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import aiosqlite
 import orjson
 
 from node.clock import Clock, iso, parse_iso
+from node.countries import country_problem
 from node.errors import Conflict, InvalidInput, NotFound
 from node.routing import (
     Decision,
@@ -24,7 +26,7 @@ from node.store import audit
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
-from protocol.ids import new_id, new_ids
+from protocol.ids import new_id, new_ids, short_reference
 from protocol.records import (
     Action,
     ActionCode,
@@ -110,6 +112,11 @@ class Intake:
         )
 
 
+IMPORT_FIELDS = frozenset(
+    {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country"}
+)
+
+
 @dataclass(frozen=True)
 class ImportItem:
     intake: Intake
@@ -119,36 +126,41 @@ class ImportItem:
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> ImportItem:
-        known = {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country"}
-        unknown = set(data) - known
+        """Strict: every field is text or absent (null). A value of another type, even a falsy
+        one such as {} or false, is refused rather than read as absent."""
+        unknown = set(data) - IMPORT_FIELDS
         if unknown:
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-        url = data.get("url")
-        if not isinstance(url, str):
+        for name, value in data.items():
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(
+                    f"{name} must be text or null (got {type(value).__name__} {value!r:.40})"
+                )
+        fields = {name: value for name, value in data.items() if value not in (None, "")}
+        url = fields.get("url")
+        if url is None:
             raise InvalidInput("url is required")
-        verdict = data.get("verdict") or None
+        verdict = fields.get("verdict")
         if verdict is not None:
             verdict = _enum(Verdict, verdict, "verdict").value
-            if not data.get("category"):
+            if "category" not in fields:
                 raise InvalidInput("an assessed report needs a category")
-        country = data.get("hosting_country") or None
-        if country is not None and (
-            not isinstance(country, str)
-            or len(country) != 2
-            or not country.isascii()
-            or not country.isalpha()
-        ):
-            raise InvalidInput(f"hosting_country must be ISO 3166-1 alpha-2 (got {country!r})")
+        country = fields.get("hosting_country")
+        if country is not None:
+            problem = country_problem(country)
+            if problem:
+                raise InvalidInput(f"hosting_country {problem}")
+            country = country.upper()
         return cls(
             intake=Intake.check(
                 url,
-                category=data.get("category") or None,
-                note=data.get("note") or None,
-                tlp=data.get("tlp") or None,
+                category=fields.get("category"),
+                note=fields.get("note"),
+                tlp=fields.get("tlp"),
             ),
             verdict=verdict,
-            legal_basis=_text(data.get("legal_basis") or None, "legal_basis", 256),
-            hosting_country=country.upper() if country else None,
+            legal_basis=_text(fields.get("legal_basis"), "legal_basis", 256),
+            hosting_country=country,
         )
 
 
@@ -194,6 +206,10 @@ class CaseService:
         self.clock = clock
         self.node_id = node_id
         self.country = country
+        # From the channels (set by the composition root; they follow node.toml live): how long
+        # a host notice of a category waits for the police, and whether a role has a channel.
+        self.hold_hours: Callable[[str | None], int | None] = lambda category: None
+        self.role_served: Callable[[str], bool] = lambda role: True
         # Called with the peer ids that got new outbox rows, after the commit (push at once).
         self.on_routed = on_routed
 
@@ -270,8 +286,17 @@ class CaseService:
             "traced_at": None,
         }
 
-    async def import_batch(self, items: list[ImportItem], *, actor: str) -> list[Submitted]:
+    async def import_batch(
+        self,
+        items: list[ImportItem],
+        *,
+        actor: str,
+        also: Callable[[Tx], None] | None = None,
+    ) -> list[Submitted]:
         """Bulk intake (e.g. an export from another system): one transaction per batch.
+
+        `also` writes in the same transaction (an import run's progress: a run stopped between
+        batches is taken up where it stopped, and no committed line is counted twice).
 
         Items come checked (ImportItem.check); each is submitted, assessed when it carries a
         verdict, and given its hosting country when known, so routing follows at once. The
@@ -354,6 +379,8 @@ class CaseService:
                 ["duplicates", "updated_at"],
                 [(count, stamp, report_id) for report_id, count in duplicates.items()],
             )
+            if also is not None:
+                also(conn)
 
         await self.db.run(transaction)
         self._notify(pushed)
@@ -485,9 +512,11 @@ class CaseService:
             self._notify([row["origin"]])
         return action_id
 
-    async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> None:
-        """Police cleared the case: a host notice held for them may go now."""
+    async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> int:
+        """Police cleared the case: a host notice held for them may go now. Returns how many
+        host notices the clearance released (0: it is recorded, and nothing was held)."""
         row = await self._require(report_id)
+        hours = self.hold_hours(row["category"])
         if row["lea_cleared_at"] is not None:
             raise Conflict(f"report {report_id} was already cleared at {row['lea_cleared_at']}")
         reason_text = _text(reason, "reason", MAX_NOTE)
@@ -505,6 +534,12 @@ class CaseService:
             )
 
         await self.db.run(transaction)
+        if hours is None:
+            return 0
+        return sum(
+            parse_iso(queued) + timedelta(hours=hours) > now
+            for queued in await self.store.waiting_host_notices(report_id)
+        )
 
     async def withdraw(self, report_id: str, *, reason: str, actor: str) -> list[str]:
         """Retract our report: closed here, and a tombstone to every peer that received it."""
@@ -618,14 +653,9 @@ class CaseService:
         if row["status"] in ("closed", "withdrawn"):
             # As for assess: a finished case is not routed again (it would be re-sent).
             raise Conflict(f"report {report_id} is {row['status']}")
-        # isalpha() alone takes "éé" and "ßa" (which upper-cases to "SSA"): ASCII letters only.
-        if (
-            not isinstance(country, str)
-            or len(country) != 2
-            or not country.isascii()
-            or not country.isalpha()
-        ):
-            raise InvalidInput(f"country must be an ISO 3166-1 alpha-2 code (got {country!r})")
+        problem = country_problem(country)
+        if problem:
+            raise InvalidInput(f"country {problem}")
         reason_text = _text(reason, "reason", MAX_NOTE)
         if not reason_text:
             raise InvalidInput("an override needs a reason")
@@ -691,7 +721,11 @@ class CaseService:
         """Decide for cases given as rows (stored, or about to be inserted); nothing written.
         Cases that are not ready (no verdict, or a trace still pending) are left out."""
         stamp = iso(self.clock.now())
-        peers = [peer_view(p) for p in conn.execute("SELECT * FROM peers WHERE status = 'active'")]
+        # Suspended peers too: routing records that a case would have gone to one.
+        peers = [
+            peer_view(p)
+            for p in conn.execute("SELECT * FROM peers WHERE status IN ('active', 'suspended')")
+        ]
         plan = RoutePlan()
         for row in rows:
             report_id = row["id"]
@@ -740,6 +774,7 @@ class CaseService:
                                 "abuse_contact": (evidence or {}).get("abuse_contact"),
                                 "cdn_name": (evidence or {}).get("cdn_name"),
                                 "reason": target.reason,
+                                "tlp": row["tlp"],
                             },
                             stamp,
                         )
@@ -762,6 +797,12 @@ class CaseService:
                     {
                         "decision": decision.decision.value,
                         "targets": [f"{t.kind}:{t.name}" for t in decision.targets],
+                        # A case that went to the fallback though a peer exists says why.
+                        **(
+                            {"rerouted": [t.rerouted for t in decision.targets if t.rerouted]}
+                            if any(t.rerouted for t in decision.targets)
+                            else {}
+                        ),
                     },
                 )
             )
@@ -789,13 +830,70 @@ class CaseService:
         rows = await self.store.list_cases(status=status, limit=limit, after=after)
         return [summary(row) for row in rows]
 
+    async def resolve(self, ref: str) -> list[str]:
+        """The case(s) a REF names: an id, the public 8-character reference, a notice's own
+        reference (a grouped notice names several cases) or a local_ref."""
+        ref = ref.strip()
+        try:
+            uuid.UUID(ref)
+        except ValueError:
+            pass
+        else:
+            return [ref]  # as given: _require says "no report with id …" in the user's words
+        found = await self.store.ids_by_reference(ref) if ref else []
+        if not found:
+            raise NotFound(
+                f"no report with id {ref!r}, nor with that public reference, notice"
+                " reference or local_ref"
+            )
+        return found
+
+    async def resolve_one(self, ref: str) -> str:
+        found = await self.resolve(ref)
+        if len(found) > 1:
+            raise Conflict(
+                f"{ref} names {len(found)} cases (a grouped notice): give one of {', '.join(found)}"
+            )
+        return found[0]
+
     async def show(self, report_id: str) -> dict[str, Any]:
+        report_id = await self.resolve_one(report_id)
         row = await self._require(report_id)
         actions = await self.store.actions(report_id)
         addresses = await self.store.addresses(report_id)
         routing = await self.store.latest_routing(report_id)
-        queued = await self.store.queued(report_id)
+        queued = self._held(row, await self.store.queued(report_id))
         return case_view(row, actions, addresses, routing, queued)
+
+    def _held(self, row: aiosqlite.Row, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A host notice waiting for the police shows as held, until when, and who clears it."""
+        hours = self.hold_hours(row["category"])
+        now = self.clock.now()
+        for entry in queued:
+            if entry["kind"] != "channel" or entry["state"] != "pending":
+                continue
+            if not self.role_served(entry["name"]):
+                entry["state"] = "no channel"
+                entry["detail"] = (
+                    f"no channel serves role {entry['name']}: add one to node.toml"
+                    " ([channels.NAME] with this role)"
+                )
+                continue
+            entry["detail"] = entry["last_error"]  # e.g. no channel for this category
+            if entry["name"] != "host_notice" or entry["record_type"] != "report":
+                continue
+            if hours is None or row["lea_cleared_at"] is not None:
+                continue
+            until = parse_iso(entry["created_at"]) + timedelta(hours=hours)
+            if until > now:
+                entry["state"] = "held"
+                entry["held_until"] = iso(until)
+                entry["detail"] = (
+                    f"held for law enforcement until {iso(until)}; the police clear it"
+                    f" (their channel answers cleared, or an analyst runs: hotline-node"
+                    f" reports clear {short_reference(row['id'])})"
+                )
+        return queued
 
 
 def _submitted_entry(row: dict[str, Any], at: str, actor: str, source: str) -> audit.Entry:

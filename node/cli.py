@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
+import contextlib
 import logging
+import os
+import re
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from keys import KeysError
 from node import control, locks
 from node.app import Node, open_node
-from node.cases import ImportItem
+from node.cases import IMPORT_FIELDS, ImportItem
 from node.clock import SystemClock, iso
 from node.config import parse_config
 from node.control import CommandRunner
 from node.datadir import DataDir, create_data_dir
 from node.errors import NodeError, NotFound
+from node.importfile import FORMATS, ImportFile, read_import_file
 from node.jurisdiction import JurisdictionError
-from node.output import emit_json, table
+from node.output import emit_json, fields, table
 from node.store import audit
 from node.store.db import Database, Tx
 from node.urls import normalise_url
@@ -66,6 +69,12 @@ async def cmd_init(args: argparse.Namespace) -> int:
     }
     if args.dns_server:
         raw["jurisdiction"] = {"dns_server": args.dns_server}
+    if args.police_first_hours < 0:
+        raise UsageError("--police-first-hours must be 0 (no hold) or more")
+    if args.police_first_hours:
+        # Law enforcement first for CSAM, as most hotlines agree with their police: the host
+        # notice waits until the police clear the case, or until this deadline.
+        raw["notices"] = {"lea_first_hours": {"csam": args.police_first_hours}}
     config = parse_config(raw, "command line")
     clock = SystemClock()
     keys = create_data_dir(data_dir, config, clock)
@@ -79,7 +88,12 @@ async def cmd_init(args: argparse.Namespace) -> int:
                 actor="cli",
                 event="node.initialised",
                 subject=config.node_id,
-                details={"fingerprint": keys.fingerprint},
+                # open_node checks the country against this: peers pinned it.
+                details={
+                    "fingerprint": keys.fingerprint,
+                    "node_id": config.node_id,
+                    "country": config.country,
+                },
             )
 
         await db.run(transaction)
@@ -123,9 +137,16 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     # For the whole run, opening the node included: its warnings are in the same format.
     with logs.configured(args.log_format, args.log_level), locks.serving(data_dir, waiting):
         async with open_node(data_dir, SystemClock()) as node:
+            for warning in await node.dispatcher.warnings():
+                logging.getLogger("hotline.channels").warning("%s", warning)
 
             def ready() -> None:
-                print(f"{node.config.node_id} listening on http://{node.config.listen}", flush=True)
+                # In the logs' format: a log collector reads this line too.
+                logs.announce(
+                    args.log_format,
+                    f"{node.config.node_id} listening on http://{node.config.listen}",
+                    listen=f"http://{node.config.listen}",
+                )
 
             await node.serve(commands=_runner_for(node), ready=ready)
     return 0
@@ -322,7 +343,12 @@ def _case_text(case: dict[str, Any]) -> str:
             f"  -> {target['kind']} {target['name']} {target['country'] or ''}: {target['reason']}"
         )
     if r["queued"]:
-        lines.append(table(r["queued"], ["kind", "name", "state", "record_type", "done_at"]))
+        lines.append(
+            table(
+                r["queued"],
+                ["kind", "name", "state", "record_type", "done_at", "notice_ref", "detail"],
+            )
+        )
     lines.append("timeline")
     lines.append(table(case["actions"], ["at", "code", "by", "country", "analyst", "reason"]))
     return "\n".join(lines)
@@ -353,6 +379,7 @@ async def cmd_reports_submit(args: argparse.Namespace) -> int:
 
 async def cmd_reports_assess(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
+        args.id = await node.cases.resolve_one(args.id)
         await node.cases.assess(
             args.id,
             verdict=args.verdict,
@@ -369,6 +396,7 @@ async def cmd_reports_assess(args: argparse.Namespace) -> int:
 
 async def cmd_reports_action(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
+        args.id = await node.cases.resolve_one(args.id)
         action_id = await node.cases.record_action(
             args.id, code=args.code, reason=args.reason, actor="cli"
         )
@@ -380,6 +408,7 @@ async def cmd_reports_action(args: argparse.Namespace) -> int:
 
 async def cmd_reports_override(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
+        args.id = await node.cases.resolve_one(args.id)
         await node.cases.override_jurisdiction(
             args.id, country=args.country, reason=args.reason, actor="cli"
         )
@@ -407,8 +436,19 @@ async def cmd_reports_list(args: argparse.Namespace) -> int:
 
 async def cmd_reports_show(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        case = await node.cases.show(args.id)
-        _print(args, case, _case_text(case))
+        found = await node.cases.resolve(args.id)
+        if len(found) == 1:
+            case = await node.cases.show(found[0])
+            _print(args, case, _case_text(case))
+            return 0
+        # A grouped notice's reference: the cases it was about.
+        cases = [await node.cases.show(report_id) for report_id in found]
+        _print(
+            args,
+            {"reference": args.id, "reports": cases},
+            f"notice {args.id} is about {len(cases)} cases\n\n"
+            + "\n\n".join(_case_text(case) for case in cases),
+        )
         return 0
 
     return await with_node(args, run)
@@ -417,78 +457,101 @@ async def cmd_reports_show(args: argparse.Namespace) -> int:
 IMPORT_BATCH = 500
 
 
-def _import_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, fields) per record, or (line number, error) for a line that cannot parse."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                yield 0, {k: v for k, v in row.items() if k and v not in (None, "")}
-        return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"not JSON: {exc.msg}"
-                continue
-            yield number, data if isinstance(data, dict) else "not a JSON object"
+def _checked_items(args: argparse.Namespace) -> tuple[ImportFile, list[ImportItem]]:
+    """Every line checked before anything is written: a file with a bad line imports nothing."""
+    file = read_import_file(Path(args.file), IMPORT_FIELDS, encoding=args.encoding, fmt=args.format)
+    items: list[ImportItem] = []
+    errors = list(file.errors)
+    for line, data in file.rows:
+        try:
+            items.append(ImportItem.check(data))
+        except NodeError as exc:
+            errors.append((line, str(exc)))
+    if errors:
+        errors.sort()
+        for line, reason in errors[:IMPORT_SHOWN_ERRORS]:
+            print(f"{file.path}:{line}: {reason}", file=sys.stderr)
+        if len(errors) > IMPORT_SHOWN_ERRORS:
+            print(f"… and {len(errors) - IMPORT_SHOWN_ERRORS} more", file=sys.stderr)
+        raise UsageError(
+            f"{file.path}: {len(errors)} line(s) refused, nothing imported: fix them and run"
+            " the import again"
+        )
+    return file, items
+
+
+IMPORT_SHOWN_ERRORS = 50
 
 
 async def cmd_reports_import(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    total = sum(1 for _ in _import_rows(path))
+    file, items = _checked_items(args)
+    path = file.path
 
     async def run(node: Node) -> int:
+        from node.store import imports
+
+        earlier = await imports.get(node.db, file.digest)
+        done = earlier.done if earlier is not None else 0
+        summary: dict[str, Any] = {
+            "imported": 0,
+            "duplicates": 0,
+            "errors": 0,
+            "already_imported": done,
+            "format": file.format,
+            "encoding": file.encoding,
+            "delimiter": file.delimiter,
+        }
+        if earlier is not None and done >= len(items):
+            _print(
+                args,
+                summary,
+                f"{path.name} was imported already ({done} record(s), {earlier.finished_at}):"
+                " nothing to do",
+            )
+            return 0
+        if done:
+            print(
+                f"{path.name}: an earlier run stopped after {done} of {len(items)} record(s);"
+                " taking up from there",
+                file=sys.stderr,
+            )
         progress = _progress(args.json)
-        batch: list[ImportItem] = []
-        imported = duplicates = 0
-        errors: list[dict[str, Any]] = []
-        seen = 0
-
-        async def flush() -> None:
-            nonlocal imported, duplicates
-            for result in await node.cases.import_batch(batch, actor="import"):
-                duplicates += result.duplicate
-                imported += not result.duplicate
-            batch.clear()
+        position = done
+        while position < len(items):
+            batch = items[position : position + IMPORT_BATCH]
+            position += len(batch)
+            advance = partial(
+                imports.advance,
+                digest=file.digest,
+                name=path.name,
+                items=len(items),
+                done=position,
+                at=iso(node.clock.now()),
+            )
+            for result in await node.cases.import_batch(batch, actor="import", also=advance):
+                summary["duplicates"] += result.duplicate
+                summary["imported"] += not result.duplicate
             if progress is not None:
-                progress(path.name, seen, total)
-
-        for index, (number, data) in enumerate(_import_rows(path), start=1):
-            seen = index
-            line = number or index + 1  # CSV: the header is line 1
-            if isinstance(data, str):
-                errors.append({"line": line, "error": data})
-                continue
-            try:
-                batch.append(ImportItem.check(data))
-            except NodeError as exc:
-                errors.append({"line": line, "error": str(exc)})
-                continue
-            if len(batch) >= IMPORT_BATCH:
-                await flush()
-        await flush()
+                progress(path.name, position, len(items))
         if progress is not None:
             print(file=sys.stderr)
-        for error in errors:
-            print(f"{path}:{error['line']}: {error['error']}", file=sys.stderr)
-        summary = {"imported": imported, "duplicates": duplicates, "errors": len(errors)}
         _print(
             args,
-            {**summary, "failed": errors},
-            f"imported {imported}, joined existing cases {duplicates}, refused {len(errors)}",
+            {**summary, "failed": []},
+            f"imported {summary['imported']}, joined existing cases {summary['duplicates']}"
+            + (f", {done} already imported by an earlier run" if done else "")
+            + f" ({file.format}, {file.encoding}"
+            + (f", delimiter {file.delimiter!r}" if file.delimiter else "")
+            + ")",
         )
-        return 1 if errors else 0
+        return 0
 
     return await with_node(args, run)
 
 
 async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
+        args.id = await node.cases.resolve_one(args.id)
         peers = await node.cases.withdraw(args.id, reason=args.reason, actor="cli")
         if peers:
             await _push_now(node, peers)
@@ -504,11 +567,15 @@ async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
 
 async def cmd_reports_clear(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        await node.cases.clear_for_host(args.id, reason=args.reason, actor="cli")
+        report_id = await node.cases.resolve_one(args.id)
+        waiting = await node.cases.clear_for_host(report_id, reason=args.reason, actor="cli")
         _print(
             args,
-            {"id": args.id, "cleared": True},
-            "cleared by law enforcement: a held host notice goes with the next dispatch",
+            {"id": report_id, "cleared": True, "released": waiting},
+            f"cleared by law enforcement: {waiting} held host notice(s) go with the next dispatch"
+            if waiting
+            else "clearance recorded; no host notice was waiting for it (one queued later"
+            " goes without waiting)",
         )
         return 0
 
@@ -519,6 +586,8 @@ async def cmd_reports_clear(args: argparse.Namespace) -> int:
 async def cmd_channels_list(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         rows = await node.dispatcher.describe()
+        for warning in await node.dispatcher.warnings():
+            print(f"hotline-node: warning: {warning}", file=sys.stderr)
         _print(
             args,
             rows,
@@ -616,9 +685,9 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
 async def cmd_peers_show(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         peer = await node.registry.describe(args.id)
-        lines = [f"{k:<18} {v}" for k, v in peer.items() if k != "keys"]
-        lines.append(table(peer["keys"], ["purpose", "kid", "not_before", "not_after", "revoked"]))
-        _print(args, peer, "\n".join(lines))
+        text = fields(peer, [k for k in peer if k != "keys"])
+        keys = table(peer["keys"], ["purpose", "kid", "not_before", "not_after", "revoked"])
+        _print(args, peer, f"{text}\n\nkeys\n{keys}")
         return 0
 
     return await with_node(args, run)
@@ -795,18 +864,29 @@ async def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 # parser ------------------------------------------------------------------------------------
+REF_HELP = (
+    "the case: its id, its public 8-character reference, a notice's reference or its local_ref"
+)
+PEER_HELP = "the peer's node id (see peers list)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # Both before the command and after it: `hotline-node --data-dir D reports list` and
+    # `hotline-node reports list --data-dir D`. SUPPRESS keeps an absent sub-command option from
+    # overwriting the value given before the command.
+    data_dir_help = "node data directory (default: $HOTLINE_NODE_DATA_DIR or ./hotline-data)"
+    json_help = "print one JSON document on stdout (nothing else)"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir", help="node data directory (default: $HOTLINE_NODE_DATA_DIR or ./hotline-data)"
-    )
-    common.add_argument("--json", action="store_true", help="print one JSON document")
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=json_help)
     parser = argparse.ArgumentParser(
         prog="hotline-node",
         description="Federated exchange node for internet hotlines.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--data-dir", help=data_dir_help)
+    parser.add_argument("--json", action="store_true", help=json_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(group: Any, name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
@@ -822,6 +902,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="URL peers use to reach this node")
     p.add_argument("--listen", default="127.0.0.1:8700", help="HOST:PORT to listen on")
     p.add_argument("--dns-server", help="HOST:PORT of the resolver used for jurisdiction")
+    p.add_argument(
+        "--police-first-hours",
+        type=int,
+        default=48,
+        metavar="HOURS",
+        help="a CSAM host notice waits this long for police clearance (default 48; 0: no hold)",
+    )
     p = command(
         sub, "serve", cmd_serve, "run the HTTP APIs and scheduled jobs until SIGTERM/SIGINT"
     )
@@ -840,7 +927,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens = sub.add_parser("tokens", help="API tokens").add_subparsers(dest="sub", required=True)
     p = command(tokens, "create", cmd_tokens_create, "print a new API token (stored hashed)")
-    p.add_argument("--role", required=True, choices=["analyst", "operator"])
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=["analyst", "operator"],
+        help="analyst: cases and trace; operator: also peers and channels",
+    )
     p.add_argument("--name", default="default", help="who holds it (shown in the audit log)")
 
     command(
@@ -860,26 +952,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     p = command(keys, "revoke", cmd_keys_revoke, "revoke one key by its id")
-    p.add_argument("kid")
+    p.add_argument("kid", help="the key id (see keys show)")
 
     reports = sub.add_parser("reports", help="cases").add_subparsers(dest="sub", required=True)
     p = command(reports, "submit", cmd_reports_submit, "record a report; prints its id")
-    p.add_argument("url")
-    p.add_argument("--category", choices=["csam", "csem", "grooming", "hate", "terrorism", "other"])
-    p.add_argument("--note")
-    p.add_argument("--tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
+    p.add_argument("url", help="the reported URL (never fetched)")
+    p.add_argument(
+        "--category",
+        choices=["csam", "csem", "grooming", "hate", "terrorism", "other"],
+        help="the kind of content, if known",
+    )
+    p.add_argument("--note", help="free text kept with the case")
+    p.add_argument(
+        "--tlp",
+        choices=["clear", "green", "amber", "amber+strict", "red"],
+        help="sharing limit (TLP 2.0; default amber)",
+    )
     p.add_argument("--no-trace", action="store_true", help="leave tracing to the running node")
     p = command(reports, "assess", cmd_reports_assess, "qualify a report; routing follows")
-    p.add_argument("id")
-    p.add_argument("--verdict", required=True, choices=["baseline", "national", "not_illegal"])
+    p.add_argument("id", help=REF_HELP)
+    p.add_argument(
+        "--verdict",
+        required=True,
+        choices=["baseline", "national", "not_illegal"],
+        help="baseline: illegal everywhere; national: illegal here; not_illegal closes the case",
+    )
     p.add_argument(
         "--category",
         required=True,
         choices=["csam", "csem", "grooming", "hate", "terrorism", "other"],
+        help="the kind of content",
     )
-    p.add_argument("--legal-basis")
+    p.add_argument("--legal-basis", help='the law it breaks, e.g. "Art. 227-23 CP"')
     p = command(reports, "action", cmd_reports_action, "record an action on a report")
-    p.add_argument("id")
+    p.add_argument("id", help=REF_HELP)
     p.add_argument(
         "--code",
         required=True,
@@ -891,22 +997,27 @@ def build_parser() -> argparse.ArgumentParser:
             "lea_referred",
             "notice_sent",
         ],
+        help="what happened",
     )
-    p.add_argument("--reason")
+    p.add_argument("--reason", help="free text kept with the action")
     p = command(
         reports,
         "override",
         cmd_reports_override,
         "set the jurisdiction by hand (with a reason); routing follows",
     )
-    p.add_argument("id")
-    p.add_argument("--country", required=True)
-    p.add_argument("--reason", required=True)
+    p.add_argument("id", help=REF_HELP)
+    p.add_argument("--country", required=True, help="ISO 3166-1 alpha-2 code, e.g. DE")
+    p.add_argument("--reason", required=True, help="why (kept in the case and the audit log)")
     p = command(reports, "list", cmd_reports_list, "list cases, newest first")
-    p.add_argument("--status")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--status",
+        help="only cases in this status: new, assessed, routed, manual, closed, withdrawn,"
+        " received",
+    )
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p = command(reports, "show", cmd_reports_show, "one case with its whole timeline")
-    p.add_argument("id")
+    p.add_argument("id", help=REF_HELP)
 
     p = command(
         reports,
@@ -915,15 +1026,25 @@ def build_parser() -> argparse.ArgumentParser:
         "bulk intake from JSONL or CSV (url, category, verdict, legal_basis, hosting_country,"
         " note, tlp)",
     )
-    p.add_argument("file")
+    p.add_argument("file", help="the file; CSV (comma, semicolon or tab) or JSON lines")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="csv or jsonl (default: chosen by content, not by the file name)",
+    )
+    p.add_argument(
+        "--encoding",
+        help="the file's text encoding, e.g. cp1252 or latin-1 (default: UTF-8, or UTF-16 and"
+        " UTF-8 by their byte-order mark)",
+    )
     p = command(
         reports,
         "withdraw",
         cmd_reports_withdraw,
         "retract our report; peers that received it close it",
     )
-    p.add_argument("id")
-    p.add_argument("--reason", required=True)
+    p.add_argument("id", help=REF_HELP)
+    p.add_argument("--reason", required=True, help="why (sent to the peers that hold it)")
 
     p = command(
         reports,
@@ -931,15 +1052,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_reports_clear,
         "law enforcement cleared the case: release a host notice held for them",
     )
-    p.add_argument("id")
-    p.add_argument("--reason")
+    p.add_argument("id", help=REF_HELP)
+    p.add_argument("--reason", help="e.g. who cleared it and how")
 
     channels = sub.add_parser("channels", help="national channels").add_subparsers(
         dest="sub", required=True
     )
     command(channels, "list", cmd_channels_list, "configured channels with their counters")
     p = command(channels, "test", cmd_channels_test, "send a marked test message through one")
-    p.add_argument("name")
+    p.add_argument("name", help="the channel's name in node.toml (see channels list)")
     p.add_argument("--to", help="recipient for a channel that mails each case's abuse contact")
 
     peers = sub.add_parser("peers", help="peer hotlines").add_subparsers(dest="sub", required=True)
@@ -949,9 +1070,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_peers_add,
         "fetch a peer's key document, check it against the fingerprint, pin it",
     )
-    p.add_argument("--node-id", required=True)
-    p.add_argument("--country", required=True)
-    p.add_argument("--endpoint", required=True)
+    p.add_argument("--node-id", required=True, help="the peer's node id, e.g. de-eco")
+    p.add_argument("--country", required=True, help="the peer's ISO 3166-1 alpha-2 country")
+    p.add_argument(
+        "--endpoint", required=True, help="the peer's URL, e.g. https://node.eco.example"
+    )
     p.add_argument(
         "--fingerprint",
         required=True,
@@ -963,7 +1086,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the peer cannot accept connections: it collects records itself",
     )
     p.add_argument("--categories", help="comma-separated categories it accepts (default all)")
-    p.add_argument("--max-tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
+    p.add_argument(
+        "--max-tlp",
+        choices=["clear", "green", "amber", "amber+strict", "red"],
+        help="the highest TLP it may receive",
+    )
     p.add_argument(
         "--key-document",
         metavar="FILE",
@@ -972,26 +1099,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(peers, "list", cmd_peers_list, "all peers with status and counters")
     p = command(peers, "show", cmd_peers_show, "one peer: keys, queue depth, backoff, errors")
-    p.add_argument("id")
+    p.add_argument("id", help=PEER_HELP)
     for name, status, text in (
         ("suspend", "suspended", "stop exchanging with a peer"),
         ("resume", "active", "exchange with a suspended peer again"),
         ("remove", "removed", "forget a peer (history is kept)"),
     ):
         p = command(peers, name, _peer_status(status), text)
-        p.add_argument("id")
+        p.add_argument("id", help=PEER_HELP)
     p = command(
         peers,
         "requeue",
         cmd_peers_requeue,
         "queue again the records a peer rejected (after fixing the cause)",
     )
-    p.add_argument("id")
+    p.add_argument("id", help=PEER_HELP)
     p = command(peers, "policy", cmd_peers_policy, "what a peer may receive")
-    p.add_argument("id")
-    p.add_argument("--categories")
-    p.add_argument("--max-tlp", choices=["clear", "green", "amber", "amber+strict", "red"])
-    p.add_argument("--mode", choices=["push", "pull"])
+    p.add_argument("id", help=PEER_HELP)
+    p.add_argument("--categories", help="comma-separated categories it accepts")
+    p.add_argument(
+        "--max-tlp",
+        choices=["clear", "green", "amber", "amber+strict", "red"],
+        help="the highest TLP it may receive",
+    )
+    p.add_argument(
+        "--mode", choices=["push", "pull"], help="push: we send; pull: it collects from us"
+    )
     p = command(sub, "sync", cmd_sync, "run one round of delivery (and pull) now")
     p.add_argument("--peer", help="only this peer")
 
@@ -1006,19 +1139,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="also write the figures to FILE as CSV")
 
     p = command(sub, "trace", cmd_trace, "jurisdiction evidence for a URL (never contacts it)")
-    p.add_argument("url")
+    p.add_argument("url", help="the URL whose host is traced (DNS, IP data and RDAP only)")
     audit_cmds = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
     command(audit_cmds, "verify", cmd_audit_verify, "check the audit hash chain end to end")
     return parser
 
 
+# A key id or fingerprint is a base64url thumbprint: one in 64 begins with "-", which argparse
+# takes for an option. Such a value is given to --fingerprint with "=", or moved after "--".
+_DASHED_THUMBPRINT = re.compile(r"^\s*-[A-Za-z0-9_-]{42}\s*$")
+_THUMBPRINT_OPTIONS = ("--fingerprint",)
+
+
+def _thumbprints_as_values(argv: list[str]) -> list[str]:
+    if "--" in argv:
+        return argv
+    out: list[str] = []
+    positional: list[str] = []
+    for arg in argv:
+        if not _DASHED_THUMBPRINT.match(arg):
+            out.append(arg)
+        elif out and out[-1] in _THUMBPRINT_OPTIONS:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            positional.append(arg)
+    return out + (["--", *positional] if positional else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _thumbprints_as_values(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(_dispatch(args, argv))
+    except BrokenPipeError:
+        # `reports list | head`: the reader has gone, which is no error of ours. Point stdout
+        # at /dev/null so that the flush at exit cannot fail again, and end quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a program killed by the signal would end
     except KeyboardInterrupt:
         return 130
 
@@ -1052,6 +1212,8 @@ async def run_args(args: argparse.Namespace) -> int:
     except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
         print(f"hotline-node: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # not an error to report: main() ends quietly
     except sqlite3.Error as exc:
         # Rolled back; the operator sees SQLite's reason in one line (the HTTP API hides it).
         print(f"hotline-node: error: database: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from pydantic import (
 )
 
 from keys.document import CountryCode, NodeId
+from node.countries import country_problem
 from node.errors import ConfigError
 
 CONFIG_FILE = "node.toml"
@@ -27,6 +29,35 @@ def _port_in_range(value: str) -> str:
     # The pattern allows five digits: 65536-99999 would only fail later, when binding.
     if int(value.rsplit(":", 1)[1]) > 65535:
         raise ValueError("port must be between 0 and 65535")
+    return value
+
+
+def _assigned_country(value: str) -> str:
+    problem = country_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# Two capital letters (the key document's rule) that ISO 3166-1 assigns to a country.
+Country = Annotated[CountryCode, AfterValidator(_assigned_country)]
+
+# What each pattern means, for people: a config error says the rule in words, not a regex.
+PATTERN_WORDS = {
+    r"^[a-z0-9][a-z0-9.-]{0,62}$": "a lower-case id of letters, digits, dots and hyphens"
+    " (at most 63, starting with a letter or digit), e.g. fr-pointdecontact",
+    r"^[A-Z]{2}$": "two capital letters, an ISO 3166-1 alpha-2 country code such as FR",
+    r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$": "HOST:PORT, e.g. 127.0.0.1:8700 or [::1]:8700",
+    r"^[a-z0-9][a-z0-9-]{0,31}$": "a lower-case name of letters, digits and hyphens"
+    " (at most 32), e.g. pharos",
+}
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
     return value
 
 
@@ -44,17 +75,49 @@ class _Section(BaseModel):
 class JurisdictionConfig(_Section):
     dns_server: HostPort | None = None
     dns_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
-    rdap_base: str | None = None
+    rdap_base: Annotated[str | None, AfterValidator(_http_url)] = None
     mmdb_country: str | None = None
     mmdb_asn: str | None = None
     geofeed: str | None = None
-    overrides: dict[str, CountryCode] = Field(default_factory=dict)
+    overrides: dict[str, Country] = Field(default_factory=dict)
     cdn_asns: list[Annotated[int, Field(ge=1, le=2**32 - 1)]] = Field(default_factory=list)
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"must be an IP address or network such as 10.0.0.1 or 10.0.0.0/8 (got {value!r})"
+        ) from None
+    return value
+
+
+def _origin(value: str) -> str:
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(
+            "must be a web origin: scheme, host and optional port, with no path or trailing"
+            f" slash, e.g. https://www.pointdecontact.net (got {value!r})"
+        )
+    return value.lower()
 
 
 class IntakeConfig(_Section):
     public_reports_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 64 * 1024
+    # Reverse proxies in front of the node (addresses or networks): only a request arriving from
+    # one of them has its client named by Forwarded or X-Forwarded-For; the public rate limit
+    # then applies per real client. Empty: the TCP peer is the client.
+    trusted_proxies: list[Annotated[str, AfterValidator(_network)]] = Field(default_factory=list)
+    # The hotline's own web pages allowed to post public reports from a browser (CORS).
+    cors_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
 
 
 class KeysConfig(_Section):
@@ -84,7 +147,7 @@ class ChannelConfig(_Section):
     roles: list[ChannelRole] = Field(min_length=1)
     # Empty means every category / every hosting country.
     categories: list[CategoryName] = Field(default_factory=list)
-    countries: list[CountryCode] = Field(default_factory=list)
+    countries: list[Country] = Field(default_factory=list)
     # What a delivery records on the case (default: lea_referred for police, else notice_sent).
     records_as: Literal["lea_referred", "notice_sent"] | None = None
     url: str | None = None
@@ -110,6 +173,8 @@ class ChannelConfig(_Section):
                 raise ValueError(f"to must be an e-mail address (got {self.to!r})")
             if self.username and not self.password_file:
                 raise ValueError("username needs password_file (the password is never inline)")
+            if self.password_file and not Path(self.password_file).is_file():
+                raise ValueError(f"password_file: no such file {self.password_file!r}")
         return self
 
 
@@ -140,7 +205,7 @@ class RetentionConfig(_Section):
 
 class NodeConfig(_Section):
     node_id: NodeId
-    country: CountryCode
+    country: Country
     endpoint: str
     listen: HostPort = "127.0.0.1:8700"
     jurisdiction: JurisdictionConfig = Field(default_factory=JurisdictionConfig)
@@ -170,9 +235,15 @@ class NodeConfig(_Section):
         return int(self.listen.rsplit(":", 1)[1])
 
 
-def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+def _describe(exc: ValidationError, raw: dict[str, Any], flags: bool = False) -> str:
     error = exc.errors()[0]
     key = ".".join(str(part) for part in error["loc"])
+    if flags:  # the values came from the command line: name the flag
+        key = "--" + str(error["loc"][-1]).replace("_", "-")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        message = "must be " + PATTERN_WORDS.get(pattern, "in the documented form")
     value: Any = raw
     for part in error["loc"]:
         if isinstance(value, dict):
@@ -181,15 +252,20 @@ def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
             value = value[part]  # e.g. jurisdiction.cdn_asns.1
         else:
             value = None
-    shown = "" if value is None else f" (value {value!r})"
-    return f"{key}: {error['msg']}{shown}"
+    shown = "" if value is None or f"{value!r}" in message else f" (value {value!r})"
+    return f"{key}: {message}{shown}"
 
 
 def parse_config(raw: dict[str, Any], source: str = CONFIG_FILE) -> NodeConfig:
     try:
         return NodeConfig.model_validate(raw)
     except ValidationError as exc:
+        if source == COMMAND_LINE:
+            raise ConfigError(_describe(exc, raw, flags=True)) from exc
         raise ConfigError(f"{source}: {_describe(exc, raw)}") from exc
+
+
+COMMAND_LINE = "command line"
 
 
 def load_config(data_dir: Path) -> NodeConfig:

@@ -54,6 +54,8 @@ def socket_path(data_dir: DataDir) -> Path:
 class _Sink:
     queue: asyncio.Queue[bytes | None]
     tty: bool
+    # The caller's stdout is a terminal that takes colour (not a pipe, no NO_COLOR there).
+    colour: bool = False
 
     def write(self, stream: str, text: str) -> None:
         if text:
@@ -89,7 +91,9 @@ class _RoutedStream(io.TextIOBase):
 
     def isatty(self) -> bool:
         sink = _SINK.get()
-        return sink.tty if sink is not None else self.real.isatty()
+        if sink is None:
+            return self.real.isatty()
+        return sink.colour if self._name == "out" else sink.tty
 
     def fileno(self) -> int:
         return self.real.fileno()
@@ -124,15 +128,16 @@ def _same_user(request: web.Request) -> bool:
     return uid in (os.getuid(), 0)
 
 
-def _request_fields(body: Any) -> tuple[list[str], str, bool] | None:
+def _request_fields(body: Any) -> tuple[list[str], str, bool, bool] | None:
     if not isinstance(body, dict):
         return None
     argv, cwd, tty = body.get("argv"), body.get("cwd"), body.get("tty", False)
+    colour = body.get("colour", False)
     if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
         return None
-    if not isinstance(cwd, str) or not isinstance(tty, bool):
+    if not isinstance(cwd, str) or not isinstance(tty, bool) or not isinstance(colour, bool):
         return None
-    return argv, cwd, tty
+    return argv, cwd, tty, colour
 
 
 class ControlServer:
@@ -183,7 +188,7 @@ class ControlServer:
             fields = None
         if fields is None:
             return web.json_response({"err": "malformed control request\n"}, status=400)
-        argv, cwd, tty = fields
+        argv, cwd, tty, colour = fields
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -195,7 +200,7 @@ class ControlServer:
 
         pumping = asyncio.create_task(pump())
         _route_streams()
-        sink = _Sink(queue, tty)
+        sink = _Sink(queue, tty, colour)
         token = _SINK.set(sink)
         try:
             status = await self._run(argv, cwd)
@@ -229,7 +234,13 @@ async def send(
     out = out or sys.stdout
     err = err or sys.stderr
     path = socket_path(data_dir)
-    body = {"argv": argv, "cwd": os.getcwd(), "tty": err.isatty()}
+    body = {
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "tty": err.isatty(),
+        # Colour is the caller's to decide: its stdout and its NO_COLOR, not the server's.
+        "colour": out.isatty() and not os.environ.get("NO_COLOR"),
+    }
     connector = aiohttp.UnixConnector(path=str(path))
     # No total timeout: an import of a large file through the server legitimately takes long.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)

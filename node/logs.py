@@ -100,6 +100,11 @@ def configured(kind: str, level: str = "warning", stream: TextIO | None = None) 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
+    # The scheduler says "Running job …" and "executed successfully" at info, twice a second
+    # with the delivery sweep: that is debugging detail, shown only at --log-level debug.
+    scheduler = logging.getLogger("apscheduler")
+    previous_scheduler = scheduler.level
+    scheduler.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     try:
         yield
     finally:
@@ -107,3 +112,16 @@ def configured(kind: str, level: str = "warning", stream: TextIO | None = None) 
         for old in plain:
             root.addHandler(old)
         root.setLevel(previous_level)
+        scheduler.setLevel(previous_scheduler)
+
+
+def announce(kind: str, message: str, stream: TextIO | None = None, **extra: Any) -> None:
+    """A line for whoever started the node (stdout), in the format its logs are in."""
+    out = stream or sys.stdout
+    if kind == "json":
+        record = logging.LogRecord("hotline.node", logging.INFO, "", 0, message, None, None)
+        record.__dict__.update(extra)
+        out.write(JsonFormatter().format(record) + "\n")
+    else:
+        out.write(message + "\n")
+    out.flush()

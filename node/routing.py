@@ -44,20 +44,31 @@ class PeerView:
         )
 
 
+# Why a case hosted where a peer hotline exists went to the fallback instead: recorded on the
+# target, shown with the case and counted by `stats`, so that no rerouting is silent.
+REROUTED_SUSPENDED = "peer_suspended"
+REROUTED_TLP = "above_peer_max_tlp"
+REROUTED_CATEGORY = "category_not_accepted"
+
+
 @dataclass(frozen=True)
 class Target:
     kind: str  # "peer" or "channel"
     name: str  # peer node id or channel role
     country: str | None
     reason: str
+    rerouted: str | None = None  # one of the REROUTED_* codes, for a fallback target
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "name": self.name,
             "country": self.country,
             "reason": self.reason,
         }
+        if self.rerouted:
+            out["rerouted"] = self.rerouted
+        return out
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,8 @@ def decide(
             reasons.append(f"hosted in {country}, reported by a peer: not relayed")
             kinds.add(Decision.MANUAL)
             continue
-        candidates = [p for p in peers if p.country == country and p.active]
+        # Suspended peers count here: a case that would have gone to one says so.
+        candidates = [p for p in peers if p.country == country]
         accepting = [p for p in candidates if p.accepts(category, tlp)]
         if accepting:
             kinds.add(Decision.PEER)
@@ -150,13 +162,31 @@ def decide(
                 )
         else:
             kinds.add(Decision.FALLBACK)
-            why = (
-                f"peer(s) in {country} do not accept {category} at TLP {tlp.value}"
-                if candidates
-                else f"no peer hotline in {country}"
-            )
-            targets.append(Target("channel", CHANNEL_FALLBACK, country, why))
+            code, why = _why_not(candidates, category, tlp) if candidates else (None, "")
+            why = f"rerouted to the fallback: {why}" if code else f"no peer hotline in {country}"
+            targets.append(Target("channel", CHANNEL_FALLBACK, country, why, code))
     if Decision.MANUAL in kinds and not targets:
         return RoutingDecision(Decision.MANUAL, [], reasons)
     decision = next(kind for kind in _PRIORITY if kind in kinds)
     return RoutingDecision(decision, targets, reasons + [t.reason for t in targets])
+
+
+def _why_not(candidates: list[PeerView], category: str, tlp: Tlp) -> tuple[str, str]:
+    """The reroute code and the words for it: why no peer of that country takes the case."""
+    reasons: list[str] = []
+    codes: list[str] = []
+    for peer in candidates:
+        if not peer.active:
+            codes.append(REROUTED_SUSPENDED)
+            reasons.append(f"peer {peer.node_id} is suspended")
+        elif category not in peer.categories:
+            codes.append(REROUTED_CATEGORY)
+            reasons.append(f"peer {peer.node_id} does not accept {category}")
+        else:
+            codes.append(REROUTED_TLP)
+            reasons.append(
+                f"the case is TLP:{tlp.value.upper()}, above peer {peer.node_id}'s maximum"
+                f" TLP:{peer.max_tlp.value.upper()}"
+            )
+    # With several peers in one country, the first one's reason is the case's code.
+    return codes[0], "; ".join(reasons)

@@ -12,7 +12,7 @@ from typing import Any
 
 from node.clock import iso
 from node.errors import InvalidInput
-from node.output import table
+from node.output import local_time, table
 from node.store.db import Database
 
 DAY = 86_400
@@ -128,6 +128,7 @@ async def collect(db: Database, *, node_id: str, period: Period | None = None) -
         "by_source": await group("source", "unknown"),
         "by_hosting_country": await _by_country(db, cond, params),
         "by_peer": await _by_peer(db, node_id, cond, params),
+        "rerouted": await _rerouted(db, cond, params),
         "time_to_removal": durations(
             await _first_action_delays(db, CLOSING_CODES, cond, params), within_days=WITHIN_DAYS
         ),
@@ -193,6 +194,18 @@ async def _by_peer(
     return [peers[name] for name in sorted(peers)]
 
 
+async def _rerouted(db: Database, cond: str, params: list[str]) -> dict[str, int]:
+    """Cases sent to the fallback although a peer hotline exists there, by reason (TLP above
+    the peer's maximum, peer suspended, category not accepted)."""
+    reason = "json_extract(t.value, '$.rerouted')"
+    sql = f"""
+        SELECT {reason}, COUNT(DISTINCT r.id) FROM reports r
+        JOIN routing_decisions d ON d.report_id = r.id, json_each(d.targets) t
+        WHERE {cond} AND {reason} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1
+    """  # noqa: S608 - fixed clauses
+    return await _counts(db, sql, params)
+
+
 async def _first_action_delays(
     db: Database, codes: Sequence[str], cond: str, params: list[str]
 ) -> list[int]:
@@ -228,7 +241,8 @@ def render_text(doc: dict[str, Any]) -> str:
     removal, forwarding = doc["time_to_removal"], doc["time_to_forwarding"]
     parts = [
         f"node {doc['node_id']}: {doc['reports']} report(s) received"
-        f" from {period['since'] or 'the start'} until {period['until'] or 'now'}",
+        f" from {local_time(period['since']) if period['since'] else 'the start'}"
+        f" until {local_time(period['until']) if period['until'] else 'now'}",
         "",
         "time to removal (receipt to first content_removed/content_unavailable)",
         f"  cases {removal['cases']}   median {_days(removal['median_days'])}"
@@ -245,6 +259,7 @@ def render_text(doc: dict[str, Any]) -> str:
         ("by verdict", "by_verdict", "verdict"),
         ("by source", "by_source", "source"),
         ("by hosting country", "by_hosting_country", "country"),
+        ("rerouted to the fallback although a peer hotline exists", "rerouted", "reason"),
     ):
         parts += ["", title, table(_count_rows(doc[key], column), [column, "count"])]
     parts += [
@@ -265,8 +280,15 @@ def csv_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
     for section in ("time_to_removal", "time_to_forwarding"):
         for key, value in doc[section].items():
             rows.append((section, key, _plain(value)))
-    for key in ("by_status", "by_category", "by_verdict", "by_source", "by_hosting_country"):
-        rows += [(key.removeprefix("by_"), name, count) for name, count in doc[key].items()]
+    for key in (
+        "by_status",
+        "by_category",
+        "by_verdict",
+        "by_source",
+        "by_hosting_country",
+        "rerouted",
+    ):
+        rows += [(key.removeprefix("by_"), name, count) for name, count in doc.get(key, {}).items()]
     for peer in doc["by_peer"]:
         rows += [
             (f"peer_{field}", peer["peer"], peer[field])

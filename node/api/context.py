@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.api.clients import Network, client_address
 from node.api.ratelimit import RateLimiter
 from node.cases import CaseService
 from node.tokens import Principal, Role, TokenService
@@ -23,6 +24,16 @@ class ApiContext:
     key_document: Callable[[], bytes]
     max_body_bytes: int
     schedule_trace: Callable[[], None]
+    # Public intake behind a reverse proxy, from the hotline's own pages, and its form.
+    trusted_proxies: tuple[Network, ...] = ()
+    cors_origins: frozenset[str] = frozenset()
+    hotline_name: str = ""
+    retention_days: int = 365
+    form_language: str = "en"  # of the form when the browser prefers neither French nor English
+
+    def client(self, request: web.Request) -> str:
+        """The public client: the TCP peer, or whom a trusted proxy says it forwards."""
+        return client_address(request.remote, request.headers, self.trusted_proxies)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

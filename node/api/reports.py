@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.bodies import json_response, read_json
 from node.api.context import context, principal
-from node.errors import InvalidInput, UpstreamError
+from node.api.problems import Handler
+from node.errors import Forbidden, InvalidInput, UpstreamError
 from node.jurisdiction import InvalidUrlError, JurisdictionError, NoAddressError, NoSuchHostError
 from node.tokens import Role
 from node.urls import normalise_url
@@ -68,9 +69,48 @@ async def submit(request: web.Request) -> web.Response:
     )
 
 
+PUBLIC_REPORTS = "/api/v1/public/reports"
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The public intake answers the hotline's own pages, errors included (outside the problem
+    middleware, so that a browser may read a 422 or 429 too)."""
+    response = await handler(request)
+    if request.path == PUBLIC_REPORTS:
+        response.headers.update(cors_headers(request))
+    return response
+
+
+def cors_headers(request: web.Request) -> dict[str, str]:
+    """CORS for the hotline's own origins only; others get no CORS header (browsers refuse)."""
+    origin = request.headers.get("Origin", "")
+    if origin.lower() not in context(request).cors_origins:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+async def public_preflight(request: web.Request) -> web.Response:
+    """OPTIONS before a cross-origin POST from the hotline's web page."""
+    headers = cors_headers(request)
+    if not headers:
+        raise Forbidden(
+            f"origin {request.headers.get('Origin', '(none)')!r} may not post reports here;"
+            " the operator lists allowed origins in [intake] cors_origins"
+        )
+    headers.update(
+        {
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+        }
+    )
+    return web.Response(status=204, headers=headers)
+
+
 async def public_submit(request: web.Request) -> web.Response:
     ctx = context(request)
-    ctx.public_limiter.check(request.remote or "unknown")
+    ctx.public_limiter.check(ctx.client(request))
     body = await read_json(request, PublicBody, PUBLIC_MAX_BYTES)
     result = await ctx.cases.submit(
         body.url,
@@ -174,7 +214,8 @@ async def clearance(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/reports/{id}/clearance", clearance)
-    app.router.add_post("/api/v1/public/reports", public_submit)
+    app.router.add_post(PUBLIC_REPORTS, public_submit)
+    app.router.add_route("OPTIONS", PUBLIC_REPORTS, public_preflight)
     app.router.add_post("/api/v1/reports", submit)
     app.router.add_get("/api/v1/reports", list_reports)
     app.router.add_get("/api/v1/reports/{id}", show_report)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import admin, federation, metrics, reports, stats
+from node.api import admin, federation, metrics, public_form, reports, stats
 from node.api.admin import ADMIN, AdminContext
 from node.api.context import CONTEXT, ApiContext, context
 from node.api.federation import FEDERATION, FederationContext
@@ -27,13 +27,14 @@ def make_app(
     # client_max_size is a second cap: handlers cap bodies themselves before parsing.
     # The metrics middleware is outermost, so it counts the status problem+json turned into.
     app = web.Application(
-        middlewares=[metrics.metrics_middleware, problem_middleware],
+        middlewares=[metrics.metrics_middleware, reports.cors_middleware, problem_middleware],
         client_max_size=32 * 1024 * 1024,
     )
     app[CONTEXT] = ctx
     app.router.add_get("/.well-known/hotline-node", key_document)
     app.router.add_get("/healthz", healthz)
     reports.add_routes(app)
+    public_form.add_routes(app)
     stats.add_routes(app)
     metrics.add_routes(app)
     if federation_ctx is not None:

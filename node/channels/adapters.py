@@ -52,6 +52,9 @@ class WebhookChannel:
                 "from": self.node_id,
                 "role": message.role,
                 "reminder": message.reminder,
+                "test": message.test,
+                "tlp": message.tlp,
+                "reference": message.reference,
                 "sent_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "cases": [
                     {
@@ -64,6 +67,7 @@ class WebhookChannel:
                         "abuse_contact": item.abuse_contact,
                         "cdn": item.cdn_name,
                         "reason": item.reason,
+                        "tlp": item.tlp,
                     }
                     for item in message.items
                 ],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from protocol.ids import short_reference
+
 
 @dataclass(frozen=True)
 class CaseItem:
@@ -17,6 +19,8 @@ class CaseItem:
     abuse_contact: str | None
     cdn_name: str | None
     reason: str
+    # The case's TLP 2.0 marking; rows queued before it was carried are treated as amber.
+    tlp: str = "amber"
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CaseItem:
@@ -30,6 +34,7 @@ class CaseItem:
             abuse_contact=payload.get("abuse_contact"),
             cdn_name=payload.get("cdn_name"),
             reason=payload.get("reason", ""),
+            tlp=payload.get("tlp") or "amber",
         )
 
 
@@ -41,10 +46,28 @@ class Message:
     items: tuple[CaseItem, ...]
     reminder: bool = False
     row_ids: tuple[int, ...] = field(default=())
+    # `channels test`: marked TEST in the subject and `"test": true`, never taken as a case.
+    test: bool = False
+    # A grouped notice's own short reference (one case: the case's public reference).
+    notice_ref: str | None = None
 
     @property
     def recipient_hint(self) -> str | None:
         return self.items[0].abuse_contact if self.items else None
+
+    @property
+    def tlp(self) -> str:
+        """The most restrictive marking of its cases: the message is shared no wider."""
+        return max((item.tlp for item in self.items), key=TLP_RANK.index, default="amber")
+
+    @property
+    def reference(self) -> str:
+        if self.notice_ref:
+            return self.notice_ref
+        return "+".join(short_reference(item.report_id) for item in self.items)
+
+
+TLP_RANK = ["clear", "green", "amber", "amber+strict", "red"]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -27,6 +28,13 @@ DEFAULT_ACTION = {
     "host_notice": "notice_sent",
     "cdn_notice": "notice_sent",
     "fallback": "lea_referred",
+}
+ROLES = ("law_enforcement", "host_notice", "fallback", "cdn_notice")
+ROLE_WORDS = {
+    "law_enforcement": "cases hosted in our country, to the police",
+    "host_notice": "notices to hosts in our country",
+    "fallback": "cases hosted where no peer hotline takes them",
+    "cdn_notice": "requests to CDNs for the origin host",
 }
 NO_CHANNEL_RETRY = timedelta(hours=1)
 BATCH = 500
@@ -108,7 +116,7 @@ class Dispatcher:
         """Law-enforcement-first: a host notice waits for police, or for the deadline."""
         if row["channel"] != "host_notice" or row["kind"] == "reminder":
             return False
-        hours = self.config.notices.lea_first_hours.get(item.category or "")  # type: ignore[call-overload]
+        hours = self.hold_hours(item.category)
         if hours is None or cleared is not None:
             return False
         return parse_iso(row["created_at"]) + timedelta(hours=hours) > now
@@ -153,6 +161,7 @@ class Dispatcher:
                 tuple(items[r["id"]] for r in members),
                 reminder,
                 tuple(r["id"] for r in members),
+                notice_ref=_notice_ref(members),
             )
             planned.append(Planned(name, self.channels[name], message))
         return planned, unrouted, held
@@ -203,8 +212,11 @@ class Dispatcher:
         if outcome.delivered:
             conn.executemany(
                 "UPDATE channel_outbox SET state = 'delivered', delivered_at = ?, attempts = ?,"
-                " last_error = NULL, sent_via = ? WHERE id = ?",
-                [(iso(now), attempts, plan.channel_name, row_id) for row_id in ids],
+                " last_error = NULL, sent_via = ?, notice_ref = ? WHERE id = ?",
+                [
+                    (iso(now), attempts, plan.channel_name, plan.message.notice_ref, row_id)
+                    for row_id in ids
+                ],
             )
             code = (
                 "reminder_sent"
@@ -279,10 +291,14 @@ class Dispatcher:
             )
             return "dead"
         retry_at = now + backoff_delay(attempts, self.rng)
+        # The notice keeps its reference across retries: the host may already have one copy.
         conn.executemany(
-            "UPDATE channel_outbox SET attempts = ?, last_error = ?, next_attempt_at = ?"
-            " WHERE id = ?",
-            [(attempts, outcome.detail[:500], iso(retry_at), row_id) for row_id in ids],
+            "UPDATE channel_outbox SET attempts = ?, last_error = ?, next_attempt_at = ?,"
+            " notice_ref = ? WHERE id = ?",
+            [
+                (attempts, outcome.detail[:500], iso(retry_at), plan.message.notice_ref, row_id)
+                for row_id in ids
+            ],
         )
         return "retry"
 
@@ -336,7 +352,7 @@ class Dispatcher:
             cdn_name=None,
             reason="channel test from hotline-node",
         )
-        outcome = await self.channels[name].deliver(Message(settings.roles[0], (item,)))
+        outcome = await self.channels[name].deliver(Message(settings.roles[0], (item,), test=True))
         now = self.clock.now()
         await self.db.run(
             lambda conn: audit.append(
@@ -351,6 +367,33 @@ class Dispatcher:
         return outcome
 
     # inspection -------------------------------------------------------------------------
+    def hold_hours(self, category: str | None) -> int | None:
+        """Law-enforcement-first: how long a host notice of this category waits for police."""
+        return self.config.notices.lea_first_hours.get(category or "")  # type: ignore[call-overload,no-any-return]
+
+    def role_served(self, role: str) -> bool:
+        return role not in self.roles_without_channel()
+
+    def roles_without_channel(self) -> list[str]:
+        served = {role for settings in self.config.channels.values() for role in settings.roles}
+        return [role for role in ROLES if role not in served]
+
+    async def warnings(self) -> list[str]:
+        """One line per routing role that no channel serves, with the cases waiting for it."""
+        missing = self.roles_without_channel()
+        if not missing:
+            return []
+        pending = await self.db.fetch_all(
+            "SELECT channel, COUNT(*) AS n FROM channel_outbox WHERE state = 'pending'"
+            " GROUP BY channel"
+        )
+        waiting = {row["channel"]: int(row["n"]) for row in pending}
+        return [
+            f"no channel serves role {role} ({ROLE_WORDS[role]}): {waiting.get(role, 0)}"
+            " case(s) wait for it; add a [channels.NAME] table with this role to node.toml"
+            for role in missing
+        ]
+
     async def describe(self) -> list[dict[str, Any]]:
         counts = await self.db.fetch_all(
             "SELECT sent_via, state, COUNT(*) AS n FROM channel_outbox WHERE sent_via IS NOT"
@@ -378,3 +421,16 @@ class Dispatcher:
                 }
             )
         return out
+
+
+def _notice_ref(members: list[Row]) -> str | None:
+    """A grouped notice's own short reference, kept across retries (one case: its own)."""
+    if len(members) < 2:
+        return None
+    known = {row["notice_ref"] for row in members} - {None}
+    return known.pop() if len(known) == 1 else new_notice_ref()
+
+
+def new_notice_ref() -> str:
+    # "N" and 8 hex digits: short enough for any ticketing system's subject line.
+    return "N" + secrets.token_hex(4).upper()

@@ -9,7 +9,6 @@ from email.utils import format_datetime, make_msgid
 
 from node.channels.base import Message
 from node.config import NoticesConfig
-from protocol.ids import short_reference
 
 # Hosts in these countries get the notice in French; everyone else in English.
 FRENCH = {"FR", "BE", "LU", "MC", "CH", "SN", "CI", "CM", "MA", "TN", "DZ"}
@@ -90,6 +89,46 @@ TEXT = {
 }
 
 
+# FIRST TLP 2.0 (first.org/tlp): the label is never translated; its definition is.
+TLP_WORDS = {
+    "en": {
+        "red": "For the eyes and ears of individual recipients only, no further disclosure.",
+        "amber+strict": "Limited disclosure, restricted to the recipient's organization only.",
+        "amber": "Limited disclosure, recipients can only spread this on a need-to-know basis "
+        "within their organization and its clients.",
+        "green": "Limited disclosure, recipients can spread this within their community.",
+        "clear": "Recipients can spread this to the world, there is no limit on disclosure.",
+    },
+    "fr": {
+        "red": "Réservé aux seuls destinataires nommément désignés, aucune diffusion.",
+        "amber+strict": "Diffusion limitée, restreinte à l'organisation du destinataire.",
+        "amber": "Diffusion limitée, au seul besoin d'en connaître, au sein de l'organisation "
+        "du destinataire et de ses clients.",
+        "green": "Diffusion limitée, au sein de la communauté du destinataire.",
+        "clear": "Diffusion sans restriction.",
+    },
+}
+TEST_WORDS = {
+    "en": "TEST MESSAGE — not a real case, no action is needed.",
+    "fr": "MESSAGE DE TEST — il ne s'agit pas d'un cas réel, aucune action n'est requise.",
+}
+
+
+def tlp_label(tlp: str) -> str:
+    return f"TLP:{tlp.upper()}"
+
+
+def marking(message: Message, lang: str) -> tuple[str, list[str]]:
+    """The subject prefix and the first body lines every notice carries: TEST, then TLP."""
+    label = tlp_label(message.tlp)
+    prefix = f"[{label}] "
+    lines = [f"{label} — {TLP_WORDS[lang][message.tlp]}"]
+    if message.test:
+        prefix = "TEST " + prefix
+        lines.insert(0, TEST_WORDS[lang])
+    return prefix, [*lines, ""]
+
+
 @dataclass(frozen=True)
 class NoticeParty:
     node_id: str
@@ -102,8 +141,9 @@ def language_for(country: str | None) -> str:
 
 
 def reference(message: Message) -> str:
-    """A stable case reference: the report ids (short) the notice is about."""
-    return "+".join(short_reference(item.report_id) for item in message.items)
+    """A short reference that a host keeps when replying: the case's public reference, or for a
+    notice about several cases the notice's own (`reports show REF` resolves it to them)."""
+    return message.reference
 
 
 def build_email(
@@ -120,7 +160,8 @@ def build_email(
         subject, intro = text["cdn_subject"], text["cdn_intro"]
     else:
         subject, intro = text["subject"], text["intro"]
-    lines = [intro.format(first=first_sent or "-"), ""]
+    prefix, lines = marking(message, lang)
+    lines += [intro.format(first=first_sent or "-"), ""]
     lines.append(f"{text['why']}:")
     for item in message.items:
         what = CATEGORY_TEXT[lang].get(item.category or "other", CATEGORY_TEXT[lang]["other"])
@@ -150,13 +191,16 @@ def build_email(
         f"-- {party.settings.notifier_name or party.node_id} ({party.node_id})",
     ]
     email = EmailMessage()
-    email["Subject"] = subject.format(ref=ref)
+    email["Subject"] = prefix + subject.format(ref=ref)
     email["From"] = party.from_address
     email["To"] = to
     email["Reply-To"] = party.from_address
     email["Date"] = format_datetime(now)
     email["Message-ID"] = make_msgid(domain=party.from_address.split("@", 1)[1])
     email["X-Hotline-Reference"] = ref
+    email["X-Hotline-TLP"] = tlp_label(message.tlp)
+    if message.test:
+        email["X-Hotline-Test"] = "yes"
     email.set_content("\n".join(lines))
     # After set_content, which replaces every Content-* header.
     email["Content-Language"] = lang
@@ -168,10 +212,12 @@ def build_police_email(
 ) -> EmailMessage:
     """For authorities that take e-mail: the facts of the case(s), no DSA wording."""
     ref = reference(message)
-    lines = [f"Case(s) referred by {party.settings.notifier_name or party.node_id}:", ""]
+    prefix, lines = marking(message, "en")
+    lines += [f"Case(s) referred by {party.settings.notifier_name or party.node_id}:", ""]
     for item in message.items:
         lines += [
             f"  reference     {item.report_id}",
+            f"  tlp           {tlp_label(item.tlp)}",
             f"  url           {item.url}",
             f"  category      {item.category}   verdict {item.verdict}",
             f"  legal basis   {item.legal_basis or '-'}",
@@ -180,11 +226,14 @@ def build_police_email(
             "",
         ]
     email = EmailMessage()
-    email["Subject"] = f"Referral of illegal content — ref {ref}"
+    email["Subject"] = f"{prefix}Referral of illegal content — ref {ref}"
     email["From"] = party.from_address
     email["To"] = to
     email["Date"] = format_datetime(now)
     email["Message-ID"] = make_msgid(domain=party.from_address.split("@", 1)[1])
     email["X-Hotline-Reference"] = ref
+    email["X-Hotline-TLP"] = tlp_label(message.tlp)
+    if message.test:
+        email["X-Hotline-Test"] = "yes"
     email.set_content("\n".join(lines))
     return email

@@ -10,6 +10,7 @@ from typing import Any
 
 from keys import KeyDocument, KeyDocumentError, verify_key_document
 from node.clock import Clock
+from node.countries import country_problem
 from node.errors import InvalidInput, UpstreamError
 from node.federation.registry import PeerRegistry, check_node_id, parse_policy
 from node.store.db import Row
@@ -17,7 +18,6 @@ from peers.client import PeerClient, PeerError
 from peers.model import PeerMode, PeerStatus
 
 log = logging.getLogger("hotline.peers")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 ON_DEMAND_INTERVAL = timedelta(minutes=1)
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -60,14 +60,19 @@ class PeerAdmin:
         fingerprint = (fingerprint or "").strip()  # pasted from a letter or a chat window
         if node_id == self.node_id:
             raise InvalidInput("a node cannot be its own peer")
-        if not _COUNTRY.match(country or ""):
-            raise InvalidInput(f"country must be an ISO 3166-1 alpha-2 code (got {country!r})")
+        problem = country_problem(country)
+        if problem:
+            raise InvalidInput(f"country {problem}")
+        country = country.upper()
         if not endpoint.startswith(("http://", "https://")):
             raise InvalidInput(f"endpoint must be an http(s) URL (got {endpoint!r})")
-        if not _FINGERPRINT.match(fingerprint or ""):
+        # Pasted from a letter or a chat, a fingerprint often comes with spaces or a newline.
+        fingerprint = (fingerprint or "").strip()
+        if not _FINGERPRINT.match(fingerprint):
             raise InvalidInput(
-                "fingerprint must be the 43-character identity fingerprint the "
-                "peer's operator gave you (hotline-node keys show)"
+                "fingerprint must be the 43-character identity fingerprint the peer's operator"
+                f" gave you (hotline-node keys show); got {len(fingerprint)} character(s)"
+                + (", some not letters, digits, - or _" if len(fingerprint) == 43 else "")
             )
         policy = parse_policy(categories, max_tlp)
         endpoint = endpoint.rstrip("/")

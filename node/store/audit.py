@@ -126,3 +126,14 @@ async def verify(db: Database, batch: int = 5000) -> AuditVerification:
             if recomputed != row["hash"]:
                 return AuditVerification(count, seq, f"entry {seq} was altered (hash mismatch)")
             expected_prev, expected_seq, count = row["hash"], seq + 1, count + 1
+
+
+async def initialised(db: Database) -> dict[str, Any] | None:
+    """The details `init` wrote in the first entry (node id, country, fingerprint), if any."""
+    row = await db.fetch_one(
+        "SELECT details FROM audit_log WHERE seq = 1 AND event = 'node.initialised'"
+    )
+    if row is None:
+        return None
+    details: dict[str, Any] = orjson.loads(row["details"])
+    return details

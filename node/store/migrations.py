@@ -264,4 +264,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE peers ADD COLUMN refused TEXT;
     """,
+    # 7: an import run again after an interruption takes up where it stopped; a grouped host
+    # notice has a reference of its own; the public 8-character reference is looked up by index.
+    """
+    CREATE TABLE import_runs (
+        digest TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        done INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    ALTER TABLE channel_outbox ADD COLUMN notice_ref TEXT;
+    CREATE INDEX channel_outbox_notice_ref ON channel_outbox(notice_ref);
+    CREATE INDEX reports_short_ref ON reports(substr(id, -8));
+    CREATE INDEX reports_local_ref ON reports(local_ref);
+    """,
 ]

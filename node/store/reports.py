@@ -60,10 +60,30 @@ class ReportStore:
         )
         channels = await self.db.fetch_all(
             "SELECT channel AS name, 'channel' AS kind, state, kind AS record_type, id AS seq,"
-            " delivered_at AS done_at FROM channel_outbox WHERE report_id = ? ORDER BY id",
+            " delivered_at AS done_at, created_at, last_error, notice_ref FROM channel_outbox"
+            " WHERE report_id = ? ORDER BY id",
             (report_id,),
         )
-        return [dict(row) for row in [*peers, *channels]]
+        return [dict(row) for row in peers] + [{"detail": None, **dict(row)} for row in channels]
+
+    async def ids_by_reference(self, ref: str) -> list[str]:
+        """Cases a short reference names: the public 8-character one, a notice's, a local_ref."""
+        rows = await self.db.fetch_all(
+            "SELECT id FROM reports WHERE substr(id, -8) = ?"
+            " UNION SELECT report_id FROM channel_outbox WHERE notice_ref = ?"
+            " UNION SELECT id FROM reports WHERE local_ref = ?",
+            (ref.lower(), ref.upper(), ref),
+        )
+        return sorted(str(row["id"]) for row in rows)
+
+    async def waiting_host_notices(self, report_id: str) -> list[str]:
+        """When each host notice of this case still waiting to go was queued."""
+        rows = await self.db.fetch_all(
+            "SELECT created_at FROM channel_outbox WHERE report_id = ? AND channel = 'host_notice'"
+            " AND kind = 'report' AND state = 'pending'",
+            (report_id,),
+        )
+        return [str(row["created_at"]) for row in rows]
 
     async def pending_traces(self, limit: int) -> list[aiosqlite.Row]:
         return await self.db.fetch_all(

@@ -155,7 +155,11 @@ def test_init_refuses_a_bad_value_and_touches_nothing(
     args[option] = value
     flat = [part for pair in args.items() for part in pair]
     error = cli.fails("init", *flat)
-    assert f"{key}: " in error
+    # The flag the operator typed (not the config key), and the rule in words, not a regex.
+    assert f"{option}: " in error
+    assert f"error: {key}: " not in error
+    assert "pattern" not in error
+    assert "^" not in error
     assert repr(value) in error
     assert not cli.data_dir.exists()
 

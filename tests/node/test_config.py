@@ -98,7 +98,8 @@ def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config(tmp_path)
     assert str(refused.value) == (
-        f"{path}: country: String should match pattern '^[A-Z]{{2}}$' (value 'fr')"
+        f"{path}: country: must be two capital letters, an ISO 3166-1 alpha-2 country code"
+        " such as FR (value 'fr')"
     )
 
 
@@ -162,7 +163,7 @@ def test_any_string_value_and_key_round_trip(text: str, key: str) -> None:
     config = parse_config(
         {
             **base(),
-            "jurisdiction": {"geofeed": text, "rdap_base": text, "overrides": {key: "FR"}},
+            "jurisdiction": {"geofeed": text, "mmdb_asn": text, "overrides": {key: "FR"}},
         }
     )
     assert parse_config(tomllib.loads(render_config(config))) == config

@@ -31,7 +31,7 @@ BASE = "urn:hotline-node:openapi"
 REGISTRY: Registry[Any] = Registry().with_resource(
     BASE, Resource.from_contents(SPEC, default_specification=DRAFT202012)
 )
-METHODS = {"get", "post", "put", "patch", "delete"}
+METHODS = {"get", "post", "put", "patch", "delete", "options"}
 UNKNOWN_ID = "2f1e7c1a-5b6d-4e8f-9a0b-1c2d3e4f5a6b"
 
 

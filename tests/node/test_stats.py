@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -221,6 +222,7 @@ def test_cli_prints_tables_json_and_writes_csv(
     clock: ManualClock,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def populate() -> None:
         async with open_node(data_dir, clock) as node:
@@ -238,6 +240,15 @@ def test_cli_prints_tables_json_and_writes_csv(
     assert main(base) == 0
     text = capsys.readouterr().out
     assert "4 report(s) received" in text
+    # The period in the reader's time zone, not as stored.
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        assert main([*base, "--since", "2026-11-29"]) == 0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert "from 2026-11-29 01:00:00 CET until now" in capsys.readouterr().out
     assert "median 3.50 d" in text
     assert "within 3 days 50% (2)" in text
     assert "csam" in text
