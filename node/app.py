@@ -24,7 +24,7 @@ from node.api.clients import networks
 from node.api.context import ApiContext
 from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
-from node.api.server import make_app
+from node.api.server import make_app, make_runner
 from node.cases import CaseService
 from node.channels.adapters import EmailChannel, WebhookChannel
 from node.channels.base import Channel
@@ -141,7 +141,12 @@ class Node:
         return AdminContext(admin=self.admin, registry=self.registry, dispatcher=self.dispatcher)
 
     def make_app(self) -> web.Application:
-        return make_app(self.api_context(), self.federation_context(), self.admin_context())
+        return make_app(
+            self.api_context(),
+            self.federation_context(),
+            self.admin_context(),
+            body_timeout=self.config.http.body_timeout_seconds,
+        )
 
     async def _trace_worker(self) -> None:
         """Traces run here, never inside a request: intake answers at once."""
@@ -194,7 +199,7 @@ class Node:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, stop.set)
-        runner = web.AppRunner(self.make_app(), access_log=None)
+        runner = make_runner(self.make_app(), self.config.http)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.listen_port)
         control = (

@@ -13,6 +13,7 @@ import aiosqlite
 import orjson
 
 from node.clock import Clock, iso, parse_iso
+from node.contacts import free_text, public_contact
 from node.countries import country_problem
 from node.errors import Conflict, InvalidInput, NotFound
 from node.routing import (
@@ -108,7 +109,7 @@ class Intake:
             tlp=_enum(Tlp, tlp, "tlp") if tlp is not None else Tlp.AMBER,
             note=_text(note, "note", MAX_NOTE),
             description=_text(description, "description", MAX_DESCRIPTION),
-            contact=_text(contact, "contact", MAX_CONTACT),
+            contact=_contact(contact),
         )
 
 
@@ -186,7 +187,12 @@ def _text(value: Any, field: str, limit: int) -> str | None:
         raise InvalidInput(f"{field} must be a string")
     if len(value) > limit:
         raise InvalidInput(f"{field} is longer than {limit} characters")
-    return value
+    return free_text(value, field)
+
+
+def _contact(value: Any) -> str | None:
+    text = _text(value, "contact", MAX_CONTACT)
+    return public_contact(text) if text else None
 
 
 class CaseService:

@@ -15,6 +15,7 @@ import orjson
 from keys import KeyUnavailableError, NodeKeys
 from node.cases import CLOSING_ACTIONS, CaseService
 from node.clock import Clock, iso
+from node.contacts import abuse_contact
 from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
@@ -719,12 +720,18 @@ def _received_entry(report_id: str, report: Report, sender: str, stamp: str) -> 
 
 def _evidence(report: Report) -> dict[str, Any]:
     hosting = report.hosting
+    contact = abuse_contact(hosting.abuse_contact)
+    errors = []
+    if hosting.abuse_contact is not None and contact is None:
+        errors.append("the origin's abuse contact is not one valid e-mail address: dropped")
     return {
         "addresses": [a.model_dump(mode="json") for a in hosting.addresses],
         "countries": list(hosting.countries),
-        "abuse_contact": hosting.abuse_contact,
+        # A peer's word is input: an abuse contact that is not one valid address is dropped
+        # here (and said so), before it can reach a mail header in a channel.
+        "abuse_contact": contact,
         "cdn": hosting.cdn,
         "traced_at": iso(hosting.traced_at) if hosting.traced_at else None,
         "source": "origin",
-        "errors": [],
+        "errors": errors,
     }
