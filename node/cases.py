@@ -607,11 +607,17 @@ class CaseService:
         done = 0
         for row in await self.store.pending_traces(limit):
             try:
-                evidence = await trace(row["url"])
+                evidence: dict[str, Any] | None = await trace(row["url"])
+                error = None
             except Exception as exc:  # any failure is recorded on the case for the analyst
-                await self.record_trace(row["id"], None, error=str(exc) or type(exc).__name__)
-            else:
-                await self.record_trace(row["id"], evidence)
+                evidence, error = None, str(exc) or type(exc).__name__
+            try:
+                await self.record_trace(row["id"], evidence, error=error)
+            except Exception as exc:
+                # Evidence that cannot be stored or routed (a poisoned answer, a bug) fails this
+                # case alone: it is marked failed with the reason, and the next case goes on.
+                reason = f"the trace could not be recorded: {type(exc).__name__}: {exc}"
+                await self.record_trace(row["id"], None, error=reason[:500])
             done += 1
         return done
 

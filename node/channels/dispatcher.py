@@ -136,7 +136,8 @@ class Dispatcher:
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                 poisoned.append((row, f"unreadable outbox row: {type(exc).__name__}: {exc}"))
         if poisoned:
-            await self.db.run(partial(self._dead_rows, rows=poisoned, now=now))
+            dead = [(r["id"], r["channel"], r["report_id"], why) for r, why in poisoned]
+            await self.db.run(partial(self._dead_rows, rows=dead, now=now))
             rows = [row for row in rows if row["id"] in items]
         cleared = await self._cleared(sorted({items[r["id"]].report_id for r in rows}))
         window = timedelta(seconds=self.config.notices.group_window_seconds)
@@ -196,7 +197,21 @@ class Dispatcher:
                 log.exception("channel %s could not handle a message", plan.channel_name)
                 detail = f"{plan.channel_name}: {type(exc).__name__}: {exc}"
                 outcome = Outcome(False, detail, permanent=True)
-            state = await self.db.run(partial(self._record, plan=plan, outcome=outcome, now=now))
+            try:
+                state = await self.db.run(
+                    partial(self._record, plan=plan, outcome=outcome, now=now)
+                )
+            except Exception as exc:
+                # The outcome cannot be written (a poisoned item): that message alone is
+                # dead-lettered, saying what happened to it, so it is not sent again each sweep.
+                log.exception("channel %s: could not record an outcome", plan.channel_name)
+                why = f"{outcome.detail}; not recorded: {type(exc).__name__}: {exc}"
+                dead = [
+                    (row_id, plan.message.role, item.report_id, why)
+                    for row_id, item in zip(plan.message.row_ids, plan.message.items, strict=True)
+                ]
+                await self.db.run(partial(self._dead_rows, rows=dead, now=now))
+                outcome, state = Outcome(False, why, permanent=True), "dead"
             if state == "delivered":
                 report.delivered += len(plan.message.row_ids)
             elif state == "dead":
@@ -221,34 +236,27 @@ class Dispatcher:
             ],
         )
 
-    def _dead_rows(self, conn: Tx, *, rows: list[tuple[Row, str]], now: datetime) -> None:
-        for row, reason in rows:
+    def _dead_rows(self, conn: Tx, *, rows: list[tuple[int, str, str, str]], now: datetime) -> None:
+        """Dead-letter outbox rows (id, role, report id, reason) that no delivery settled."""
+        for row_id, role, report_id, reason in rows:
             conn.execute(
                 "UPDATE channel_outbox SET state = 'dead', last_error = ? WHERE id = ?",
-                (reason[:500], row["id"]),
+                (reason[:500], row_id),
             )
             conn.execute(
                 "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
                 " reason, at) VALUES (?, 'channel', ?, ?, ?, ?, ?)",
-                (
-                    row["channel"],
-                    row["id"],
-                    row["channel"],
-                    row["report_id"],
-                    reason[:500],
-                    iso(now),
-                ),
+                (role, row_id, role, report_id, reason[:500], iso(now)),
             )
             audit.append(
                 conn,
                 at=now,
                 actor="channels",
                 event="channel.dead",
-                subject=row["report_id"],
-                details={"role": row["channel"], "reason": reason[:500]},
+                subject=str(report_id),
+                details={"role": role, "reason": reason[:500]},
             )
-        for row, reason in rows:
-            log.warning("channel outbox row %s dead-lettered: %s", row["id"], reason)
+            log.warning("channel outbox row %s dead-lettered: %s", row_id, reason)
 
     def _record(self, conn: Tx, *, plan: Planned, outcome: Outcome, now: datetime) -> str:
         ids = plan.message.row_ids

@@ -764,3 +764,96 @@ async def test_a_request_signed_with_a_rotated_key_makes_the_receiver_fetch_it_o
     assert await pair.fr.node.admin.refresh_peer("de-eco") is False
     clock.advance(timedelta(minutes=2))
     assert await pair.fr.node.admin.refresh_peer("de-eco") is True
+
+
+# --- poisoned items fail alone (issue 12) ---------------------------------------------------
+
+
+async def test_delivery_dead_letters_a_poisoned_outbox_row_and_the_rest_goes(pair: Pair) -> None:
+    # A row no code path writes any more (an unknown record type): before, only a SealError
+    # was caught per row; anything else failed the whole batch and backed the peer off.
+    async with pair.fr.node.db.write() as conn:
+        await conn.call(
+            ReportStore.enqueue_peer,
+            peer_id="de-eco",
+            record_type="bogus",
+            record_id=str(uuid.uuid4()),
+            report_id=str(uuid.uuid4()),
+            payload=b"{}",
+            at="2026-11-29T09:00:00Z",
+        )
+    report_id = await forward_case(pair)
+    assert (await pair.de.node.cases.show(report_id))["origin"] == "fr-pdc"
+    [dead] = await pair.fr.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
+    assert dead["record_type"] == "bogus"
+    assert "unknown record type" in dead["reason"]
+    assert (await pair.fr.node.registry.describe("de-eco"))["backoff_attempts"] == 0
+
+
+async def test_pull_dead_letters_a_poisoned_record_and_applies_the_rest(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
+    de_dir, de_url = node_dir(
+        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
+    )
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de, pull_only=True)
+        junk = content_removed(uuid.uuid4(), origin="de-eco", by="fr-pdc", country="FR")
+        # Sealed and signed by FR as it is, but not a valid action record.
+        await queue_action(fr, "de-eco", junk, b'{"type": "action", "junk": true}')
+        report_id = await forward_case(Pair(fr, de))
+        assert (await de.node.delivery.pull("fr-pdc")).pulled == 1
+        assert (await de.node.cases.show(report_id))["origin"] == "fr-pdc"
+        [dead] = await de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'in'")
+        assert dead["peer_id"] == "fr-pdc"
+        assert dead["reason"]
+        cursor = await de.node.db.fetch_one("SELECT after_seq FROM pull_cursors")
+        assert cursor is not None
+        assert cursor["after_seq"] == 2  # past the poisoned record too: it is not pulled again
+
+
+async def test_the_pull_job_survives_a_peer_serving_a_poisoned_page(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    """A frame that is not base64url used to raise out of Delivery.pull, and Jobs.pull stopped
+    there: peers after it (by node id) were never pulled, on every sweep."""
+    dns = dns_server.nameserver
+    bad_dir, bad_url = node_dir(tmp_path, "at-bad", "AT", clock, dns)
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns)
+    de_dir, de_url = node_dir(
+        tmp_path, "de-eco", "DE", clock, dns, federation={"pull_from_peers": True}
+    )
+    async with (
+        live_node(bad_dir, bad_url, clock) as bad,
+        live_node(fr_dir, fr_url, clock) as fr,
+        live_node(de_dir, de_url, clock) as de,
+    ):
+        await befriend(fr, de, pull_only=True)
+        await befriend(bad, de, pull_only=True)
+        # The AT node now answers pulls with a page holding one frame that is not base64url.
+        await bad.stop_http()
+        page = {
+            "envelopes": [{"seq": 1, "frame": "not base64url!"}],
+            "next_after": 1,
+            "more": False,
+        }
+        app = aiohttp.web.Application()
+
+        async def outbox(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            return aiohttp.web.json_response(page)
+
+        app.router.add_get("/federation/v1/outbox", outbox)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", int(bad_url.rsplit(":", 1)[1])).start()
+        try:
+            report_id = await forward_case(Pair(fr, de))
+            assert await de.node.jobs.pull() == 1
+        finally:
+            await runner.cleanup()
+        assert (await de.node.cases.show(report_id))["origin"] == "fr-pdc"
+        [dead] = await de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'in'")
+        assert dead["peer_id"] == "at-bad"
+        cursors = await de.node.db.fetch_all("SELECT peer_id, after_seq FROM pull_cursors")
+        assert {(r["peer_id"], r["after_seq"]) for r in cursors} == {("at-bad", 1), ("fr-pdc", 1)}

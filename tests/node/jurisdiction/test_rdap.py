@@ -178,7 +178,12 @@ async def test_server_down_is_an_rdap_error(session: aiohttp.ClientSession) -> N
 def test_abuse_email_prefers_the_shallowest_abuse_entity() -> None:
     network = {
         "entities": [
-            entity("ORG", ["registrant"], "noc@example.net", [entity("DEEP", ["abuse"], "deep@x.example")]),
+            entity(
+                "ORG",
+                ["registrant"],
+                "noc@example.net",
+                [entity("DEEP", ["abuse"], "deep@x.example")],
+            ),
             entity("TOP", ["technical", "ABUSE"], "top@x.example"),
         ]
     }
