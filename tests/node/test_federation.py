@@ -596,7 +596,7 @@ async def test_peer_whose_key_does_not_match_its_pin_is_not_added(
 ) -> None:
     it_dir, it_url = node_dir(tmp_path, "it-ks", "IT", clock, dns_server.nameserver)
     async with live_node(it_dir, it_url, clock) as it:
-        with pytest.raises(UpstreamError, match="does not match the pinned fingerprint"):
+        with pytest.raises(InvalidInput, match="does not match the pinned fingerprint"):
             await pair.fr.node.admin.add(
                 node_id="it-ks",
                 country="IT",
