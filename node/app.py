@@ -33,7 +33,7 @@ from node.channels.notices import NoticeParty, language_for
 from node.clock import Clock
 from node.config import NodeConfig, load_config
 from node.control import CommandRunner, ControlServer, socket_path
-from node.datadir import DataDir
+from node.datadir import DataDir, loose_modes
 from node.errors import ConfigError
 from node.federation.admin import PeerAdmin
 from node.federation.crypto_pool import CryptoPool
@@ -257,6 +257,10 @@ async def open_node(
 ) -> AsyncIterator[Node]:
     """Build every service of the node; the one place where dependencies are wired."""
     config = load_config(data_dir.root)
+    # docs/security.md: warned, not refused, so that an operator locked out by a restored
+    # backup's modes can still start the node and read why.
+    for problem in loose_modes(data_dir):
+        log.warning("file modes: %s", problem)
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not secrecy
     keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
     db = await Database.open(data_dir.database)

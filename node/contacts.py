@@ -35,7 +35,7 @@ def email_address(value: str, field: str = "address") -> str:
     if len(text) > MAX_ADDRESS:
         raise InvalidInput(f"{field} is longer than {MAX_ADDRESS} characters")
     local, at, domain = text.rpartition("@")
-    if not at or not local or len(local) > 64 or not _LOCAL.match(local):
+    if not at or not local or len(local) > 64 or not _LOCAL.fullmatch(local):
         raise InvalidInput(f"{field} is not one e-mail address (local@domain)")
     if any(not _plain(char) for char in domain) or "%" in domain or "@" in domain:
         raise InvalidInput(f"{field} has an invalid domain")
@@ -58,7 +58,7 @@ def _domain(text: str) -> str | None:
         except dns.exception.DNSException:
             return None
     labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         return None
     return name
 
@@ -76,7 +76,7 @@ def abuse_contact(value: object) -> str | None:
 def public_contact(value: str, field: str = "contact") -> str:
     """How a member of the public can be reached: an e-mail address or a phone number."""
     text = value.strip(" \t")
-    if "@" not in text and _PHONE.match(text) and sum(c.isdigit() for c in text) >= 6:
+    if "@" not in text and _PHONE.fullmatch(text):
         return text
     try:
         return email_address(text, field)

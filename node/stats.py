@@ -62,8 +62,9 @@ def _parse_bound(text: str | None, name: str, *, end: bool) -> datetime | None:
         if len(text) == 10:
             day = date.fromisoformat(text)
             return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        # RFC 3339 allows a lower-case "t" and "z" too.
+        at = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except (ValueError, OverflowError):  # 9999-12-31 as an end has no next day
         raise InvalidInput(
             f"{name} must be YYYY-MM-DD or an RFC 3339 time (got {text!r})"
         ) from None

@@ -19,6 +19,7 @@ from node.api.problems import problem, problem_middleware
 from node.config import HttpConfig
 
 log = logging.getLogger("hotline.api")
+MAX_REQUEST_LINE = 16 * 1024
 
 
 async def key_document(request: web.Request) -> web.Response:
@@ -123,5 +124,10 @@ def make_runner(app: web.Application, http: HttpConfig | None = None) -> web.App
     deadline for a request's line and headers.
     """
     settings = http or HttpConfig()
-    kwargs: dict[str, Any] = {"keepalive_timeout": settings.header_timeout_seconds}
+    kwargs: dict[str, Any] = {
+        "keepalive_timeout": settings.header_timeout_seconds,
+        # A 4,096-character URL in a query (`GET /api/v1/trace?url=`) is up to three times as
+        # long once percent-encoded: aiohttp's 8,190-byte request line would refuse it.
+        "max_line_size": MAX_REQUEST_LINE,
+    }
     return _ProblemAppRunner(app, access_log=None, **kwargs)

@@ -14,7 +14,7 @@ import pytest
 
 from keys import KeyUnavailableError
 from node.clock import ManualClock
-from node.errors import InvalidInput, NotFound, UpstreamError
+from node.errors import InvalidInput, NotFound
 from node.federation.inbox import OPEN_CHUNK, ClaimRefused
 from node.store import audit
 from node.store.reports import ReportStore

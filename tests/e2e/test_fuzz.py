@@ -1,0 +1,134 @@
+"""Schemathesis against a real node process: no 5xx, problem+json errors, answers as documented."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.cluster import NodeProcess, cli, free_port
+from tests.support.dns_server import ZoneDnsServer
+
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+SEED = 20261205
+EXAMPLES = 20  # per operation, per generation mode, per caller: about 3,000 requests in all
+BUDGET_SECONDS = 150
+PROBLEM_JSON = "application/problem+json"
+# Audit entries written by the node's own background work (trace, routing, jobs), not by requests.
+BACKGROUND = ("jurisdiction", "scheduler", "delivery", "channels")
+# Operations whose request schema says exactly what the node accepts (others depend on state the
+# schema cannot know: DNS answers for a traced host, whether a fingerprint matches, whether
+# `since` comes before `until`...).
+EXACT = {"POST /api/v1/reports", "POST /api/v1/public/reports"}
+CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, dns: ZoneDnsServer) -> Iterator[NodeProcess]:
+    root: Path = tmp_path_factory.mktemp("fuzz")
+    process = NodeProcess("fr-pdc", "FR", root / "fr-pdc", dns.nameserver)
+    # RDAP is pointed at a closed loopback port: no query ever leaves the machine.
+    process.init({"jurisdiction": {"rdap_base": f"http://127.0.0.1:{free_port()}/"}})
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def snapshot(database: Path) -> tuple[int, ...]:
+    """What a request can change: rows it adds and counters it raises (not background work)."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        marks = ",".join("?" for _ in BACKGROUND)
+        queries = [
+            "SELECT COUNT(*) FROM reports",
+            "SELECT COALESCE(SUM(duplicates), 0) FROM reports",
+            "SELECT COUNT(*) FROM actions",
+            "SELECT COUNT(*) FROM tokens",
+            "SELECT COUNT(*) FROM peers",
+            "SELECT COUNT(*) FROM request_nonces",
+            f"SELECT COUNT(*) FROM audit_log WHERE actor NOT IN ({marks})"
+            " AND actor NOT LIKE 'channel:%' AND actor NOT LIKE 'peer:%'",
+        ]
+        return tuple(
+            int(conn.execute(q, BACKGROUND if "audit" in q else ()).fetchone()[0]) for q in queries
+        )
+
+
+def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess) -> None:
+    schema = schemathesis.openapi.from_path(SPEC)
+    database = node.root / "node.sqlite3"
+    callers = {"analyst": node.analyst, "operator": node.operator, "anonymous": None}
+    session = requests.Session()
+    started = time.monotonic()
+    seen: dict[str, set[int]] = {}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 20
+
+    def check(case: Any, token: str | None, mode: GenerationMode) -> None:
+        if case.operation.label == "POST /admin/v1/peers" and isinstance(case.body, dict):
+            # Never let the node fetch an arbitrary host: the endpoint is the node itself,
+            # which answers with its own key document (a refusal, but a real exchange).
+            case.body["endpoint"] = node.url
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        before = snapshot(database)
+        response = case.call(base_url=node.url, session=session, headers=headers, timeout=30)
+        label = case.operation.label
+        seen.setdefault(label, set()).add(response.status_code)
+        assert response.status_code < 500, (label, response.status_code, response.text[:500])
+        if mode is GenerationMode.POSITIVE and label in EXACT:
+            # The schema is exact here: what it calls valid, the node takes.
+            assert response.status_code != 422, (label, case.body, case.query, response.text)
+        if response.status_code >= 400:
+            content_type = response.headers.get("content-type", [""])[0]
+            assert content_type.startswith(PROBLEM_JSON), (label, response.status_code)
+            problem = response.json()
+            assert {"type", "title", "status", "detail"} <= set(problem), problem
+            assert problem["status"] == response.status_code
+            # A refused request changed nothing that requests can change.
+            assert snapshot(database) == before, (label, response.status_code, problem)
+        case.validate_response(response, checks=CHECKS, headers=headers)
+
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            strategy = operation.as_strategy(generation_mode=mode)
+            for token in callers.values():
+
+                @seed(SEED)
+                @settings(
+                    max_examples=EXAMPLES,
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
+                @given(case=strategy, token=st.just(token), mode=st.just(mode))
+                def run(case: Any, token: str | None, mode: GenerationMode) -> None:
+                    check(case, token, mode)
+
+                try:
+                    run()
+                except Unsatisfiable:
+                    # Nothing to make invalid (no parameters, no body): positive cases only.
+                    assert mode is GenerationMode.NEGATIVE, operation.label
+    elapsed = time.monotonic() - started
+    assert elapsed < BUDGET_SECONDS, f"the fuzzing took {elapsed:.0f} s"
+    # Every documented operation was exercised.
+    assert {op.label for op in operations} <= set(seen)
+    assert cli(node.root, "audit", "verify").returncode == 0
