@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -43,8 +44,14 @@ CHECKS = [status_code_conformance, content_type_conformance, response_schema_con
 def node(tmp_path_factory: pytest.TempPathFactory, dns: ZoneDnsServer) -> Iterator[NodeProcess]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     process = NodeProcess("fr-pdc", "FR", root / "fr-pdc", dns.nameserver)
-    # RDAP is pointed at a closed loopback port: no query ever leaves the machine.
-    process.init({"jurisdiction": {"rdap_base": f"http://127.0.0.1:{free_port()}/"}})
+    process.init(
+        {
+            # RDAP is pointed at a closed loopback port: no query ever leaves the machine.
+            "jurisdiction": {"rdap_base": f"http://127.0.0.1:{free_port()}/"},
+            # Public intake is fuzzed too, not only its rate limit.
+            "intake": {"public_reports_per_minute": 10_000},
+        }
+    )
     process.start()
     try:
         yield process
@@ -136,3 +143,16 @@ def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess) -> None:
     # Every documented operation was exercised.
     assert {op.label for op in operations} <= set(seen)
     assert cli(node.root, "audit", "verify").returncode == 0
+
+
+def test_tokens_revoke_holds_on_the_running_node(node: NodeProcess) -> None:
+    """docs/security.md: a token revoked on the command line is refused from the next request."""
+    created = json.loads(cli(node.root, "tokens", "create", "--role", "analyst", "--json").stdout)
+    token = created["token"]
+    assert node.get("/api/v1/reports", token=token)[0] == 200
+    listed = json.loads(cli(node.root, "tokens", "list", "--json").stdout)
+    [row] = [t for t in listed if token.startswith(f"hln_{t['id']}_")]
+    cli(node.root, "tokens", "revoke", row["id"])
+    status, problem = node.get("/api/v1/reports", token=token)
+    assert status == 401
+    assert problem["type"].endswith("/unauthorized")

@@ -255,3 +255,19 @@ async def test_a_peer_endpoint_with_a_line_break_is_a_422(pair: Pair) -> None:
     )
     assert status == 422, problem
     assert "endpoint" in problem["detail"]
+
+
+async def test_a_failed_trace_does_not_log_the_reported_host(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (issue 12): the 502 of a trace whose DNS query timed out was logged with its
+    message, which names the reported host."""
+    caplog.set_level(logging.DEBUG)
+    headers = {"Authorization": f"Bearer {pair.fr.analyst}"}
+    status, _, problem = await call(
+        pair.fr, "GET", "/api/v1/trace?url=http://slow.example/x", headers=headers
+    )
+    assert status == 502
+    assert "slow.example" in problem["detail"]  # the analyst who asked is told
+    assert "request failed: GET /api/v1/trace: upstream" in caplog.text
+    assert "slow.example" not in caplog.text
