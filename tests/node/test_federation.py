@@ -857,3 +857,18 @@ async def test_the_pull_job_survives_a_peer_serving_a_poisoned_page(
         assert dead["peer_id"] == "at-bad"
         cursors = await de.node.db.fetch_all("SELECT peer_id, after_seq FROM pull_cursors")
         assert {(r["peer_id"], r["after_seq"]) for r in cursors} == {("at-bad", 1), ("fr-pdc", 1)}
+
+
+async def test_the_key_refresh_job_survives_a_poisoned_peer_row(pair: Pair) -> None:
+    """Isolation (issue 12): an endpoint aiohttp cannot parse (stored before endpoints were
+    checked) raised out of refresh_keys, and no peer after it had its keys refreshed."""
+    async with pair.fr.node.db.write() as conn:
+        await conn.execute(
+            "INSERT INTO peers (node_id, country, endpoint, fingerprint, status, mode, categories,"
+            " max_tlp, added_at) VALUES ('at-bad', 'AT', 'http://[::1', ?, 'active', 'push',"
+            " '[]', 'amber', '2026-11-29T09:00:00Z')",
+            ("A" * 43,),
+        )
+    results = await pair.fr.node.jobs.refresh_peer_keys()
+    assert results["de-eco"] == "refreshed"
+    assert results["at-bad"].startswith("failed: ")
