@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.support.cluster import NodeProcess, cli, free_port
 from tests.support.dns_server import ZoneDnsServer
+from tests.support.sinks import SmtpSink
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 SEED = 20261205
@@ -40,12 +41,26 @@ EXACT: dict[str, set[str]] = {
     "POST /api/v1/reports": set(),
     "POST /api/v1/public/reports": set(),
     "GET /api/v1/stats": {"since must be before until"},
+    "POST /admin/v1/channels/{name}/test": {
+        "hosts mails each case's abuse contact: give --to ADDRESS"
+    },
 }
+CHANNEL = "hosts"
+CHANNEL_TEST = "POST /admin/v1/channels/{name}/test"
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory, dns: ZoneDnsServer) -> Iterator[NodeProcess]:
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def node(
+    tmp_path_factory: pytest.TempPathFactory, dns: ZoneDnsServer, smtp: SmtpSink
+) -> Iterator[NodeProcess]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     process = NodeProcess("fr-pdc", "FR", root / "fr-pdc", dns.nameserver)
     process.init(
@@ -54,6 +69,15 @@ def node(tmp_path_factory: pytest.TempPathFactory, dns: ZoneDnsServer) -> Iterat
             "jurisdiction": {"rdap_base": f"http://127.0.0.1:{free_port()}/"},
             # Public intake is fuzzed too, not only its rate limit.
             "intake": {"public_reports_per_minute": 10_000},
+            # A channel whose test mails a real SMTP server on loopback: `to` is fuzzed.
+            "channels": {
+                CHANNEL: {
+                    "kind": "email",
+                    "roles": ["host_notice", "cdn_notice"],
+                    "from_address": "notices@fuzz.example",
+                    "smtp_port": smtp.port,
+                }
+            },
         }
     )
     process.start()
@@ -82,13 +106,14 @@ def snapshot(database: Path) -> tuple[int, ...]:
         )
 
 
-def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess) -> None:
+def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess, smtp: SmtpSink) -> None:
     schema = schemathesis.openapi.from_path(SPEC)
     database = node.root / "node.sqlite3"
     callers = {"analyst": node.analyst, "operator": node.operator, "anonymous": None}
     session = requests.Session()
     started = time.monotonic()
     seen: dict[str, set[int]] = {}
+    sent: list[int] = []
     results = list(schema.get_all_operations())
     # The spec must load whole: an operation schemathesis cannot read would go untested.
     assert all(isinstance(result, Ok) for result in results), results
@@ -100,11 +125,15 @@ def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess) -> None:
             # Never let the node fetch an arbitrary host: the endpoint is the node itself,
             # which answers with its own key document (a refusal, but a real exchange).
             case.body["endpoint"] = node.url
+        if case.operation.label == CHANNEL_TEST and mode is GenerationMode.POSITIVE:
+            # A random name is a 404: valid cases go to the one channel there is.
+            case.path_parameters = {"name": CHANNEL}
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         before = snapshot(database)
         response = case.call(base_url=node.url, session=session, headers=headers, timeout=30)
         label = case.operation.label
         seen.setdefault(label, set()).add(response.status_code)
+        sent.append(response.status_code)
         assert response.status_code < 500, (label, response.status_code, response.text[:500])
         if mode is GenerationMode.POSITIVE and label in EXACT and response.status_code == 422:
             # The schema is exact here: what it calls valid, the node takes, but for what a
@@ -147,6 +176,9 @@ def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess) -> None:
     assert elapsed < BUDGET_SECONDS, f"the fuzzing took {elapsed:.0f} s"
     # Every documented operation was exercised.
     assert {op.label for op in operations} <= set(seen)
+    assert len(sent) > 1500, len(sent)
+    assert 200 in seen[CHANNEL_TEST]
+    assert smtp.messages, "no channel test reached the SMTP server"
     assert cli(node.root, "audit", "verify").returncode == 0
 
 
