@@ -17,6 +17,9 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 # A phone number as people write it: an optional +, digits, and spaces, dots, dashes, brackets.
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,30}[0-9]$")
+# In JSON text: an escape other than \n, \t, \" , \\ and \/ (\uXXXX, \r, \b, \f), or a raw
+# C1 control or line separator (JSON allows both unescaped).
+_SUSPECT_IN_JSON = re.compile(rb"\\[urbf]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 # The C0 and C1 controls (Unicode category Cc) but newline and tab, which free text keeps for
 # paragraphs and pasted tables; the line separators; lone surrogates.
 _REFUSED_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -98,6 +101,40 @@ def free_text(value: str, field: str) -> str:
             " only newline and tab are allowed"
         )
     return value
+
+
+def control_character_in(
+    payload: bytes, data: object, skip: frozenset[str] = frozenset()
+) -> str | None:
+    """Where a record's text holds a character free text refuses ("reason"), else None.
+
+    `payload` is the record's JSON: only when it shows an escape or a raw character that could
+    be one (rare) is the parsed `data` walked, so the hot path of a received batch pays one
+    bytes search per record.
+    """
+    if _SUSPECT_IN_JSON.search(payload) is None:
+        return None
+    return _walk(data, "", skip)
+
+
+def _walk(value: object, where: str, skip: frozenset[str]) -> str | None:
+    if where in skip:
+        return None
+    if isinstance(value, str):
+        return where or "value" if _REFUSED_IN_TEXT.search(value) else None
+    if isinstance(value, dict):
+        items: list[tuple[str, object]] = [
+            (f"{where}.{k}".lstrip("."), v) for k, v in value.items()
+        ]
+    elif isinstance(value, list | tuple):
+        items = [(f"{where}[{n}]", v) for n, v in enumerate(value)]
+    else:
+        return None
+    for path, item in items:
+        found = _walk(item, path, skip)
+        if found is not None:
+            return found
+    return None
 
 
 def _plain(char: str) -> bool:

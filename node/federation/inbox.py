@@ -15,7 +15,7 @@ import orjson
 from keys import KeyUnavailableError, NodeKeys
 from node.cases import CLOSING_ACTIONS, CaseService
 from node.clock import Clock, iso
-from node.contacts import abuse_contact
+from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
@@ -59,6 +59,11 @@ _INSERT_ENVELOPE = (
 
 class ClaimRefused(Exception):
     """The caller's claim on a batch was refused (the request that carried it was a replay)."""
+
+
+# A report's abuse contact is checked when its evidence is stored: an invalid one is dropped
+# (and said so) there, and the case itself is kept.
+_CHECKED_LATER = frozenset({"hosting.abuse_contact"})
 
 
 class RecordRefused(Exception):
@@ -239,17 +244,28 @@ class Inbox:
                         RecordRefused(f"envelope from {read.header.from_} relayed by {sender}")
                     )
                     continue
-                out.append(
-                    open_envelope(
-                        frame,
-                        recipient=self.node_id,
-                        keys=keys,
-                        peers=self.registry,
-                        replay=guard,
-                        now=now,
-                        read=read,
-                    )
+                opened = open_envelope(
+                    frame,
+                    recipient=self.node_id,
+                    keys=keys,
+                    peers=self.registry,
+                    replay=guard,
+                    now=now,
+                    read=read,
                 )
+                # Text a peer sends is shown to analysts and put in notices: it obeys the same
+                # rule as ours (no control character but newline and tab).
+                field = control_character_in(
+                    opened.payload, opened.record.model_dump(), skip=_CHECKED_LATER
+                )
+                if field is not None:
+                    out.append(
+                        RecordRefused(
+                            f"{field} contains a control character (only newline and tab)"
+                        )
+                    )
+                    continue
+                out.append(opened)
             except OpenError as exc:
                 log.warning("refused envelope from %s: %s %s", sender, exc.reason.value, exc.detail)
                 out.append(exc)

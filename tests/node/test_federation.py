@@ -872,3 +872,50 @@ async def test_the_key_refresh_job_survives_a_poisoned_peer_row(pair: Pair) -> N
     results = await pair.fr.node.jobs.refresh_peer_keys()
     assert results["de-eco"] == "refreshed"
     assert results["at-bad"].startswith("failed: ")
+
+
+async def test_a_peer_record_with_control_characters_is_refused_alone(pair: Pair) -> None:
+    """Issue 12: text from a peer obeys the rule ours does; a terminal escape in a reason
+    (shown by `reports show`) is refused, dead-lettered with the field, and the rest applies."""
+    report_id = await forward_case(pair)
+    hostile = content_removed(
+        uuid.UUID(report_id), origin="fr-pdc", by="de-eco", country="DE", reason="gone\x1b[2J"
+    )
+    await queue_action(pair.de, "fr-pdc", hostile, record_bytes(hostile))
+    fine = content_removed(
+        uuid.UUID(report_id), origin="fr-pdc", by="de-eco", country="DE", reason="gone\n\tfor good"
+    )
+    await queue_action(pair.de, "fr-pdc", fine, record_bytes(fine))
+    await pair.de.settle()
+    [dead] = await pair.fr.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'in'")
+    assert dead["peer_id"] == "de-eco"
+    assert "reason contains a control character" in dead["reason"]
+    reasons = [a.get("reason") for a in (await pair.fr.node.cases.show(report_id))["actions"]]
+    assert "gone\n\tfor good" in reasons
+    assert not any("\x1b" in (r or "") for r in reasons)
+
+
+async def test_a_peer_abuse_contact_that_is_not_one_address_is_dropped_not_the_case(
+    pair: Pair,
+) -> None:
+    """Regression (issue 12): a peer's `hosting.abuse_contact` with CR/LF was stored as it came
+    and later raised in the channel dispatcher, stopping every host notice for good."""
+    report = sample_report(pair.fr.node_id)
+    poisoned = report.model_copy(
+        update={
+            "local_ref": "PDC-crlf",
+            "hosting": report.hosting.model_copy(
+                update={"abuse_contact": "abuse@host.example\r\nBcc: all@evil.example"}
+            ),
+        }
+    )
+    frames = [record_frame(pair.fr, pair.de, poisoned)]
+    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, "txn-crlf-1", frames)
+    assert status == 200, answer
+    case = await pair.de.node.cases.show(str(poisoned.id))
+    assert case["hosting"]["abuse_contact"] is None
+    row = await pair.de.node.db.fetch_one(
+        "SELECT trace_json FROM reports WHERE id = ?", (str(poisoned.id),)
+    )
+    assert row is not None
+    assert "not one valid e-mail address" in row["trace_json"]
