@@ -841,6 +841,9 @@ async def test_the_pull_job_survives_a_peer_serving_a_poisoned_page(
         app = aiohttp.web.Application()
 
         async def outbox(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            # As a peer does: only what lies past the caller's cursor.
+            if int(request.query.get("after", "0")) >= 1:
+                return aiohttp.web.json_response({"envelopes": [], "next_after": 1, "more": False})
             return aiohttp.web.json_response(page)
 
         app.router.add_get("/federation/v1/outbox", outbox)
