@@ -180,6 +180,11 @@ def test_fuzzing_the_api_finds_no_server_error(node: NodeProcess, smtp: SmtpSink
     assert 200 in seen[CHANNEL_TEST]
     assert smtp.messages, "no channel test reached the SMTP server"
     assert cli(node.root, "audit", "verify").returncode == 0
+    # No refusal left a traceback in the node's log, and no log line names a client address.
+    assert node.log_path is not None
+    log = node.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in log
+    assert "127.0.0.1" not in log.replace(f"127.0.0.1:{node.port}", "")
 
 
 def test_tokens_revoke_holds_on_the_running_node(node: NodeProcess) -> None:
