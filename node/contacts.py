@@ -16,7 +16,7 @@ MAX_ADDRESS = 254
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 # A phone number as people write it: an optional +, digits, and spaces, dots, dashes, brackets.
-_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,30}[0-9]$")
+_PHONE = re.compile(r"^\+?[0-9(][0-9 ().-]{4,30}[0-9]$")
 # In JSON text: an escape other than \n, \t, \" , \\ and \/ (\uXXXX, \r, \b, \f), or a raw
 # C1 control or line separator (JSON allows both unescaped).
 _SUSPECT_IN_JSON = re.compile(rb"\\[urbf]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
