@@ -521,3 +521,18 @@ async def test_channel_test_refuses_an_address_that_is_not_one_address(setup: Se
         with pytest.raises(InvalidInput, match="to"):
             await setup.node.dispatcher.test("hosts", bad)
     assert setup.smtp.messages == []
+
+
+async def test_channel_test_over_http_answers_422_for_a_bad_address(setup: Setup) -> None:
+    """Regression (issue 12): the same over HTTP was a 500 with a traceback in the log."""
+    token = await setup.node.tokens.create("operator", "op")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with TestClient(TestServer(setup.node.make_app(), host="127.0.0.1")) as client:
+        for bad in ("a@b.example\r\nX: y", "a@b.example\x00", "a\u2028@b.example", "<>"):
+            response = await client.post(
+                "/admin/v1/channels/hosts/test", json={"to": bad}, headers=headers
+            )
+            assert response.status == 422, await response.text()
+            assert response.content_type == "application/problem+json"
+            assert "to" in (await response.json())["detail"]
+    assert setup.smtp.messages == []
