@@ -24,7 +24,7 @@ from node.api.clients import networks
 from node.api.context import ApiContext
 from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
-from node.api.server import make_app
+from node.api.server import make_app, make_runner
 from node.cases import CaseService
 from node.channels.adapters import EmailChannel, WebhookChannel
 from node.channels.base import Channel
@@ -33,7 +33,7 @@ from node.channels.notices import NoticeParty, language_for
 from node.clock import Clock
 from node.config import NodeConfig, load_config
 from node.control import CommandRunner, ControlServer, socket_path
-from node.datadir import DataDir
+from node.datadir import DataDir, loose_modes
 from node.errors import ConfigError
 from node.federation.admin import PeerAdmin
 from node.federation.crypto_pool import CryptoPool
@@ -141,7 +141,12 @@ class Node:
         return AdminContext(admin=self.admin, registry=self.registry, dispatcher=self.dispatcher)
 
     def make_app(self) -> web.Application:
-        return make_app(self.api_context(), self.federation_context(), self.admin_context())
+        return make_app(
+            self.api_context(),
+            self.federation_context(),
+            self.admin_context(),
+            body_timeout=self.config.http.body_timeout_seconds,
+        )
 
     async def _trace_worker(self) -> None:
         """Traces run here, never inside a request: intake answers at once."""
@@ -194,7 +199,7 @@ class Node:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, stop.set)
-        runner = web.AppRunner(self.make_app(), access_log=None)
+        runner = make_runner(self.make_app(), self.config.http)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.listen_port)
         control = (
@@ -252,6 +257,10 @@ async def open_node(
 ) -> AsyncIterator[Node]:
     """Build every service of the node; the one place where dependencies are wired."""
     config = load_config(data_dir.root)
+    # docs/security.md: warned, not refused, so that an operator locked out by a restored
+    # backup's modes can still start the node and read why.
+    for problem in loose_modes(data_dir):
+        log.warning("file modes: %s", problem)
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not secrecy
     keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
     db = await Database.open(data_dir.database)

@@ -13,6 +13,7 @@ import aiosqlite
 import orjson
 
 from node.clock import Clock, iso, parse_iso
+from node.contacts import free_text, public_contact
 from node.countries import country_problem
 from node.errors import Conflict, InvalidInput, NotFound
 from node.routing import (
@@ -108,7 +109,7 @@ class Intake:
             tlp=_enum(Tlp, tlp, "tlp") if tlp is not None else Tlp.AMBER,
             note=_text(note, "note", MAX_NOTE),
             description=_text(description, "description", MAX_DESCRIPTION),
-            contact=_text(contact, "contact", MAX_CONTACT),
+            contact=_contact(contact),
         )
 
 
@@ -186,7 +187,12 @@ def _text(value: Any, field: str, limit: int) -> str | None:
         raise InvalidInput(f"{field} must be a string")
     if len(value) > limit:
         raise InvalidInput(f"{field} is longer than {limit} characters")
-    return value
+    return free_text(value, field)
+
+
+def _contact(value: Any) -> str | None:
+    text = _text(value, "contact", MAX_CONTACT)
+    return public_contact(text) if text else None
 
 
 class CaseService:
@@ -601,11 +607,17 @@ class CaseService:
         done = 0
         for row in await self.store.pending_traces(limit):
             try:
-                evidence = await trace(row["url"])
+                evidence: dict[str, Any] | None = await trace(row["url"])
+                error = None
             except Exception as exc:  # any failure is recorded on the case for the analyst
-                await self.record_trace(row["id"], None, error=str(exc) or type(exc).__name__)
-            else:
-                await self.record_trace(row["id"], evidence)
+                evidence, error = None, str(exc) or type(exc).__name__
+            try:
+                await self.record_trace(row["id"], evidence, error=error)
+            except Exception as exc:
+                # Evidence that cannot be stored or routed (a poisoned answer, a bug) fails this
+                # case alone: it is marked failed with the reason, and the next case goes on.
+                reason = f"the trace could not be recorded: {type(exc).__name__}: {exc}"
+                await self.record_trace(row["id"], None, error=reason[:500])
             done += 1
         return done
 

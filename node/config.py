@@ -120,6 +120,16 @@ class IntakeConfig(_Section):
     cors_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
 
 
+class HttpConfig(_Section):
+    """Read deadlines: a client that sends half a request is cut off, not waited for."""
+
+    # The request line and headers must arrive within this time of the connection opening or
+    # of the previous answer (an idle kept-alive connection is closed after it too).
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    # A body must arrive whole within this time of the handler starting to read it.
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
 class KeysConfig(_Section):
     validity_days: Annotated[int, Field(ge=1, le=3650)] = 90
     overlap_days: Annotated[int, Field(ge=0, le=365)] = 7
@@ -210,6 +220,7 @@ class NodeConfig(_Section):
     listen: HostPort = "127.0.0.1:8700"
     jurisdiction: JurisdictionConfig = Field(default_factory=JurisdictionConfig)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     keys: KeysConfig = Field(default_factory=KeysConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)

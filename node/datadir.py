@@ -61,3 +61,20 @@ def create_data_dir(data_dir: DataDir, config: NodeConfig, clock: Clock) -> Node
     save_keys(data_dir.keys, keys, secret)
     write_private_file(data_dir.config, render_config(config).encode("utf-8"))
     return keys
+
+
+def loose_modes(data_dir: DataDir) -> list[str]:
+    """What group or others may read or write: the data directory itself and the database with
+    its WAL files (key files are refused on load already, in keys/storage.py)."""
+    found = []
+    paths = [data_dir.root, data_dir.database]
+    paths += [data_dir.database.with_name(data_dir.database.name + s) for s in ("-wal", "-shm")]
+    for path in paths:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            wanted = "0700" if path.is_dir() else "0600"
+            found.append(f"{path} is mode {mode:04o}; it should be {wanted} (chmod {wanted[1:]})")
+    return found

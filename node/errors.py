@@ -11,6 +11,8 @@ class NodeError(Exception):
     status = 500
     kind = "internal"
     title = "Internal error"
+    # Whether the message may be written to the log when the error is a server error.
+    logged = True
 
     @property
     def type_uri(self) -> str:
@@ -81,10 +83,18 @@ class StoreError(NodeError):
     title = "Storage error"
 
 
+class RequestTimeout(NodeError):
+    status = 408
+    kind = "request-timeout"
+    title = "The request was not sent in time"
+
+
 class UpstreamError(NodeError):
     status = 502
     kind = "upstream"
     title = "An upstream service failed"
+    # Its message can name a reported host (a DNS or RDAP failure): not for the log.
+    logged = False
 
 
 class SignatureRefused(NodeError):

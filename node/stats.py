@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,6 +20,7 @@ DAY = 86_400
 # INHOPE's headline figure is the share of content removed within three days of the report.
 WITHIN_DAYS = 3
 CLOSING_CODES = ("content_removed", "content_unavailable")
+_LEAP_SECOND = re.compile(r"^(?P<minute>.{16}):60(?:[.][0-9]+)?(?P<offset>.*)$")
 
 
 @dataclass(frozen=True)
@@ -58,18 +60,32 @@ class Period:
 def _parse_bound(text: str | None, name: str, *, end: bool) -> datetime | None:
     if text is None or text == "":
         return None
+    refused = InvalidInput(f"{name} must be YYYY-MM-DD or an RFC 3339 time (got {text!r})")
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
+            if end and day == date.max:
+                return None  # "until 9999-12-31" has no day after it: no upper bound
             return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        at = datetime.fromisoformat(_rfc3339(text))
     except ValueError:
-        raise InvalidInput(
-            f"{name} must be YYYY-MM-DD or an RFC 3339 time (got {text!r})"
-        ) from None
+        raise refused from None
     if at.tzinfo is None:
         raise InvalidInput(f"{name} needs a time zone, e.g. {text}Z")
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first time UTC can hold
+        raise refused from None
+
+
+def _rfc3339(text: str) -> str:
+    """What datetime.fromisoformat reads: RFC 3339 also allows a lower-case "t" and "z", and a
+    leap second (:60), which a datetime cannot hold: it becomes the last instant before it."""
+    upper = text.upper().replace("Z", "+00:00")
+    leap = _LEAP_SECOND.match(upper)
+    if leap is None:
+        return upper
+    return f"{leap['minute']}:59.999999{leap['offset']}"
 
 
 def quantile(sorted_values: Sequence[float], q: float) -> float:

@@ -72,3 +72,20 @@ def url_host(url: str) -> str:
     if not host:
         raise InvalidInput("url has no host")
     return host
+
+
+def endpoint_url(endpoint: str) -> str:
+    """A peer's endpoint: an http(s) URL naming a host, with no credentials, query or fragment,
+    and no whitespace or control character (it becomes part of request lines)."""
+    if not isinstance(endpoint, str) or _WHITESPACE_OR_CONTROL.search(endpoint):
+        raise InvalidInput("endpoint contains whitespace or control characters")
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise InvalidInput(f"endpoint is not a valid URL: {exc}") from exc
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise InvalidInput(f"endpoint must be an http(s) URL naming a host (got {endpoint!r})")
+    if parts.username is not None or parts.query or parts.fragment:
+        raise InvalidInput("endpoint must not carry credentials, a query or a fragment")
+    return endpoint.rstrip("/")

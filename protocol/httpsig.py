@@ -122,9 +122,17 @@ def claimed_sender(
     match = _INPUT.match(headers.get("Signature-Input", ""))
     if match is None:
         raise RequestSignatureError("missing or unsupported Signature-Input")
-    if abs(now - from_unix(int(match["created"]))) > window:
+    if abs(now - _created(match["created"])) > window:
         raise RequestSignatureError("signature created outside the accepted time window")
     return match["node"]
+
+
+def _created(text: str) -> datetime:
+    """`created` as a time; one a datetime cannot hold (year 33658) is a refusal, not a crash."""
+    try:
+        return from_unix(int(text))
+    except (ValueError, OverflowError, OSError) as exc:
+        raise RequestSignatureError("signature created outside the accepted time window") from exc
 
 
 def verify_request(
@@ -147,7 +155,7 @@ def verify_request(
     digest_header = headers.get("Content-Digest", "")
     if _DIGEST.match(digest_header) is None or digest_header != content_digest(request.body):
         raise RequestSignatureError("Content-Digest does not match the body")
-    created = from_unix(int(match["created"]))
+    created = _created(match["created"])
     if abs(now - created) > window:
         raise RequestSignatureError("signature created outside the accepted time window")
     sender = match["node"]

@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
-from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge, RequestTimeout
 
 M = TypeVar("M", bound=BaseModel)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+DEFAULT_BODY_TIMEOUT = 60.0
 
 
 async def read_capped(request: web.Request, max_bytes: int) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as it passes `max_bytes`.
+    """The whole body, or PayloadTooLarge as soon as it passes `max_bytes`, or RequestTimeout
+    when it has not all arrived within the body deadline (`[http] body_timeout_seconds`).
 
     `StreamReader.read(n)` returns what has arrived so far, not n bytes: a body sent in several
     chunks (or TCP segments) must be read until the end of the stream.
     """
+    seconds = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.read(max_bytes + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                chunk = await request.content.read(max_bytes + 1 - size)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {seconds:g} seconds") from None
 
 
 async def read_json(request: web.Request, model: type[M], max_bytes: int) -> M:

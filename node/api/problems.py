@@ -22,7 +22,9 @@ _HTTP_KINDS = {
     404: "not-found",
     405: "method-not-allowed",
     413: "payload-too-large",
+    408: "request-timeout",
     415: "unsupported-media-type",
+    431: "headers-too-large",
 }
 
 
@@ -55,13 +57,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except NodeError as exc:
         extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
         if exc.status >= 500:
-            log.error("request failed: %s %s: %s", request.method, request.path, exc)
+            said = str(exc) if exc.logged else exc.kind
+            log.error("request failed: %s %s: %s", request.method, request.path, said)
         return problem(exc.status, exc.kind, exc.title, str(exc), request.path, **extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         kind = _HTTP_KINDS.get(exc.status, "http-error")
-        return problem(exc.status, kind, exc.reason, exc.text or exc.reason, request.path)
+        response = problem(exc.status, kind, exc.reason, exc.text or exc.reason, request.path)
+        if "Allow" in exc.headers:
+            # RFC 9110 §15.5.6: a 405 names the methods the resource does support.
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         # Never a traceback to the client; the log has it for the operator.
         log.exception("unhandled error on %s %s", request.method, request.path)

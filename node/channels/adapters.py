@@ -15,6 +15,8 @@ from keys import SigningKey
 from node.channels.base import Message, Outcome
 from node.channels.notices import NoticeParty, build_email, build_police_email
 from node.config import ChannelConfig
+from node.contacts import email_address
+from node.errors import InvalidInput
 from peers.client import signed_headers
 
 MAX_REPLY_BYTES = 64 * 1024
@@ -130,12 +132,18 @@ class EmailChannel:
         to = self.config.to or message.recipient_hint
         if not to:
             return None
+        # Checked again at the last moment: a value stored before the checks at entry existed
+        # must not become a header (InvalidInput: the message is refused, not retried).
+        to = email_address(to, "recipient")
         if message.role in ("host_notice", "cdn_notice") or self.config.to is None:
             return build_email(message, self.party, to, self.clock(), first_sent)
         return build_police_email(message, self.party, to, self.clock())
 
     async def deliver(self, message: Message) -> Outcome:
-        email = self.compose(message)
+        try:
+            email = self.compose(message)
+        except InvalidInput as exc:
+            return Outcome(False, f"{self.name}: {exc}", permanent=True)
         if email is None:
             return Outcome(
                 False, f"{self.name}: no recipient: the case has no abuse contact", permanent=True

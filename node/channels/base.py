@@ -24,6 +24,10 @@ class CaseItem:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CaseItem:
+        """TypeError or KeyError when a field is missing or not text: the row is unreadable."""
+        for name, value in payload.items():
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} is not text")
         return cls(
             report_id=payload["report_id"],
             url=payload["url"],

@@ -15,6 +15,7 @@ import orjson
 from node.channels.base import CaseItem, Channel, Message, Outcome
 from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
+from node.contacts import email_address
 from node.errors import InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Row, Tx
@@ -122,9 +123,22 @@ class Dispatcher:
         return parse_iso(row["created_at"]) + timedelta(hours=hours) > now
 
     async def plan(self, now: datetime) -> tuple[list[Planned], list[Row], int]:
-        """Messages to send now, rows no channel serves, and how many rows are held."""
+        """Messages to send now, rows no channel serves, and how many rows are held.
+
+        A row whose payload cannot be read is dead-lettered here, alone, with the reason.
+        """
         rows = await self._due(now)
-        items = {row["id"]: CaseItem.from_payload(orjson.loads(row["payload"])) for row in rows}
+        items: dict[int, CaseItem] = {}
+        poisoned: list[tuple[Row, str]] = []
+        for row in rows:
+            try:
+                items[row["id"]] = CaseItem.from_payload(orjson.loads(row["payload"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                poisoned.append((row, f"unreadable outbox row: {type(exc).__name__}: {exc}"))
+        if poisoned:
+            dead = [(r["id"], r["channel"], r["report_id"], why) for r, why in poisoned]
+            await self.db.run(partial(self._dead_rows, rows=dead, now=now))
+            rows = [row for row in rows if row["id"] in items]
         cleared = await self._cleared(sorted({items[r["id"]].report_id for r in rows}))
         window = timedelta(seconds=self.config.notices.group_window_seconds)
         planned: list[Planned] = []
@@ -175,8 +189,29 @@ class Dispatcher:
             await self.db.run(lambda conn: self._unrouted(conn, unrouted, now))
             report.unrouted = len(unrouted)
         for plan in planned:
-            outcome = await plan.channel.deliver(plan.message)
-            state = await self.db.run(partial(self._record, plan=plan, outcome=outcome, now=now))
+            try:
+                outcome = await plan.channel.deliver(plan.message)
+            except Exception as exc:
+                # A value no check caught (or a bug) fails this message alone: it is
+                # dead-lettered with the reason, once, and the other messages still go.
+                log.exception("channel %s could not handle a message", plan.channel_name)
+                detail = f"{plan.channel_name}: {type(exc).__name__}: {exc}"
+                outcome = Outcome(False, detail, permanent=True)
+            try:
+                state = await self.db.run(
+                    partial(self._record, plan=plan, outcome=outcome, now=now)
+                )
+            except Exception as exc:
+                # The outcome cannot be written (a poisoned item): that message alone is
+                # dead-lettered, saying what happened to it, so it is not sent again each sweep.
+                log.exception("channel %s: could not record an outcome", plan.channel_name)
+                why = f"{outcome.detail}; not recorded: {type(exc).__name__}: {exc}"
+                dead = [
+                    (row_id, plan.message.role, item.report_id, why)
+                    for row_id, item in zip(plan.message.row_ids, plan.message.items, strict=True)
+                ]
+                await self.db.run(partial(self._dead_rows, rows=dead, now=now))
+                outcome, state = Outcome(False, why, permanent=True), "dead"
             if state == "delivered":
                 report.delivered += len(plan.message.row_ids)
             elif state == "dead":
@@ -200,6 +235,28 @@ class Dispatcher:
                 for row in rows
             ],
         )
+
+    def _dead_rows(self, conn: Tx, *, rows: list[tuple[int, str, str, str]], now: datetime) -> None:
+        """Dead-letter outbox rows (id, role, report id, reason) that no delivery settled."""
+        for row_id, role, report_id, reason in rows:
+            conn.execute(
+                "UPDATE channel_outbox SET state = 'dead', last_error = ? WHERE id = ?",
+                (reason[:500], row_id),
+            )
+            conn.execute(
+                "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
+                " reason, at) VALUES (?, 'channel', ?, ?, ?, ?, ?)",
+                (role, row_id, role, report_id, reason[:500], iso(now)),
+            )
+            audit.append(
+                conn,
+                at=now,
+                actor="channels",
+                event="channel.dead",
+                subject=str(report_id),
+                details={"role": role, "reason": reason[:500]},
+            )
+            log.warning("channel outbox row %s dead-lettered: %s", row_id, reason)
 
     def _record(self, conn: Tx, *, plan: Planned, outcome: Outcome, now: datetime) -> str:
         ids = plan.message.row_ids
@@ -341,6 +398,8 @@ class Dispatcher:
         settings = self.config.channels[name]
         if settings.kind == "email" and not settings.to and not to:
             raise InvalidInput(f"{name} mails each case's abuse contact: give --to ADDRESS")
+        if to is not None:
+            to = email_address(to, "to")
         item = CaseItem(
             report_id="00000000-0000-4000-8000-000000000000",
             url="https://example.invalid/hotline-node-channel-test",

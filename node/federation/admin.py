@@ -14,7 +14,8 @@ from node.countries import country_problem
 from node.errors import InvalidInput, UpstreamError
 from node.federation.registry import PeerRegistry, check_node_id, parse_policy
 from node.store.db import Row
-from peers.client import PeerClient, PeerError
+from node.urls import endpoint_url
+from peers.client import PeerClient, PeerError, PeerProtocolError
 from peers.model import PeerMode, PeerStatus
 
 log = logging.getLogger("hotline.peers")
@@ -64,8 +65,7 @@ class PeerAdmin:
         if problem:
             raise InvalidInput(f"country {problem}")
         country = country.upper()
-        if not endpoint.startswith(("http://", "https://")):
-            raise InvalidInput(f"endpoint must be an http(s) URL (got {endpoint!r})")
+        endpoint = endpoint_url(endpoint)
         # Pasted from a letter or a chat, a fingerprint often comes with spaces or a newline.
         fingerprint = (fingerprint or "").strip()
         if not _FINGERPRINT.match(fingerprint):
@@ -81,6 +81,9 @@ class PeerAdmin:
         else:
             try:
                 document, wire = await self.client.fetch_key_document(endpoint, fingerprint)
+            except PeerProtocolError as exc:
+                # It answered, with a document that does not verify against the fingerprint.
+                raise InvalidInput(f"cannot add {node_id}: {exc}") from exc
             except PeerError as exc:
                 hint = (
                     "; a pull-only peer that cannot be reached is added from its key document"
@@ -162,6 +165,11 @@ class PeerAdmin:
         except (PeerError, InvalidInput) as exc:
             log.warning("key refresh for %s failed: %s", node_id, exc)
             return f"failed: {exc}"
+        except Exception as exc:
+            # A poisoned peer row (an endpoint aiohttp cannot even parse) or a bug fails this
+            # peer's refresh alone: the scheduled job goes on with the other peers.
+            log.exception("key refresh for %s failed", node_id)
+            return f"failed: {type(exc).__name__}: {exc}"
         return "refreshed"
 
 

@@ -295,6 +295,8 @@ class Delivery:
             except SealError as exc:
                 # One record that cannot go (too large once sealed) must not block the queue.
                 sealed.append(exc)
+            except Exception as exc:  # a poisoned row (or a bug) fails alone too
+                sealed.append(SealError(f"{type(exc).__name__}: {exc}"))
         return sealed
 
     def _open_receipt(self, frame: bytes, now: datetime) -> Opened:
@@ -482,7 +484,7 @@ class Delivery:
             except PeerError as exc:
                 report.error = str(exc)
                 return report
-            items = [(item.seq, decode_frame(item.frame)) for item in page.envelopes]
+            items = [(item.seq, _frame_or_text(item.frame)) for item in page.envelopes]
             if not items:
                 return report
             before = cursor
@@ -624,3 +626,12 @@ def _record_delivered(
             for row in reports
         ],
     )
+
+
+def _frame_or_text(text: str) -> bytes:
+    """A pulled frame; one that is not base64url goes on as its text, which the inbox refuses
+    (dead-lettered with the reason) so that the cursor moves past it and the rest applies."""
+    try:
+        return decode_frame(text)
+    except ValueError:
+        return text.encode("utf-8", "replace")

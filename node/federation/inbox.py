@@ -15,6 +15,7 @@ import orjson
 from keys import KeyUnavailableError, NodeKeys
 from node.cases import CLOSING_ACTIONS, CaseService
 from node.clock import Clock, iso
+from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
@@ -58,6 +59,11 @@ _INSERT_ENVELOPE = (
 
 class ClaimRefused(Exception):
     """The caller's claim on a batch was refused (the request that carried it was a replay)."""
+
+
+# A report's abuse contact is checked when its evidence is stored: an invalid one is dropped
+# (and said so) there, and the case itself is kept.
+_CHECKED_LATER = frozenset({"hosting.abuse_contact"})
 
 
 class RecordRefused(Exception):
@@ -238,17 +244,28 @@ class Inbox:
                         RecordRefused(f"envelope from {read.header.from_} relayed by {sender}")
                     )
                     continue
-                out.append(
-                    open_envelope(
-                        frame,
-                        recipient=self.node_id,
-                        keys=keys,
-                        peers=self.registry,
-                        replay=guard,
-                        now=now,
-                        read=read,
-                    )
+                opened = open_envelope(
+                    frame,
+                    recipient=self.node_id,
+                    keys=keys,
+                    peers=self.registry,
+                    replay=guard,
+                    now=now,
+                    read=read,
                 )
+                # Text a peer sends is shown to analysts and put in notices: it obeys the same
+                # rule as ours (no control character but newline and tab).
+                field = control_character_in(
+                    opened.payload, opened.record.model_dump(), skip=_CHECKED_LATER
+                )
+                if field is not None:
+                    out.append(
+                        RecordRefused(
+                            f"{field} contains a control character (only newline and tab)"
+                        )
+                    )
+                    continue
+                out.append(opened)
             except OpenError as exc:
                 log.warning("refused envelope from %s: %s %s", sender, exc.reason.value, exc.detail)
                 out.append(exc)
@@ -719,12 +736,18 @@ def _received_entry(report_id: str, report: Report, sender: str, stamp: str) -> 
 
 def _evidence(report: Report) -> dict[str, Any]:
     hosting = report.hosting
+    contact = abuse_contact(hosting.abuse_contact)
+    errors = []
+    if hosting.abuse_contact is not None and contact is None:
+        errors.append("the origin's abuse contact is not one valid e-mail address: dropped")
     return {
         "addresses": [a.model_dump(mode="json") for a in hosting.addresses],
         "countries": list(hosting.countries),
-        "abuse_contact": hosting.abuse_contact,
+        # A peer's word is input: an abuse contact that is not one valid address is dropped
+        # here (and said so), before it can reach a mail header in a channel.
+        "abuse_contact": contact,
         "cdn": hosting.cdn,
         "traced_at": iso(hosting.traced_at) if hosting.traced_at else None,
         "source": "origin",
-        "errors": [],
+        "errors": errors,
     }

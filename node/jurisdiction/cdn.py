@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from node.contacts import abuse_contact
 from node.jurisdiction.errors import JurisdictionConfigError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,9 +44,12 @@ def _provider(entry: Mapping[str, Any], where: str) -> CdnProvider:
         asns = frozenset(int(a) for a in entry.get("asns", ()))
     except (KeyError, TypeError, ValueError) as exc:
         raise JurisdictionConfigError(f"{where}: invalid CDN entry: {exc}") from None
+    address = abuse_contact(contact) if contact else None
+    if contact and address is None:
+        raise JurisdictionConfigError(f"{where}: {name}: abuse_contact is not one e-mail address")
     return CdnProvider(
         name=name,
-        abuse_contact=str(contact) if contact else None,
+        abuse_contact=address,
         ranges=ranges,
         cname_suffixes=suffixes,
         asns=asns,

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from node.contacts import abuse_contact
 from node.jurisdiction.errors import (
     RdapError,
     RdapRateLimitedError,
@@ -64,7 +65,7 @@ def _vcard_emails(entity: Mapping[str, Any]) -> list[str]:
             and isinstance(prop[3], str)
             and "@" in prop[3]
         ):
-            emails.append(prop[3].strip())
+            emails.append(prop[3])
     return emails
 
 
@@ -82,13 +83,17 @@ def _entities(node: Mapping[str, Any], depth: int = 0) -> Iterator[tuple[int, Ma
 
 
 def abuse_email(network: Mapping[str, Any]) -> str | None:
-    """The e-mail of the shallowest entity whose roles include "abuse"."""
+    """The first valid e-mail of the shallowest entity whose roles include "abuse".
+
+    An answer is input like any other: an address with a line break, a display name or two
+    addresses in one is dropped here, so it never reaches a mail header.
+    """
     candidates = [
-        (depth, emails[0])
+        (depth, valid[0])
         for depth, entity in _entities(network)
         if isinstance(entity.get("roles"), list)
         and "abuse" in [str(role).lower() for role in entity["roles"]]
-        and (emails := _vcard_emails(entity))
+        and (valid := [a for a in map(abuse_contact, _vcard_emails(entity)) if a is not None])
     ]
     if not candidates:
         return None

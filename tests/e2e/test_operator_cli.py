@@ -245,7 +245,7 @@ def test_a_pull_only_peer_that_cannot_be_reached_is_added_from_its_key_document(
     refused = cli(
         fr.root,
         "peers", "add", "--node-id", "de-eco", "--country", "DE", "--endpoint", de.url,
-        "--fingerprint", de.fingerprint, "--pull-only",
+        f"--fingerprint={de.fingerprint}", "--pull-only",
         check=False,
     )  # fmt: skip
     assert refused.returncode == 1
@@ -256,7 +256,7 @@ def test_a_pull_only_peer_that_cannot_be_reached_is_added_from_its_key_document(
     wrong = cli(
         fr.root,
         "peers", "add", "--node-id", "de-eco", "--country", "DE", "--endpoint", de.url,
-        "--fingerprint", other, "--pull-only", "--key-document", str(document),
+        f"--fingerprint={other}", "--pull-only", "--key-document", str(document),
         check=False,
     )  # fmt: skip
     assert wrong.returncode == 1

@@ -18,7 +18,7 @@ from node.app import Node, open_node
 from node.cli import main
 from node.clock import ManualClock
 from node.config import parse_config
-from node.errors import ConfigError
+from node.errors import ConfigError, InvalidInput
 from protocol.httpsig import MemoryNonceGuard, SignedRequest, verify_request
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.nodes import init_node
@@ -448,3 +448,91 @@ async def test_a_failing_receiver_is_retried_then_dead_lettered(
         assert dead is not None
         assert "HTTP 503" in dead["reason"]
         assert "lea_referred" not in await setup.codes(report_id)
+
+
+async def test_a_poisoned_host_notice_fails_alone_and_the_others_go(setup: Setup) -> None:
+    """Regression (issue 12): an abuse contact with CR/LF (stored before contacts were checked
+    where they enter) made building the mail raise in run_once; from then on no notice left,
+    for any desk, and a traceback was logged every sweep."""
+    clean = await setup.case("http://fr.example/clean", category="hate", verdict="national")
+    crlf = await setup.case("http://fr.example/crlf", category="hate", verdict="national")
+    unreadable = await setup.case("http://fr.example/junk", category="hate", verdict="national")
+    raising = await setup.case("http://fr.example/raise", category="hate", verdict="national")
+    unrecordable = await setup.case("http://fr.example/norec", category="hate", verdict="national")
+    db = setup.node.db
+
+    async def poison(report_id: str, payload: bytes) -> None:
+        async with db.write() as conn:
+            await conn.execute(
+                "UPDATE channel_outbox SET payload = ? WHERE report_id = ?"
+                " AND channel = 'host_notice'",
+                (payload, report_id),
+            )
+
+    row = await db.fetch_one(
+        "SELECT payload FROM channel_outbox WHERE report_id = ? AND channel = 'host_notice'",
+        (crlf,),
+    )
+    assert row is not None
+    item = orjson.loads(row["payload"])
+    await poison(
+        crlf, orjson.dumps({**item, "abuse_contact": "abuse@evil.example\r\nBcc: x@y.example"})
+    )
+    await poison(unreadable, b"{not json")
+    # A category that is not text: the row cannot be planned (it raised in _held before).
+    await poison(
+        raising, orjson.dumps({**item, "category": ["hate"], "abuse_contact": "a@b.example"})
+    )
+    # Not a report id: the notice goes, but its outcome cannot be recorded on any case.
+    await poison(
+        unrecordable, orjson.dumps({**item, "report_id": "zz", "abuse_contact": "c@d.example"})
+    )
+
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    await setup.node.dispatcher.run_once()
+    assert sorted(setup.smtp.recipients) == [["abuse@ovh.example"], ["c@d.example"]]
+    assert "notice_sent" in await setup.codes(clean)
+    dead = await db.fetch_all(
+        "SELECT record_id, reason FROM dead_letters WHERE direction = 'channel'"
+    )
+    reasons = {row["record_id"]: row["reason"] for row in dead}
+    assert "recipient" in reasons[crlf]
+    assert "unreadable outbox row" in reasons[unreadable]
+    assert "category is not text" in reasons[raising]
+    assert "not recorded" in reasons["zz"]
+    states = await db.fetch_all(
+        "SELECT report_id, state FROM channel_outbox WHERE channel = 'host_notice'"
+    )
+    assert {r["report_id"]: r["state"] for r in states} == {
+        clean: "delivered",
+        crlf: "dead",
+        unreadable: "dead",
+        raising: "dead",
+        unrecordable: "dead",
+    }
+    # Nothing is left to fail again on the next sweep.
+    again = await setup.node.dispatcher.run_once()
+    assert (again.delivered, again.dead, again.failed) == (0, 0, 0)
+
+
+async def test_channel_test_refuses_an_address_that_is_not_one_address(setup: Setup) -> None:
+    """Regression (issue 12): CR/LF, NUL or U+2028 in `to` gave a 500 over HTTP."""
+    for bad in ("a@b.example\r\nBcc: c@d.example", "a@b.example\x00", "a\u2028@b.example", "<>"):
+        with pytest.raises(InvalidInput, match="to"):
+            await setup.node.dispatcher.test("hosts", bad)
+    assert setup.smtp.messages == []
+
+
+async def test_channel_test_over_http_answers_422_for_a_bad_address(setup: Setup) -> None:
+    """Regression (issue 12): the same over HTTP was a 500 with a traceback in the log."""
+    token = await setup.node.tokens.create("operator", "op")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with TestClient(TestServer(setup.node.make_app(), host="127.0.0.1")) as client:
+        for bad in ("a@b.example\r\nX: y", "a@b.example\x00", "a\u2028@b.example", "<>"):
+            response = await client.post(
+                "/admin/v1/channels/hosts/test", json={"to": bad}, headers=headers
+            )
+            assert response.status == 422, await response.text()
+            assert response.content_type == "application/problem+json"
+            assert "to" in (await response.json())["detail"]
+    assert setup.smtp.messages == []

@@ -49,6 +49,8 @@ BAD = [
     ("intake.burst", 5, "intake.burst", "5"),
     ("intake.max_body_bytes", -1, "intake.max_body_bytes", "-1"),
     ("intake.public_reports_per_minute", 0, "intake.public_reports_per_minute", "0"),
+    ("http.header_timeout_seconds", -1, "http.header_timeout_seconds", "-1"),
+    ("http.body_timeout_seconds", 7200, "http.body_timeout_seconds", "7200"),
     ("keys.validity_days", -90, "keys.validity_days", "-90"),
     ("keys.overlap_days", -1, "keys.overlap_days", "-1"),
     ("retention.personal_data_days", 0, "retention.personal_data_days", "0"),

@@ -14,7 +14,7 @@ import pytest
 
 from keys import KeyUnavailableError
 from node.clock import ManualClock
-from node.errors import InvalidInput, NotFound, UpstreamError
+from node.errors import InvalidInput, NotFound
 from node.federation.inbox import OPEN_CHUNK, ClaimRefused
 from node.store import audit
 from node.store.reports import ReportStore
@@ -596,7 +596,7 @@ async def test_peer_whose_key_does_not_match_its_pin_is_not_added(
 ) -> None:
     it_dir, it_url = node_dir(tmp_path, "it-ks", "IT", clock, dns_server.nameserver)
     async with live_node(it_dir, it_url, clock) as it:
-        with pytest.raises(UpstreamError, match="does not match the pinned fingerprint"):
+        with pytest.raises(InvalidInput, match="does not match the pinned fingerprint"):
             await pair.fr.node.admin.add(
                 node_id="it-ks",
                 country="IT",
@@ -764,3 +764,161 @@ async def test_a_request_signed_with_a_rotated_key_makes_the_receiver_fetch_it_o
     assert await pair.fr.node.admin.refresh_peer("de-eco") is False
     clock.advance(timedelta(minutes=2))
     assert await pair.fr.node.admin.refresh_peer("de-eco") is True
+
+
+# --- poisoned items fail alone (issue 12) ---------------------------------------------------
+
+
+async def test_delivery_dead_letters_a_poisoned_outbox_row_and_the_rest_goes(pair: Pair) -> None:
+    # A row no code path writes any more (an unknown record type): before, only a SealError
+    # was caught per row; anything else failed the whole batch and backed the peer off.
+    async with pair.fr.node.db.write() as conn:
+        await conn.call(
+            ReportStore.enqueue_peer,
+            peer_id="de-eco",
+            record_type="bogus",
+            record_id=str(uuid.uuid4()),
+            report_id=str(uuid.uuid4()),
+            payload=b"{}",
+            at="2026-11-29T09:00:00Z",
+        )
+    report_id = await forward_case(pair)
+    assert (await pair.de.node.cases.show(report_id))["origin"] == "fr-pdc"
+    [dead] = await pair.fr.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'out'")
+    assert dead["record_type"] == "bogus"
+    assert "unknown record type" in dead["reason"]
+    assert (await pair.fr.node.registry.describe("de-eco"))["backoff_attempts"] == 0
+
+
+async def test_pull_dead_letters_a_poisoned_record_and_applies_the_rest(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
+    de_dir, de_url = node_dir(
+        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
+    )
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de, pull_only=True)
+        junk = content_removed(uuid.uuid4(), origin="de-eco", by="fr-pdc", country="FR")
+        # Sealed and signed by FR as it is, but not a valid action record.
+        await queue_action(fr, "de-eco", junk, b'{"type": "action", "junk": true}')
+        report_id = await forward_case(Pair(fr, de))
+        assert (await de.node.delivery.pull("fr-pdc")).pulled == 1
+        assert (await de.node.cases.show(report_id))["origin"] == "fr-pdc"
+        [dead] = await de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'in'")
+        assert dead["peer_id"] == "fr-pdc"
+        assert dead["reason"]
+        cursor = await de.node.db.fetch_one("SELECT after_seq FROM pull_cursors")
+        assert cursor is not None
+        assert cursor["after_seq"] == 2  # past the poisoned record too: it is not pulled again
+
+
+async def test_the_pull_job_survives_a_peer_serving_a_poisoned_page(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    """A frame that is not base64url used to raise out of Delivery.pull, and Jobs.pull stopped
+    there: peers after it (by node id) were never pulled, on every sweep."""
+    dns = dns_server.nameserver
+    bad_dir, bad_url = node_dir(tmp_path, "at-bad", "AT", clock, dns)
+    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns)
+    de_dir, de_url = node_dir(
+        tmp_path, "de-eco", "DE", clock, dns, federation={"pull_from_peers": True}
+    )
+    async with (
+        live_node(bad_dir, bad_url, clock) as bad,
+        live_node(fr_dir, fr_url, clock) as fr,
+        live_node(de_dir, de_url, clock) as de,
+    ):
+        await befriend(fr, de, pull_only=True)
+        await befriend(bad, de, pull_only=True)
+        # The AT node now answers pulls with a page holding one frame that is not base64url.
+        await bad.stop_http()
+        page = {
+            "envelopes": [{"seq": 1, "frame": "not base64url!"}],
+            "next_after": 1,
+            "more": False,
+        }
+        app = aiohttp.web.Application()
+
+        async def outbox(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            # As a peer does: only what lies past the caller's cursor.
+            if int(request.query.get("after", "0")) >= 1:
+                return aiohttp.web.json_response({"envelopes": [], "next_after": 1, "more": False})
+            return aiohttp.web.json_response(page)
+
+        app.router.add_get("/federation/v1/outbox", outbox)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", int(bad_url.rsplit(":", 1)[1])).start()
+        try:
+            report_id = await forward_case(Pair(fr, de))
+            assert await de.node.jobs.pull() == 1
+        finally:
+            await runner.cleanup()
+        assert (await de.node.cases.show(report_id))["origin"] == "fr-pdc"
+        [dead] = await de.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'in'")
+        assert dead["peer_id"] == "at-bad"
+        cursors = await de.node.db.fetch_all("SELECT peer_id, after_seq FROM pull_cursors")
+        assert {(r["peer_id"], r["after_seq"]) for r in cursors} == {("at-bad", 1), ("fr-pdc", 1)}
+
+
+async def test_the_key_refresh_job_survives_a_poisoned_peer_row(pair: Pair) -> None:
+    """Isolation (issue 12): an endpoint aiohttp cannot parse (stored before endpoints were
+    checked) raised out of refresh_keys, and no peer after it had its keys refreshed."""
+    async with pair.fr.node.db.write() as conn:
+        await conn.execute(
+            "INSERT INTO peers (node_id, country, endpoint, fingerprint, status, mode, categories,"
+            " max_tlp, added_at) VALUES ('at-bad', 'AT', 'http://[::1', ?, 'active', 'push',"
+            " '[]', 'amber', '2026-11-29T09:00:00Z')",
+            ("A" * 43,),
+        )
+    results = await pair.fr.node.jobs.refresh_peer_keys()
+    assert results["de-eco"] == "refreshed"
+    assert results["at-bad"].startswith("failed: ")
+
+
+async def test_a_peer_record_with_control_characters_is_refused_alone(pair: Pair) -> None:
+    """Issue 12: text from a peer obeys the rule ours does; a terminal escape in a reason
+    (shown by `reports show`) is refused, dead-lettered with the field, and the rest applies."""
+    report_id = await forward_case(pair)
+    hostile = content_removed(
+        uuid.UUID(report_id), origin="fr-pdc", by="de-eco", country="DE", reason="gone\x1b[2J"
+    )
+    await queue_action(pair.de, "fr-pdc", hostile, record_bytes(hostile))
+    fine = content_removed(
+        uuid.UUID(report_id), origin="fr-pdc", by="de-eco", country="DE", reason="gone\n\tfor good"
+    )
+    await queue_action(pair.de, "fr-pdc", fine, record_bytes(fine))
+    await pair.de.settle()
+    [dead] = await pair.fr.node.db.fetch_all("SELECT * FROM dead_letters WHERE direction = 'in'")
+    assert dead["peer_id"] == "de-eco"
+    assert "reason contains a control character" in dead["reason"]
+    reasons = [a.get("reason") for a in (await pair.fr.node.cases.show(report_id))["actions"]]
+    assert "gone\n\tfor good" in reasons
+    assert not any("\x1b" in (r or "") for r in reasons)
+
+
+async def test_a_peer_abuse_contact_that_is_not_one_address_is_dropped_not_the_case(
+    pair: Pair,
+) -> None:
+    """Regression (issue 12): a peer's `hosting.abuse_contact` with CR/LF was stored as it came
+    and later raised in the channel dispatcher, stopping every host notice for good."""
+    report = sample_report(pair.fr.node_id)
+    poisoned = report.model_copy(
+        update={
+            "local_ref": "PDC-crlf",
+            "hosting": report.hosting.model_copy(
+                update={"abuse_contact": "abuse@host.example\r\nBcc: all@evil.example"}
+            ),
+        }
+    )
+    frames = [record_frame(pair.fr, pair.de, poisoned)]
+    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, "txn-crlf-1", frames)
+    assert status == 200, answer
+    case = await pair.de.node.cases.show(str(poisoned.id))
+    assert case["hosting"]["abuse_contact"] is None
+    row = await pair.de.node.db.fetch_one(
+        "SELECT trace_json FROM reports WHERE id = ?", (str(poisoned.id),)
+    )
+    assert row is not None
+    assert "not one valid e-mail address" in row["trace_json"]

@@ -166,3 +166,26 @@ async def test_long_evidence_strings_do_not_stop_forwarding(api: ApiHarness) -> 
     assert row is not None
     wire = orjson.loads(row["payload"])
     assert wire["hosting"]["addresses"][0]["network_name"] == "N" * 256
+
+
+async def test_a_trace_that_cannot_be_recorded_fails_its_case_alone(api: ApiHarness) -> None:
+    """Isolation (issue 12): evidence that raises while it is stored or routed marks that case
+    failed, with the reason, and the cases after it are traced as usual."""
+    cases = api.node.cases
+    poisoned = (await cases.submit("http://de.example/poisoned", actor="test")).report_id
+    clean = (await cases.submit("http://fr.example/clean", actor="test")).report_id
+
+    async def trace(url: str) -> dict[str, Any]:
+        if url.endswith("/poisoned"):
+            return {"addresses": [{"not": "an address"}], "countries": ["DE"]}
+        return await api.node.trace_url(url)
+
+    assert await cases.trace_pending(trace) == 2
+    bad = await cases.show(poisoned)
+    good = await cases.show(clean)
+    assert "the trace could not be recorded: KeyError" in orjson.dumps(bad).decode()
+    assert good["hosting"]["countries"] == ["FR"]
+    rows = await api.node.db.fetch_all("SELECT id, trace_status FROM reports ORDER BY id")
+    assert {r["id"]: r["trace_status"] for r in rows} == {poisoned: "failed", clean: "done"}
+    # Nothing is left pending to fail again on every sweep.
+    assert await cases.trace_pending(trace) == 0

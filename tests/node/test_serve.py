@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -20,7 +21,10 @@ import orjson
 import pytest
 
 from keys import verify_key_document
+from node.app import open_node
 from node.cli import main
+from node.clock import ManualClock
+from node.datadir import DataDir
 from tests.support.dns_server import ZoneDnsServer
 
 START_TIMEOUT = 20.0
@@ -223,3 +227,20 @@ async def test_serve_on_a_port_in_use_fails_with_one_line(
     assert any("no channel serves role host_notice" in line for line in before), before
     assert last.startswith("hotline-node: error: ")
     assert "address already in use" in last
+
+
+async def test_start_up_warns_about_a_readable_database_or_data_directory(
+    data_dir: DataDir, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression (issue 12): a database of mode 0644 or a 0755 data directory went unsaid."""
+    async with open_node(data_dir, clock):
+        pass
+    assert "file modes" not in caplog.text  # as `init` made them
+    os.chmod(data_dir.database, 0o644)
+    os.chmod(data_dir.root, 0o755)
+    caplog.set_level(logging.WARNING)
+    async with open_node(data_dir, clock):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if "file modes" in r.getMessage()]
+    assert any("node.sqlite3 is mode 0644" in w and "0600" in w for w in warnings), warnings
+    assert any("is mode 0755" in w and "0700" in w for w in warnings), warnings

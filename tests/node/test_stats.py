@@ -269,6 +269,15 @@ def test_cli_prints_tables_json_and_writes_csv(
     assert capsys.readouterr().err.startswith("hotline-node: error: since must be")
 
 
+def test_every_rfc_3339_bound_is_read() -> None:
+    """Issue 12: the schema says date or RFC 3339 date-time; the node read less than that."""
+    period = Period.parse("2016-12-31t23:59:60.5z", "9999-12-31")
+    assert period.since == datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert period.until is None
+    with pytest.raises(InvalidInput, match="RFC 3339"):
+        Period.parse("0001-01-01T00:00:00+01:00", None)
+
+
 def test_times_are_utc() -> None:
     period = Period.parse("2026-11-29T10:00:00+02:00", None)
     assert period.since == datetime(2026, 11, 29, 8, 0, tzinfo=UTC)

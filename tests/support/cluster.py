@@ -169,8 +169,9 @@ class NodeProcess:
             other.country,
             "--endpoint",
             other.url,
-            "--fingerprint",
-            other.fingerprint,
+            # One word: a base64url fingerprint can start with "-", which argparse would
+            # take for an option (1 run in 64 failed so).
+            f"--fingerprint={other.fingerprint}",
             *extra,
             "--json",
             check=False,

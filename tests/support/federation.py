@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from node.api.server import make_runner
 from node.app import Node, open_node
 from node.clock import ManualClock
 from node.datadir import DataDir
@@ -47,7 +48,7 @@ class LiveNode:
         return self.node.keyring.current.fingerprint
 
     async def start_http(self) -> None:
-        self.runner = web.AppRunner(self.node.make_app(), access_log=None)
+        self.runner = make_runner(self.node.make_app(), self.node.config.http)
         await self.runner.setup()
         port = urlsplit(self.url).port  # the endpoint may have a path after the port
         await web.TCPSite(self.runner, "127.0.0.1", port).start()

@@ -178,29 +178,53 @@ async def test_server_down_is_an_rdap_error(session: aiohttp.ClientSession) -> N
 def test_abuse_email_prefers_the_shallowest_abuse_entity() -> None:
     network = {
         "entities": [
-            entity("ORG", ["registrant"], "noc@example.net", [entity("DEEP", ["abuse"], "deep@x")]),
-            entity("TOP", ["technical", "ABUSE"], "top@x"),
+            entity(
+                "ORG",
+                ["registrant"],
+                "noc@example.net",
+                [entity("DEEP", ["abuse"], "deep@x.example")],
+            ),
+            entity("TOP", ["technical", "ABUSE"], "top@x.example"),
         ]
     }
-    assert abuse_email(network) == "top@x"
+    assert abuse_email(network) == "top@x.example"
 
 
 def test_abuse_entity_without_email_is_skipped() -> None:
     network = {
         "entities": [
             entity("NOMAIL", ["abuse"]),
-            entity("ORG", ["registrant"], None, [entity("AB", ["abuse"], "abuse@y")]),
+            entity("ORG", ["registrant"], None, [entity("AB", ["abuse"], "abuse@y.example")]),
         ]
     }
-    assert abuse_email(network) == "abuse@y"
-    assert abuse_email({"entities": [entity("ORG", ["registrant"], "noc@z")]}) is None
+    assert abuse_email(network) == "abuse@y.example"
+    assert abuse_email({"entities": [entity("ORG", ["registrant"], "noc@z.example")]}) is None
     assert abuse_email({"entities": "garbage"}) is None
 
 
+def test_an_abuse_address_that_is_not_one_valid_address_is_dropped() -> None:
+    # Regression (issue 12): an RDAP answer's "abuse@x.example\r\nBcc: …" reached the host
+    # notice's To header, and building the mail raised in the dispatcher on every sweep.
+    for bad in (
+        "abuse@x.example\r\nBcc: all@y.example",
+        "abuse@x.example\x00",
+        "Abuse Desk <abuse@x.example>",
+        "abuse@x.example, other@y.example",
+        "abuse@x.example\u2028",
+        "abuse@localhost",
+    ):
+        network = {"entities": [entity("AB", ["abuse"], bad)]}
+        assert abuse_email(network) is None, bad
+    # The first valid address of the entity is taken; the domain comes out IDNA-encoded.
+    card = entity("AB", ["abuse"], "bad\nvalue@x.example")
+    card["vcardArray"][1].append(["email", {}, "text", "abuse@bücher.example"])
+    assert abuse_email({"entities": [card]}) == "abuse@xn--bcher-kva.example"
+
+
 def test_parse_network_tolerates_odd_ranges() -> None:
-    body = ip_network("10.0.0.9", "10.0.0.1", abuse_email="a@b")  # start after end
+    body = ip_network("10.0.0.9", "10.0.0.1", abuse_email="a@b.example")  # start after end
     parsed = parse_network(body)
-    assert (parsed.start, parsed.end, parsed.abuse_email) == (None, None, "a@b")
+    assert (parsed.start, parsed.end, parsed.abuse_email) == (None, None, "a@b.example")
 
 
 def test_parse_retry_after() -> None:
