@@ -19,6 +19,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from keys import build_key_document, load_keys, sign_key_document
+from node.actionlog import ActionLog
 from node.api.admin import AdminContext
 from node.api.clients import networks
 from node.api.context import ApiContext
@@ -273,7 +274,10 @@ async def open_node(
         try:
             registry = PeerRegistry(db, clock)
             await registry.load()
-            cases = CaseService(db, clock, node_id=config.node_id, country=config.country)
+            actions = ActionLog(config.node_id, config.country)
+            cases = CaseService(
+                db, clock, node_id=config.node_id, country=config.country, actions=actions
+            )
             client = PeerClient(
                 session,
                 node_id=config.node_id,
@@ -314,6 +318,7 @@ async def open_node(
                 config=config,
                 channels=_channels(config, session, keyring, clock),
                 rng=jitter,
+                actions=actions,
             )
             # What a case shows of its channel deliveries follows node.toml as they do.
             cases.hold_hours = dispatcher.hold_hours

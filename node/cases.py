@@ -6,12 +6,13 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import aiosqlite
 import orjson
 
+from node.actionlog import ActionLog, Recorded
 from node.clock import Clock, iso, parse_iso
 from node.contacts import free_text, public_contact
 from node.countries import country_problem
@@ -29,7 +30,6 @@ from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol.ids import new_id, new_ids, short_reference
 from protocol.records import (
-    Action,
     ActionCode,
     Assessment,
     Category,
@@ -53,7 +53,6 @@ ANALYST_ACTIONS = {
     ActionCode.LEA_REFERRED,
     ActionCode.NOTICE_SENT,
 }
-CLOSING_ACTIONS = {ActionCode.CONTENT_REMOVED, ActionCode.CONTENT_UNAVAILABLE}
 STATUSES = ("new", "assessed", "routed", "manual", "closed", "withdrawn", "received")
 
 Routed = tuple[RoutingDecision | None, list[str]]
@@ -206,12 +205,14 @@ class CaseService:
         node_id: str,
         country: str,
         on_routed: Callable[[list[str]], None] | None = None,
+        actions: ActionLog | None = None,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
         self.clock = clock
         self.node_id = node_id
         self.country = country
+        self.actions = actions or ActionLog(node_id, country)
         # From the channels (set by the composition root; they follow node.toml live): how long
         # a host notice of a category waits for the police, and whether a role has a channel.
         self.hold_hours: Callable[[str | None], int | None] = lambda category: None
@@ -461,62 +462,35 @@ class CaseService:
             raise Conflict(f"report {report_id} was withdrawn by its origin")
         reason = _text(reason, "reason", MAX_NOTE)
         now = self.clock.now()
-        action_id = str(new_id(now))
 
-        def transaction(conn: Tx) -> None:
-            self.store.insert_action(
+        def transaction(conn: Tx) -> Recorded:
+            recorded = self.actions.record_txn(
                 conn,
-                {
-                    "id": action_id,
-                    "report_id": report_id,
-                    "code": the_code.value,
-                    "at": iso(now),
-                    "by_node": self.node_id,
-                    "analyst": actor,
-                    "country": self.country,
-                    "reason": reason,
-                },
+                report_id=report_id,
+                origin=row["origin"],
+                status=row["status"],
+                code=the_code,
+                at=now,
+                analyst=actor,
+                reason=reason,
             )
-            changes: dict[str, Any] = {"updated_at": iso(now)}
-            if the_code in CLOSING_ACTIONS or the_code is ActionCode.NOT_ILLEGAL:
-                changes["status"] = "closed"
-            self.store.update(conn, report_id, changes)
-            origin = row["origin"]
-            if origin != self.node_id:
-                # On a peer's report, what we did goes back to its origin, and only there.
-                action = Action(
-                    id=uuid.UUID(action_id),
-                    report_id=uuid.UUID(report_id),
-                    report_origin=origin,
-                    code=the_code,
-                    at=now,
-                    by=self.node_id,
-                    analyst=actor[:256],
-                    country=self.country,
-                    reason=reason,
-                )
-                self.store.enqueue_peer(
-                    conn,
-                    peer_id=origin,
-                    record_type="action",
-                    record_id=action_id,
-                    report_id=report_id,
-                    payload=record_bytes(action),
-                    at=iso(now),
-                )
             audit.append(
                 conn,
                 at=now,
                 actor=actor,
                 event="action.recorded",
                 subject=report_id,
-                details={"action": action_id, "code": the_code.value},
+                details={
+                    "action": recorded.action_id,
+                    "code": the_code.value,
+                    "told": recorded.told,
+                },
             )
+            return recorded
 
-        await self.db.run(transaction)
-        if row["origin"] != self.node_id:
-            self._notify([row["origin"]])
-        return action_id
+        recorded = await self.db.run(transaction)
+        self._notify(recorded.told)
+        return recorded.action_id
 
     async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> int:
         """Police cleared the case: a host notice held for them may go now. Returns how many
@@ -558,35 +532,20 @@ class CaseService:
         if not reason_text:
             raise InvalidInput("a withdrawal needs a reason")
         now = self.clock.now()
-        withdrawal = Withdrawal(
-            id=new_id(now),
-            report_id=uuid.UUID(report_id),
-            origin=self.node_id,
-            at=now,
-            reason=reason_text,
-        )
-        payload = record_bytes(withdrawal)
 
         def transaction(conn: Tx) -> list[str]:
-            peers = [
-                r["peer_id"]
-                for r in conn.execute(
-                    "SELECT DISTINCT peer_id FROM peer_outbox WHERE report_id = ? AND"
-                    " record_type = 'report'",
-                    (report_id,),
-                )
-            ]
-            for peer in peers:
-                self.store.enqueue_peer(
-                    conn,
-                    peer_id=peer,
-                    record_type="withdrawal",
-                    record_id=str(withdrawal.id),
-                    report_id=report_id,
-                    payload=payload,
-                    at=iso(now),
-                )
+            peers = self.store.holders(conn, report_id)
+            withdrawal = self._queue_withdrawal(conn, report_id, peers, reason_text, now, actor)
             self.store.mark_withdrawn(conn, report_id, iso(now))
+            ActionLog.withdrawn_txn(
+                conn,
+                report_id=report_id,
+                withdrawal_id=str(withdrawal.id),
+                by=self.node_id,
+                country=self.country,
+                at=now,
+                reason=reason_text,
+            )
             audit.append(
                 conn,
                 at=now,
@@ -711,9 +670,60 @@ class CaseService:
         plan = self.plan_routes(conn, [row], actor, force)
         if report_id not in plan.states:
             return None, []
+        holders = self.store.holders(conn, report_id)
         status, seq = plan.states[report_id]
         self.store.update(conn, report_id, {"status": status, "seq": seq})
-        return plan.decisions[report_id], self.write_routes(conn, plan)
+        decision = plan.decisions[report_id]
+        told = self.write_routes(conn, plan)
+        # Routed again (re-assessed, overridden): a peer that holds the case and is no longer
+        # a target gets a withdrawal, so it stops acting on a case we no longer send it.
+        targets = {t.name for t in decision.targets if t.kind == "peer"}
+        dropped = [peer for peer in holders if peer not in targets]
+        if dropped:
+            reason = (
+                "re-assessed: not illegal"
+                if decision.decision is Decision.CLOSED
+                else "routed again: no longer for this hotline"
+            )
+            self._queue_withdrawal(conn, report_id, dropped, reason, self.clock.now(), actor)
+        return decision, sorted({*told, *dropped})
+
+    def _queue_withdrawal(
+        self,
+        conn: Tx,
+        report_id: str,
+        peers: list[str],
+        reason: str,
+        now: datetime,
+        actor: str,
+    ) -> Withdrawal:
+        withdrawal = Withdrawal(
+            id=new_id(now),
+            report_id=uuid.UUID(report_id),
+            origin=self.node_id,
+            at=now,
+            reason=reason,
+        )
+        payload = record_bytes(withdrawal)
+        for peer in peers:
+            self.store.enqueue_peer(
+                conn,
+                peer_id=peer,
+                record_type="withdrawal",
+                record_id=str(withdrawal.id),
+                report_id=report_id,
+                payload=payload,
+                at=iso(now),
+            )
+        audit.append(
+            conn,
+            at=now,
+            actor=actor,
+            event="report.withdrawal_sent",
+            subject=report_id,
+            details={"reason": reason, "peers": peers},
+        )
+        return withdrawal
 
     def insert_routed(
         self, conn: Tx, rows: list[dict[str, Any]], actor: str, force: bool = False

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from node.actionlog import ActionLog
 from node.channels.base import CaseItem, Channel, Message, Outcome
 from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
@@ -19,8 +20,9 @@ from node.contacts import email_address
 from node.errors import InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Row, Tx
+from node.store.reports import ReportStore
 from peers.backoff import backoff_delay
-from protocol.ids import new_id
+from protocol.records import ActionCode
 
 log = logging.getLogger("hotline.channels")
 GROUPED_ROLES = ("host_notice", "cdn_notice")
@@ -69,6 +71,7 @@ class Dispatcher:
         config: NodeConfig,
         channels: dict[str, Channel],
         rng: random.Random,
+        actions: ActionLog,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -77,6 +80,7 @@ class Dispatcher:
         self.config = config
         self.channels = channels
         self.rng = rng
+        self.actions = actions
 
     def reconfigure(self, config: NodeConfig, channels: dict[str, Channel]) -> None:
         """Channel and notice settings changed in node.toml: used from the next delivery on."""
@@ -284,18 +288,21 @@ class Dispatcher:
                 )
             )
             for item in plan.message.items:
-                conn.execute(
-                    "INSERT INTO actions (id, report_id, code, at, by_node, analyst, country,"
-                    " reason) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
-                    (
-                        str(new_id(now)),
-                        item.report_id,
-                        code,
-                        iso(now),
-                        self.node_id,
-                        item.country or self.country,
-                        f"via {plan.channel_name}: {outcome.detail}"[:500],
-                    ),
+                case = ReportStore.origin_and_status(conn, item.report_id)
+                if case is None:
+                    raise NotFound(f"no case {item.report_id!r} to record the delivery on")
+                # Recorded like an analyst's action: on a peer's case it goes back to the
+                # origin, which sees its police referral or notice as it happens.
+                self.actions.record_txn(
+                    conn,
+                    report_id=item.report_id,
+                    origin=case[0],
+                    status=case[1],
+                    code=ActionCode(code),
+                    at=now,
+                    analyst=None,
+                    reason=f"via {plan.channel_name}: {outcome.detail}"[:500],
+                    country=item.country or self.country,
                 )
                 if outcome.cleared:
                     conn.execute(

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from keys import KeyUnavailableError, NodeKeys
-from node.cases import CLOSING_ACTIONS, CaseService
+from node.actionlog import ActionLog
+from node.cases import CaseService
 from node.clock import Clock, iso
 from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
@@ -479,38 +480,24 @@ class Inbox:
         return Applied(ItemStatus.ACCEPTED)
 
     def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
+        """A holder's action on our case, or the origin's on its case that we hold."""
         report_id = str(action.report_id)
         report = conn.execute(
             "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
         ).fetchone()
-        if report is None or report["origin"] != self.node_id:
+        if report is None:
             raise RecordRefused(f"action on report {report_id}, which is not one of ours")
-        sent_to_sender = conn.execute(
-            "SELECT 1 FROM peer_outbox WHERE peer_id = ? AND report_id = ? AND record_type ="
-            " 'report' LIMIT 1",
-            (sender, report_id),
-        ).fetchone()
-        if sent_to_sender is None:
-            raise RecordRefused(f"report {report_id} was never sent to {sender}")
-        inserted = ReportStore.insert_action(
-            conn,
-            {
-                "id": str(action.id),
-                "report_id": report_id,
-                "code": action.code.value,
-                "at": iso(action.at),
-                "by_node": sender,
-                "analyst": action.analyst,
-                "country": action.country,
-                "reason": action.reason,
-            },
-        )
-        if not inserted:
+        if report["origin"] == self.node_id:
+            if sender not in ReportStore.holders(conn, report_id):
+                raise RecordRefused(f"report {report_id} was never sent to {sender}")
+        elif report["origin"] != sender:
+            raise RecordRefused(
+                f"action by {sender} on report {report_id}, which is neither ours nor {sender}'s"
+            )
+        if action.report_origin != report["origin"]:
+            raise RecordRefused(f"action names origin {action.report_origin} for {report_id}")
+        if not self.cases.actions.received_txn(conn, action, status=report["status"], now=now):
             return Applied(ItemStatus.DUPLICATE)
-        changes: dict[str, Any] = {"updated_at": iso(now)}
-        if action.code in CLOSING_ACTIONS and report["status"] != "withdrawn":
-            changes["status"] = "closed"
-        ReportStore.update(conn, report_id, changes)
         audit.append(
             conn,
             at=now,
@@ -526,13 +513,24 @@ class Inbox:
     ) -> Applied:
         report_id = str(withdrawal.report_id)
         report = conn.execute(
-            "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
+            "SELECT r.origin, r.status, p.country AS origin_country FROM reports r LEFT JOIN"
+            " peers p ON p.node_id = r.origin WHERE r.id = ?",
+            (report_id,),
         ).fetchone()
         if report is None or report["origin"] != sender:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
         if report["status"] == "withdrawn":
             return Applied(ItemStatus.DUPLICATE)
         ReportStore.mark_withdrawn(conn, report_id, iso(now))
+        ActionLog.withdrawn_txn(
+            conn,
+            report_id=report_id,
+            withdrawal_id=str(withdrawal.id),
+            by=sender,
+            country=report["origin_country"] or self.country,
+            at=withdrawal.at,
+            reason=withdrawal.reason,
+        )
         audit.append(
             conn,
             at=now,

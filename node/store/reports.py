@@ -141,6 +141,26 @@ class ReportStore:
         )
 
     @staticmethod
+    def origin_and_status(conn: Tx, report_id: str) -> tuple[str, str] | None:
+        row = conn.execute(
+            "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
+        ).fetchone()
+        return None if row is None else (row["origin"], row["status"])
+
+    @staticmethod
+    def holders(conn: Tx, report_id: str) -> list[str]:
+        """Peers holding our case: a version of it was queued for them and not refused."""
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT o.peer_id FROM peer_outbox o JOIN peers p ON p.node_id ="
+                " o.peer_id WHERE o.report_id = ? AND o.record_type = 'report' AND o.state IN"
+                " ('pending', 'sent') AND p.status != 'removed' ORDER BY o.peer_id",
+                (report_id,),
+            )
+        ]
+
+    @staticmethod
     def mark_withdrawn(conn: Tx, report_id: str, at: str) -> None:
         """A withdrawn case: closed for good, and nothing still queued for channels goes out."""
         conn.execute(

@@ -115,9 +115,12 @@ class Pair:
 
 
 @asynccontextmanager
-async def live_pair(root: Path, clock: ManualClock, dns: str) -> AsyncIterator[Pair]:
+async def live_pair(
+    root: Path, clock: ManualClock, dns: str, de_extra: dict[str, Any] | None = None
+) -> AsyncIterator[Pair]:
+    """`de_extra` adds node.toml settings to DE (its national channels, say)."""
     fr_dir, fr_url = node_dir(root, "fr-pdc", "FR", clock, dns)
-    de_dir, de_url = node_dir(root, "de-eco", "DE", clock, dns)
+    de_dir, de_url = node_dir(root, "de-eco", "DE", clock, dns, **(de_extra or {}))
     async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
         await befriend(fr, de)
         yield Pair(fr, de)

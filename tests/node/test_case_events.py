@@ -1,0 +1,157 @@
+"""Every case event reaches everyone who holds the case (two real nodes, one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.actionlog import closes
+from node.clock import ManualClock
+from protocol.records import ActionCode
+from tests.node.test_federation import forward_case
+from tests.support.dns_server import ZoneDnsServer
+from tests.support.federation import Pair, live_pair
+from tests.support.sinks import WebhookSink
+
+
+def timeline(case: dict[str, object]) -> list[tuple[str, str]]:
+    return [(a["code"], a["by"]) for a in case["actions"]]  # type: ignore[attr-defined]
+
+
+async def test_the_origins_own_actions_reach_the_peer_holding_the_case(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    for code in ("moved", "content_unavailable"):
+        await pair.fr.node.cases.record_action(
+            report_id, code=code, reason="seen by FR", actor="analyst:ana"
+        )
+    await pair.fr.settle()
+    at_de = await pair.de.node.cases.show(report_id)
+    assert ("moved", "fr-pdc") in timeline(at_de)
+    assert ("content_unavailable", "fr-pdc") in timeline(at_de)
+    assert at_de["status"] == "closed"  # the content is gone: closed everywhere
+    # Nothing is relayed back: DE queued nothing for FR about FR's own actions.
+    queued = await pair.de.node.db.fetch_all(
+        "SELECT record_id FROM peer_outbox WHERE peer_id = 'fr-pdc' AND record_type = 'action'"
+    )
+    own = {a["id"] for a in at_de["actions"] if a["by"] == "fr-pdc"}
+    assert own.isdisjoint({r["record_id"] for r in queued})
+
+
+async def test_the_origins_not_illegal_closes_the_case_at_the_peer(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    await pair.fr.node.cases.record_action(
+        report_id, code="not_illegal", reason="second review", actor="analyst:ana"
+    )
+    await pair.fr.settle()
+    assert (await pair.de.node.cases.show(report_id))["status"] == "closed"
+
+
+async def test_a_peers_not_illegal_leaves_the_origins_case_open(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    await pair.de.node.cases.record_action(
+        report_id, code="not_illegal", reason="legal under German law", actor="analyst:bea"
+    )
+    assert (await pair.de.node.cases.show(report_id))["status"] == "closed"
+    await pair.de.settle()
+    at_fr = await pair.fr.node.cases.show(report_id)
+    assert ("not_illegal", "de-eco") in timeline(at_fr)
+    assert at_fr["status"] == "routed"  # FR's analyst decides what next
+
+
+async def test_re_assessed_as_not_illegal_after_forwarding_withdraws_it_at_the_peer(
+    pair: Pair,
+) -> None:
+    report_id = await forward_case(pair)
+    decision = await pair.fr.node.cases.assess(
+        report_id,
+        verdict="not_illegal",
+        category="csam",
+        legal_basis=None,
+        actor="analyst:ana",
+    )
+    assert decision is not None
+    at_fr = await pair.fr.node.cases.show(report_id)
+    assert at_fr["status"] == "closed"
+    # The analyst sees what was sent.
+    sent = [(q["name"], q["record_type"]) for q in at_fr["routing"]["queued"]]
+    assert ("de-eco", "withdrawal") in sent
+    await pair.fr.settle()
+    at_de = await pair.de.node.cases.show(report_id)
+    assert at_de["status"] == "withdrawn"
+    assert ("withdrawn", "fr-pdc") in timeline(at_de)
+    # DE's police referral and host notice for it no longer go out.
+    pending = await pair.de.node.db.fetch_all(
+        "SELECT id FROM channel_outbox WHERE report_id = ? AND state = 'pending'", (report_id,)
+    )
+    assert pending == []
+
+
+async def test_re_assessed_still_illegal_sends_the_peer_the_new_version(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    await pair.fr.node.cases.assess(
+        report_id,
+        verdict="baseline",
+        category="csem",
+        legal_basis="227-23 al. 2",
+        actor="analyst:ana",
+    )
+    await pair.fr.settle()
+    at_de = await pair.de.node.cases.show(report_id)
+    assert at_de["assessment"]["category"] == "csem"
+    assert at_de["status"] != "withdrawn"
+
+
+async def test_a_withdrawal_is_in_both_timelines(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    await pair.fr.node.cases.withdraw(report_id, reason="mistaken report", actor="analyst:ana")
+    await pair.fr.settle()
+    at_fr = await pair.fr.node.cases.show(report_id)
+    at_de = await pair.de.node.cases.show(report_id)
+    entries = [[a for a in case["actions"] if a["code"] == "withdrawn"] for case in (at_fr, at_de)]
+    assert [len(e) for e in entries] == [1, 1]
+    assert entries[0][0]["id"] == entries[1][0]["id"]
+    assert entries[1][0]["by"] == "fr-pdc"
+    assert entries[1][0]["reason"] == "mistaken report"
+
+
+async def test_a_channels_outcome_at_the_peer_goes_back_to_the_origin(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    police = await WebhookSink().start()
+    channels = {"polizei": {"kind": "webhook", "roles": ["law_enforcement"], "url": police.url}}
+    try:
+        async with live_pair(
+            tmp_path, clock, dns_server.nameserver, de_extra={"channels": channels}
+        ) as pair:
+            report_id = await forward_case(pair)
+            report = await pair.de.node.dispatcher.run_once()
+            assert report.delivered >= 1
+            assert report_id.encode() in police.received[-1][1]
+            at_de = await pair.de.node.cases.show(report_id)
+            assert ("lea_referred", "de-eco") in timeline(at_de)
+            await pair.de.settle()
+            at_fr = await pair.fr.node.cases.show(report_id)
+            assert ("lea_referred", "de-eco") in timeline(at_fr)
+    finally:
+        await police.stop()
+
+
+@pytest.mark.parametrize(
+    ("code", "by", "origin", "here", "closed"),
+    [
+        (ActionCode.CONTENT_REMOVED, "de", "fr", "fr", True),
+        (ActionCode.CONTENT_UNAVAILABLE, "fr", "fr", "de", True),
+        (ActionCode.NOT_ILLEGAL, "fr", "fr", "fr", True),
+        (ActionCode.NOT_ILLEGAL, "fr", "fr", "de", True),
+        (ActionCode.NOT_ILLEGAL, "de", "fr", "de", True),
+        (ActionCode.NOT_ILLEGAL, "de", "fr", "fr", False),
+        (ActionCode.MOVED, "fr", "fr", "de", False),
+        (ActionCode.LEA_REFERRED, "de", "fr", "fr", False),
+        (ActionCode.NOTICE_SENT, "de", "fr", "fr", False),
+    ],
+)
+def test_which_actions_close_a_case_and_whose(
+    code: ActionCode, by: str, origin: str, here: str, closed: bool
+) -> None:
+    assert closes(code, by=by, origin=origin, here=here) is closed
