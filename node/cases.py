@@ -930,7 +930,9 @@ def hosting_facts(evidence: dict[str, Any] | None, trace_status: str) -> Hosting
         return HostingFacts(False, [], 0, False, override_country=override.get("country"))
     addresses = evidence.get("addresses", [])
     unknown = sum(1 for a in addresses if not a.get("cdn") and not a.get("country"))
-    traced = bool(addresses) or bool(override)
+    # Countries with no address: the origin's analyst gave the country (import, override),
+    # which is hosting evidence like a trace's.
+    traced = bool(addresses) or bool(override) or bool(evidence.get("countries"))
     return HostingFacts(
         traced=traced,
         countries=list(evidence.get("countries", [])),
@@ -955,6 +957,15 @@ def _short(value: str | None) -> str | None:
     # The wire caps evidence strings at 256 characters; data sources (mmdb network names,
     # RDAP) can be longer, and a long name must not stop a case from being forwarded.
     return None if value is None else value[:256]
+
+
+def hosting_countries(evidence: dict[str, Any]) -> list[str]:
+    """The case's jurisdiction: an analyst's (an override, or a country given at import)
+    before what the trace found. This is what travels and what the case shows."""
+    override = evidence.get("override") or {}
+    if override.get("country"):
+        return [override["country"]]
+    return list(evidence.get("countries", []))
 
 
 def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: int) -> Report:
@@ -986,7 +997,7 @@ def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: i
         ),
         hosting=Hosting(
             addresses=addresses,
-            countries=list(evidence.get("countries", []))[:64],
+            countries=hosting_countries(evidence)[:64],
             abuse_contact=_short(evidence.get("abuse_contact")),
             cdn=bool(evidence.get("cdn")),
             traced_at=parse_iso(evidence["traced_at"]) if evidence.get("traced_at") else None,
@@ -1038,7 +1049,7 @@ def case_view(
         },
         "hosting": {
             "status": row["trace_status"],
-            "countries": evidence.get("countries", []),
+            "countries": hosting_countries(evidence),
             "addresses": [
                 {
                     "ip": a["ip"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from node.actionlog import closes
+from node.cases import ImportItem
 from node.clock import ManualClock
 from protocol.records import ActionCode
 from tests.node.test_federation import forward_case
@@ -155,3 +156,51 @@ def test_which_actions_close_a_case_and_whose(
     code: ActionCode, by: str, origin: str, here: str, closed: bool
 ) -> None:
     assert closes(code, by=by, origin=origin, here=here) is closed
+
+
+async def test_an_imported_hosting_country_travels_and_the_peer_does_not_land_in_manual(
+    pair: Pair,
+) -> None:
+    fr = pair.fr.node
+    item = ImportItem.check(
+        {
+            "url": "http://untraced.example/gallery/7.jpg",
+            "category": "csam",
+            "verdict": "baseline",
+            "hosting_country": "DE",
+        }
+    )
+    [result] = await fr.cases.import_batch([item], actor="import")
+    at_fr = await fr.cases.show(result.report_id)
+    assert at_fr["hosting"]["countries"] == ["DE"]
+    assert at_fr["routing"]["decision"] == "peer"
+    await pair.fr.settle()
+    at_de = await pair.de.node.cases.show(result.report_id)
+    assert at_de["hosting"]["countries"] == ["DE"]
+    assert at_de["routing"]["decision"] == "domestic"
+    assert at_de["status"] != "manual"
+
+
+async def test_an_analysts_override_is_the_jurisdiction_that_travels(pair: Pair) -> None:
+    fr = pair.fr.node
+    submitted = await fr.cases.submit(
+        "http://fr.example/moved/1.jpg", actor="analyst:ana", category="csam"
+    )
+    await fr.trace_pending()
+    await fr.cases.override_jurisdiction(
+        submitted.report_id,
+        country="DE",
+        reason="the host confirmed the server is in Frankfurt",
+        actor="analyst:ana",
+    )
+    await fr.cases.assess(
+        submitted.report_id,
+        verdict="baseline",
+        category="csam",
+        legal_basis=None,
+        actor="analyst:ana",
+    )
+    await pair.fr.settle()
+    at_de = await pair.de.node.cases.show(submitted.report_id)
+    assert at_de["hosting"]["countries"] == ["DE"]
+    assert at_de["routing"]["decision"] == "domestic"
