@@ -319,6 +319,7 @@ async def open_node(
                 channels=_channels(config, session, keyring, clock),
                 rng=jitter,
                 actions=actions,
+                abuse_contact_for=tracer.abuse_contact_for,
             )
             # What a case shows of its channel deliveries follows node.toml as they do.
             cases.hold_hours = dispatcher.hold_hours

@@ -621,6 +621,19 @@ async def cmd_channels_test(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
+async def cmd_channels_requeue(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        count = await node.dispatcher.requeue_dead(args.name, "cli")
+        _print(
+            args,
+            {"channel": args.name, "requeued": count},
+            f"{args.name}: {count} dead message(s) queued again",
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
 # peers -------------------------------------------------------------------------------------
 PEER_COLUMNS = [
     "node_id",
@@ -1062,6 +1075,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(channels, "test", cmd_channels_test, "send a marked test message through one")
     p.add_argument("name", help="the channel's name in node.toml (see channels list)")
     p.add_argument("--to", help="recipient for a channel that mails each case's abuse contact")
+    p = command(
+        channels,
+        "requeue",
+        cmd_channels_requeue,
+        "send again the messages a channel gave up on (after fixing the cause)",
+    )
+    p.add_argument("name", help="the channel's name in node.toml (see channels list)")
 
     peers = sub.add_parser("peers", help="peer hotlines").add_subparsers(dest="sub", required=True)
     p = command(

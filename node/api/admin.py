@@ -129,9 +129,17 @@ async def test_channel(request: web.Request) -> web.Response:
     )
 
 
+async def requeue_channel(request: web.Request) -> web.Response:
+    who = await principal(request, Role.OPERATOR)
+    name = request.match_info["name"]
+    count = await request.app[ADMIN].dispatcher.requeue_dead(name, who.actor)
+    return json_response({"channel": name, "requeued": count})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/v1/channels", list_channels)
     app.router.add_post("/admin/v1/channels/{name}/test", test_channel)
+    app.router.add_post("/admin/v1/channels/{name}/requeue", requeue_channel)
     app.router.add_get("/admin/v1/peers", list_peers)
     app.router.add_post("/admin/v1/peers", add_peer)
     app.router.add_get("/admin/v1/peers/{id}", show_peer)

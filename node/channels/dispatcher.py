@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -72,6 +73,7 @@ class Dispatcher:
         channels: dict[str, Channel],
         rng: random.Random,
         actions: ActionLog,
+        abuse_contact_for: Callable[[list[str]], Awaitable[str | None]] | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -81,6 +83,8 @@ class Dispatcher:
         self.channels = channels
         self.rng = rng
         self.actions = actions
+        # RDAP, for a host notice whose case came without an abuse contact (from a peer).
+        self.abuse_contact_for = abuse_contact_for
 
     def reconfigure(self, config: NodeConfig, channels: dict[str, Channel]) -> None:
         """Channel and notice settings changed in node.toml: used from the next delivery on."""
@@ -143,6 +147,10 @@ class Dispatcher:
             dead = [(r["id"], r["channel"], r["report_id"], why) for r, why in poisoned]
             await self.db.run(partial(self._dead_rows, rows=dead, now=now))
             rows = [row for row in rows if row["id"] in items]
+        for row in rows:
+            item = items[row["id"]]
+            if row["channel"] == "host_notice" and not item.abuse_contact:
+                items[row["id"]] = await self._with_contact_found(row, item)
         cleared = await self._cleared(sorted({items[r["id"]].report_id for r in rows}))
         window = timedelta(seconds=self.config.notices.group_window_seconds)
         planned: list[Planned] = []
@@ -185,6 +193,39 @@ class Dispatcher:
         return planned, unrouted, held
 
     # delivering -------------------------------------------------------------------------
+    async def _with_contact_found(self, row: Row, item: CaseItem) -> CaseItem:
+        """Look the abuse desk up (RDAP, on the case's addresses) and keep it for retries."""
+        if self.abuse_contact_for is None:
+            return item
+        addresses = await ReportStore(self.db).addresses(item.report_id)
+        ips = [a["ip"] for a in addresses if not a["cdn"]]
+        found = await self.abuse_contact_for(ips) if ips else None
+        try:
+            contact = email_address(found) if found else None
+        except InvalidInput:
+            contact = None
+        if contact is None:
+            return item
+        payload = {**orjson.loads(row["payload"]), "abuse_contact": contact}
+
+        def transaction(conn: Tx) -> None:
+            conn.execute(
+                "UPDATE channel_outbox SET payload = ? WHERE id = ?",
+                (orjson.dumps(payload).decode(), row["id"]),
+            )
+            ReportStore.set_abuse_contact(conn, item.report_id, contact, source="rdap")
+            audit.append(
+                conn,
+                at=self.clock.now(),
+                actor="jurisdiction",
+                event="report.abuse_contact_found",
+                subject=item.report_id,
+                details={"source": "rdap", "contact": contact},
+            )
+
+        await self.db.run(transaction)
+        return replace(item, abuse_contact=contact)
+
     async def run_once(self) -> DispatchReport:
         now = self.clock.now()
         report = DispatchReport()
@@ -394,6 +435,44 @@ class Dispatcher:
                     (row["channel"], row["report_id"], row["payload"], iso(now), iso(now)),
                 )
             return len(due)
+
+        return await self.db.run(transaction)
+
+    async def requeue_dead(self, name: str, actor: str) -> int:
+        """Send again the messages this channel gave up on (once the cause is fixed).
+
+        They become pending with their attempts reset, keeping their place (ids) and their
+        notice reference; the dead letters stay as history, and the audit log says who did it.
+        """
+        if name not in self.config.channels:
+            known = ", ".join(sorted(self.config.channels)) or "none configured"
+            raise NotFound(f"no channel {name!r} (channels: {known})")
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> int:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM channel_outbox WHERE state = 'dead' AND sent_via = ?"
+                    " ORDER BY id",
+                    (name,),
+                )
+            ]
+            conn.executemany(
+                "UPDATE channel_outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                " last_error = NULL WHERE id = ?",
+                [(iso(now), row_id) for row_id in ids],
+            )
+            if ids:
+                audit.append(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    event="channel.requeued",
+                    subject=name,
+                    details={"messages": len(ids), "rows": ids[:100]},
+                )
+            return len(ids)
 
         return await self.db.run(transaction)
 

@@ -216,6 +216,23 @@ class Tracer:
             errors=tuple(errors),
         )
 
+    async def abuse_contact_for(self, ips: list[str]) -> str | None:
+        """The abuse desk RDAP names for the first of these addresses that has one.
+
+        For a case received from a peer without a contact: we ask RDAP ourselves, as for our
+        own cases, instead of sending no notice. Never contacts the reported host.
+        """
+        if self.rdap_client is None:
+            return None
+        for ip in ips:
+            try:
+                network = await self.rdap_client.lookup(ip)
+            except RdapError:
+                continue
+            if network.abuse_email:
+                return network.abuse_email
+        return None
+
     def _describe(
         self,
         ip_text: str,

@@ -148,6 +148,17 @@ class ReportStore:
         return None if row is None else (row["origin"], row["status"])
 
     @staticmethod
+    def set_abuse_contact(conn: Tx, report_id: str, contact: str, *, source: str) -> None:
+        """The abuse desk found after the case's evidence was written (a case from a peer)."""
+        row = conn.execute("SELECT trace_json FROM reports WHERE id = ?", (report_id,)).fetchone()
+        evidence = orjson.loads(row[0]) if row is not None and row[0] else {}
+        evidence.update(abuse_contact=contact, abuse_contact_source=source)
+        conn.execute(
+            "UPDATE reports SET trace_json = ? WHERE id = ?",
+            (orjson.dumps(evidence).decode(), report_id),
+        )
+
+    @staticmethod
     def holders(conn: Tx, report_id: str) -> list[str]:
         """Peers holding our case: a version of it was queued for them and not refused."""
         return [

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from node.actionlog import closes
 from node.cases import ImportItem
+from node.cli import main
 from node.clock import ManualClock
 from protocol.records import ActionCode
 from tests.node.test_federation import forward_case
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.federation import Pair, live_pair
-from tests.support.sinks import WebhookSink
+from tests.support.rdap_server import RdapStub, ip_network
+from tests.support.sinks import SmtpSink, WebhookSink
 
 
 def timeline(case: dict[str, object]) -> list[tuple[str, str]]:
@@ -204,3 +210,62 @@ async def test_an_analysts_override_is_the_jurisdiction_that_travels(pair: Pair)
     at_de = await pair.de.node.cases.show(submitted.report_id)
     assert at_de["hosting"]["countries"] == ["DE"]
     assert at_de["routing"]["decision"] == "domestic"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+def de_with_host_notices(dns: str, smtp: SmtpSink, rdap: RdapStub) -> dict[str, object]:
+    return {
+        "jurisdiction": {"dns_server": dns, "dns_timeout_seconds": 1.0, "rdap_base": rdap.base_url},
+        # No police-first hold and no grouping window: the notice goes at the first sweep.
+        "notices": {"lea_first_hours": {}, "group_window_seconds": 0},
+        "channels": {
+            "hosts": {
+                "kind": "email",
+                "roles": ["host_notice"],
+                "from_address": "notices@eco.example",
+                "smtp_port": smtp.port,
+            }
+        },
+    }
+
+
+async def test_the_receiver_looks_up_the_abuse_contact_itself_and_requeues_dead_notices(
+    tmp_path: Path,
+    clock: ManualClock,
+    dns_server: ZoneDnsServer,
+    smtp: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with RdapStub() as rdap:
+        rdap.add_network(
+            "88.198.0.0/16",
+            ip_network("88.198.0.0", "88.198.255.255", abuse_email="abuse@hetzner.example"),
+        )
+        settings = de_with_host_notices(dns_server.nameserver, smtp, rdap)
+        async with live_pair(tmp_path, clock, dns_server.nameserver, de_extra=settings) as pair:
+            report_id = await forward_case(pair)
+            de = pair.de.node
+            assert (await de.cases.show(report_id))["hosting"]["abuse_contact"] is None
+            smtp.reply = "550 mailbox unavailable"  # the first try is refused for good
+            first = await de.dispatcher.run_once()
+            assert first.dead == 1
+            assert smtp.recipients == []
+            # The contact was found by DE's own RDAP lookup and kept with the case.
+            at_de = await de.cases.show(report_id)
+            assert at_de["hosting"]["abuse_contact"] == "abuse@hetzner.example"
+            smtp.reply = None
+            capsys.readouterr()
+            argv = ["channels", "requeue", "hosts", "--data-dir", str(de.data_dir.root), "--json"]
+            assert await asyncio.to_thread(main, argv) == 0
+            assert json.loads(capsys.readouterr().out) == {"channel": "hosts", "requeued": 1}
+            clock.set(datetime.now(UTC) + timedelta(seconds=1))  # the command ran on real time
+            again = await de.dispatcher.run_once()
+            assert again.delivered == 1
+            assert smtp.recipients == [["abuse@hetzner.example"]]
+            assert ("notice_sent", "de-eco") in timeline(await de.cases.show(report_id))
