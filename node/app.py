@@ -44,9 +44,11 @@ from node.federation.registry import PeerRegistry
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
+from node.review import ReviewService
 from node.store import audit
 from node.store.db import Database
 from node.tokens import TokenService
+from node.users import UserService
 from peers.client import PeerClient, authority
 
 log = logging.getLogger("hotline.node")
@@ -82,6 +84,8 @@ class Node:
     admin: PeerAdmin
     dispatcher: Dispatcher
     jobs: Jobs
+    users: UserService
+    reviews: ReviewService
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -124,6 +128,7 @@ class Node:
             hotline_name=self.config.notices.notifier_name or self.config.node_id,
             retention_days=self.config.retention.personal_data_days,
             form_language=language_for(self.config.country),
+            reviews=self.reviews,
         )
 
     def federation_context(self) -> FederationContext:
@@ -350,6 +355,14 @@ async def open_node(
                 admin=admin,
                 dispatcher=dispatcher,
                 jobs=jobs,
+                users=UserService(
+                    db,
+                    clock,
+                    node_id=config.node_id,
+                    session_minutes=config.console.session_minutes,
+                    totp_required=config.console.totp_required,
+                ),
+                reviews=ReviewService(db, clock, cases, categories=list(config.console.four_eyes)),
             )
         finally:
             tracer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import sqlite3
@@ -248,8 +249,17 @@ def test_report_lifecycle(node: Cli) -> None:
         "csam",
         "--legal-basis",
         "Art. 227-23",
+        "--as",
+        "alice",
         "--json",
     ).json()
+    # Four-eyes is on for csam by default: one analyst's baseline verdict waits for a reviewer.
+    assert assessed["status"] == "new"
+    assert assessed["review"]["analyst"] == "alice"
+    assert assessed["routing"]["decision"] is None
+    same = node.fails("reports", "review", report_id, "--confirm", "--as", "alice")
+    assert "someone other than the analyst" in same
+    assessed = node.ok("reports", "review", report_id, "--confirm", "--as", "bob", "--json").json()
     assert assessed["status"] == "routed"
     assert assessed["assessment"]["verdict"] == "baseline"
     assert assessed["assessment"]["legal_basis"] == "Art. 227-23"
@@ -274,10 +284,14 @@ def test_report_lifecycle(node: Cli) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["at"])
 
     listed = node.ok("reports", "list", "--json").json()
-    assert [(r["id"], r["status"], r["url"]) for r in listed] == [
+    assert [(r["id"], r["status"], r["url"]) for r in listed["reports"]] == [
         (report_id, "closed", "https://fr.example/a/b.jpg")
     ]
-    assert node.ok("reports", "list", "--status", "new", "--json").json() == []
+    assert listed["next"] is None
+    assert node.ok("reports", "list", "--status", "new", "--json").json() == {
+        "reports": [],
+        "next": None,
+    }
     table = node.ok("reports", "list").out
     assert report_id in table
     assert "closed" in table
@@ -290,9 +304,18 @@ def test_report_lifecycle(node: Cli) -> None:
     verified = node.ok("audit", "verify", "--json").json()
     assert verified["ok"] is True
     assert verified["first_broken"] is None
-    # init, submit, trace, assess, route, two actions
-    assert verified["entries"] == 7
-    assert "audit log intact: 7 entries" in node.ok("audit", "verify").out
+    # init, submit, trace, review requested, assess, route, review confirmed, two actions
+    assert verified["entries"] == 9
+    assert "audit log intact: 9 entries" in node.ok("audit", "verify").out
+    with sqlite3.connect(node.data_dir / "node.sqlite3") as db:
+        actors = dict(
+            db.execute("SELECT event, actor FROM audit_log WHERE event != 'report.routed'")
+        )
+    # Without --as the command line names the operating-system user, never "cli".
+    assert actors["report.submitted"] == getpass.getuser()
+    assert actors["review.requested"] == "alice"
+    assert actors["report.assessed"] == "alice (confirmed by bob)"
+    assert actors["review.confirmed"] == "bob"
 
 
 def test_submit_of_a_known_url_joins_the_case(node: Cli) -> None:
