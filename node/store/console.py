@@ -11,9 +11,21 @@ import aiosqlite
 from node.store.db import Database
 
 # The columns a list row needs; the case page reads the whole case through CaseService.show.
-LIST_COLUMNS = (
-    "id, url, origin, local_ref, status, source, verdict, category, received_at, duplicates,"
-    " trace_status, trace_json IS NOT NULL AS traced"
+LIST_COLUMNS = ", ".join(
+    f"reports.{column}"
+    for column in (
+        "id",
+        "url",
+        "origin",
+        "local_ref",
+        "status",
+        "source",
+        "verdict",
+        "category",
+        "received_at",
+        "duplicates",
+        "trace_status",
+    )
 )
 
 
@@ -114,7 +126,11 @@ class ConsoleStore:
     async def search(self, query: str, *, after: int | None, limit: int) -> list[aiosqlite.Row]:
         """Cases whose URL, host, references or notes hold the words of `query` in order,
         the last word as a prefix; best matches first, paged by position."""
-        phrase = '"' + query.replace('"', '""') + '"*'
+        words = "".join(ch if ch.isalnum() or ch in "-_" else " " for ch in query).split()
+        if not words:
+            return []
+        # One quoted phrase: whatever a person types is never read as FTS5 query syntax.
+        phrase = '"' + " ".join(words) + '"*'
         return await self.db.fetch_all(
             f"SELECT {LIST_COLUMNS} FROM reports_fts f JOIN reports ON reports.rowid = f.rowid"  # noqa: S608
             " WHERE reports_fts MATCH ? ORDER BY f.rank, reports.rowid LIMIT ? OFFSET ?",
@@ -184,3 +200,32 @@ class ConsoleStore:
             " LIMIT ?",
             (subject, limit),
         )
+
+    async def channel_rows(self, report_id: str) -> list[aiosqlite.Row]:
+        return await self.db.fetch_all(
+            "SELECT id AS seq, created_at FROM channel_outbox WHERE report_id = ?", (report_id,)
+        )
+
+    # statistics ------------------------------------------------------------------------------
+    async def per_week(self, since: str) -> list[tuple[str, int]]:
+        """Reports received per ISO-like week (Monday first) since `since`."""
+        rows = await self.db.fetch_all(
+            "SELECT date(received_at, '-' || ((CAST(strftime('%w', received_at) AS INTEGER)"
+            " + 6) % 7) || ' days') AS week, COUNT(*) AS n FROM reports WHERE received_at >= ?"
+            " GROUP BY week ORDER BY week",
+            (since,),
+        )
+        return [(str(row["week"]), int(row["n"])) for row in rows]
+
+    async def peer_lag(self) -> list[tuple[str, float, float, int]]:
+        """Per peer: mean and worst seconds from queueing a record to its delivery."""
+        rows = await self.db.fetch_all(
+            "SELECT peer_id, AVG(lag) AS mean, MAX(lag) AS worst, COUNT(*) AS n FROM ("
+            " SELECT peer_id, (julianday(sent_at) - julianday(created_at)) * 86400 AS lag"
+            " FROM peer_outbox WHERE state = 'sent' AND sent_at IS NOT NULL"
+            ") GROUP BY peer_id ORDER BY peer_id"
+        )
+        return [
+            (str(r["peer_id"]), float(r["mean"] or 0), float(r["worst"] or 0), int(r["n"]))
+            for r in rows
+        ]

@@ -1,0 +1,253 @@
+"""The console over real HTTP on 127.0.0.1: sign-in, guards, queue, search, the case page, four-eyes."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+
+import pyotp
+
+from tests.console.conftest import Browser, Console
+from tests.support.nodes import START
+
+
+async def _submit(console: Console, url: str, **kw: str | None) -> str:
+    result = await console.node.cases.submit(url, actor="test", **kw)  # type: ignore[arg-type]
+    return result.report_id
+
+
+async def test_pages_need_a_session_and_carry_strict_headers(console: Console) -> None:
+    browser = await console.browser("alice")
+    anonymous = type(browser)(console.client)
+    response, _ = await anonymous.get("/console/queue")
+    assert response.status == 303
+    assert response.headers["Location"].startswith("/console/sign-in")
+    response, text = await browser.get("/console/queue")
+    assert response.status == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "default-src 'none'" in csp
+    assert "<script>" not in text and " style=" not in text
+    assert re.search(r'<script src="/console/static/console.js"', text)
+
+
+async def test_sign_in_cookie_flags_totp_and_audit(console: Console) -> None:
+    browser = Browser(console.client)
+    await browser.get("/console/sign-in")
+    password, secret = console.secrets["alice"]
+    # Right password, no code: refused (TOTP is mandatory on this node), and audited.
+    response, text = await browser.post(
+        "/console/sign-in", {"name": "alice", "password": password, "code": ""}
+    )
+    assert response.status == 401
+    assert "one-time code" in text
+    # Wrong password: the same answer for a known or unknown name.
+    response, text = await browser.post(
+        "/console/sign-in", {"name": "nobody", "password": "x", "code": "000000"}
+    )
+    assert response.status == 401
+    assert "wrong name or password" in text
+    await browser.get("/console/sign-in")
+    code = pyotp.TOTP(secret).at(console.clock.now())
+    response, _ = await browser.post(
+        "/console/sign-in", {"name": "alice", "password": password, "code": code}
+    )
+    assert response.status == 303
+    cookie = next(h for h in response.headers.getall("Set-Cookie") if h.startswith("hln_session="))
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    rows = await console.node.db.fetch_all(
+        "SELECT actor, event, details FROM audit_log WHERE event LIKE 'user.sign%' ORDER BY seq"
+    )
+    assert [(r["actor"], r["event"]) for r in rows] == [
+        ("alice", "user.sign_in_refused"),
+        ("unknown", "user.sign_in_refused"),
+        ("alice", "user.signed_in"),
+    ]
+
+
+async def test_sign_in_is_rate_limited(console: Console) -> None:
+    browser = Browser(console.client)
+    statuses = []
+    for _ in range(12):
+        await browser.get("/console/sign-in")
+        response, text = await browser.post(
+            "/console/sign-in", {"name": "alice", "password": "wrong", "code": "1"}
+        )
+        statuses.append("too many sign-in attempts" in text)
+    assert statuses[:10] == [False] * 10
+    assert statuses[10:] == [True, True]
+
+
+async def test_forms_without_the_csrf_token_are_refused(console: Console) -> None:
+    browser = await console.browser("alice")
+    report_id = await _submit(console, "https://fr.example/a.jpg")
+    response, text = await browser.post(
+        f"/console/case/{report_id}/action", {"code": "moved"}, csrf=False
+    )
+    assert response.status == 403
+    assert (await console.node.cases.show(report_id))["actions"] == []
+    # Nor can the sign-in form be posted from elsewhere (no matching sign-in cookie).
+    anonymous = type(browser)(console.client)
+    response, _ = await anonymous.post(
+        "/console/sign-in", {"name": "alice", "password": "x", "csrf": "forged"}, csrf=False
+    )
+    assert response.status == 403
+
+
+async def test_sessions_expire_and_end_when_disabled(console: Console) -> None:
+    browser = await console.browser("alice")
+    assert (await browser.get("/console/queue"))[0].status == 200
+    console.clock.advance(timedelta(minutes=481))
+    assert (await browser.get("/console/queue"))[0].status == 303
+    console.clock.set(START)
+    browser = await console.browser("alice")
+    await console.node.users.disable("alice", actor="olga")
+    assert (await browser.get("/console/queue"))[0].status == 303
+
+
+async def test_queue_is_oldest_first_with_age_and_pages_on(console: Console) -> None:
+    ids = []
+    for n in range(55):
+        ids.append(await _submit(console, f"https://fr.example/q/{n}.jpg"))
+        console.clock.advance(timedelta(minutes=1))
+    browser = await console.browser("alice")
+    _, text = await browser.get("/console/queue")
+    shown = re.findall(r'<a href="/console/case/([0-9a-f-]{36})" data-open>', text)
+    assert shown == ids[:50]
+    assert "55 min" in text  # the oldest case's age
+    nxt = re.search(r'<a href="([^"]+)" rel="next">', text)
+    assert nxt is not None
+    _, text = await browser.get(nxt.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/console/case/([0-9a-f-]{36})" data-open>', text) == ids[50:]
+
+
+async def test_every_kind_of_reference_opens_its_case(console: Console) -> None:
+    report_id = await _submit(console, "https://files.example.net/x/y.jpg", note="seen on forum")
+    case = await console.node.cases.show(report_id)
+    browser = await console.browser("alice")
+    for ref in (report_id, report_id[-8:], report_id[-8:].upper(), case["local_ref"]):
+        response, _ = await browser.get(f"/console/search?q={ref}")
+        assert response.status == 303, ref
+        assert response.headers["Location"] == f"/console/case/{report_id}"
+        response, _ = await browser.get(f"/console/case/{ref}")
+        assert response.status in (200, 303)
+    # Words: the host, a part of the URL, the notes (full-text search).
+    other = await _submit(console, "https://other.example.org/z.jpg")
+    for words in ("files.example.net", "x/y", "forum"):
+        _, text = await browser.get(f"/console/search?q={words}")
+        assert report_id in text and other not in text, words
+
+
+async def test_case_page_shows_the_url_never_as_a_link(console: Console) -> None:
+    result = await console.node.cases.submit(
+        "https://fr.example/evil.jpg",
+        actor="public",
+        source="public",
+        description="a child in a picture",
+        contact="me@example.org",
+    )
+    analyst = await console.browser("alice")
+    _, text = await analyst.get(f"/console/case/{result.report_id}")
+    assert 'href="https://fr.example/evil.jpg"' not in text
+    assert 'value="https://fr.example/evil.jpg"' in text and "readonly" in text
+    assert "a child in a picture" in text and "me@example.org" in text
+    operator = await console.browser("olga")
+    _, text = await operator.get(f"/console/case/{result.report_id}")
+    assert "a child in a picture" not in text and "me@example.org" not in text
+
+
+async def test_four_eyes_review_from_the_console(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/c.jpg")
+    await console.node.trace_pending()
+    alice = await console.browser("alice")
+    response, _ = await alice.post(
+        f"/console/case/{report_id}/assess",
+        {"verdict": "baseline", "category": "csam", "legal_basis": "Art. 227-23"},
+    )
+    assert response.status == 303 and "review-requested" in response.headers["Location"]
+    case = await console.node.cases.show(report_id)
+    assert case["status"] == "new" and case["routing"]["decision"] is None
+    # The analyst cannot confirm her own verdict (not a reviewer).
+    response, _ = await alice.post(f"/console/case/{report_id}/review", {"decision": "confirm"})
+    assert response.status == 403
+    rene = await console.browser("rene")
+    _, text = await rene.get("/console/queue")
+    assert report_id[-8:] in text  # listed under verdicts awaiting a reviewer
+    response, _ = await rene.post(f"/console/case/{report_id}/review", {"decision": "confirm"})
+    assert response.status == 303
+    case = await console.node.cases.show(report_id)
+    assert case["status"] == "routed"
+    rows = await console.node.db.fetch_all(
+        "SELECT actor, event, details FROM audit_log WHERE subject = ? ORDER BY seq", (report_id,)
+    )
+    events = {r["event"]: r for r in rows}
+    assert events["review.requested"]["actor"] == "alice"
+    assert events["report.assessed"]["actor"] == "alice (confirmed by rene)"
+    assert events["review.confirmed"]["actor"] == "rene"
+
+
+async def test_bulk_assess_and_act(console: Console) -> None:
+    ids = [await _submit(console, f"https://fr.example/b/{n}") for n in range(3)]
+    await console.node.trace_pending()
+    alice = await console.browser("alice")
+    response, _ = await alice.post(
+        "/console/bulk",
+        [("case", i) for i in ids]
+        + [
+            ("op", "assess"),
+            ("verdict", "national"),
+            ("category", "hate"),
+            ("next", "/console/queue"),
+        ],
+    )
+    assert response.status == 303
+    for report_id in ids:
+        case = await console.node.cases.show(report_id)
+        assert case["assessment"]["verdict"] == "national"
+    response, _ = await alice.post(
+        "/console/bulk",
+        [("case", i) for i in ids[:2]] + [("op", "action"), ("code", "content_removed")],
+    )
+    assert response.status == 303
+    assert [(await console.node.cases.show(i))["status"] for i in ids] == [
+        "closed",
+        "closed",
+        (await console.node.cases.show(ids[2]))["status"],
+    ]
+
+
+async def test_operator_pages_and_roles(console: Console) -> None:
+    alice = await console.browser("alice")
+    response, _ = await alice.get("/console/peers")
+    assert response.status == 403
+    olga = await console.browser("olga")
+    for page in (
+        "/console/peers",
+        "/console/channels",
+        "/console/users",
+        "/console/audit",
+        "/console/stats",
+    ):
+        response, text = await olga.get(page)
+        assert response.status == 200, page
+    _, text = await olga.get("/console/audit")
+    head = re.search(r"<code>([0-9a-f]{64})</code>", text)
+    assert head is not None
+    response, text = await olga.post("/console/users/add", {"name": "nina", "role": "analyst"})
+    assert response.status == 200 and "nina" in text
+    users = {u["name"]: u for u in await console.node.users.list_users()}
+    assert users["nina"]["role"] == "analyst"
+
+
+async def test_full_text_index_follows_the_notes_purge(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/p.jpg", note="secret words")
+    assert [
+        r["id"]
+        for r in await console.node.console_context().reads.search(
+            "secret words", after=None, limit=5
+        )
+    ] == [report_id]
+    with sqlite3.connect(console.node.data_dir.database) as db:
+        db.execute("UPDATE reports SET notes = NULL WHERE id = ?", (report_id,))
+    assert await console.node.console_context().reads.search("secret", after=None, limit=5) == []
