@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from node.console.context import CONSOLE, ConsoleContext
 from node.console.security import HEADERS, Handler, guard
 from node.errors import NodeError
 
+log = logging.getLogger("hotline.console")
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -36,6 +38,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             "error.html",
             {"title": "Not done", "status": exc.status, "detail": str(exc)},
             status=exc.status,
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        # Never a traceback to the person; the log has it for the operator.
+        log.exception("console error on %s %s", request.method, request.path)
+        return render.render(
+            request,
+            "error.html",
+            {"title": "Not done", "status": 500, "detail": "internal error (see the node's log)"},
+            status=500,
         )
 
 

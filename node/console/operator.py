@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -27,14 +27,23 @@ async def peers_page(request: web.Request) -> web.Response:
     peers = []
     for row in await ctx.registry.all():
         described = await ctx.registry.describe(row["node_id"])
-        valid = [k for k in described["keys"] if not k["revoked"] and k["not_after"] > now]
+        # Key validity in a key document is in seconds since the epoch.
+        valid = [
+            k
+            for k in described["keys"]
+            if not k["revoked"] and int(k["not_after"]) > now.timestamp()
+        ]
         queue = queues.get(row["node_id"], {"pending": 0, "dead": 0, "oldest": None})
         peers.append(
             {
                 **described,
                 "pending": queue["pending"],
                 "oldest": queue["oldest"],
-                "keys_valid_until": iso(max(k["not_after"] for k in valid)) if valid else None,
+                "keys_valid_until": iso(
+                    datetime.fromtimestamp(max(int(k["not_after"]) for k in valid), UTC)
+                )
+                if valid
+                else None,
             }
         )
     return render(request, "peers.html", {"title": "Peers", "peers": peers})
