@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -35,16 +35,21 @@ def dns_server() -> Iterator[ZoneDnsServer]:
         yield server
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer) -> DataDir:
+def _data_dir(root: Path, clock: ManualClock, dns: ZoneDnsServer, **console: Any) -> DataDir:
     return init_node(
-        tmp_path / "fr",
+        root,
         clock=clock,
         extra={
-            "jurisdiction": {"dns_server": dns_server.nameserver, "dns_timeout_seconds": 1.0},
-            "console": {"four_eyes": ["csam"], "totp_required": True},
+            "jurisdiction": {"dns_server": dns.nameserver, "dns_timeout_seconds": 1.0},
+            "console": {"four_eyes": ["csam"], "totp_required": True, **console},
         },
     )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer) -> DataDir:
+    # English pages for the assertions; an FR node's French default has its own test.
+    return _data_dir(tmp_path / "fr", clock, dns_server, language="en")
 
 
 @dataclass
@@ -117,6 +122,20 @@ class Console:
 
 @pytest.fixture
 async def console(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[Console]:
+    async with serving(data_dir, clock) as served:
+        yield served
+
+
+@pytest.fixture
+async def french_console(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> AsyncIterator[Console]:
+    async with serving(_data_dir(tmp_path / "fr", clock, dns_server), clock) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serving(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[Console]:
     async with open_node(data_dir, clock) as node:
         made = {}
         for name, role in (("alice", "analyst"), ("rene", "reviewer"), ("olga", "operator")):
@@ -125,4 +144,3 @@ async def console(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[Consol
         server = TestServer(node.make_app(), host="127.0.0.1")
         async with TestClient(server) as client:
             yield Console(node, clock, client, made)
-        clock.advance(timedelta(0))
