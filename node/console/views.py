@@ -31,6 +31,7 @@ from node.store.console import Filters, make_cursor
 from node.users import UserRole
 
 PAGE = 50
+COUNT_CAP = 10_000
 QUEUE_STATUSES = ("new", "manual", "received")
 CATEGORIES = ("csam", "csem", "grooming", "hate", "terrorism", "other")
 VERDICTS = ("baseline", "national", "not_illegal")
@@ -200,7 +201,8 @@ async def queue(request: web.Request) -> web.Response:
             "categories": CATEGORIES,
             "verdicts": VERDICTS,
             "codes": ACTION_CODES,
-            "counts": await ctx.reads.status_counts(),
+            "counts": await ctx.reads.status_counts(QUEUE_STATUSES, COUNT_CAP),
+            "cap": COUNT_CAP,
             "reviews": await ctx.reviews.store.waiting(20),
             "notices": notices,
             "dead_letters": await ctx.reads.dead_letters(20),
@@ -247,11 +249,11 @@ async def search(request: web.Request) -> web.Response:
         found = []
     if len(found) == 1 and await ctx.cases.store.get(found[0]) is not None:
         raise web.HTTPSeeOther(f"/console/case/{found[0]}")
-    raw_after = request.query.get("after", "0")
-    offset = int(raw_after) if raw_after.isascii() and raw_after.isdigit() else 0
-    rows = await ctx.reads.search(q, after=offset, limit=PAGE + 1)
+    raw_after = request.query.get("after", "")
+    after = int(raw_after) if raw_after.isascii() and raw_after.isdigit() else None
+    rows = await ctx.reads.search(q, after=after, limit=PAGE + 1)
     next_page = (
-        f"/console/search?{urlencode({'q': q, 'after': offset + PAGE})}"
+        f"/console/search?{urlencode({'q': q, 'after': rows[PAGE - 1]['rid']})}"
         if len(rows) > PAGE
         else None
     )

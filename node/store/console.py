@@ -124,28 +124,36 @@ class ConsoleStore:
         return list(merged)[:limit]
 
     async def search(self, query: str, *, after: int | None, limit: int) -> list[aiosqlite.Row]:
-        """Cases whose URL, host, references or notes hold the words of `query` in order,
-        the last word as a prefix; best matches first, paged by position."""
+        """Cases whose URL, host, references or notes hold the words of `query` in order (the
+        last word as a prefix), newest first; `after` is the `rid` of the last row shown.
+
+        FTS5 walks its index in rowid order, so a page costs the same for a word found in ten
+        cases or in a million (ranking would score every match first).
+        """
         words = "".join(ch if ch.isalnum() or ch in "-_" else " " for ch in query).split()
         if not words:
             return []
         # One quoted phrase: whatever a person types is never read as FTS5 query syntax.
         phrase = '"' + " ".join(words) + '"*'
+        cursor = "AND f.rowid < ?" if after is not None else ""
         return await self.db.fetch_all(
-            f"SELECT {LIST_COLUMNS} FROM reports_fts f JOIN reports ON reports.rowid = f.rowid"  # noqa: S608
-            " WHERE reports_fts MATCH ? ORDER BY f.rank, reports.rowid LIMIT ? OFFSET ?",
-            (phrase, limit, after or 0),
+            f"SELECT {LIST_COLUMNS}, f.rowid AS rid FROM reports_fts f"  # noqa: S608
+            f" JOIN reports ON reports.rowid = f.rowid WHERE reports_fts MATCH ? {cursor}"
+            " ORDER BY f.rowid DESC LIMIT ?",
+            (phrase, *([after] if after is not None else []), limit),
         )
 
-    async def status_counts(self) -> dict[str, int]:
-        rows = await self.db.fetch_all("SELECT status, COUNT(*) AS n FROM reports GROUP BY status")
-        return {row["status"]: int(row["n"]) for row in rows}
-
-    async def count(self, status: str) -> int:
-        row = await self.db.fetch_one(
-            "SELECT COUNT(*) AS n FROM reports WHERE status = ?", (status,)
-        )
-        return int(row["n"]) if row else 0
+    async def status_counts(self, statuses: tuple[str, ...], cap: int) -> dict[str, int]:
+        """How many cases have each status, counted up to `cap` (shown as "cap+"): a count
+        costs one index range, bounded whatever the size of the store."""
+        counts = {}
+        for status in statuses:
+            row = await self.db.fetch_one(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM reports WHERE status = ? LIMIT ?)",
+                (status, cap + 1),
+            )
+            counts[status] = int(row["n"]) if row else 0
+        return counts
 
     # alerts ---------------------------------------------------------------------------------
     async def waiting_notices(self, limit: int) -> list[aiosqlite.Row]:
