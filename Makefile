@@ -29,8 +29,9 @@ bench: $(STAMP)
 	-$(BIN)/python bench/threads.py
 	-$(BIN)/python bench/sync.py
 
+# `make demo KEEP=1` leaves the three nodes running with their consoles open, until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/python demo/run.py
+	$(BIN)/python demo/run.py $(if $(KEEP),--keep)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

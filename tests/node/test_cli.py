@@ -505,3 +505,54 @@ def test_module_refuses_a_newer_database_without_a_traceback(node: Cli, tmp_path
     assert done.returncode == 1
     assert ERROR_LINE.match(done.stderr), done.stderr
     assert "newer than this program" in done.stderr
+
+
+# users, paging, references ------------------------------------------------------------------
+def test_users_add_list_disable_reset(node: Cli) -> None:
+    made = node.ok("users", "add", "alice", "--role", "analyst", "--totp", "--json").json()
+    assert made["name"] == "alice"
+    assert len(made["password"]) >= 20
+    assert made["totp_uri"].startswith("otpauth://totp/")
+    listed = node.ok("users", "list", "--json").json()
+    assert [(u["name"], u["role"], u["state"], u["totp"]) for u in listed] == [
+        ("alice", "analyst", "active", True)
+    ]
+    assert made["password"] not in node.ok("users", "list").out
+    assert "exists" in node.fails("users", "add", "alice", "--role", "reviewer")
+    assert "user name" in node.fails("users", "add", "Bad Name", "--role", "analyst")
+    node.ok("users", "disable", "alice")
+    assert node.ok("users", "list", "--json").json()[0]["state"] == "disabled"
+    assert "already disabled" in node.fails("users", "disable", "alice")
+    again = node.ok("users", "reset", "alice", "--json").json()
+    assert again["password"] != made["password"]
+    assert again["totp_secret"] not in (None, made["totp_secret"])
+    assert node.ok("users", "list", "--json").json()[0]["state"] == "active"
+    assert "no user named" in node.fails("users", "reset", "bob")
+
+
+def test_reports_list_pages_through_every_case(node: Cli) -> None:
+    submitted = [
+        node.ok("reports", "submit", f"https://fr.example/p/{n}", "--no-trace").out.strip()
+        for n in range(7)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        args = ["reports", "list", "--limit", "3", "--json"]
+        page = node.ok(*args, *(["--after", cursor] if cursor else [])).json()
+        seen += [r["id"] for r in page["reports"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(submitted)
+    assert len(seen) == len(set(seen)) == 7
+    assert "more: --after" in node.ok("reports", "list", "--limit", "3").out
+    assert "cursor" in node.fails("reports", "list", "--after", "yesterday")
+
+
+def test_reports_show_opens_a_case_by_any_reference(node: Cli) -> None:
+    report_id = node.ok("reports", "submit", "https://fr.example/r", "--no-trace").out.strip()
+    local_ref = node.ok("reports", "show", report_id, "--json").json()["local_ref"]
+    for ref in (report_id[-8:], report_id[-8:].upper(), local_ref):
+        assert node.ok("reports", "show", ref, "--json").json()["id"] == report_id
+    assert "nor with that public reference" in node.fails("reports", "show", "zzzzzzzz")
