@@ -1,4 +1,4 @@
-"""The console over real HTTP on 127.0.0.1: sign-in, guards, queue, search, the case page, four-eyes."""
+"""The console over real HTTP on 127.0.0.1: sign-in, guards, queue, search, case page, review."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ async def test_pages_need_a_session_and_carry_strict_headers(console: Console) -
     response, text = await browser.get("/console/queue")
     assert response.status == 200
     csp = response.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
     assert "default-src 'none'" in csp
-    assert "<script>" not in text and " style=" not in text
+    assert "<script>" not in text
+    assert " style=" not in text
     assert re.search(r'<script src="/console/static/console.js"', text)
 
 
@@ -49,13 +51,16 @@ async def test_sign_in_cookie_flags_totp_and_audit(console: Console) -> None:
     assert response.status == 401
     assert "wrong name or password" in text
     await browser.get("/console/sign-in")
+    assert secret is not None
     code = pyotp.TOTP(secret).at(console.clock.now())
     response, _ = await browser.post(
         "/console/sign-in", {"name": "alice", "password": password, "code": code}
     )
     assert response.status == 303
     cookie = next(h for h in response.headers.getall("Set-Cookie") if h.startswith("hln_session="))
-    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
     rows = await console.node.db.fetch_all(
         "SELECT actor, event, details FROM audit_log WHERE event LIKE 'user.sign%' ORDER BY seq"
     )
@@ -71,7 +76,7 @@ async def test_sign_in_is_rate_limited(console: Console) -> None:
     statuses = []
     for _ in range(12):
         await browser.get("/console/sign-in")
-        response, text = await browser.post(
+        _response, text = await browser.post(
             "/console/sign-in", {"name": "alice", "password": "wrong", "code": "1"}
         )
         statuses.append("too many sign-in attempts" in text)
@@ -82,7 +87,7 @@ async def test_sign_in_is_rate_limited(console: Console) -> None:
 async def test_forms_without_the_csrf_token_are_refused(console: Console) -> None:
     browser = await console.browser("alice")
     report_id = await _submit(console, "https://fr.example/a.jpg")
-    response, text = await browser.post(
+    response, _text = await browser.post(
         f"/console/case/{report_id}/action", {"code": "moved"}, csrf=False
     )
     assert response.status == 403
@@ -136,7 +141,8 @@ async def test_every_kind_of_reference_opens_its_case(console: Console) -> None:
     other = await _submit(console, "https://other.example.org/z.jpg")
     for words in ("files.example.net", "x/y", "forum"):
         _, text = await browser.get(f"/console/search?q={words}")
-        assert report_id in text and other not in text, words
+        assert report_id in text, words
+        assert other not in text, words
 
 
 async def test_case_page_shows_the_url_never_as_a_link(console: Console) -> None:
@@ -150,11 +156,14 @@ async def test_case_page_shows_the_url_never_as_a_link(console: Console) -> None
     analyst = await console.browser("alice")
     _, text = await analyst.get(f"/console/case/{result.report_id}")
     assert 'href="https://fr.example/evil.jpg"' not in text
-    assert 'value="https://fr.example/evil.jpg"' in text and "readonly" in text
-    assert "a child in a picture" in text and "me@example.org" in text
+    assert 'value="https://fr.example/evil.jpg"' in text
+    assert "readonly" in text
+    assert "a child in a picture" in text
+    assert "me@example.org" in text
     operator = await console.browser("olga")
     _, text = await operator.get(f"/console/case/{result.report_id}")
-    assert "a child in a picture" not in text and "me@example.org" not in text
+    assert "a child in a picture" not in text
+    assert "me@example.org" not in text
 
 
 async def test_four_eyes_review_from_the_console(console: Console) -> None:
@@ -165,9 +174,11 @@ async def test_four_eyes_review_from_the_console(console: Console) -> None:
         f"/console/case/{report_id}/assess",
         {"verdict": "baseline", "category": "csam", "legal_basis": "Art. 227-23"},
     )
-    assert response.status == 303 and "review-requested" in response.headers["Location"]
+    assert response.status == 303
+    assert "review-requested" in response.headers["Location"]
     case = await console.node.cases.show(report_id)
-    assert case["status"] == "new" and case["routing"]["decision"] is None
+    assert case["status"] == "new"
+    assert case["routing"]["decision"] is None
     # The analyst cannot confirm her own verdict (not a reviewer).
     response, _ = await alice.post(f"/console/case/{report_id}/review", {"decision": "confirm"})
     assert response.status == 403
@@ -235,7 +246,8 @@ async def test_operator_pages_and_roles(console: Console) -> None:
     head = re.search(r"<code>([0-9a-f]{64})</code>", text)
     assert head is not None
     response, text = await olga.post("/console/users/add", {"name": "nina", "role": "analyst"})
-    assert response.status == 200 and "nina" in text
+    assert response.status == 200
+    assert "nina" in text
     users = {u["name"]: u for u in await console.node.users.list_users()}
     assert users["nina"]["role"] == "analyst"
 
@@ -251,3 +263,29 @@ async def test_full_text_index_follows_the_notes_purge(console: Console) -> None
     with sqlite3.connect(console.node.data_dir.database) as db:
         db.execute("UPDATE reports SET notes = NULL WHERE id = ?", (report_id,))
     assert await console.node.console_context().reads.search("secret", after=None, limit=5) == []
+
+
+async def test_the_api_pages_without_a_cap_and_opens_any_reference(console: Console) -> None:
+    token = await console.node.tokens.create("analyst", "script")
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = []
+    for n in range(5):
+        ids.append(await _submit(console, f"https://fr.example/api/{n}"))
+        console.clock.advance(timedelta(seconds=1))
+    seen: list[str] = []
+    after = None
+    while True:
+        params = {"limit": "2", **({"after": after} if after else {})}
+        response = await console.client.get("/api/v1/reports", params=params, headers=headers)
+        assert response.status == 200
+        body = await response.json()
+        seen += [r["id"] for r in body["reports"]]
+        after = body["next"]
+        if after is None:
+            break
+    assert seen == list(reversed(ids))
+    case = await console.node.cases.show(ids[0])
+    for ref in (ids[0][-8:], case["local_ref"]):
+        response = await console.client.get(f"/api/v1/reports/{ref}", headers=headers)
+        assert response.status == 200
+        assert (await response.json())["id"] == ids[0]
