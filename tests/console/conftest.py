@@ -42,6 +42,8 @@ def _data_dir(root: Path, clock: ManualClock, dns: ZoneDnsServer, **console: Any
         extra={
             "jurisdiction": {"dns_server": dns.nameserver, "dns_timeout_seconds": 1.0},
             "console": {"four_eyes": ["csam"], "totp_required": True, **console},
+            # Host notices for csam wait a day for the police (shown as held on the case page).
+            "notices": {"lea_first_hours": {"csam": 24}},
         },
     )
 

@@ -289,3 +289,22 @@ async def test_the_api_pages_without_a_cap_and_opens_any_reference(console: Cons
         response = await console.client.get(f"/api/v1/reports/{ref}", headers=headers)
         assert response.status == 200
         assert (await response.json())["id"] == ids[0]
+
+
+async def test_a_held_host_notice_shows_until_when_and_charts_are_svg(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/held.jpg")
+    await console.node.trace_pending()
+    await console.node.reviews.assess(
+        report_id, verdict="national", category="csam", legal_basis=None, actor="alice"
+    )
+    case = await console.node.cases.show(report_id)
+    assert case["routing"]["decision"] == "domestic"
+    alice = await console.browser("alice")
+    _, text = await alice.get(f"/console/case/{report_id}")
+    held_until = "2026-11-30T09:00:00Z"  # queued at START, plus the 24 hours of the hold
+    assert f"held for law enforcement until {held_until}" in text
+    _, text = await alice.get("/console/queue")
+    assert f"held for law enforcement until {held_until}" in text
+    _, text = await alice.get("/console/stats")
+    assert text.count('<svg class="chart"') >= 3
+    assert 'aria-label="By category"' in text
