@@ -42,7 +42,7 @@ def columns(rows: list[tuple[str, float]], *, title: str) -> Markup:
         return Markup("")
     width, height, bottom = 560, 200, 30
     top = max(value for _, value in rows) or 1
-    step = (width - 20) / len(rows)
+    step = min((width - 20) / len(rows), 40.0)  # a few weeks do not make giant columns
     every = max(1, len(rows) // 6)
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}"'

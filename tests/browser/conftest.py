@@ -122,8 +122,11 @@ def site(
         finally:
             fr.stop()
             de.stop()
+    # Printed past pytest's capture, so that a passing run says where the screenshots are.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"console screenshots: {site.shots}")
-        for page in site.pages:
-            reporter.write_line(f"  {page}")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nconsole screenshots ({len(site.pages)}): {site.shots}")
+            for page in site.pages:
+                reporter.write_line(f"  {page}")
