@@ -124,8 +124,9 @@ class ConsoleStore:
         return list(merged)[:limit]
 
     async def search(self, query: str, *, after: int | None, limit: int) -> list[aiosqlite.Row]:
-        """Cases whose URL, host, references or notes hold the words of `query` in order (the
-        last word as a prefix), newest first; `after` is the `rid` of the last row shown.
+        """Cases whose URL, host, references or notes hold the words of `query` in order, newest
+        first; `after` is the `rid` of the last row shown. A trailing `*` makes the last word a
+        prefix (costly for a short prefix in a large store, so only when asked).
 
         FTS5 walks its index in rowid order, so a page costs the same for a word found in ten
         cases or in a million (ranking would score every match first).
@@ -134,7 +135,7 @@ class ConsoleStore:
         if not words:
             return []
         # One quoted phrase: whatever a person types is never read as FTS5 query syntax.
-        phrase = '"' + " ".join(words) + '"*'
+        phrase = '"' + " ".join(words) + '"' + ("*" if query.rstrip().endswith("*") else "")
         cursor = "AND f.rowid < ?" if after is not None else ""
         return await self.db.fetch_all(
             f"SELECT {LIST_COLUMNS}, f.rowid AS rid FROM reports_fts f"  # noqa: S608

@@ -16,8 +16,10 @@ class ReviewStore:
 
     async def waiting(self, limit: int) -> list[aiosqlite.Row]:
         return await self.db.fetch_all(
-            "SELECT v.*, r.url, r.received_at FROM reviews v JOIN reports r ON r.id = v.report_id"
-            " ORDER BY v.requested_at LIMIT ?",
+            # CROSS JOIN keeps the (few) reviews as the outer loop: with a plain JOIN the planner
+            # may walk a million cases looking for them.
+            "SELECT v.*, r.url, r.received_at FROM reviews v CROSS JOIN reports r"
+            " ON r.id = v.report_id ORDER BY v.requested_at LIMIT ?",
             (limit,),
         )
 
