@@ -79,6 +79,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "POST" and (request.content_length or 0) > MAX_FORM_BYTES:
+        raise PayloadTooLarge("form too large")
     if request.path.startswith(PUBLIC_PATHS):
         return await handler(request)
     ctx = console(request)
@@ -92,8 +94,6 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         raise web.HTTPSeeOther("/console/sign-in")
     request[SESSION_KEY] = session
     if request.method == "POST":
-        if (request.content_length or 0) > MAX_FORM_BYTES:
-            raise PayloadTooLarge("form too large")
         form = await request.post()
         check_csrf(session.csrf, form)
     return await handler(request)
