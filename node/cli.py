@@ -679,9 +679,7 @@ async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
 async def cmd_reports_clear(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         report_id = await node.cases.resolve_one(args.id)
-        waiting = await node.cases.clear_for_host(
-            report_id, reason=args.reason, actor=_actor(args)
-        )
+        waiting = await node.cases.clear_for_host(report_id, reason=args.reason, actor=_actor(args))
         _print(
             args,
             {"id": report_id, "cleared": True, "released": waiting},
@@ -736,7 +734,7 @@ async def cmd_channels_test(args: argparse.Namespace) -> int:
 
 async def cmd_channels_requeue(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        count = await node.dispatcher.requeue_dead(args.name, "cli")
+        count = await node.dispatcher.requeue_dead(args.name, _actor(args))
         _print(
             args,
             {"channel": args.name, "requeued": count},

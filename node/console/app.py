@@ -77,6 +77,7 @@ def make_console(ctx: ConsoleContext) -> web.Application:
     r.add_post("/peers/{id}/{what}", operator.peer_form)
     r.add_get("/channels", operator.channels_page)
     r.add_post("/channels/{name}/test", operator.channel_test)
+    r.add_post("/channels/{name}/requeue", operator.channel_requeue)
     r.add_get("/users", operator.users_page)
     r.add_post("/users/{what}", operator.users_form)
     r.add_get("/audit", operator.audit_page)

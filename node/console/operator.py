@@ -111,6 +111,12 @@ async def channel_test(request: web.Request) -> web.Response:
     raise _done("/console/channels", f"channel-test-{state}")
 
 
+async def channel_requeue(request: web.Request) -> web.Response:
+    who = person(request, *OPERATOR)
+    await console(request).dispatcher.requeue_dead(request.match_info["name"], who.name)
+    raise _done("/console/channels", "channel-requeued")
+
+
 async def users_page(request: web.Request) -> web.Response:
     person(request, *OPERATOR)
     ctx = console(request)

@@ -308,3 +308,37 @@ async def test_a_held_host_notice_shows_until_when_and_charts_are_svg(console: C
     _, text = await alice.get("/console/stats")
     assert text.count('<svg class="chart"') >= 3
     assert 'aria-label="By category"' in text
+
+
+async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/dead.jpg")
+    await console.node.trace_pending()
+    await console.node.reviews.assess(
+        report_id, verdict="national", category="hate", legal_basis=None, actor="alice"
+    )
+    # What the dispatcher leaves when a channel refuses for good (see test_channels).
+    with sqlite3.connect(console.node.data_dir.database) as db:
+        died = db.execute(
+            "UPDATE channel_outbox SET state = 'dead', attempts = 5, last_error = 'refused',"
+            " sent_via = 'pharos' WHERE report_id = ? AND channel = 'law_enforcement'",
+            (report_id,),
+        ).rowcount
+    assert died == 1
+    olga = await console.browser("olga")
+    _, text = await olga.get("/console/channels")
+    assert 'action="/console/channels/pharos/requeue"' in text
+    response, _ = await olga.post("/console/channels/pharos/requeue", {})
+    assert response.status == 303
+    rows = await console.node.db.fetch_all(
+        "SELECT state, attempts, last_error FROM channel_outbox WHERE report_id = ? AND"
+        " channel = 'law_enforcement'",
+        (report_id,),
+    )
+    assert [tuple(r) for r in rows] == [("pending", 0, None)]
+    audited = await console.node.db.fetch_one(
+        "SELECT actor, details FROM audit_log WHERE event = 'channel.requeued'"
+    )
+    assert audited is not None
+    assert audited["actor"] == "olga"
+    response, _ = await olga.post("/console/channels/nowhere/requeue", {})
+    assert response.status == 404

@@ -556,3 +556,7 @@ def test_reports_show_opens_a_case_by_any_reference(node: Cli) -> None:
     for ref in (report_id[-8:], report_id[-8:].upper(), local_ref):
         assert node.ok("reports", "show", ref, "--json").json()["id"] == report_id
     assert "nor with that public reference" in node.fails("reports", "show", "zzzzzzzz")
+
+
+def test_channels_requeue_names_an_unknown_channel(node: Cli) -> None:
+    assert "no channel 'pharos'" in node.fails("channels", "requeue", "pharos")
