@@ -171,6 +171,7 @@ def measure(
         urllib.request.build_opener(NoRedirect).open(request)
     except urllib.error.HTTPError as exc:
         set_cookie = exc.headers.get_all("Set-Cookie") or []
+        exc.close()
     session = next(c.split(";")[0] for c in set_cookie if c.startswith("hln_session="))
     headers = {"Cookie": session}
 
