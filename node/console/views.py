@@ -179,10 +179,9 @@ async def queue(request: web.Request) -> web.Response:
     rows = await ctx.reads.page(
         filters, after=request.query.get("after"), limit=PAGE + 1, oldest_first=True
     )
-    hours: dict[str, int] = {str(k): v for k, v in ctx.config.notices.lea_first_hours.items()}
     notices = []
     for row in await ctx.reads.waiting_notices(20):
-        limit = hours.get(row["category"] or "")
+        limit = ctx.dispatcher.hold_hours(row["category"])
         held_until = (
             iso(parse_iso(row["created_at"]) + timedelta(hours=limit))
             if limit and row["lea_cleared_at"] is None
@@ -276,26 +275,6 @@ async def search(request: web.Request) -> web.Response:
 
 
 # the case page ----------------------------------------------------------------------------
-def _deliveries(case: dict[str, Any], hours: dict[str, int], cleared: bool) -> list[dict[str, Any]]:
-    out = []
-    limit = hours.get(case["assessment"]["category"] or "")
-    for item in case["routing"]["queued"]:
-        entry = dict(item)
-        entry["held_until"] = None
-        if (
-            item["kind"] == "channel"
-            and item["name"] == "host_notice"
-            and item["state"] == "pending"
-            and item["record_type"] == "report"
-            and limit
-            and not cleared
-            and item.get("created_at")
-        ):
-            entry["held_until"] = iso(parse_iso(item["created_at"]) + timedelta(hours=limit))
-        out.append(entry)
-    return out
-
-
 async def case_page(request: web.Request) -> web.Response:
     who = person(request, *STAFF)
     ctx = console(request)
@@ -306,13 +285,6 @@ async def case_page(request: web.Request) -> web.Response:
     case = await ctx.cases.show(report_id)
     row = await ctx.cases.store.get(report_id)
     assert row is not None
-    created = {
-        q["seq"]: q for q in await ctx.reads.channel_rows(report_id)
-    }  # created_at per channel row
-    for item in case["routing"]["queued"]:
-        if item["kind"] == "channel" and item["seq"] in created:
-            item["created_at"] = created[item["seq"]]["created_at"]
-    hours: dict[str, int] = {str(k): v for k, v in ctx.config.notices.lea_first_hours.items()}
     audit_rows = await ctx.reads.audit_for(report_id)
     return render(
         request,
@@ -324,7 +296,8 @@ async def case_page(request: web.Request) -> web.Response:
             "reporter": {"description": row["description"], "contact": row["contact"]}
             if who.role in ANALYSTS
             else None,
-            "deliveries": _deliveries(case, hours, row["lea_cleared_at"] is not None),
+            # CaseService.show marks a host notice held for the police, with until when.
+            "deliveries": case["routing"]["queued"],
             "lea_cleared_at": row["lea_cleared_at"],
             "review": await ctx.reviews.pending(report_id),
             "four_eyes": ctx.reviews.needs_review,

@@ -210,11 +210,6 @@ class ConsoleStore:
             (subject, limit),
         )
 
-    async def channel_rows(self, report_id: str) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
-            "SELECT id AS seq, created_at FROM channel_outbox WHERE report_id = ?", (report_id,)
-        )
-
     # statistics ------------------------------------------------------------------------------
     async def per_week(self, since: str) -> list[tuple[str, int]]:
         """Reports received per ISO-like week (Monday first) since `since`."""

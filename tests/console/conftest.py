@@ -44,13 +44,19 @@ def _data_dir(root: Path, clock: ManualClock, dns: ZoneDnsServer, **console: Any
             "console": {"four_eyes": ["csam"], "totp_required": True, **console},
             # Host notices for csam wait a day for the police (shown as held on the case page).
             "notices": {"lea_first_hours": {"csam": 24}},
-            # A police webhook nobody listens to (deliveries run only in `serve`).
+            # A police webhook and a host mailer nobody listens to (deliveries run in `serve`).
             "channels": {
                 "pharos": {
                     "kind": "webhook",
                     "roles": ["law_enforcement"],
                     "url": "http://127.0.0.1:9/referrals",
-                }
+                },
+                "hosts": {
+                    "kind": "email",
+                    "roles": ["host_notice"],
+                    "smtp_port": 9,
+                    "from_address": "signalements@hotline.example",
+                },
             },
         },
     )
