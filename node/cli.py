@@ -1203,16 +1203,21 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sub", required=True
     )
     p = command(users, "add", cmd_users_add, "a new person; prints their first password once")
-    p.add_argument("name")
-    p.add_argument("--role", required=True, choices=["analyst", "reviewer", "operator"])
+    p.add_argument("name", help="lower-case login name, e.g. alice")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=["analyst", "reviewer", "operator"],
+        help="analyst: cases; reviewer: also confirms baseline verdicts; operator: the node",
+    )
     p.add_argument("--totp", action="store_true", help="also a second factor (TOTP)")
     command(users, "list", cmd_users_list, "people with role and state (never a secret)")
     p = command(users, "disable", cmd_users_disable, "refuse a person from now on; signs them out")
-    p.add_argument("name")
+    p.add_argument("name", help="the person's login name (see users list)")
     p = command(
         users, "reset", cmd_users_reset, "a new password (and TOTP secret); enables and signs out"
     )
-    p.add_argument("name")
+    p.add_argument("name", help="the person's login name (see users list)")
     p.add_argument("--totp", action="store_true", help="add a second factor if there is none")
 
     channels = sub.add_parser("channels", help="national channels").add_subparsers(
