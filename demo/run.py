@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.cluster import NodeProcess, wait_for
+from tests.support.cluster import NodeProcess, cli_json, wait_for
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.rdap_server import RdapStub, ip_network
 from tests.support.sinks import SmtpSink, WebhookSink
@@ -108,7 +108,23 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         say("  " + "  ".join(str(row.get(c, "") or "-").ljust(widths[c]) for c in columns))
 
 
-def main() -> int:
+def open_consoles(nodes: list[NodeProcess]) -> None:
+    """`make demo KEEP=1`: people on each node, and their consoles, until Ctrl-C."""
+    step("8. The consoles stay open: sign in with these (Ctrl-C stops everything)")
+    for node in nodes:
+        for name, role in (("ana", "analyst"), ("rev", "reviewer"), ("ops", "operator")):
+            person = cli_json(node.root, "users", "add", name, "--role", role)
+            say(f"  {node.url}/console/   {name:<4} ({role:<8}) password {person['password']}")
+    say("\n  open a URL above in a browser on this machine; the pages need no JavaScript")
+    try:
+        while all(node.process is not None and node.process.poll() is None for node in nodes):
+            time.sleep(1)
+        say("  a node stopped; stopping the others")
+    except KeyboardInterrupt:
+        say("")
+
+
+def main(keep: bool = False) -> int:
     started = time.monotonic()
     nodes: list[NodeProcess] = []
     receivers = LoopThread()
@@ -259,8 +275,10 @@ def main() -> int:
                     }
                 )
             table(rows, ["case", "status", "decision", "countries", "queued"])
+            if keep:
+                open_consoles(nodes)
         finally:
-            step("8. Stopping every node and receiver")
+            step("Stopping every node and receiver")
             for node in nodes:
                 code = node.stop()
                 say(f"  {node.node_id} stopped (exit {code})")
@@ -273,4 +291,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(keep="--keep" in sys.argv[1:]))

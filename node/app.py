@@ -33,6 +33,8 @@ from node.channels.dispatcher import Dispatcher
 from node.channels.notices import NoticeParty, language_for
 from node.clock import Clock
 from node.config import NodeConfig, load_config
+from node.console.app import make_console
+from node.console.context import ConsoleContext
 from node.control import CommandRunner, ControlServer, socket_path
 from node.datadir import DataDir, loose_modes
 from node.errors import ConfigError
@@ -44,9 +46,12 @@ from node.federation.registry import PeerRegistry
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
+from node.review import ReviewService
 from node.store import audit
+from node.store.console import ConsoleStore
 from node.store.db import Database
 from node.tokens import TokenService
+from node.users import UserService
 from peers.client import PeerClient, authority
 
 log = logging.getLogger("hotline.node")
@@ -82,6 +87,8 @@ class Node:
     admin: PeerAdmin
     dispatcher: Dispatcher
     jobs: Jobs
+    users: UserService
+    reviews: ReviewService
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -124,6 +131,7 @@ class Node:
             hotline_name=self.config.notices.notifier_name or self.config.node_id,
             retention_days=self.config.retention.personal_data_days,
             form_language=language_for(self.config.country),
+            reviews=self.reviews,
         )
 
     def federation_context(self) -> FederationContext:
@@ -141,12 +149,37 @@ class Node:
     def admin_context(self) -> AdminContext:
         return AdminContext(admin=self.admin, registry=self.registry, dispatcher=self.dispatcher)
 
+    def console_context(self) -> ConsoleContext:
+        from node import stats
+
+        async def collect() -> dict[str, Any]:
+            return await stats.collect(self.db, node_id=self.config.node_id)
+
+        return ConsoleContext(
+            config=self.config,
+            clock=self.clock,
+            db=self.db,
+            users=self.users,
+            cases=self.cases,
+            reviews=self.reviews,
+            reads=ConsoleStore(self.db),
+            registry=self.registry,
+            admin=self.admin,
+            dispatcher=self.dispatcher,
+            tokens=self.tokens,
+            sign_in_limiter=RateLimiter(self.clock, self.config.console.sign_ins_per_minute),
+            schedule_trace=self.request_trace,
+            deliver_now=self.delivery.kick,
+            stats=collect,
+        )
+
     def make_app(self) -> web.Application:
         return make_app(
             self.api_context(),
             self.federation_context(),
             self.admin_context(),
             body_timeout=self.config.http.body_timeout_seconds,
+            console=make_console(self.console_context()),
         )
 
     async def _trace_worker(self) -> None:
@@ -350,6 +383,14 @@ async def open_node(
                 admin=admin,
                 dispatcher=dispatcher,
                 jobs=jobs,
+                users=UserService(
+                    db,
+                    clock,
+                    node_id=config.node_id,
+                    session_minutes=config.console.session_minutes,
+                    totp_required=config.console.totp_required,
+                ),
+                reviews=ReviewService(db, clock, cases, categories=list(config.console.four_eyes)),
             )
         finally:
             tracer.close()

@@ -845,12 +845,23 @@ class CaseService:
     async def list_cases(
         self, *, status: str | None = None, limit: int = 50, after: str | None = None
     ) -> list[dict[str, Any]]:
+        return (await self.list_page(status=status, limit=limit, after=after))[0]
+
+    async def list_page(
+        self, *, status: str | None = None, limit: int = 50, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, one page after the cursor; the cursor of the next page, if any."""
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
         if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000")
-        rows = await self.store.list_cases(status=status, limit=limit, after=after)
-        return [summary(row) for row in rows]
+            raise InvalidInput("limit must be between 1 and 1000 (page on with --after)")
+        if after is not None and "|" not in after:
+            raise InvalidInput(f"after must be a cursor from a previous page (got {after!r})")
+        rows = await self.store.list_cases(status=status, limit=limit + 1, after=after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = f"{rows[-1]['received_at']}|{rows[-1]['id']}" if more else None
+        return [summary(row) for row in rows], cursor
 
     async def resolve(self, ref: str) -> list[str]:
         """The case(s) a REF names: an id, the public 8-character reference, a notice's own

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import re
@@ -51,6 +52,25 @@ class UsageError(Exception):
     """A command line that cannot work (checked before anything is touched)."""
 
 
+def os_user() -> str:
+    """The operating-system user running the command (the audit log's name without --as)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry: the uid at least
+        return f"uid{os.getuid()}"
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """Who the audit log names for this command: --as NAME, else the operating-system user."""
+    given: str | None = getattr(args, "as_name", None)
+    if given is None:
+        return os_user()
+    name = given.strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        raise UsageError("--as needs a name of 1-64 printable characters")
+    return name
+
+
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     if getattr(args, "json", False):
         emit_json(data)
@@ -85,7 +105,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
             audit.append(
                 conn,
                 at=clock.now(),
-                actor="cli",
+                actor=_actor(args),
                 event="node.initialised",
                 subject=config.node_id,
                 # open_node checks the country against this: peers pinned it.
@@ -186,7 +206,7 @@ def _runner_for(node: Node) -> CommandRunner:
 
 async def cmd_tokens_create(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        token = await node.tokens.create(args.role, args.name)
+        token = await node.tokens.create(args.role, args.name, actor=_actor(args))
         _print(args, {"token": token, "role": args.role, "name": args.name}, token)
         if not args.json:
             print("store it now: it is shown only once", file=sys.stderr)
@@ -206,7 +226,7 @@ async def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 async def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        await node.tokens.revoke(args.id)
+        await node.tokens.revoke(args.id, actor=_actor(args))
         _print(args, {"id": args.id, "revoked": True}, f"revoked token {args.id}")
         return 0
 
@@ -266,12 +286,14 @@ async def cmd_keys_show(args: argparse.Namespace) -> int:
     return await with_node(args, run)
 
 
-async def _audit_keys(node: Node, event: str, details: dict[str, Any]) -> None:
+async def _audit_keys(
+    node: Node, event: str, details: dict[str, Any], args: argparse.Namespace
+) -> None:
     def transaction(conn: Tx) -> None:
         audit.append(
             conn,
             at=node.clock.now(),
-            actor="cli",
+            actor=_actor(args),
             event=event,
             subject=node.config.node_id,
             details=details,
@@ -283,7 +305,7 @@ async def _audit_keys(node: Node, event: str, details: dict[str, Any]) -> None:
 async def cmd_keys_rotate(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         node.keyring.rotate(node.clock.now())
-        await _audit_keys(node, "keys.rotated", {})
+        await _audit_keys(node, "keys.rotated", {}, args)
         rows = _key_rows(node)
         _print(
             args,
@@ -312,7 +334,7 @@ async def cmd_keys_document(args: argparse.Namespace) -> int:
 async def cmd_keys_revoke(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         node.keyring.revoke(args.kid, node.clock.now())
-        await _audit_keys(node, "keys.revoked", {"kid": args.kid})
+        await _audit_keys(node, "keys.revoked", {"kid": args.kid}, args)
         _print(args, {"revoked": args.kid, "keys": _key_rows(node)}, f"revoked {args.kid}")
         return 0
 
@@ -357,7 +379,7 @@ def _case_text(case: dict[str, Any]) -> str:
 async def cmd_reports_submit(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         result = await node.cases.submit(
-            args.url, actor="cli", category=args.category, note=args.note, tlp=args.tlp
+            args.url, actor=_actor(args), category=args.category, note=args.note, tlp=args.tlp
         )
         if not args.no_trace and not result.duplicate:
             await node.trace_pending()
@@ -380,15 +402,23 @@ async def cmd_reports_submit(args: argparse.Namespace) -> int:
 async def cmd_reports_assess(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         args.id = await node.cases.resolve_one(args.id)
-        await node.cases.assess(
+        done = await node.reviews.assess(
             args.id,
             verdict=args.verdict,
             category=args.category,
             legal_basis=args.legal_basis,
-            actor="cli",
+            actor=_actor(args),
         )
         case = await node.cases.show(args.id)
+        if done.pending_review:
+            case["review"] = await node.reviews.pending(args.id)
         _print(args, case, _case_text(case))
+        if done.pending_review and not args.json:
+            print(
+                f"{args.category} baseline verdicts need a second person: it routes once a"
+                f" reviewer runs `hotline-node reports review {args.id} --confirm`",
+                file=sys.stderr,
+            )
         return 0
 
     return await with_node(args, run)
@@ -398,7 +428,7 @@ async def cmd_reports_action(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         args.id = await node.cases.resolve_one(args.id)
         action_id = await node.cases.record_action(
-            args.id, code=args.code, reason=args.reason, actor="cli"
+            args.id, code=args.code, reason=args.reason, actor=_actor(args)
         )
         _print(args, {"id": action_id}, f"recorded {args.code} ({action_id})")
         return 0
@@ -410,7 +440,7 @@ async def cmd_reports_override(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         args.id = await node.cases.resolve_one(args.id)
         await node.cases.override_jurisdiction(
-            args.id, country=args.country, reason=args.reason, actor="cli"
+            args.id, country=args.country, reason=args.reason, actor=_actor(args)
         )
         case = await node.cases.show(args.id)
         _print(args, case, _case_text(case))
@@ -421,13 +451,14 @@ async def cmd_reports_override(args: argparse.Namespace) -> int:
 
 async def cmd_reports_list(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        rows = await node.cases.list_cases(status=args.status, limit=args.limit)
+        rows, cursor = await node.cases.list_page(
+            status=args.status, limit=args.limit, after=args.after
+        )
         _print(
             args,
-            rows,
-            table(
-                rows, ["id", "status", "verdict", "category", "received_at", "duplicates", "url"]
-            ),
+            {"reports": rows, "next": cursor},
+            table(rows, ["id", "status", "verdict", "category", "received_at", "duplicates", "url"])
+            + (f"\nmore: --after '{cursor}'" if cursor else ""),
         )
         return 0
 
@@ -448,6 +479,86 @@ async def cmd_reports_show(args: argparse.Namespace) -> int:
             {"reference": args.id, "reports": cases},
             f"notice {args.id} is about {len(cases)} cases\n\n"
             + "\n\n".join(_case_text(case) for case in cases),
+        )
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_reports_review(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        report_id = await node.cases.resolve_one(args.id)
+        if args.confirm:
+            await node.reviews.confirm(report_id, reviewer=_actor(args))
+        else:
+            await node.reviews.reject(report_id, reviewer=_actor(args), reason=args.reason)
+        case = await node.cases.show(report_id)
+        _print(args, case, _case_text(case))
+        return 0
+
+    return await with_node(args, run)
+
+
+# users -------------------------------------------------------------------------------------
+def _secret_text(name: str, secret: Any) -> str:
+    lines = [f"password for {name}: {secret.password}"]
+    if secret.totp_uri:
+        lines.append(f"TOTP secret: {secret.totp_secret}")
+        lines.append(f"TOTP URI (for an authenticator app): {secret.totp_uri}")
+    return "\n".join(lines)
+
+
+async def cmd_users_add(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        secret = await node.users.add(args.name, args.role, totp=args.totp, actor=_actor(args))
+        _print(
+            args,
+            {
+                "name": args.name,
+                "role": args.role,
+                "password": secret.password,
+                "totp_secret": secret.totp_secret,
+                "totp_uri": secret.totp_uri,
+            },
+            _secret_text(args.name, secret),
+        )
+        if not args.json:
+            print("give it to them now: it is shown only once", file=sys.stderr)
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_users_list(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        rows = await node.users.list_users()
+        _print(args, rows, table(rows, ["name", "role", "state", "totp", "created_at"]))
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_users_disable(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        await node.users.disable(args.name, actor=_actor(args))
+        _print(args, {"name": args.name, "disabled": True}, f"disabled {args.name}")
+        return 0
+
+    return await with_node(args, run)
+
+
+async def cmd_users_reset(args: argparse.Namespace) -> int:
+    async def run(node: Node) -> int:
+        secret = await node.users.reset(args.name, totp=args.totp, actor=_actor(args))
+        _print(
+            args,
+            {
+                "name": args.name,
+                "password": secret.password,
+                "totp_secret": secret.totp_secret,
+                "totp_uri": secret.totp_uri,
+            },
+            _secret_text(args.name, secret),
         )
         return 0
 
@@ -528,7 +639,7 @@ async def cmd_reports_import(args: argparse.Namespace) -> int:
                 done=position,
                 at=iso(node.clock.now()),
             )
-            for result in await node.cases.import_batch(batch, actor="import", also=advance):
+            for result in await node.cases.import_batch(batch, actor=_actor(args), also=advance):
                 summary["duplicates"] += result.duplicate
                 summary["imported"] += not result.duplicate
             if progress is not None:
@@ -552,7 +663,7 @@ async def cmd_reports_import(args: argparse.Namespace) -> int:
 async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         args.id = await node.cases.resolve_one(args.id)
-        peers = await node.cases.withdraw(args.id, reason=args.reason, actor="cli")
+        peers = await node.cases.withdraw(args.id, reason=args.reason, actor=_actor(args))
         if peers:
             await _push_now(node, peers)
         _print(
@@ -568,7 +679,7 @@ async def cmd_reports_withdraw(args: argparse.Namespace) -> int:
 async def cmd_reports_clear(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         report_id = await node.cases.resolve_one(args.id)
-        waiting = await node.cases.clear_for_host(report_id, reason=args.reason, actor="cli")
+        waiting = await node.cases.clear_for_host(report_id, reason=args.reason, actor=_actor(args))
         _print(
             args,
             {"id": report_id, "cleared": True, "released": waiting},
@@ -623,7 +734,7 @@ async def cmd_channels_test(args: argparse.Namespace) -> int:
 
 async def cmd_channels_requeue(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        count = await node.dispatcher.requeue_dead(args.name, "cli")
+        count = await node.dispatcher.requeue_dead(args.name, _actor(args))
         _print(
             args,
             {"channel": args.name, "requeued": count},
@@ -671,7 +782,7 @@ async def cmd_peers_add(args: argparse.Namespace) -> int:
             categories=_categories(args.categories),
             max_tlp=args.max_tlp,
             key_document=document,
-            actor="cli",
+            actor=_actor(args),
         )
         _print(
             args,
@@ -709,7 +820,7 @@ async def cmd_peers_show(args: argparse.Namespace) -> int:
 def _peer_status(status: str) -> Command:
     async def command(args: argparse.Namespace) -> int:
         async def run(node: Node) -> int:
-            peer = await node.admin.set_status(args.id, status, "cli")
+            peer = await node.admin.set_status(args.id, status, _actor(args))
             _print(args, peer, f"{args.id}: {peer['status']}")
             return 0
 
@@ -720,7 +831,7 @@ def _peer_status(status: str) -> Command:
 
 async def cmd_peers_requeue(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        count = await node.registry.requeue_dead(args.id, "cli")
+        count = await node.registry.requeue_dead(args.id, _actor(args))
         _print(
             args,
             {"node_id": args.id, "requeued": count},
@@ -739,7 +850,7 @@ async def cmd_peers_policy(args: argparse.Namespace) -> int:
             categories=_categories(args.categories),
             max_tlp=args.max_tlp,
             pull_only=pull,
-            actor="cli",
+            actor=_actor(args),
         )
         _print(
             args,
@@ -892,6 +1003,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=json_help)
+    common.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        help="who the audit log names for what this command changes (default: your OS user)",
+    )
     parser = argparse.ArgumentParser(
         prog="hotline-node",
         description="Federated exchange node for internet hotlines.",
@@ -1028,9 +1145,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="only cases in this status: new, assessed, routed, manual, closed, withdrawn,"
         " received",
     )
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--limit", type=int, default=50, help="cases per page, 1-1000 (default 50)")
+    p.add_argument(
+        "--after", metavar="CURSOR", help="the next page: the cursor the previous page ended with"
+    )
     p = command(reports, "show", cmd_reports_show, "one case with its whole timeline")
     p.add_argument("id", help=REF_HELP)
+    p = command(
+        reports,
+        "review",
+        cmd_reports_review,
+        "four-eyes: confirm or reject another analyst's baseline verdict",
+    )
+    p.add_argument("id", help=REF_HELP)
+    decision = p.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--confirm", action="store_true", help="agree: the case routes")
+    decision.add_argument("--reject", action="store_true", help="disagree: assess it again")
+    p.add_argument("--reason", help="why the verdict is rejected (kept in the audit log)")
 
     p = command(
         reports,
@@ -1067,6 +1198,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("id", help=REF_HELP)
     p.add_argument("--reason", help="e.g. who cleared it and how")
+
+    users = sub.add_parser("users", help="people who use the console").add_subparsers(
+        dest="sub", required=True
+    )
+    p = command(users, "add", cmd_users_add, "a new person; prints their first password once")
+    p.add_argument("name", help="lower-case login name, e.g. alice")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=["analyst", "reviewer", "operator"],
+        help="analyst: cases; reviewer: also confirms baseline verdicts; operator: the node",
+    )
+    p.add_argument("--totp", action="store_true", help="also a second factor (TOTP)")
+    command(users, "list", cmd_users_list, "people with role and state (never a secret)")
+    p = command(users, "disable", cmd_users_disable, "refuse a person from now on; signs them out")
+    p.add_argument("name", help="the person's login name (see users list)")
+    p = command(
+        users, "reset", cmd_users_reset, "a new password (and TOTP secret); enables and signs out"
+    )
+    p.add_argument("name", help="the person's login name (see users list)")
+    p.add_argument("--totp", action="store_true", help="add a second factor if there is none")
 
     channels = sub.add_parser("channels", help="national channels").add_subparsers(
         dest="sub", required=True
@@ -1214,7 +1366,10 @@ async def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                 return await run_args(args)
         if await control.wait_for_socket(data_dir, lambda: locks.server_running(data_dir)):
             try:
-                return await control.send(data_dir, argv)
+                # The server runs as the node's user: the caller's own name travels with the
+                # command, so that the audit log names the person, not the service account.
+                sent = argv if args.as_name is not None else [*argv, "--as", os_user()]
+                return await control.send(data_dir, sent)
             except control.ServerGone:
                 continue
     print(

@@ -213,6 +213,20 @@ class RetentionConfig(_Section):
     personal_data_days: Annotated[int, Field(ge=1, le=36500)] = 365
 
 
+class ConsoleConfig(_Section):
+    """The web console: who may sign in how, and which verdicts need a second pair of eyes."""
+
+    # Every sign-in needs a one-time code (accounts without TOTP cannot sign in until reset).
+    totp_required: bool = False
+    session_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 480
+    # A `baseline` verdict in these categories routes only once a reviewer confirms it.
+    four_eyes: list[CategoryName] = Field(default_factory=_csam_only)
+    # Sign-in attempts per minute from one address (and to one name).
+    sign_ins_per_minute: Annotated[int, Field(ge=1, le=1000)] = 10
+    # The language of the console until a person chooses; by default from the node's country.
+    language: Literal["en", "fr"] | None = None
+
+
 class NodeConfig(_Section):
     node_id: NodeId
     country: Country
@@ -226,6 +240,7 @@ class NodeConfig(_Section):
     federation: FederationConfig = Field(default_factory=FederationConfig)
     channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
     notices: NoticesConfig = Field(default_factory=NoticesConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     @field_validator("endpoint")
     @classmethod

@@ -11,6 +11,7 @@ from aiohttp import web
 from node.api.clients import Network, client_address
 from node.api.ratelimit import RateLimiter
 from node.cases import CaseService
+from node.review import ReviewService
 from node.tokens import Principal, Role, TokenService
 
 
@@ -24,6 +25,7 @@ class ApiContext:
     key_document: Callable[[], bytes]
     max_body_bytes: int
     schedule_trace: Callable[[], None]
+    reviews: ReviewService
     # Public intake behind a reverse proxy, from the hotline's own pages, and its form.
     trusted_proxies: tuple[Network, ...] = ()
     cors_origins: frozenset[str] = frozenset()

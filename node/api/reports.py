@@ -135,15 +135,16 @@ def _limit(request: web.Request) -> int:
 
 async def list_reports(request: web.Request) -> web.Response:
     await principal(request, *STAFF)
-    items = await context(request).cases.list_cases(
-        status=request.query.get("status"), limit=_limit(request)
+    items, cursor = await context(request).cases.list_page(
+        status=request.query.get("status"), limit=_limit(request), after=request.query.get("after")
     )
-    return json_response({"reports": items})
+    return json_response({"reports": items, "next": cursor})
 
 
 async def show_report(request: web.Request) -> web.Response:
     await principal(request, *STAFF)
-    return json_response(await context(request).cases.show(request.match_info["id"]))
+    cases = context(request).cases
+    return json_response(await cases.show(await cases.resolve_one(request.match_info["id"])))
 
 
 async def assess(request: web.Request) -> web.Response:
@@ -151,14 +152,17 @@ async def assess(request: web.Request) -> web.Response:
     ctx = context(request)
     body = await read_json(request, AssessBody, ctx.max_body_bytes)
     report_id = request.match_info["id"]
-    await ctx.cases.assess(
+    done = await ctx.reviews.assess(
         report_id,
         verdict=body.verdict,
         category=body.category,
         legal_basis=body.legal_basis,
         actor=who.actor,
     )
-    return json_response(await ctx.cases.show(report_id))
+    case = await ctx.cases.show(report_id)
+    if done.pending_review:
+        case["review"] = await ctx.reviews.pending(report_id)
+    return json_response(case)
 
 
 async def record_action(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ def make_app(
     federation_ctx: FederationContext | None = None,
     admin_ctx: AdminContext | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    console: web.Application | None = None,
 ) -> web.Application:
     # client_max_size is a second cap: handlers cap bodies themselves before parsing.
     # The metrics middleware is outermost, so it counts the status problem+json turned into.
@@ -59,6 +60,8 @@ def make_app(
     if admin_ctx is not None:
         app[ADMIN] = admin_ctx
         admin.add_routes(app)
+    if console is not None:
+        app.add_subapp("/console/", console)
     return app
 
 

@@ -280,4 +280,64 @@ MIGRATIONS: list[str] = [
     CREATE INDEX reports_short_ref ON reports(substr(id, -8));
     CREATE INDEX reports_local_ref ON reports(local_ref);
     """,
+    # 8 (console): named people, their server-side sessions, four-eyes reviews, and a full-text
+    # index over what analysts search by (URL, host, references, notes).
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        totp_secret TEXT,
+        language TEXT,
+        created_at TEXT NOT NULL,
+        disabled_at TEXT,
+        password_set_at TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL REFERENCES users(name),
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_name);
+    CREATE INDEX sessions_expires ON sessions(expires_at);
+    CREATE TABLE reviews (
+        report_id TEXT PRIMARY KEY REFERENCES reports(id),
+        verdict TEXT NOT NULL,
+        category TEXT NOT NULL,
+        legal_basis TEXT,
+        analyst TEXT NOT NULL,
+        requested_at TEXT NOT NULL
+    );
+    CREATE INDEX reports_queue ON reports(status, received_at, id);
+    CREATE INDEX reports_category ON reports(category, received_at, id);
+    CREATE INDEX reports_received_id ON reports(received_at, id);
+    CREATE VIRTUAL TABLE reports_fts USING fts5(
+        url, host, refs, notes, tokenize = "unicode61 tokenchars '-_'"
+    );
+    INSERT INTO reports_fts (rowid, url, host, refs, notes)
+        SELECT rowid, url,
+            substr(substr(url, instr(url, '://') + 3),
+            1, instr(substr(url, instr(url, '://') + 3) || '/', '/') - 1),
+            substr(id, -8) || ' ' || local_ref || ' ' || id, COALESCE(notes, '')
+        FROM reports;
+    CREATE TRIGGER reports_fts_insert AFTER INSERT ON reports BEGIN
+        INSERT INTO reports_fts (rowid, url, host, refs, notes) VALUES (new.rowid, new.url,
+            substr(substr(new.url, instr(new.url, '://') + 3),
+            1, instr(substr(new.url, instr(new.url, '://') + 3) || '/', '/') - 1),
+            substr(new.id, -8) || ' ' || new.local_ref || ' ' || new.id, COALESCE(new.notes, ''));
+    END;
+    -- Reports are never deleted or vacuumed, so their rowids are stable keys for the index.
+    CREATE TRIGGER reports_fts_update AFTER UPDATE OF url, notes, local_ref ON reports BEGIN
+        UPDATE reports_fts SET url = new.url,
+            host = substr(substr(new.url, instr(new.url, '://') + 3),
+            1, instr(substr(new.url, instr(new.url, '://') + 3) || '/', '/') - 1),
+            refs = substr(new.id, -8) || ' ' || new.local_ref || ' ' || new.id,
+            notes = COALESCE(new.notes, '') WHERE rowid = new.rowid;
+    END;
+    CREATE TRIGGER reports_fts_delete AFTER DELETE ON reports BEGIN
+        DELETE FROM reports_fts WHERE rowid = old.rowid;
+    END;
+    """,
 ]

@@ -28,8 +28,10 @@ class ReportStore:
             clauses.append("status = ?")
             params.append(status)
         if after:
-            clauses.append("received_at || id < ?")
-            params.append(after)
+            # `received_at|id` of the last case shown; row values keep the index in use.
+            at, _, case_id = after.partition("|")
+            clauses.append("(received_at, id) < (?, ?)")
+            params.extend([at, case_id])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return await self.db.fetch_all(
             f"SELECT * FROM reports {where} ORDER BY received_at DESC, id DESC LIMIT ?",  # noqa: S608 - fixed clauses

@@ -363,3 +363,45 @@ def test_commands_sent_to_the_server_keep_their_errors_and_the_callers_directory
     assert verify_key_document(
         (here / "fr.json").read_bytes().strip(), pinned_fingerprint=fr.fingerprint
     )
+
+
+def test_a_command_sent_to_the_server_is_audited_under_the_callers_name(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    """The server runs as the node's user; the audit log names the person who ran the command."""
+    fr, _ = pair
+    env = {**os.environ, "LOGNAME": "carol", "USER": "carol"}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "node", *args, "--data-dir", str(fr.root), "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    report_id = json.loads(run("reports", "submit", "https://fr.example/who", "--no-trace"))["id"]
+    run("reports", "action", report_id, "--code", "moved", "--as", "dave")
+    made = json.loads(run("users", "add", "erin", "--role", "analyst"))
+    assert made["name"] == "erin"
+    # A user added on the command line can sign in to the running server's console at once.
+    with urlrequest.urlopen(fr.url + "/console/sign-in", timeout=10) as response:
+        assert response.status == 200
+    import sqlite3
+
+    with sqlite3.connect(fr.root / "node.sqlite3") as db:
+        actors = dict(
+            db.execute(
+                "SELECT event, actor FROM audit_log WHERE event IN"
+                " ('report.submitted', 'action.recorded', 'user.added')"
+            )
+        )
+    assert actors == {
+        "report.submitted": "carol",
+        "action.recorded": "dave",
+        "user.added": "carol",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import sqlite3
@@ -248,8 +249,17 @@ def test_report_lifecycle(node: Cli) -> None:
         "csam",
         "--legal-basis",
         "Art. 227-23",
+        "--as",
+        "alice",
         "--json",
     ).json()
+    # Four-eyes is on for csam by default: one analyst's baseline verdict waits for a reviewer.
+    assert assessed["status"] == "new"
+    assert assessed["review"]["analyst"] == "alice"
+    assert assessed["routing"]["decision"] is None
+    same = node.fails("reports", "review", report_id, "--confirm", "--as", "alice")
+    assert "someone other than the analyst" in same
+    assessed = node.ok("reports", "review", report_id, "--confirm", "--as", "bob", "--json").json()
     assert assessed["status"] == "routed"
     assert assessed["assessment"]["verdict"] == "baseline"
     assert assessed["assessment"]["legal_basis"] == "Art. 227-23"
@@ -274,10 +284,14 @@ def test_report_lifecycle(node: Cli) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["at"])
 
     listed = node.ok("reports", "list", "--json").json()
-    assert [(r["id"], r["status"], r["url"]) for r in listed] == [
+    assert [(r["id"], r["status"], r["url"]) for r in listed["reports"]] == [
         (report_id, "closed", "https://fr.example/a/b.jpg")
     ]
-    assert node.ok("reports", "list", "--status", "new", "--json").json() == []
+    assert listed["next"] is None
+    assert node.ok("reports", "list", "--status", "new", "--json").json() == {
+        "reports": [],
+        "next": None,
+    }
     table = node.ok("reports", "list").out
     assert report_id in table
     assert "closed" in table
@@ -290,9 +304,18 @@ def test_report_lifecycle(node: Cli) -> None:
     verified = node.ok("audit", "verify", "--json").json()
     assert verified["ok"] is True
     assert verified["first_broken"] is None
-    # init, submit, trace, assess, route, two actions
-    assert verified["entries"] == 7
-    assert "audit log intact: 7 entries" in node.ok("audit", "verify").out
+    # init, submit, trace, review requested, assess, route, review confirmed, two actions
+    assert verified["entries"] == 9
+    assert "audit log intact: 9 entries" in node.ok("audit", "verify").out
+    with sqlite3.connect(node.data_dir / "node.sqlite3") as db:
+        actors = dict(
+            db.execute("SELECT event, actor FROM audit_log WHERE event != 'report.routed'")
+        )
+    # Without --as the command line names the operating-system user, never "cli".
+    assert actors["report.submitted"] == getpass.getuser()
+    assert actors["review.requested"] == "alice"
+    assert actors["report.assessed"] == "alice (confirmed by bob)"
+    assert actors["review.confirmed"] == "bob"
 
 
 def test_submit_of_a_known_url_joins_the_case(node: Cli) -> None:
@@ -482,3 +505,58 @@ def test_module_refuses_a_newer_database_without_a_traceback(node: Cli, tmp_path
     assert done.returncode == 1
     assert ERROR_LINE.match(done.stderr), done.stderr
     assert "newer than this program" in done.stderr
+
+
+# users, paging, references ------------------------------------------------------------------
+def test_users_add_list_disable_reset(node: Cli) -> None:
+    made = node.ok("users", "add", "alice", "--role", "analyst", "--totp", "--json").json()
+    assert made["name"] == "alice"
+    assert len(made["password"]) >= 20
+    assert made["totp_uri"].startswith("otpauth://totp/")
+    listed = node.ok("users", "list", "--json").json()
+    assert [(u["name"], u["role"], u["state"], u["totp"]) for u in listed] == [
+        ("alice", "analyst", "active", True)
+    ]
+    assert made["password"] not in node.ok("users", "list").out
+    assert "exists" in node.fails("users", "add", "alice", "--role", "reviewer")
+    assert "user name" in node.fails("users", "add", "Bad Name", "--role", "analyst")
+    node.ok("users", "disable", "alice")
+    assert node.ok("users", "list", "--json").json()[0]["state"] == "disabled"
+    assert "already disabled" in node.fails("users", "disable", "alice")
+    again = node.ok("users", "reset", "alice", "--json").json()
+    assert again["password"] != made["password"]
+    assert again["totp_secret"] not in (None, made["totp_secret"])
+    assert node.ok("users", "list", "--json").json()[0]["state"] == "active"
+    assert "no user named" in node.fails("users", "reset", "bob")
+
+
+def test_reports_list_pages_through_every_case(node: Cli) -> None:
+    submitted = [
+        node.ok("reports", "submit", f"https://fr.example/p/{n}", "--no-trace").out.strip()
+        for n in range(7)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        args = ["reports", "list", "--limit", "3", "--json"]
+        page = node.ok(*args, *(["--after", cursor] if cursor else [])).json()
+        seen += [r["id"] for r in page["reports"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(submitted)
+    assert len(seen) == len(set(seen)) == 7
+    assert "more: --after" in node.ok("reports", "list", "--limit", "3").out
+    assert "cursor" in node.fails("reports", "list", "--after", "yesterday")
+
+
+def test_reports_show_opens_a_case_by_any_reference(node: Cli) -> None:
+    report_id = node.ok("reports", "submit", "https://fr.example/r", "--no-trace").out.strip()
+    local_ref = node.ok("reports", "show", report_id, "--json").json()["local_ref"]
+    for ref in (report_id[-8:], report_id[-8:].upper(), local_ref):
+        assert node.ok("reports", "show", ref, "--json").json()["id"] == report_id
+    assert "nor with that public reference" in node.fails("reports", "show", "zzzzzzzz")
+
+
+def test_channels_requeue_names_an_unknown_channel(node: Cli) -> None:
+    assert "no channel 'pharos'" in node.fails("channels", "requeue", "pharos")

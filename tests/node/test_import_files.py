@@ -35,7 +35,7 @@ def node(tmp_path: Path, dns_server: ZoneDnsServer, capsys: pytest.CaptureFixtur
 
 def imported_urls(cli: Cli) -> list[str]:
     result = cli.ok("reports", "list", "--json")
-    return sorted(row["url"] for row in result.json())
+    return sorted(row["url"] for row in result.json()["reports"])
 
 
 def test_excel_csv_utf8_with_a_bom(node: Cli, tmp_path: Path) -> None:

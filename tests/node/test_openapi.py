@@ -154,11 +154,14 @@ def test_the_document_is_well_formed() -> None:
 
 
 def routes(app: web.Application) -> set[tuple[str, str]]:
-    # aiohttp adds HEAD beside each GET; it is not a separate operation.
+    # aiohttp adds HEAD beside each GET; it is not a separate operation. The console's HTML
+    # pages and forms (a sub-application under /console/) are for browsers, not an API.
     return {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
+        if route.method != "HEAD"
+        and route.resource is not None
+        and not route.resource.canonical.startswith("/console/")
     }
 
 

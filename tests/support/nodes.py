@@ -47,6 +47,8 @@ def init_node(
         "country": country,
         "endpoint": "http://127.0.0.1:9",
         "listen": "127.0.0.1:0",
+        # Routing tests assess and expect routing at once; four-eyes review has its own tests.
+        "console": {"four_eyes": []},
     }
     for key, value in (extra or {}).items():
         raw[key] = value

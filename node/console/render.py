@@ -1,0 +1,80 @@
+"""Rendering a console page: the template environment, the person's language, ages and times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from node.clock import parse_iso
+from node.console.context import console
+from node.console.i18n import LANGUAGES, default_language, translations
+from node.console.security import SESSION_KEY
+
+TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+def setup(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(
+        app,
+        app_key=TEMPLATES,
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        default_helpers=False,
+    )
+    env.filters["short"] = lambda value: str(value)[-8:] if value else ""
+
+
+def language(request: web.Request) -> str:
+    session = request.get(SESSION_KEY)
+    if session is not None and session.person.language in LANGUAGES:
+        return str(session.person.language)
+    ctx = console(request)
+    return default_language(ctx.config.country, ctx.config.console.language)
+
+
+def age(at: str | None, now: datetime) -> str:
+    """How long ago, in the largest whole unit: 3 d, 5 h, 12 min."""
+    if not at:
+        return ""
+    try:
+        delta = now - parse_iso(at)
+    except ValueError:
+        return ""
+    if delta < timedelta(minutes=1):
+        return "<1 min"
+    if delta < timedelta(hours=1):
+        return f"{delta.seconds // 60} min"
+    if delta < timedelta(days=1):
+        return f"{delta.seconds // 3600} h"
+    return f"{delta.days} d"
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    ctx = console(request)
+    lang = language(request)
+    gettext = translations(lang).gettext
+    session = request.get(SESSION_KEY)
+    now = ctx.clock.now()
+    base = {
+        "_": gettext,
+        "lang": lang,
+        "node_id": ctx.config.node_id,
+        "country": ctx.config.country,
+        "person": session.person if session else None,
+        "csrf": session.csrf if session else "",
+        "age": lambda at: age(at, now),
+        "path": request.path,
+        "msg": request.query.get("msg", ""),
+    }
+    return aiohttp_jinja2.render_template(
+        template, request, {**base, **context}, app_key=TEMPLATES, status=status
+    )

@@ -1,0 +1,393 @@
+"""Analysts' pages: sign-in, the triage queue, lists and search, the case page and its forms."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from aiohttp import web
+
+from node.cases import STATUSES
+from node.clock import iso, parse_iso
+from node.console.context import console
+from node.console.i18n import LANGUAGES
+from node.console.render import render
+from node.console.security import (
+    ANALYSTS,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    STAFF,
+    check_csrf,
+    new_sign_in_token,
+    person,
+    safe_next,
+    session_of,
+    set_cookie,
+)
+from node.errors import InvalidInput, NodeError, RateLimited, Unauthorized
+from node.store.console import Filters, make_cursor
+from node.users import UserRole
+
+PAGE = 50
+COUNT_CAP = 10_000
+QUEUE_STATUSES = ("new", "manual", "received")
+CATEGORIES = ("csam", "csem", "grooming", "hate", "terrorism", "other")
+VERDICTS = ("baseline", "national", "not_illegal")
+ACTION_CODES = (
+    "content_removed",
+    "content_unavailable",
+    "moved",
+    "not_illegal",
+    "lea_referred",
+    "notice_sent",
+)
+
+
+def _done(location: str, msg: str) -> web.HTTPSeeOther:
+    sep = "&" if "?" in location else "?"
+    return web.HTTPSeeOther(f"{location}{sep}{urlencode({'msg': msg})}")
+
+
+def _text(form: Any, name: str) -> str | None:
+    value = form.get(name)
+    if value is None or not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None
+
+
+# sign-in ------------------------------------------------------------------------------------
+async def sign_in_page(request: web.Request) -> web.Response:
+    token = new_sign_in_token()
+    response = render(
+        request,
+        "sign_in.html",
+        {
+            "title": "Sign in",
+            "token": token,
+            "next": safe_next(request.query.get("next")),
+            "error": None,
+        },
+    )
+    set_cookie(response, SIGN_IN_COOKIE, token, 3600)
+    return response
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    ctx = console(request)
+    form = await request.post()
+    check_csrf(request.cookies.get(SIGN_IN_COOKIE, "") or "-", form)
+    name = (_text(form, "name") or "").lower()
+    client = request.remote or "unknown"
+    error = None
+    try:
+        # Both the address and the name are limited: guessing one account from many addresses
+        # is slowed as much as guessing many from one.
+        ctx.sign_in_limiter.check(f"addr:{client}")
+        ctx.sign_in_limiter.check(f"name:{name}")
+        session = await ctx.users.sign_in(
+            name, str(form.get("password", "")), _text(form, "code"), client=client
+        )
+    except RateLimited as exc:
+        error = f"too many sign-in attempts; retry in {exc.retry_after} s"
+    except Unauthorized as exc:
+        error = str(exc)
+    if error is not None:
+        token = new_sign_in_token()
+        response = render(
+            request,
+            "sign_in.html",
+            {
+                "title": "Sign in",
+                "token": token,
+                "next": safe_next(_text(form, "next")),
+                "error": error,
+            },
+            status=401,
+        )
+        set_cookie(response, SIGN_IN_COOKIE, token, 3600)
+        return response
+    response = web.HTTPSeeOther(safe_next(_text(form, "next")))
+    set_cookie(
+        response, SESSION_COOKIE, session.token, int(ctx.users.session_length.total_seconds())
+    )
+    response.del_cookie(SIGN_IN_COOKIE, path="/console/")
+    raise response
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    await console(request).users.sign_out(session_of(request))
+    response = web.HTTPSeeOther("/console/sign-in")
+    response.del_cookie(SESSION_COOKIE, path="/console/")
+    raise response
+
+
+async def choose_language(request: web.Request) -> web.Response:
+    form = await request.post()
+    lang = _text(form, "lang")
+    if lang not in LANGUAGES:
+        raise InvalidInput("language must be en or fr")
+    await console(request).users.set_language(session_of(request).person.name, lang)
+    raise web.HTTPSeeOther(safe_next(_text(form, "next")))
+
+
+# lists ------------------------------------------------------------------------------------
+def _filters(request: web.Request, statuses: tuple[str, ...]) -> Filters:
+    q = request.query
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+
+    def day(name: str) -> str | None:
+        value = q.get(name) or None
+        if value is None:
+            return None
+        try:
+            parsed = parse_iso(value + "T00:00:00Z" if len(value) == 10 else value)
+        except ValueError:
+            raise InvalidInput(f"{name} must be a date (YYYY-MM-DD)") from None
+        if name == "until" and len(value) == 10:
+            parsed += timedelta(days=1)
+        return iso(parsed)
+
+    return Filters(
+        statuses=(status,) if status else statuses,
+        category=q.get("category") or None,
+        country=(q.get("country") or "").upper() or None,
+        source=q.get("source") or None,
+        origin=q.get("origin") or None,
+        since=day("since"),
+        until=day("until"),
+    )
+
+
+def _page_links(request: web.Request, rows: list[Any]) -> str | None:
+    if len(rows) <= PAGE:
+        return None
+    query = {k: v for k, v in request.query.items() if k not in ("after", "msg")}
+    query["after"] = make_cursor(rows[PAGE - 1])
+    return f"{request.path}?{urlencode(query)}"
+
+
+async def queue(request: web.Request) -> web.Response:
+    """The triage queue: what waits for a person, oldest first, with its age."""
+    person(request, *STAFF)
+    ctx = console(request)
+    filters = _filters(request, QUEUE_STATUSES)
+    rows = await ctx.reads.page(
+        filters, after=request.query.get("after"), limit=PAGE + 1, oldest_first=True
+    )
+    notices = []
+    for row in await ctx.reads.waiting_notices(20):
+        limit = ctx.dispatcher.hold_hours(row["category"])
+        held_until = (
+            iso(parse_iso(row["created_at"]) + timedelta(hours=limit))
+            if limit and row["lea_cleared_at"] is None
+            else None
+        )
+        notices.append({**dict(row), "held_until": held_until})
+    return render(
+        request,
+        "queue.html",
+        {
+            "title": "Triage queue",
+            "rows": rows[:PAGE],
+            "next_page": _page_links(request, rows),
+            "filters": request.query,
+            "statuses": STATUSES,
+            "categories": CATEGORIES,
+            "verdicts": VERDICTS,
+            "codes": ACTION_CODES,
+            "counts": await ctx.reads.status_counts(QUEUE_STATUSES, COUNT_CAP),
+            "cap": COUNT_CAP,
+            "reviews": await ctx.reviews.store.waiting(20),
+            "notices": notices,
+            "dead_letters": await ctx.reads.dead_letters(20),
+            "channel_failures": await ctx.reads.channel_failures(20),
+            "list_action": "/console/queue",
+        },
+    )
+
+
+async def all_cases(request: web.Request) -> web.Response:
+    person(request, *STAFF)
+    ctx = console(request)
+    filters = _filters(request, ())
+    rows = await ctx.reads.page(
+        filters, after=request.query.get("after"), limit=PAGE + 1, oldest_first=False
+    )
+    return render(
+        request,
+        "cases.html",
+        {
+            "title": "All cases",
+            "rows": rows[:PAGE],
+            "next_page": _page_links(request, rows),
+            "filters": request.query,
+            "statuses": STATUSES,
+            "categories": CATEGORIES,
+            "verdicts": VERDICTS,
+            "codes": ACTION_CODES,
+            "list_action": "/console/cases",
+        },
+    )
+
+
+async def search(request: web.Request) -> web.Response:
+    """A reference people quote opens its case; other words search URL, host, refs, notes."""
+    person(request, *STAFF)
+    ctx = console(request)
+    q = (request.query.get("q") or "").strip()[:200]
+    if not q:
+        raise web.HTTPSeeOther("/console/queue")
+    try:
+        found = await ctx.cases.resolve(q)
+    except NodeError:
+        found = []
+    if len(found) == 1 and await ctx.cases.store.get(found[0]) is not None:
+        raise web.HTTPSeeOther(f"/console/case/{found[0]}")
+    raw_after = request.query.get("after", "")
+    after = int(raw_after) if raw_after.isascii() and raw_after.isdigit() else None
+    rows = await ctx.reads.search(q, after=after, limit=PAGE + 1)
+    next_page = (
+        f"/console/search?{urlencode({'q': q, 'after': rows[PAGE - 1]['rid']})}"
+        if len(rows) > PAGE
+        else None
+    )
+    return render(
+        request,
+        "cases.html",
+        {
+            "title": "Search",
+            "query": q,
+            "rows": rows[:PAGE],
+            "next_page": next_page,
+            "filters": {},
+            "statuses": STATUSES,
+            "categories": CATEGORIES,
+            "verdicts": VERDICTS,
+            "codes": ACTION_CODES,
+            "list_action": "/console/cases",
+        },
+    )
+
+
+# the case page ----------------------------------------------------------------------------
+async def case_page(request: web.Request) -> web.Response:
+    who = person(request, *STAFF)
+    ctx = console(request)
+    ref = request.match_info["ref"]
+    report_id = await ctx.cases.resolve_one(ref)
+    if report_id != ref:
+        raise web.HTTPSeeOther(f"/console/case/{report_id}")
+    case = await ctx.cases.show(report_id)
+    row = await ctx.cases.store.get(report_id)
+    assert row is not None
+    audit_rows = await ctx.reads.audit_for(report_id)
+    return render(
+        request,
+        "case.html",
+        {
+            "title": f"Case {report_id[-8:]}",
+            "case": case,
+            "short": report_id[-8:],
+            "reporter": {"description": row["description"], "contact": row["contact"]}
+            if who.role in ANALYSTS
+            else None,
+            # CaseService.show marks a host notice held for the police, with until when.
+            "deliveries": case["routing"]["queued"],
+            "lea_cleared_at": row["lea_cleared_at"],
+            "review": await ctx.reviews.pending(report_id),
+            "four_eyes": ctx.reviews.needs_review,
+            "audit": [{**dict(a), "details": orjson.loads(a["details"])} for a in audit_rows],
+            "is_origin": case["origin"] == ctx.config.node_id,
+            "categories": CATEGORIES,
+            "verdicts": VERDICTS,
+            "codes": ACTION_CODES,
+            "may_review": who.role is UserRole.REVIEWER,
+        },
+    )
+
+
+async def case_form(request: web.Request) -> web.Response:
+    """One form per change: assess, act, override, clear, withdraw, review."""
+    who = person(request, *STAFF)
+    ctx = console(request)
+    report_id = await ctx.cases.resolve_one(request.match_info["ref"])
+    form = await request.post()
+    what = request.match_info["what"]
+    back = f"/console/case/{report_id}"
+    if what == "assess":
+        done = await ctx.reviews.assess(
+            report_id,
+            verdict=_text(form, "verdict") or "",
+            category=_text(form, "category") or "",
+            legal_basis=_text(form, "legal_basis"),
+            actor=who.name,
+        )
+        raise _done(back, "review-requested" if done.pending_review else "assessed")
+    if what == "action":
+        await ctx.cases.record_action(
+            report_id, code=_text(form, "code") or "", reason=_text(form, "reason"), actor=who.name
+        )
+        raise _done(back, "action-recorded")
+    if what == "override":
+        await ctx.cases.override_jurisdiction(
+            report_id,
+            country=(_text(form, "country") or "").upper(),
+            reason=_text(form, "reason") or "",
+            actor=who.name,
+        )
+        raise _done(back, "overridden")
+    if what == "clear":
+        await ctx.cases.clear_for_host(report_id, reason=_text(form, "reason"), actor=who.name)
+        raise _done(back, "cleared")
+    if what == "withdraw":
+        await ctx.cases.withdraw(report_id, reason=_text(form, "reason") or "", actor=who.name)
+        raise _done(back, "withdrawn")
+    if what == "review":
+        person(request, UserRole.REVIEWER)
+        if form.get("decision") == "confirm":
+            await ctx.reviews.confirm(report_id, reviewer=who.name)
+            raise _done(back, "review-confirmed")
+        await ctx.reviews.reject(report_id, reviewer=who.name, reason=_text(form, "reason"))
+        raise _done(back, "review-rejected")
+    raise web.HTTPNotFound()
+
+
+async def bulk(request: web.Request) -> web.Response:
+    """Assess or act on the cases ticked in a list; each case is its own change and audit."""
+    who = person(request, *STAFF)
+    ctx = console(request)
+    form = await request.post()
+    ids = [v for v in form.getall("case", []) if isinstance(v, str)][:500]
+    if not ids:
+        raise InvalidInput("tick at least one case")
+    back = safe_next(_text(form, "next"))
+    failed: list[str] = []
+    for report_id in ids:
+        try:
+            if form.get("op") == "assess":
+                await ctx.reviews.assess(
+                    report_id,
+                    verdict=_text(form, "verdict") or "",
+                    category=_text(form, "category") or "",
+                    legal_basis=_text(form, "legal_basis"),
+                    actor=who.name,
+                )
+            else:
+                await ctx.cases.record_action(
+                    report_id,
+                    code=_text(form, "code") or "",
+                    reason=_text(form, "reason"),
+                    actor=who.name,
+                )
+        except NodeError as exc:
+            failed.append(f"{report_id[-8:]}: {exc}")
+    if failed:
+        raise InvalidInput(
+            f"{len(ids) - len(failed)} of {len(ids)} done; not done: " + "; ".join(failed[:10])
+        )
+    raise _done(back, f"bulk-done:{len(ids)}")

@@ -1,0 +1,139 @@
+"""Four-eyes review: a `baseline` verdict in a reviewed category routes only once a second
+person (a reviewer) confirms it; both names go into the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from node.cases import CaseService
+from node.clock import Clock, iso
+from node.errors import Conflict, InvalidInput, NotFound
+from node.store import audit
+from node.store.db import Database, Tx
+from node.store.reviews import ReviewStore
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """What an assessment did: routed at once, or waiting for a reviewer."""
+
+    report_id: str
+    pending_review: bool
+
+
+class ReviewService:
+    def __init__(
+        self, db: Database, clock: Clock, cases: CaseService, *, categories: list[str]
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.cases = cases
+        self.store = ReviewStore(db)
+        self.categories = frozenset(categories)
+
+    def needs_review(self, verdict: str, category: str) -> bool:
+        return verdict == "baseline" and category in self.categories
+
+    async def assess(
+        self, report_id: str, *, verdict: str, category: str, legal_basis: str | None, actor: str
+    ) -> Assessed:
+        if not self.needs_review(verdict, category):
+            await self.cases.assess(
+                report_id,
+                verdict=verdict,
+                category=category,
+                legal_basis=legal_basis,
+                actor=actor,
+            )
+            return Assessed(report_id, False)
+        row = await self.cases._require(report_id)
+        if row["origin"] != self.cases.node_id:
+            raise Conflict("only the origin hotline assesses its report; record actions instead")
+        if row["status"] in ("closed", "withdrawn"):
+            raise Conflict(f"report {report_id} is {row['status']}")
+        if legal_basis is not None and len(legal_basis) > 256:
+            raise InvalidInput("legal_basis is longer than 256 characters")
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.put(
+                conn,
+                report_id=report_id,
+                verdict=verdict,
+                category=category,
+                legal_basis=legal_basis,
+                analyst=actor,
+                at=iso(now),
+            )
+            audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="review.requested",
+                subject=report_id,
+                details={"verdict": verdict, "category": category},
+            )
+
+        await self.db.run(transaction)
+        return Assessed(report_id, True)
+
+    async def pending(self, report_id: str) -> dict[str, Any] | None:
+        row = await self.store.get(report_id)
+        return dict(row) if row else None
+
+    async def _waiting(self, report_id: str) -> Any:
+        row = await self.store.get(report_id)
+        if row is None:
+            raise NotFound(f"report {report_id} has no verdict waiting for review")
+        return row
+
+    async def confirm(self, report_id: str, *, reviewer: str) -> None:
+        """A second person agrees: the verdict is recorded and the case routes."""
+        row = await self._waiting(report_id)
+        if row["analyst"] == reviewer:
+            raise Conflict("a verdict is confirmed by someone other than the analyst who gave it")
+        await self.cases.assess(
+            report_id,
+            verdict=row["verdict"],
+            category=row["category"],
+            legal_basis=row["legal_basis"],
+            actor=f"{row['analyst']} (confirmed by {reviewer})",
+        )
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.remove(conn, report_id)
+            audit.append(
+                conn,
+                at=now,
+                actor=reviewer,
+                event="review.confirmed",
+                subject=report_id,
+                details={
+                    "analyst": row["analyst"],
+                    "reviewer": reviewer,
+                    "verdict": row["verdict"],
+                    "category": row["category"],
+                },
+            )
+
+        await self.db.run(transaction)
+
+    async def reject(self, report_id: str, *, reviewer: str, reason: str | None) -> None:
+        """A second person disagrees: the verdict is dropped and the case waits again."""
+        row = await self._waiting(report_id)
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.remove(conn, report_id)
+            audit.append(
+                conn,
+                at=now,
+                actor=reviewer,
+                event="review.rejected",
+                subject=report_id,
+                details={"analyst": row["analyst"], "reviewer": reviewer, "reason": reason},
+            )
+
+        await self.db.run(transaction)

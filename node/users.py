@@ -1,0 +1,300 @@
+"""Named people for the console: roles, Argon2 passwords, TOTP, server-side sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from node.clock import Clock, iso
+from node.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from node.store import audit
+from node.store.db import Database, Tx
+from node.store.users import UserStore
+
+NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+MIN_PASSWORD = 12
+# Verifying a wrong password against this keeps an unknown name as slow as a known one.
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+class UserRole(StrEnum):
+    ANALYST = "analyst"
+    REVIEWER = "reviewer"  # an analyst who may also confirm another analyst's baseline verdict
+    OPERATOR = "operator"  # peers, channels, users and tokens; analyst work too
+
+
+@dataclass(frozen=True)
+class Person:
+    """A signed-in person, as a session names them."""
+
+    name: str
+    role: UserRole
+    language: str | None
+
+    def may(self, *roles: UserRole) -> bool:
+        return self.role in roles
+
+    def require(self, *roles: UserRole) -> None:
+        if self.role not in roles:
+            wanted = " or ".join(r.value for r in roles)
+            raise Forbidden(f"this needs the {wanted} role; {self.name} is {self.role.value}")
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str  # the cookie value; only its hash is stored
+    csrf: str
+    person: Person
+
+
+@dataclass(frozen=True)
+class NewSecret:
+    """What `add` and `reset` show once: a password and, with TOTP, its provisioning URI."""
+
+    password: str
+    totp_uri: str | None
+    totp_secret: str | None
+
+
+def _token_hash(token: str) -> str:
+    # Session tokens carry 256 random bits: a plain hash suffices (as for API tokens).
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InvalidInput(
+            "a user name is 1-64 lower-case letters, digits, '.', '_' or '-',"
+            " starting with a letter"
+        )
+    return name
+
+
+class UserService:
+    """Accounts and sessions; every change is audited in the same transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        node_id: str,
+        session_minutes: int = 480,
+        totp_required: bool = False,
+    ) -> None:
+        self.db = db
+        self.store = UserStore(db)
+        self.clock = clock
+        self.node_id = node_id
+        self.session_length = timedelta(minutes=session_minutes)
+        self.totp_required = totp_required
+
+    def _secret(self, name: str, totp: bool) -> tuple[NewSecret, str, str | None]:
+        password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
+        secret = pyotp.random_base32() if totp or self.totp_required else None
+        uri = (
+            pyotp.TOTP(secret).provisioning_uri(
+                name=name, issuer_name=f"hotline-node {self.node_id}"
+            )
+            if secret
+            else None
+        )
+        return NewSecret(password, uri, secret), _HASHER.hash(password), secret
+
+    async def add(self, name: str, role: str, *, totp: bool, actor: str) -> NewSecret:
+        check_name(name)
+        try:
+            the_role = UserRole(role)
+        except ValueError:
+            raise InvalidInput(
+                f"role must be analyst, reviewer or operator (got {role!r})"
+            ) from None
+        if await self.store.get(name) is not None:
+            raise Conflict(f"user {name} exists (reset it, or choose another name)")
+        shown, password_hash, secret = self._secret(name, totp)
+        now = iso(self.clock.now())
+
+        def transaction(conn: Tx) -> None:
+            self.store.insert(
+                conn,
+                {
+                    "name": name,
+                    "role": the_role.value,
+                    "password_hash": password_hash,
+                    "totp_secret": secret,
+                    "language": None,
+                    "created_at": now,
+                    "password_set_at": now,
+                },
+            )
+            audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event="user.added",
+                subject=name,
+                details={"role": the_role.value, "totp": secret is not None},
+            )
+
+        await self.db.run(transaction)
+        return shown
+
+    async def _existing(self, name: str) -> Any:
+        row = await self.store.get(name)
+        if row is None:
+            raise NotFound(f"no user named {name!r} (see hotline-node users list)")
+        return row
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        return [
+            {
+                **dict(row),
+                "totp": bool(row["totp"]),
+                "state": "disabled" if row["disabled_at"] else "active",
+            }
+            for row in await self.store.all()
+        ]
+
+    async def disable(self, name: str, *, actor: str) -> None:
+        row = await self._existing(name)
+        if row["disabled_at"] is not None:
+            raise Conflict(f"user {name} was already disabled at {row['disabled_at']}")
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.update(conn, name, {"disabled_at": iso(now)})
+            ended = self.store.delete_sessions_of(conn, name)
+            audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="user.disabled",
+                subject=name,
+                details={"sessions_ended": ended},
+            )
+
+        await self.db.run(transaction)
+
+    async def reset(self, name: str, *, totp: bool, actor: str) -> NewSecret:
+        """A new password (and a new TOTP secret where one is used); enabled again; signed out."""
+        row = await self._existing(name)
+        shown, password_hash, secret = self._secret(name, totp or row["totp_secret"] is not None)
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.update(
+                conn,
+                name,
+                {
+                    "password_hash": password_hash,
+                    "totp_secret": secret,
+                    "disabled_at": None,
+                    "password_set_at": iso(now),
+                },
+            )
+            self.store.delete_sessions_of(conn, name)
+            audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="user.reset",
+                subject=name,
+                details={"totp": secret is not None},
+            )
+
+        await self.db.run(transaction)
+        return shown
+
+    async def set_language(self, name: str, language: str) -> None:
+        def transaction(conn: Tx) -> None:
+            self.store.update(conn, name, {"language": language})
+
+        await self.db.run(transaction)
+
+    # sign-in -------------------------------------------------------------------------------
+    async def sign_in(self, name: str, password: str, code: str | None, *, client: str) -> Session:
+        """Check name, password and TOTP code; audited whether it works or not."""
+        row = await self.store.get(name) if NAME.match(name) else None
+        ok = False
+        try:
+            ok = _HASHER.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        reason = None
+        if row is None or not ok:
+            reason = "wrong name or password"
+        elif row["disabled_at"] is not None:
+            reason = "account disabled"
+        elif row["totp_secret"] is None and self.totp_required:
+            reason = "this node requires a second factor: ask an operator to reset the account"
+        elif row["totp_secret"] is not None and not (
+            code
+            and pyotp.TOTP(row["totp_secret"]).verify(
+                code.strip(), for_time=self.clock.now(), valid_window=1
+            )
+        ):
+            reason = "wrong or missing one-time code"
+        now = self.clock.now()
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+
+        def transaction(conn: Tx) -> None:
+            self.store.delete_expired(conn, iso(now))
+            if reason is None:
+                self.store.insert_session(
+                    conn,
+                    id_hash=_token_hash(token),
+                    user=name,
+                    csrf=csrf,
+                    created_at=iso(now),
+                    expires_at=iso(now + self.session_length),
+                )
+            audit.append(
+                conn,
+                at=now,
+                actor=name if row is not None else "unknown",
+                event="user.signed_in" if reason is None else "user.sign_in_refused",
+                subject=name[:64],
+                details={"client": client, **({"reason": reason} if reason else {})},
+            )
+
+        await self.db.run(transaction)
+        if reason is not None:
+            # One message for a wrong name or password, so names cannot be probed.
+            raise Unauthorized(reason)
+        assert row is not None
+        return Session(token, csrf, Person(name, UserRole(row["role"]), row["language"]))
+
+    async def session(self, token: str | None) -> Session | None:
+        if not token:
+            return None
+        row = await self.store.session(_token_hash(token), iso(self.clock.now()))
+        if row is None:
+            return None
+        return Session(
+            token, row["csrf"], Person(row["name"], UserRole(row["role"]), row["language"])
+        )
+
+    async def sign_out(self, session: Session) -> None:
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.delete_session(conn, _token_hash(session.token))
+            audit.append(
+                conn,
+                at=now,
+                actor=session.person.name,
+                event="user.signed_out",
+                subject=session.person.name,
+            )
+
+        await self.db.run(transaction)

@@ -1,0 +1,344 @@
+"""The console over real HTTP on 127.0.0.1: sign-in, guards, queue, search, case page, review."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+
+import pyotp
+
+from tests.console.conftest import Browser, Console
+from tests.support.nodes import START
+
+
+async def _submit(console: Console, url: str, **kw: str | None) -> str:
+    result = await console.node.cases.submit(url, actor="test", **kw)  # type: ignore[arg-type]
+    return result.report_id
+
+
+async def test_pages_need_a_session_and_carry_strict_headers(console: Console) -> None:
+    browser = await console.browser("alice")
+    anonymous = type(browser)(console.client)
+    response, _ = await anonymous.get("/console/queue")
+    assert response.status == 303
+    assert response.headers["Location"].startswith("/console/sign-in")
+    response, text = await browser.get("/console/queue")
+    assert response.status == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "default-src 'none'" in csp
+    assert "<script>" not in text
+    assert " style=" not in text
+    assert re.search(r'<script src="/console/static/console.js"', text)
+
+
+async def test_sign_in_cookie_flags_totp_and_audit(console: Console) -> None:
+    browser = Browser(console.client)
+    await browser.get("/console/sign-in")
+    password, secret = console.secrets["alice"]
+    # Right password, no code: refused (TOTP is mandatory on this node), and audited.
+    response, text = await browser.post(
+        "/console/sign-in", {"name": "alice", "password": password, "code": ""}
+    )
+    assert response.status == 401
+    assert "one-time code" in text
+    # Wrong password: the same answer for a known or unknown name.
+    response, text = await browser.post(
+        "/console/sign-in", {"name": "nobody", "password": "x", "code": "000000"}
+    )
+    assert response.status == 401
+    assert "wrong name or password" in text
+    await browser.get("/console/sign-in")
+    assert secret is not None
+    code = pyotp.TOTP(secret).at(console.clock.now())
+    response, _ = await browser.post(
+        "/console/sign-in", {"name": "alice", "password": password, "code": code}
+    )
+    assert response.status == 303
+    cookie = next(h for h in response.headers.getall("Set-Cookie") if h.startswith("hln_session="))
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    rows = await console.node.db.fetch_all(
+        "SELECT actor, event, details FROM audit_log WHERE event LIKE 'user.sign%' ORDER BY seq"
+    )
+    assert [(r["actor"], r["event"]) for r in rows] == [
+        ("alice", "user.sign_in_refused"),
+        ("unknown", "user.sign_in_refused"),
+        ("alice", "user.signed_in"),
+    ]
+
+
+async def test_sign_in_is_rate_limited(console: Console) -> None:
+    browser = Browser(console.client)
+    statuses = []
+    for _ in range(12):
+        await browser.get("/console/sign-in")
+        _response, text = await browser.post(
+            "/console/sign-in", {"name": "alice", "password": "wrong", "code": "1"}
+        )
+        statuses.append("too many sign-in attempts" in text)
+    assert statuses[:10] == [False] * 10
+    assert statuses[10:] == [True, True]
+
+
+async def test_forms_without_the_csrf_token_are_refused(console: Console) -> None:
+    browser = await console.browser("alice")
+    report_id = await _submit(console, "https://fr.example/a.jpg")
+    response, _text = await browser.post(
+        f"/console/case/{report_id}/action", {"code": "moved"}, csrf=False
+    )
+    assert response.status == 403
+    assert (await console.node.cases.show(report_id))["actions"] == []
+    # Nor can the sign-in form be posted from elsewhere (no matching sign-in cookie).
+    anonymous = type(browser)(console.client)
+    response, _ = await anonymous.post(
+        "/console/sign-in", {"name": "alice", "password": "x", "csrf": "forged"}, csrf=False
+    )
+    assert response.status == 403
+
+
+async def test_sessions_expire_and_end_when_disabled(console: Console) -> None:
+    browser = await console.browser("alice")
+    assert (await browser.get("/console/queue"))[0].status == 200
+    console.clock.advance(timedelta(minutes=481))
+    assert (await browser.get("/console/queue"))[0].status == 303
+    console.clock.set(START)
+    browser = await console.browser("alice")
+    await console.node.users.disable("alice", actor="olga")
+    assert (await browser.get("/console/queue"))[0].status == 303
+
+
+async def test_queue_is_oldest_first_with_age_and_pages_on(console: Console) -> None:
+    ids = []
+    for n in range(55):
+        ids.append(await _submit(console, f"https://fr.example/q/{n}.jpg"))
+        console.clock.advance(timedelta(minutes=1))
+    browser = await console.browser("alice")
+    _, text = await browser.get("/console/queue")
+    shown = re.findall(r'<a href="/console/case/([0-9a-f-]{36})" data-open>', text)
+    assert shown == ids[:50]
+    assert "55 min" in text  # the oldest case's age
+    nxt = re.search(r'<a href="([^"]+)" rel="next">', text)
+    assert nxt is not None
+    _, text = await browser.get(nxt.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/console/case/([0-9a-f-]{36})" data-open>', text) == ids[50:]
+
+
+async def test_every_kind_of_reference_opens_its_case(console: Console) -> None:
+    report_id = await _submit(console, "https://files.example.net/x/y.jpg", note="seen on forum")
+    case = await console.node.cases.show(report_id)
+    browser = await console.browser("alice")
+    for ref in (report_id, report_id[-8:], report_id[-8:].upper(), case["local_ref"]):
+        response, _ = await browser.get(f"/console/search?q={ref}")
+        assert response.status == 303, ref
+        assert response.headers["Location"] == f"/console/case/{report_id}"
+        response, _ = await browser.get(f"/console/case/{ref}")
+        assert response.status in (200, 303)
+    # Words: the host, a part of the URL, the notes (full-text search).
+    other = await _submit(console, "https://other.example.org/z.jpg")
+    for words in ("files.example.net", "x/y", "forum"):
+        _, text = await browser.get(f"/console/search?q={words}")
+        assert report_id in text, words
+        assert other not in text, words
+
+
+async def test_case_page_shows_the_url_never_as_a_link(console: Console) -> None:
+    result = await console.node.cases.submit(
+        "https://fr.example/evil.jpg",
+        actor="public",
+        source="public",
+        description="a child in a picture",
+        contact="me@example.org",
+    )
+    analyst = await console.browser("alice")
+    _, text = await analyst.get(f"/console/case/{result.report_id}")
+    assert 'href="https://fr.example/evil.jpg"' not in text
+    assert 'value="https://fr.example/evil.jpg"' in text
+    assert "readonly" in text
+    assert "a child in a picture" in text
+    assert "me@example.org" in text
+    operator = await console.browser("olga")
+    _, text = await operator.get(f"/console/case/{result.report_id}")
+    assert "a child in a picture" not in text
+    assert "me@example.org" not in text
+
+
+async def test_four_eyes_review_from_the_console(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/c.jpg")
+    await console.node.trace_pending()
+    alice = await console.browser("alice")
+    response, _ = await alice.post(
+        f"/console/case/{report_id}/assess",
+        {"verdict": "baseline", "category": "csam", "legal_basis": "Art. 227-23"},
+    )
+    assert response.status == 303
+    assert "review-requested" in response.headers["Location"]
+    case = await console.node.cases.show(report_id)
+    assert case["status"] == "new"
+    assert case["routing"]["decision"] is None
+    # The analyst cannot confirm her own verdict (not a reviewer).
+    response, _ = await alice.post(f"/console/case/{report_id}/review", {"decision": "confirm"})
+    assert response.status == 403
+    rene = await console.browser("rene")
+    _, text = await rene.get("/console/queue")
+    assert report_id[-8:] in text  # listed under verdicts awaiting a reviewer
+    response, _ = await rene.post(f"/console/case/{report_id}/review", {"decision": "confirm"})
+    assert response.status == 303
+    case = await console.node.cases.show(report_id)
+    assert case["status"] == "routed"
+    rows = await console.node.db.fetch_all(
+        "SELECT actor, event, details FROM audit_log WHERE subject = ? ORDER BY seq", (report_id,)
+    )
+    events = {r["event"]: r for r in rows}
+    assert events["review.requested"]["actor"] == "alice"
+    assert events["report.assessed"]["actor"] == "alice (confirmed by rene)"
+    assert events["review.confirmed"]["actor"] == "rene"
+
+
+async def test_bulk_assess_and_act(console: Console) -> None:
+    ids = [await _submit(console, f"https://fr.example/b/{n}") for n in range(3)]
+    await console.node.trace_pending()
+    alice = await console.browser("alice")
+    response, _ = await alice.post(
+        "/console/bulk",
+        [("case", i) for i in ids]
+        + [
+            ("op", "assess"),
+            ("verdict", "national"),
+            ("category", "hate"),
+            ("next", "/console/queue"),
+        ],
+    )
+    assert response.status == 303
+    for report_id in ids:
+        case = await console.node.cases.show(report_id)
+        assert case["assessment"]["verdict"] == "national"
+    response, _ = await alice.post(
+        "/console/bulk",
+        [("case", i) for i in ids[:2]] + [("op", "action"), ("code", "content_removed")],
+    )
+    assert response.status == 303
+    assert [(await console.node.cases.show(i))["status"] for i in ids] == [
+        "closed",
+        "closed",
+        (await console.node.cases.show(ids[2]))["status"],
+    ]
+
+
+async def test_operator_pages_and_roles(console: Console) -> None:
+    alice = await console.browser("alice")
+    response, _ = await alice.get("/console/peers")
+    assert response.status == 403
+    olga = await console.browser("olga")
+    for page in (
+        "/console/peers",
+        "/console/channels",
+        "/console/users",
+        "/console/audit",
+        "/console/stats",
+    ):
+        response, text = await olga.get(page)
+        assert response.status == 200, page
+    _, text = await olga.get("/console/audit")
+    head = re.search(r"<code>([0-9a-f]{64})</code>", text)
+    assert head is not None
+    response, text = await olga.post("/console/users/add", {"name": "nina", "role": "analyst"})
+    assert response.status == 200
+    assert "nina" in text
+    users = {u["name"]: u for u in await console.node.users.list_users()}
+    assert users["nina"]["role"] == "analyst"
+
+
+async def test_full_text_index_follows_the_notes_purge(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/p.jpg", note="secret words")
+    assert [
+        r["id"]
+        for r in await console.node.console_context().reads.search(
+            "secret words", after=None, limit=5
+        )
+    ] == [report_id]
+    with sqlite3.connect(console.node.data_dir.database) as db:
+        db.execute("UPDATE reports SET notes = NULL WHERE id = ?", (report_id,))
+    assert await console.node.console_context().reads.search("secret", after=None, limit=5) == []
+
+
+async def test_the_api_pages_without_a_cap_and_opens_any_reference(console: Console) -> None:
+    token = await console.node.tokens.create("analyst", "script")
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = []
+    for n in range(5):
+        ids.append(await _submit(console, f"https://fr.example/api/{n}"))
+        console.clock.advance(timedelta(seconds=1))
+    seen: list[str] = []
+    after = None
+    while True:
+        params = {"limit": "2", **({"after": after} if after else {})}
+        response = await console.client.get("/api/v1/reports", params=params, headers=headers)
+        assert response.status == 200
+        body = await response.json()
+        seen += [r["id"] for r in body["reports"]]
+        after = body["next"]
+        if after is None:
+            break
+    assert seen == list(reversed(ids))
+    case = await console.node.cases.show(ids[0])
+    for ref in (ids[0][-8:], case["local_ref"]):
+        response = await console.client.get(f"/api/v1/reports/{ref}", headers=headers)
+        assert response.status == 200
+        assert (await response.json())["id"] == ids[0]
+
+
+async def test_a_held_host_notice_shows_until_when_and_charts_are_svg(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/held.jpg")
+    await console.node.trace_pending()
+    await console.node.reviews.assess(
+        report_id, verdict="national", category="csam", legal_basis=None, actor="alice"
+    )
+    case = await console.node.cases.show(report_id)
+    assert case["routing"]["decision"] == "domestic"
+    alice = await console.browser("alice")
+    _, text = await alice.get(f"/console/case/{report_id}")
+    held_until = "2026-11-30T09:00:00Z"  # queued at START, plus the 24 hours of the hold
+    assert f"held for law enforcement until {held_until}" in text
+    _, text = await alice.get("/console/queue")
+    assert f"held for law enforcement until {held_until}" in text
+    _, text = await alice.get("/console/stats")
+    assert text.count('<svg class="chart"') >= 3
+    assert 'aria-label="By category"' in text
+
+
+async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console) -> None:
+    report_id = await _submit(console, "https://fr.example/dead.jpg")
+    await console.node.trace_pending()
+    await console.node.reviews.assess(
+        report_id, verdict="national", category="hate", legal_basis=None, actor="alice"
+    )
+    # What the dispatcher leaves when a channel refuses for good (see test_channels).
+    with sqlite3.connect(console.node.data_dir.database) as db:
+        died = db.execute(
+            "UPDATE channel_outbox SET state = 'dead', attempts = 5, last_error = 'refused',"
+            " sent_via = 'pharos' WHERE report_id = ? AND channel = 'law_enforcement'",
+            (report_id,),
+        ).rowcount
+    assert died == 1
+    olga = await console.browser("olga")
+    _, text = await olga.get("/console/channels")
+    assert 'action="/console/channels/pharos/requeue"' in text
+    response, _ = await olga.post("/console/channels/pharos/requeue", {})
+    assert response.status == 303
+    rows = await console.node.db.fetch_all(
+        "SELECT state, attempts, last_error FROM channel_outbox WHERE report_id = ? AND"
+        " channel = 'law_enforcement'",
+        (report_id,),
+    )
+    assert [tuple(r) for r in rows] == [("pending", 0, None)]
+    audited = await console.node.db.fetch_one(
+        "SELECT actor, details FROM audit_log WHERE event = 'channel.requeued'"
+    )
+    assert audited is not None
+    assert audited["actor"] == "olga"
+    response, _ = await olga.post("/console/channels/nowhere/requeue", {})
+    assert response.status == 404
