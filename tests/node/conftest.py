@@ -12,6 +12,7 @@ from node.datadir import DataDir
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.federation import Pair, live_pair
 from tests.support.nodes import START, ZONE, ApiHarness, api_harness, init_node
+from tests.support.sinks import SmtpSink, WebhookSink
 
 
 @pytest.fixture
@@ -46,3 +47,19 @@ async def pair(
 async def api(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[ApiHarness]:
     async with api_harness(data_dir, clock) as harness:
         yield harness
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    """A real SMTP server on 127.0.0.1 recording what it is sent."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookSink]:
+    """A real HTTP receiver on 127.0.0.1 recording each POST."""
+    sink = await WebhookSink().start()
+    yield sink
+    await sink.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -210,13 +209,6 @@ async def test_an_analysts_override_is_the_jurisdiction_that_travels(pair: Pair)
     at_de = await pair.de.node.cases.show(submitted.report_id)
     assert at_de["hosting"]["countries"] == ["DE"]
     assert at_de["routing"]["decision"] == "domestic"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
 
 
 def de_with_host_notices(dns: str, smtp: SmtpSink, rdap: RdapStub) -> dict[str, object]:

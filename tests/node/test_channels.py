@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,20 +26,6 @@ from tests.support.rdap_server import RdapStub, ip_network
 from tests.support.sinks import SmtpSink, WebhookSink
 
 WINDOW = 60
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[WebhookSink]:
-    sink = await WebhookSink().start()
-    yield sink
-    await sink.stop()
 
 
 @pytest.fixture
