@@ -192,23 +192,30 @@ async def queue(request: web.Request) -> web.Response:
         request,
         "queue.html",
         {
-            "title": "Triage queue",
-            "rows": rows[:PAGE],
-            "next_page": _page_links(request, rows),
-            "filters": request.query,
-            "statuses": STATUSES,
-            "categories": CATEGORIES,
-            "verdicts": VERDICTS,
-            "codes": ACTION_CODES,
+            **_case_list(request, rows, "Triage queue", "/console/queue"),
             "counts": await ctx.reads.status_counts(QUEUE_STATUSES, COUNT_CAP),
             "cap": COUNT_CAP,
             "reviews": await ctx.reviews.store.waiting(20),
             "notices": notices,
             "dead_letters": await ctx.reads.dead_letters(20),
             "channel_failures": await ctx.reads.channel_failures(20),
-            "list_action": "/console/queue",
         },
     )
+
+
+def _case_list(request: web.Request, rows: list[Any], title: str, action: str) -> dict[str, Any]:
+    """What every page listing cases shows: one page of rows, the filters and the bulk forms."""
+    return {
+        "title": title,
+        "rows": rows[:PAGE],
+        "next_page": _page_links(request, rows),
+        "filters": request.query,
+        "statuses": STATUSES,
+        "categories": CATEGORIES,
+        "verdicts": VERDICTS,
+        "codes": ACTION_CODES,
+        "list_action": action,
+    }
 
 
 async def all_cases(request: web.Request) -> web.Response:
@@ -221,17 +228,7 @@ async def all_cases(request: web.Request) -> web.Response:
     return render(
         request,
         "cases.html",
-        {
-            "title": "All cases",
-            "rows": rows[:PAGE],
-            "next_page": _page_links(request, rows),
-            "filters": request.query,
-            "statuses": STATUSES,
-            "categories": CATEGORIES,
-            "verdicts": VERDICTS,
-            "codes": ACTION_CODES,
-            "list_action": "/console/cases",
-        },
+        _case_list(request, rows, "All cases", "/console/cases"),
     )
 
 
