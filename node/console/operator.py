@@ -12,7 +12,7 @@ from node.console.charts import bars, columns
 from node.console.context import console
 from node.console.render import render
 from node.console.security import STAFF, person
-from node.console.views import _done, _text
+from node.console.views import _done, _text, waiting_notices
 from node.store import audit
 from node.users import UserRole
 
@@ -97,7 +97,7 @@ async def channels_page(request: web.Request) -> web.Response:
             "channels": await ctx.dispatcher.describe(),
             "roles": counts,
             "failures": await ctx.reads.channel_failures(50),
-            "waiting": await ctx.reads.waiting_notices(50),
+            "waiting": await waiting_notices(ctx, 50),
         },
     )
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from node.cases import STATUSES
 from node.clock import iso, parse_iso
-from node.console.context import console
+from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
 from node.console.render import render
 from node.console.security import (
@@ -171,6 +171,21 @@ def _page_links(request: web.Request, rows: list[Any]) -> str | None:
     return f"{request.path}?{urlencode(query)}"
 
 
+async def waiting_notices(ctx: ConsoleContext, limit: int) -> list[dict[str, Any]]:
+    """Host notices not sent yet, each with when its police-first hold ends (None: not held,
+    or the hold is over and it goes with the next dispatch)."""
+    now = ctx.clock.now()
+    notices = []
+    for row in await ctx.reads.waiting_notices(limit):
+        hours = ctx.dispatcher.hold_hours(row["category"])
+        held_until = None
+        if hours and row["lea_cleared_at"] is None:
+            until = parse_iso(row["created_at"]) + timedelta(hours=hours)
+            held_until = iso(until) if until > now else None
+        notices.append({**dict(row), "held_until": held_until})
+    return notices
+
+
 async def queue(request: web.Request) -> web.Response:
     """The triage queue: what waits for a person, oldest first, with its age."""
     person(request, *STAFF)
@@ -179,15 +194,7 @@ async def queue(request: web.Request) -> web.Response:
     rows = await ctx.reads.page(
         filters, after=request.query.get("after"), limit=PAGE + 1, oldest_first=True
     )
-    notices = []
-    for row in await ctx.reads.waiting_notices(20):
-        limit = ctx.dispatcher.hold_hours(row["category"])
-        held_until = (
-            iso(parse_iso(row["created_at"]) + timedelta(hours=limit))
-            if limit and row["lea_cleared_at"] is None
-            else None
-        )
-        notices.append({**dict(row), "held_until": held_until})
+    notices = await waiting_notices(ctx, 20)
     return render(
         request,
         "queue.html",

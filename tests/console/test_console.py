@@ -305,9 +305,19 @@ async def test_a_held_host_notice_shows_until_when_and_charts_are_svg(console: C
     assert f"held for law enforcement until {held_until}" in text
     _, text = await alice.get("/console/queue")
     assert f"held for law enforcement until {held_until}" in text
+    # The operator's Channels page tells held notices from those merely waiting.
+    olga = await console.browser("olga")
+    _, text = await olga.get("/console/channels")
+    assert "held for law enforcement: 1 · pending: 0" in text
+    assert f"held for law enforcement until {held_until}" in text
     _, text = await alice.get("/console/stats")
     assert text.count('<svg class="chart"') >= 3
     assert 'aria-label="By category"' in text
+    # Once the hold is over, the notice is no longer shown as held (a new session: a day on).
+    console.clock.advance(timedelta(hours=25))
+    olga = await console.browser("olga")
+    _, text = await olga.get("/console/channels")
+    assert "held for law enforcement: 0 · pending: 1" in text
 
 
 async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console) -> None:
