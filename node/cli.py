@@ -183,7 +183,8 @@ def _runner_for(node: Node) -> CommandRunner:
 
     async def run(argv: list[str], cwd: str) -> int:
         try:
-            args = build_parser().parse_args(argv)
+            # As main() does: a key id or fingerprint may begin with '-', whoever sent it.
+            args = build_parser().parse_args(_thumbprints_as_values(argv))
         except SystemExit as exc:  # argparse has printed why (to the caller)
             return exc.code if isinstance(exc.code, int) else 2
         if args.command in LOCAL_COMMANDS:
