@@ -78,17 +78,15 @@ class ActionLog:
         )
         self._insert(conn, action, status, at)
         told = [origin] if origin != self.node_id else ReportStore.holders(conn, report_id)
-        payload = record_bytes(action)
-        for peer in told:
-            ReportStore.enqueue_peer(
-                conn,
-                peer_id=peer,
-                record_type="action",
-                record_id=str(action.id),
-                report_id=report_id,
-                payload=payload,
-                at=iso(at),
-            )
+        ReportStore.enqueue_for_peers(
+            conn,
+            told,
+            record_type="action",
+            record_id=str(action.id),
+            report_id=report_id,
+            payload=record_bytes(action),
+            at=iso(at),
+        )
         return Recorded(str(action.id), told, True)
 
     def received_txn(self, conn: Tx, action: Action, *, status: str, now: datetime) -> bool:

@@ -704,17 +704,15 @@ class CaseService:
             at=now,
             reason=reason,
         )
-        payload = record_bytes(withdrawal)
-        for peer in peers:
-            self.store.enqueue_peer(
-                conn,
-                peer_id=peer,
-                record_type="withdrawal",
-                record_id=str(withdrawal.id),
-                report_id=report_id,
-                payload=payload,
-                at=iso(now),
-            )
+        self.store.enqueue_for_peers(
+            conn,
+            peers,
+            record_type="withdrawal",
+            record_id=str(withdrawal.id),
+            report_id=report_id,
+            payload=record_bytes(withdrawal),
+            at=iso(now),
+        )
         audit.append(
             conn,
             at=now,

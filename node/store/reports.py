@@ -276,6 +276,29 @@ class ReportStore:
         )
 
     @staticmethod
+    def enqueue_for_peers(
+        conn: Tx,
+        peers: list[str],
+        *,
+        record_type: str,
+        record_id: str,
+        report_id: str,
+        payload: bytes,
+        at: str,
+    ) -> None:
+        """The same record queued for each of these peers (an action, a withdrawal)."""
+        for peer in peers:
+            ReportStore.enqueue_peer(
+                conn,
+                peer_id=peer,
+                record_type=record_type,
+                record_id=record_id,
+                report_id=report_id,
+                payload=payload,
+                at=at,
+            )
+
+    @staticmethod
     def enqueue_peer_many(
         conn: Tx, peer_id: str, items: list[tuple[str, str, str, bytes, str]]
     ) -> int:
