@@ -31,7 +31,14 @@ from protocol.federation import TransactionRequest, encode_frame
 from protocol.httpsig import SignedRequest, sign_request
 from tests.factories import sample_report
 from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import LiveNode, Pair, befriend, live_node, node_dir
+from tests.support.federation import (
+    LiveNode,
+    Pair,
+    befriend,
+    live_node,
+    live_pull_pair,
+    node_dir,
+)
 from tests.support.nodes import START
 
 
@@ -687,12 +694,8 @@ async def test_requeue_for_an_unknown_peer_is_refused(pair: Pair) -> None:
 async def test_pull_only_peer_collects_its_records_with_a_committed_cursor(
     tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
 ) -> None:
-    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
-    de_dir, de_url = node_dir(
-        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
-    )
-    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
-        await befriend(fr, de, pull_only=True)
+    async with live_pull_pair(tmp_path, clock, dns_server.nameserver) as pair:
+        fr, de = pair.fr, pair.de
         report_id = await forward_case(Pair(fr, de))
         # FR does not push to a pull-only peer: the record waits in its outbox.
         assert (await fr.node.registry.describe("de-eco"))["queue_depth"] == 1
@@ -793,12 +796,8 @@ async def test_delivery_dead_letters_a_poisoned_outbox_row_and_the_rest_goes(pai
 async def test_pull_dead_letters_a_poisoned_record_and_applies_the_rest(
     tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
 ) -> None:
-    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
-    de_dir, de_url = node_dir(
-        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
-    )
-    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
-        await befriend(fr, de, pull_only=True)
+    async with live_pull_pair(tmp_path, clock, dns_server.nameserver) as pair:
+        fr, de = pair.fr, pair.de
         junk = content_removed(uuid.uuid4(), origin="de-eco", by="fr-pdc", country="FR")
         # Sealed and signed by FR as it is, but not a valid action record.
         await queue_action(fr, "de-eco", junk, b'{"type": "action", "junk": true}')

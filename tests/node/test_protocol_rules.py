@@ -22,7 +22,15 @@ from protocol.receipts import check_receipt
 from tests.factories import sample_report
 from tests.node.test_federation import forward_case, raw_post, signed_headers, signed_push
 from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import LiveNode, Pair, befriend, free_port, live_node, node_dir
+from tests.support.federation import (
+    LiveNode,
+    Pair,
+    befriend,
+    free_port,
+    live_node,
+    live_pull_pair,
+    node_dir,
+)
 from tests.support.nodes import START, rewrite_config
 
 CLASSIC = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
@@ -209,12 +217,8 @@ async def test_a_received_action_from_a_pushed_peer_is_a_duplicate(pair: Pair) -
 async def test_a_pull_peer_gets_the_same_history_as_a_push_peer(
     tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
 ) -> None:
-    fr_dir, fr_url = node_dir(tmp_path, "fr-pdc", "FR", clock, dns_server.nameserver)
-    de_dir, de_url = node_dir(
-        tmp_path, "de-eco", "DE", clock, dns_server.nameserver, federation={"pull_from_peers": True}
-    )
-    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
-        await befriend(fr, de, pull_only=True)
+    async with live_pull_pair(tmp_path, clock, dns_server.nameserver) as pair:
+        fr, de = pair.fr, pair.de
         report_id = await forward_case(Pair(fr, de))
         assert (await de.node.delivery.pull("fr-pdc")).pulled == 1
         # One pull round acknowledges its own last page: nothing waits for the next round.

@@ -126,6 +126,18 @@ async def live_pair(
         yield Pair(fr, de)
 
 
+@asynccontextmanager
+async def live_pull_pair(root: Path, clock: ManualClock, dns: str) -> AsyncIterator[Pair]:
+    """FR and DE that added each other, DE pull-only: it cannot be reached and pulls from FR."""
+    fr_dir, fr_url = node_dir(root, "fr-pdc", "FR", clock, dns)
+    de_dir, de_url = node_dir(
+        root, "de-eco", "DE", clock, dns, federation={"pull_from_peers": True}
+    )
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de, pull_only=True)
+        yield Pair(fr, de)
+
+
 async def befriend(a: LiveNode, b: LiveNode, *, pull_only: bool = False) -> None:
     """Each operator adds the other with the fingerprint exchanged out of band."""
     await a.node.admin.add(
