@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib import request as urlrequest
 from urllib.error import HTTPError
@@ -18,14 +19,16 @@ from tests.support.cluster import REPO
 
 
 def serving_processes() -> set[str]:
-    listing = subprocess.run(
-        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
-    ).stdout
-    return {
-        line.split(None, 1)[0]
-        for line in listing.splitlines()
-        if "-m node serve" in line and "hotline-demo-" in line
-    }
+    """PIDs of demo nodes, from /proc: `ps` cuts lines at 80 columns off a terminal."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if b"serve" in args and any(b"hotline-demo-" in arg for arg in args):
+            found.add(cmdline.parent.name)
+    return found
 
 
 def test_demo_runs_end_to_end_and_cleans_up() -> None:
@@ -105,6 +108,8 @@ def test_demo_keep_leaves_signed_in_consoles_until_ctrl_c() -> None:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+        if demo.stdout is not None:
+            demo.stdout.close()
     assert demo.returncode == 0, rest[-2000:]
     assert rest.count("stopped (exit 0)") == 3
     assert "nothing left running" in rest
