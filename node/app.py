@@ -19,7 +19,6 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from keys import build_key_document, load_keys, sign_key_document
-from node.actionlog import ActionLog
 from node.api.admin import AdminContext
 from node.api.clients import networks
 from node.api.context import ApiContext
@@ -27,6 +26,7 @@ from node.api.federation import FederationContext
 from node.api.ratelimit import RateLimiter
 from node.api.server import make_app, make_runner
 from node.cases import CaseService
+from node.cases.actionlog import ActionLog
 from node.channels.adapters import EmailChannel, WebhookChannel
 from node.channels.base import Channel
 from node.channels.dispatcher import Dispatcher
@@ -308,8 +308,31 @@ async def open_node(
             registry = PeerRegistry(db, clock)
             await registry.load()
             actions = ActionLog(config.node_id, config.country)
+            dispatcher = Dispatcher(
+                db,
+                clock,
+                node_id=config.node_id,
+                country=config.country,
+                config=config,
+                channels=_channels(config, session, keyring, clock),
+                rng=jitter,
+                actions=actions,
+                abuse_contact_for=tracer.abuse_contact_for,
+            )
+
+            def push_now(peer_ids: list[str]) -> None:
+                delivery.kick(peer_ids)  # bound below: delivery needs the inbox, which needs cases
+
             cases = CaseService(
-                db, clock, node_id=config.node_id, country=config.country, actions=actions
+                db,
+                clock,
+                node_id=config.node_id,
+                country=config.country,
+                actions=actions,
+                # What a case shows of its channel deliveries follows node.toml as they do.
+                notices=dispatcher,
+                # A routed case is pushed as soon as its transaction commits.
+                wake=push_now,
             )
             client = PeerClient(
                 session,
@@ -339,24 +362,8 @@ async def open_node(
                 rng=jitter,
                 batch_size=config.federation.batch_size,
             )
-            # A routed case is pushed as soon as its transaction commits.
-            cases.on_routed = delivery.kick
             admin = PeerAdmin(registry, client, clock, config.node_id, deliver_now=delivery.kick)
             delivery.refresh_peer_keys = admin.refresh_peer
-            dispatcher = Dispatcher(
-                db,
-                clock,
-                node_id=config.node_id,
-                country=config.country,
-                config=config,
-                channels=_channels(config, session, keyring, clock),
-                rng=jitter,
-                actions=actions,
-                abuse_contact_for=tracer.abuse_contact_for,
-            )
-            # What a case shows of its channel deliveries follows node.toml as they do.
-            cases.hold_hours = dispatcher.hold_hours
-            cases.role_served = dispatcher.role_served
             jobs = Jobs(
                 dispatcher=dispatcher,
                 config=config,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.cases import CaseService
+from node.cases.lifecycle import CaseEvent, next_status
 from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, NotFound
 from node.store import audit
@@ -47,11 +48,10 @@ class ReviewService:
                 actor=actor,
             )
             return Assessed(report_id, False)
-        row = await self.cases._require(report_id)
+        row = await self.cases.views.require(report_id)
         if row["origin"] != self.cases.node_id:
             raise Conflict("only the origin hotline assesses its report; record actions instead")
-        if row["status"] in ("closed", "withdrawn"):
-            raise Conflict(f"report {report_id} is {row['status']}")
+        next_status(report_id, row["status"], CaseEvent.ASSESSMENT)  # refused if finished
         if legal_basis is not None and len(legal_basis) > 256:
             raise InvalidInput("legal_basis is longer than 256 characters")
         now = self.clock.now()

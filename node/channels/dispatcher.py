@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from node.actionlog import ActionLog
+from node.cases.actionlog import ActionLog
+from node.cases.lifecycle import ActionSource
 from node.channels.base import CaseItem, Channel, Message, Outcome
 from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
@@ -343,6 +344,7 @@ class Dispatcher:
                     at=now,
                     analyst=None,
                     reason=f"via {plan.channel_name}: {outcome.detail}"[:500],
+                    source=ActionSource.CHANNEL,
                     country=item.country or self.country,
                 )
                 if outcome.cleared:

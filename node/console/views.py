@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
-from node.cases import STATUSES
+from node.cases import CaseStatus
 from node.clock import iso, parse_iso
 from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
@@ -32,7 +32,8 @@ from node.users import UserRole
 
 PAGE = 50
 COUNT_CAP = 10_000
-QUEUE_STATUSES = ("new", "manual", "received")
+STATUSES = tuple(status.value for status in CaseStatus)
+QUEUE_STATUSES = (CaseStatus.NEW.value, CaseStatus.MANUAL.value, CaseStatus.RECEIVED.value)
 CATEGORIES = ("csam", "csem", "grooming", "hate", "terrorism", "other")
 VERDICTS = ("baseline", "national", "not_illegal")
 ACTION_CODES = (

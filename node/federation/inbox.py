@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 
 from keys import KeyUnavailableError, NodeKeys
-from node.actionlog import ActionLog
 from node.cases import CaseService
+from node.cases.actionlog import ActionLog
+from node.cases.lifecycle import CaseEvent, CaseStatus, allows
 from node.clock import Clock, iso
 from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
@@ -353,7 +354,7 @@ class Inbox:
         conn.executemany(_INSERT_SEEN, batch.seen)
         audit.append_many(conn, batch.entries)
         # Routed into our own channels as they are inserted.
-        self.cases.insert_routed(conn, batch.reports, "federation", force=True)
+        self.cases.router.insert_routed(conn, batch.reports, "federation", force=True)
         ReportStore.insert_versions(conn, batch.versions)
         ReportStore.add_addresses(conn, batch.addresses)
         ReportStore.insert_actions(conn, batch.actions)
@@ -519,9 +520,9 @@ class Inbox:
         ).fetchone()
         if report is None or report["origin"] != sender:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
-        if report["status"] == "withdrawn":
+        if not allows(report["status"], CaseEvent.WITHDRAWAL):  # withdrawn already
             return Applied(ItemStatus.DUPLICATE)
-        ReportStore.mark_withdrawn(conn, report_id, iso(now))
+        ReportStore.mark_withdrawn(conn, report_id, iso(now), CaseStatus.WITHDRAWN.value)
         ActionLog.withdrawn_txn(
             conn,
             report_id=report_id,
@@ -703,7 +704,7 @@ def _new_case(
         "origin": sender,
         "local_ref": report.local_ref,
         "source": "peer",
-        "status": "received",
+        "status": CaseStatus.RECEIVED.value,
         "received_at": stamp,
         **values,
     }

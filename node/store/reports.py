@@ -7,7 +7,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from node.store.db import Database, Tx, select_in
+from node.store.db import Database, Row, Tx, select_in
 
 
 class ReportStore:
@@ -96,6 +96,13 @@ class ReportStore:
 
     # writes (inside a transaction) --------------------------------------------------------
     @staticmethod
+    def get_txn(conn: Tx, report_id: str) -> Row | None:
+        row: Row | None = conn.execute(
+            "SELECT * FROM reports WHERE id = ?", (report_id,)
+        ).fetchone()
+        return row
+
+    @staticmethod
     def open_by_urls(conn: Tx, url_keys: list[str]) -> dict[str, tuple[str, int]]:
         """Url key -> (case id, duplicates) of the oldest open case with that URL, if any."""
         found: dict[str, tuple[str, int]] = {}
@@ -174,7 +181,7 @@ class ReportStore:
         ]
 
     @staticmethod
-    def mark_withdrawn(conn: Tx, report_id: str, at: str) -> None:
+    def mark_withdrawn(conn: Tx, report_id: str, at: str, status: str) -> None:
         """A withdrawn case: closed for good, and nothing still queued for channels goes out."""
         conn.execute(
             "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
@@ -182,7 +189,7 @@ class ReportStore:
             (report_id,),
         )
         conn.execute(
-            "UPDATE reports SET status = 'withdrawn', updated_at = ? WHERE id = ?", (at, report_id)
+            "UPDATE reports SET status = ?, updated_at = ? WHERE id = ?", (status, at, report_id)
         )
 
     @staticmethod

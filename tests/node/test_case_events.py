@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node.actionlog import closes
 from node.cases import ImportItem
+from node.cases.lifecycle import closes
 from node.cli import main
 from node.clock import ManualClock
 from protocol.records import ActionCode

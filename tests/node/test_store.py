@@ -18,6 +18,7 @@ import pytest
 
 from node.app import open_node
 from node.cases import CaseService
+from node.cases.actionlog import ActionLog
 from node.clock import ManualClock, iso
 from node.datadir import DataDir
 from node.errors import StoreError
@@ -384,7 +385,7 @@ async def test_read_paths_use_indexes(tmp_path: Path, clock: ManualClock) -> Non
     assert isinstance(db, RecordingDatabase)
     db.reads = []
     try:
-        cases = CaseService(db, clock, node_id="fr-pointdecontact", country="FR")
+        cases = _cases(db, clock)
         first = await cases.submit("http://fr.example/a", actor="t", category="csam")
         await cases.submit("http://fr.example/b", actor="t")
         await cases.record_trace(
@@ -448,7 +449,7 @@ async def test_case_service_writes_find_rows_by_index(tmp_path: Path, clock: Man
     executed: list[str] = []
     try:
         await trace_writer(db, executed.append)
-        cases = CaseService(db, clock, node_id="fr-pointdecontact", country="FR")
+        cases = _cases(db, clock)
         first = await cases.submit("http://fr.example/a", actor="t")
         await cases.submit("http://fr.example/a", actor="t")
         await cases.record_trace(first.report_id, {"countries": ["FR"], "addresses": []})
@@ -469,3 +470,25 @@ async def test_case_service_writes_find_rows_by_index(tmp_path: Path, clock: Man
         assert not full_scans(plan(path, statement)), statement
         checked += 1
     assert checked >= 8
+
+
+class _EveryRoleServed:
+    """Channels as a node with no notice held and every role served."""
+
+    def hold_hours(self, category: str | None) -> int | None:
+        return None
+
+    def role_served(self, role: str) -> bool:
+        return True
+
+
+def _cases(db: Database, clock: ManualClock) -> CaseService:
+    return CaseService(
+        db,
+        clock,
+        node_id="fr-pointdecontact",
+        country="FR",
+        actions=ActionLog("fr-pointdecontact", "FR"),
+        notices=_EveryRoleServed(),
+        wake=lambda peers: None,
+    )

@@ -6,13 +6,7 @@ Who is told:
 - an action on our own case goes to every peer holding it (each peer a report was queued for);
 - an action received from a peer is recorded and told to nobody: records are never relayed.
 
-Which actions close a case (docs/protocol.md §9.9 states the same rules):
-- `content_removed` and `content_unavailable` close it wherever they are recorded: the content
-  is gone;
-- `not_illegal` closes it at the node that says so, and at every holder when the origin says so
-  (the origin withdrew its qualification). A holder's "not illegal here" is its verdict under its
-  own law: the origin's case stays open for the origin's analyst to decide;
-- nothing changes a withdrawn case.
+Whether an action closes a case, and whose, is a cell of the lifecycle table (`lifecycle.py`).
 """
 
 from __future__ import annotations
@@ -21,22 +15,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from node.cases.lifecycle import ActionSource, action_event, next_status
 from node.clock import iso
 from node.store.db import Tx
 from node.store.reports import ReportStore
 from protocol.ids import new_id
 from protocol.records import Action, ActionCode, record_bytes
 
-GONE = frozenset({ActionCode.CONTENT_REMOVED, ActionCode.CONTENT_UNAVAILABLE})
 # Shown in timelines for a withdrawal (a record of its own on the wire, not an action code).
 WITHDRAWN = "withdrawn"
-
-
-def closes(code: ActionCode, *, by: str, origin: str, here: str) -> bool:
-    """Whether an action by node `by` on a case whose origin is `origin` closes it at `here`."""
-    if code in GONE:
-        return True
-    return code is ActionCode.NOT_ILLEGAL and by in (origin, here)
 
 
 @dataclass(frozen=True)
@@ -62,6 +49,7 @@ class ActionLog:
         at: datetime,
         analyst: str | None,
         reason: str | None,
+        source: ActionSource = ActionSource.LOCAL,
         country: str | None = None,
     ) -> Recorded:
         """Our own action (an analyst's or a channel's), told to whoever must know."""
@@ -76,7 +64,7 @@ class ActionLog:
             country=country or self.country,
             reason=reason,
         )
-        self._insert(conn, action, status, at)
+        self._insert(conn, action, status, at, source)
         told = [origin] if origin != self.node_id else ReportStore.holders(conn, report_id)
         ReportStore.enqueue_for_peers(
             conn,
@@ -91,9 +79,11 @@ class ActionLog:
 
     def received_txn(self, conn: Tx, action: Action, *, status: str, now: datetime) -> bool:
         """A peer's action, already checked to be about a case it may act on; False if seen."""
-        return self._insert(conn, action, status, now)
+        return self._insert(conn, action, status, now, ActionSource.PEER)
 
-    def _insert(self, conn: Tx, action: Action, status: str, now: datetime) -> bool:
+    def _insert(
+        self, conn: Tx, action: Action, status: str, now: datetime, source: ActionSource
+    ) -> bool:
         report_id = str(action.report_id)
         inserted = ReportStore.insert_action(
             conn,
@@ -108,11 +98,14 @@ class ActionLog:
                 "reason": action.reason,
             },
         )
-        if inserted and status != "withdrawn":
-            changes: dict[str, str] = {"updated_at": iso(now)}
-            if closes(action.code, by=action.by, origin=action.report_origin, here=self.node_id):
-                changes["status"] = "closed"
-            ReportStore.update(conn, report_id, changes)
+        if inserted:
+            event = action_event(
+                action.code, source, by=action.by, origin=action.report_origin, here=self.node_id
+            )
+            new_status = next_status(report_id, status, event)
+            ReportStore.update(
+                conn, report_id, {"status": new_status.value, "updated_at": iso(now)}
+            )
         return inserted
 
     @staticmethod

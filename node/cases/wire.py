@@ -1,0 +1,68 @@
+"""The wire form of a case: the report record a case is sent as, and the jurisdiction it carries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from node.clock import parse_iso
+from protocol.records import Assessment, Hosting, HostingAddress, Report
+
+
+class CaseRow(Protocol):
+    """A case's columns by name: a stored row, or the dict of one about to be inserted."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def _short(value: str | None) -> str | None:
+    # The wire caps evidence strings at 256 characters; data sources (mmdb network names,
+    # RDAP) can be longer, and a long name must not stop a case from being forwarded.
+    return None if value is None else value[:256]
+
+
+def hosting_countries(evidence: dict[str, Any]) -> list[str]:
+    """The case's jurisdiction: an analyst's (an override, or a country given at import)
+    before what the trace found. This is what travels and what the case shows."""
+    override = evidence.get("override") or {}
+    if override.get("country"):
+        return [override["country"]]
+    return list(evidence.get("countries", []))
+
+
+def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: int) -> Report:
+    """The wire form of a case. Public description, contact and notes never leave the node."""
+    evidence = evidence or {}
+    addresses = [
+        HostingAddress(
+            ip=a["ip"],
+            country=a.get("country"),
+            basis=a.get("basis"),
+            source=_short(a.get("source")),
+            source_date=_short(a.get("source_date")),
+            asn=a.get("asn"),
+            network_name=_short(a.get("network_name")),
+            cdn=bool(a.get("cdn")),
+        )
+        for a in evidence.get("addresses", [])[:64]
+    ]
+    return Report(
+        id=uuid.UUID(row["id"]),
+        origin=row["origin"],
+        seq=seq,
+        local_ref=row["local_ref"],
+        received_at=parse_iso(row["received_at"]),
+        assessed_at=parse_iso(row["assessed_at"]) if row["assessed_at"] else None,
+        url=row["url"],
+        assessment=Assessment(
+            verdict=row["verdict"], category=row["category"], legal_basis=row["legal_basis"]
+        ),
+        hosting=Hosting(
+            addresses=addresses,
+            countries=hosting_countries(evidence)[:64],
+            abuse_contact=_short(evidence.get("abuse_contact")),
+            cdn=bool(evidence.get("cdn")),
+            traced_at=parse_iso(evidence["traced_at"]) if evidence.get("traced_at") else None,
+        ),
+        tlp=row["tlp"],
+    )
