@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.cases import ImportItem
-from node.cases.lifecycle import closes
+from node.cases.lifecycle import CaseStateError, closes
 from node.cli import main
 from node.clock import ManualClock
 from protocol.records import ActionCode
@@ -261,3 +261,26 @@ async def test_the_receiver_looks_up_the_abuse_contact_itself_and_requeues_dead_
             assert again.delivered == 1
             assert smtp.recipients == [["abuse@hetzner.example"]]
             assert ("notice_sent", "de-eco") in timeline(await de.cases.show(report_id))
+
+
+async def test_the_lifecycle_table_refuses_at_both_ends_and_writes_nothing(pair: Pair) -> None:
+    report_id = await forward_case(pair)
+    await pair.fr.node.cases.withdraw(report_id, reason="mistaken report", actor="analyst:ana")
+    await pair.fr.settle()
+    before = [await side.node.cases.show(report_id) for side in (pair.fr, pair.de)]
+    assert [case["status"] for case in before] == ["withdrawn", "withdrawn"]
+    for side in (pair.fr, pair.de):
+        with pytest.raises(CaseStateError, match="is withdrawn: it cannot be acted on"):
+            await side.node.cases.record_action(report_id, code="moved", reason=None, actor="a")
+    with pytest.raises(CaseStateError, match="is withdrawn: it cannot be withdrawn"):
+        await pair.fr.node.cases.withdraw(report_id, reason="again", actor="a")
+    with pytest.raises(CaseStateError, match="is withdrawn: it cannot be assessed"):
+        await pair.fr.node.cases.assess(
+            report_id, verdict="baseline", category="csam", legal_basis=None, actor="a"
+        )
+    with pytest.raises(CaseStateError, match="is withdrawn: it cannot be given a hosting"):
+        await pair.fr.node.cases.override_jurisdiction(
+            report_id, country="FR", reason="r", actor="a"
+        )
+    after = [await side.node.cases.show(report_id) for side in (pair.fr, pair.de)]
+    assert after == before
