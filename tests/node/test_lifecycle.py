@@ -28,7 +28,7 @@ manual    assessed manual   routed  manual  closed   manual    manual    closed 
 closed    -        -        -       -       -        closed    closed    closed    closed    closed     closed    closed     withdrawn
 withdrawn -        -        -       -       -        withdrawn -         -         withdrawn withdrawn  withdrawn withdrawn  -
 received  -        received routed  manual  closed   received  received  closed    received  closed     received  closed     withdrawn
-"""
+"""  # noqa: E501 - a table reads best on one line per status
 COLUMNS = {
     "assess": CaseEvent.ASSESSMENT,
     "override": CaseEvent.OVERRIDE,
