@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -34,7 +35,23 @@ HYBRID_SUITE = "hpke-base-mlkem768x25519-sha256-aes256gcm"
 MLKEM768_PUBLIC_BYTES = 1184
 HYBRID_PUBLIC_BYTES = MLKEM768_PUBLIC_BYTES + 32
 
-NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
+# A node id, wherever one is named (key documents, envelopes, records, config, peers): lower-case
+# letters, digits, '.' and '-', beginning with a letter or digit, at most 63 characters.
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9.-]{0,62}$"
+NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+_NODE_ID = re.compile(NODE_ID_PATTERN)
+
+
+def node_id_problem(value: str) -> str | None:
+    """Why `value` is not a node id, in words; None when it is one."""
+    if _NODE_ID.fullmatch(value):
+        return None
+    return (
+        "node id must be 1-63 lower-case letters, digits, '.' or '-', beginning with a letter"
+        f" or a digit (got {value!r})"
+    )
+
+
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
 RawKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]

@@ -11,8 +11,9 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from keys import KeysError
 from node import control, locks
 from node.app import Node, open_node
 from node.cases import IMPORT_FIELDS, ImportItem
+from node.cases.service import ANALYST_ACTIONS
 from node.clock import SystemClock, iso
 from node.config import parse_config
 from node.control import CommandRunner
@@ -32,6 +34,9 @@ from node.output import emit_json, fields, table
 from node.store import audit
 from node.store.db import Database, Tx
 from node.urls import normalise_url
+from node.users import UserRole
+from peers.model import PeerMode
+from protocol.records import Category, Tlp, Verdict
 
 EPILOG = """examples:
   hotline-node init --node-id fr-pointdecontact --country FR --endpoint https://hotline.example.fr
@@ -50,6 +55,11 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 class UsageError(Exception):
     """A command line that cannot work (checked before anything is touched)."""
+
+
+def values(words: Iterable[StrEnum]) -> list[str]:
+    """A vocabulary's words as command-line choices, in the order the vocabulary gives them."""
+    return [word.value for word in words]
 
 
 def os_user() -> str:
@@ -1090,13 +1100,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", help="the reported URL (never fetched)")
     p.add_argument(
         "--category",
-        choices=["csam", "csem", "grooming", "hate", "terrorism", "other"],
+        choices=values(Category),
         help="the kind of content, if known",
     )
     p.add_argument("--note", help="free text kept with the case")
     p.add_argument(
         "--tlp",
-        choices=["clear", "green", "amber", "amber+strict", "red"],
+        choices=values(Tlp),
         help="sharing limit (TLP 2.0; default amber)",
     )
     p.add_argument("--no-trace", action="store_true", help="leave tracing to the running node")
@@ -1105,13 +1115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verdict",
         required=True,
-        choices=["baseline", "national", "not_illegal"],
+        choices=values(Verdict),
         help="baseline: illegal everywhere; national: illegal here; not_illegal closes the case",
     )
     p.add_argument(
         "--category",
         required=True,
-        choices=["csam", "csem", "grooming", "hate", "terrorism", "other"],
+        choices=values(Category),
         help="the kind of content",
     )
     p.add_argument("--legal-basis", help='the law it breaks, e.g. "Art. 227-23 CP"')
@@ -1120,14 +1130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--code",
         required=True,
-        choices=[
-            "content_removed",
-            "content_unavailable",
-            "moved",
-            "not_illegal",
-            "lea_referred",
-            "notice_sent",
-        ],
+        choices=values(ANALYST_ACTIONS),
         help="what happened",
     )
     p.add_argument("--reason", help="free text kept with the action")
@@ -1208,7 +1211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--role",
         required=True,
-        choices=["analyst", "reviewer", "operator"],
+        choices=values(UserRole),
         help="analyst: cases; reviewer: also confirms baseline verdicts; operator: the node",
     )
     p.add_argument("--totp", action="store_true", help="also a second factor (TOTP)")
@@ -1261,7 +1264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", help="comma-separated categories it accepts (default all)")
     p.add_argument(
         "--max-tlp",
-        choices=["clear", "green", "amber", "amber+strict", "red"],
+        choices=values(Tlp),
         help="the highest TLP it may receive",
     )
     p.add_argument(
@@ -1292,11 +1295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", help="comma-separated categories it accepts")
     p.add_argument(
         "--max-tlp",
-        choices=["clear", "green", "amber", "amber+strict", "red"],
+        choices=values(Tlp),
         help="the highest TLP it may receive",
     )
     p.add_argument(
-        "--mode", choices=["push", "pull"], help="push: we send; pull: it collects from us"
+        "--mode", choices=values(PeerMode), help="push: we send; pull: it collects from us"
     )
     p = command(sub, "sync", cmd_sync, "run one round of delivery (and pull) now")
     p.add_argument("--peer", help="only this peer")

@@ -21,6 +21,8 @@ from pydantic import (
 from keys.document import CountryCode, NodeId
 from node.countries import country_problem
 from node.errors import ConfigError
+from node.routing import ChannelRole
+from protocol.records import Category
 
 CONFIG_FILE = "node.toml"
 
@@ -145,9 +147,7 @@ class FederationConfig(_Section):
     request_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 30
 
 
-ChannelRole = Literal["law_enforcement", "host_notice", "fallback", "cdn_notice"]
 ChannelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
-CategoryName = Literal["csam", "csem", "grooming", "hate", "terrorism", "other"]
 
 
 class ChannelConfig(_Section):
@@ -156,7 +156,7 @@ class ChannelConfig(_Section):
     kind: Literal["webhook", "email"]
     roles: list[ChannelRole] = Field(min_length=1)
     # Empty means every category / every hosting country.
-    categories: list[CategoryName] = Field(default_factory=list)
+    categories: list[Category] = Field(default_factory=list)
     countries: list[Country] = Field(default_factory=list)
     # What a delivery records on the case (default: lea_referred for police, else notice_sent).
     records_as: Literal["lea_referred", "notice_sent"] | None = None
@@ -188,8 +188,8 @@ class ChannelConfig(_Section):
         return self
 
 
-def _csam_only() -> list[CategoryName]:
-    return ["csam"]
+def _csam_only() -> list[Category]:
+    return [Category.CSAM]
 
 
 class NoticesConfig(_Section):
@@ -199,11 +199,11 @@ class NoticesConfig(_Section):
     notifier_email: str = ""
     notifier_address: str = ""
     # DSA Art. 16(2)(c): the notifier's identity is not required for CSAM offences.
-    omit_notifier_for: list[CategoryName] = Field(default_factory=lambda: _csam_only())
+    omit_notifier_for: list[Category] = Field(default_factory=lambda: _csam_only())
     reminder_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 24
     group_window_seconds: Annotated[int, Field(ge=0, le=86_400)] = 600
     # Law-enforcement-first: host notices of these categories wait this many hours for police.
-    lea_first_hours: dict[CategoryName, Annotated[int, Field(ge=1, le=24 * 30)]] = Field(
+    lea_first_hours: dict[Category, Annotated[int, Field(ge=1, le=24 * 30)]] = Field(
         default_factory=dict
     )
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 12
@@ -220,7 +220,7 @@ class ConsoleConfig(_Section):
     totp_required: bool = False
     session_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 480
     # A `baseline` verdict in these categories routes only once a reviewer confirms it.
-    four_eyes: list[CategoryName] = Field(default_factory=_csam_only)
+    four_eyes: list[Category] = Field(default_factory=_csam_only)
     # Sign-in attempts per minute from one address (and to one name).
     sign_ins_per_minute: Annotated[int, Field(ge=1, le=1000)] = 10
     # The language of the console until a person chooses; by default from the node's country.

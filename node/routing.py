@@ -21,11 +21,13 @@ class Decision(StrEnum):
     MANUAL = "manual"
 
 
-# National channel roles that routing writes to; the channels issue maps roles to adapters.
-CHANNEL_LAW_ENFORCEMENT = "law_enforcement"
-CHANNEL_HOST_NOTICE = "host_notice"
-CHANNEL_FALLBACK = "fallback"
-CHANNEL_CDN_NOTICE = "cdn_notice"
+class ChannelRole(StrEnum):
+    """What routing sends to our national channels; node.toml maps each role to channels."""
+
+    LAW_ENFORCEMENT = "law_enforcement"
+    HOST_NOTICE = "host_notice"
+    FALLBACK = "fallback"
+    CDN_NOTICE = "cdn_notice"
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def decide(
         targets.append(
             Target(
                 "channel",
-                CHANNEL_CDN_NOTICE,
+                ChannelRole.CDN_NOTICE,
                 None,
                 f"served through {label}: ask its abuse desk for the origin host",
             )
@@ -140,9 +142,11 @@ def decide(
         if country == our_country:
             kinds.add(Decision.DOMESTIC)
             targets.append(
-                Target("channel", CHANNEL_LAW_ENFORCEMENT, country, "hosted in our country")
+                Target("channel", ChannelRole.LAW_ENFORCEMENT, country, "hosted in our country")
             )
-            targets.append(Target("channel", CHANNEL_HOST_NOTICE, country, "hosted in our country"))
+            targets.append(
+                Target("channel", ChannelRole.HOST_NOTICE, country, "hosted in our country")
+            )
             continue
         if not is_origin:
             # Reports are never relayed onward: a peer's report hosted elsewhere needs an analyst.
@@ -164,7 +168,7 @@ def decide(
             kinds.add(Decision.FALLBACK)
             code, why = _why_not(candidates, category, tlp) if candidates else (None, "")
             why = f"rerouted to the fallback: {why}" if code else f"no peer hotline in {country}"
-            targets.append(Target("channel", CHANNEL_FALLBACK, country, why, code))
+            targets.append(Target("channel", ChannelRole.FALLBACK, country, why, code))
     if Decision.MANUAL in kinds and not targets:
         return RoutingDecision(Decision.MANUAL, [], reasons)
     decision = next(kind for kind in _PRIORITY if kind in kinds)

@@ -30,6 +30,7 @@ from keys.document import (
     CLASSIC_SUITE,
     HYBRID_SUITE,
     MAX_UNIX_TIME,
+    NODE_ID_PATTERN,
     KeyId,
     NodeId,
     from_unix,
@@ -52,7 +53,7 @@ TAG_BYTES = 16
 DEFAULT_MAX_AGE = timedelta(hours=24)
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
 
-_NODE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+_NODE_ID = re.compile(NODE_ID_PATTERN)
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # The allow-list: suite name -> (HPKE suite, length of its `enc`). Nothing else is accepted.

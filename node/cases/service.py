@@ -30,14 +30,15 @@ from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from protocol.records import ActionCode, Category, Verdict
 
-ANALYST_ACTIONS = {
+# What an analyst may record (the others are recorded by the node itself), in the order shown.
+ANALYST_ACTIONS = (
     ActionCode.CONTENT_REMOVED,
     ActionCode.CONTENT_UNAVAILABLE,
     ActionCode.MOVED,
     ActionCode.NOT_ILLEGAL,
     ActionCode.LEA_REFERRED,
     ActionCode.NOTICE_SENT,
-}
+)
 TraceFunction = Callable[[str], Awaitable[dict[str, Any]]]
 
 

@@ -29,12 +29,13 @@ from node.console.security import (
 from node.errors import InvalidInput, NodeError, RateLimited, Unauthorized
 from node.store.console import Filters, make_cursor
 from node.users import UserRole
+from protocol.records import Category
 
 PAGE = 50
 COUNT_CAP = 10_000
 STATUSES = tuple(status.value for status in CaseStatus)
 QUEUE_STATUSES = (CaseStatus.NEW.value, CaseStatus.MANUAL.value, CaseStatus.RECEIVED.value)
-CATEGORIES = ("csam", "csem", "grooming", "hate", "terrorism", "other")
+CATEGORIES = tuple(category.value for category in Category)
 VERDICTS = ("baseline", "national", "not_illegal")
 ACTION_CODES = (
     "content_removed",

@@ -8,6 +8,7 @@ import aiosqlite
 import orjson
 
 from keys import KeyDocument, PublicKeySet
+from keys.document import node_id_problem
 from node.clock import Clock, iso
 from node.errors import Conflict, InvalidInput, NotFound
 from node.store import audit
@@ -15,8 +16,6 @@ from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from peers.model import Peer, PeerMode, PeerPolicy, PeerStatus
 from protocol.records import Category, Tlp
-
-_NODE_ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
 
 
 def peer_from_row(row: aiosqlite.Row) -> Peer:
@@ -51,10 +50,9 @@ def parse_policy(categories: list[str] | None, max_tlp: str | None) -> PeerPolic
 
 
 def check_node_id(node_id: str) -> str:
-    if not node_id or len(node_id) > 63 or not set(node_id) <= _NODE_ID_CHARS:
-        raise InvalidInput(
-            f"node id must be 1-63 lower-case letters, digits, '.' or '-' (got {node_id!r})"
-        )
+    problem = node_id_problem(node_id)
+    if problem:
+        raise InvalidInput(problem)
     return node_id
 
 
