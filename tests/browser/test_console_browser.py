@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from axe_selenium_python import Axe
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser.conftest import BLOCKING, Person, Site
@@ -58,7 +58,20 @@ def navigating(driver: Any) -> Iterator[None]:
     """Wait until the page the block leaves has been replaced by the next one."""
     old = driver.find_element(By.TAG_NAME, "html")
     yield
-    WebDriverWait(driver, 10).until(staleness_of(old))
+    WebDriverWait(driver, 10).until(lambda _: _replaced(old))
+
+
+def _replaced(element: Any) -> bool:
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        # Chromium sometimes reports a node of the page just left this way, not as stale.
+        if "does not belong to the document" in str(exc.msg):
+            return True
+        raise
+    return False
 
 
 def heading(driver: Any) -> str:
