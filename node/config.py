@@ -37,7 +37,7 @@ def _port_in_range(value: str) -> str:
 def _assigned_country(value: str) -> str:
     problem = country_problem(value)
     if problem:
-        raise ValueError(problem)
+        raise ValueError(str(problem))
     return value
 
 

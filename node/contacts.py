@@ -8,7 +8,7 @@ import unicodedata
 import dns.exception
 import dns.name
 
-from node.errors import InvalidInput
+from node.errors import N_, InvalidInput
 
 MAX_ADDRESS = 254
 # RFC 5322 dot-atom local part: no quoted strings, no comments, no spaces. An address that needs
@@ -34,19 +34,21 @@ def email_address(value: str, field: str = "address") -> str:
     # Only spaces and tabs around it are forgiven: a line break anywhere is refused.
     text = value.strip(" \t") if isinstance(value, str) else value
     if not isinstance(text, str) or not text:
-        raise InvalidInput(f"{field} must be an e-mail address")
+        raise InvalidInput(N_("{field} must be an e-mail address"), field=field)
     if len(text) > MAX_ADDRESS:
-        raise InvalidInput(f"{field} is longer than {MAX_ADDRESS} characters")
+        raise InvalidInput(
+            N_("{field} is longer than {limit} characters"), field=field, limit=MAX_ADDRESS
+        )
     local, at, domain = text.rpartition("@")
     if not at or not local or len(local) > 64 or not _LOCAL.fullmatch(local):
-        raise InvalidInput(f"{field} is not one e-mail address (local@domain)")
+        raise InvalidInput(N_("{field} is not one e-mail address (local@domain)"), field=field)
     if any(not _plain(char) for char in domain) or "%" in domain or "@" in domain:
-        raise InvalidInput(f"{field} has an invalid domain")
+        raise InvalidInput(N_("{field} has an invalid domain"), field=field)
     host = _domain(domain)
     if host is None:
-        raise InvalidInput(f"{field} has an invalid domain")
+        raise InvalidInput(N_("{field} has an invalid domain"), field=field)
     if "." not in host or host.rpartition(".")[2].isdigit():
-        raise InvalidInput(f"{field} must name a domain (local@example.org)")
+        raise InvalidInput(N_("{field} must name a domain (local@example.org)"), field=field)
     return f"{local}@{host}"
 
 
@@ -84,7 +86,9 @@ def public_contact(value: str, field: str = "contact") -> str:
     try:
         return email_address(text, field)
     except InvalidInput:
-        raise InvalidInput(f"{field} must be an e-mail address or a phone number") from None
+        raise InvalidInput(
+            N_("{field} must be an e-mail address or a phone number"), field=field
+        ) from None
 
 
 def free_text(value: str, field: str) -> str:
@@ -97,8 +101,12 @@ def free_text(value: str, field: str) -> str:
     found = _REFUSED_IN_TEXT.search(value)
     if found is not None:
         raise InvalidInput(
-            f"{field} contains a control character (U+{ord(found.group()):04X});"
-            " only newline and tab are allowed"
+            N_(
+                "{field} contains a control character (U+{code:04X});"
+                " only newline and tab are allowed"
+            ),
+            field=field,
+            code=ord(found.group()),
         )
     return value
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from node.errors import N_, Sentence
+
 # The officially assigned codes (ISO 3166-1, 249 entries). "EU", "UK", "XK" and other reserved
 # or user-assigned codes are not countries here: routing and statistics key on these codes.
 ISO_3166_ALPHA2 = frozenset(
@@ -19,12 +21,21 @@ ISO_3166_ALPHA2 = frozenset(
 )
 
 
-def country_problem(value: object) -> str | None:
+def country_problem(value: object) -> Sentence | None:
     """Why `value` is not a country code, in words; None when it is one."""
     if not isinstance(value, str):
-        return f"must be an ISO 3166-1 alpha-2 code as text (got {type(value).__name__})"
+        return Sentence(
+            N_("must be an ISO 3166-1 alpha-2 code as text (got {type})"),
+            type=type(value).__name__,
+        )
     if len(value) != 2 or not value.isascii() or not value.isalpha():
-        return f"must be an ISO 3166-1 alpha-2 code, two letters such as FR (got {value!r})"
+        return Sentence(
+            N_("must be an ISO 3166-1 alpha-2 code, two letters such as FR (got {value!r})"),
+            value=value,
+        )
     if value.upper() not in ISO_3166_ALPHA2:
-        return f"must be an ISO 3166-1 alpha-2 code: {value!r} is not an assigned country"
+        return Sentence(
+            N_("must be an ISO 3166-1 alpha-2 code: {value!r} is not an assigned country"),
+            value=value,
+        )
     return None

@@ -2,17 +2,88 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
+
 PROBLEM_BASE = "https://hotline-node.org/problems/"
+
+Gettext = Callable[[str], str]
+
+
+def N_(template: str) -> str:  # the gettext convention for "mark, translate later"
+    """Marks an English message template for the console's catalogue; returns it unchanged.
+
+    Babel extracts the strings given to N_ (tests/console/test_i18n.py checks that each has a
+    French translation in node/console/locale/fr/LC_MESSAGES/messages.po).
+    """
+    return template
+
+
+def _english(text: str) -> str:
+    return text
+
+
+class Sentence:
+    """A sentence for a person: an English template marked with N_ and its named parameters.
+
+    str() is the English text. render(gettext) is the sentence in another language: the
+    template through the catalogue, and so is every parameter that is vocabulary (an enum
+    member, looked up by its value: a status, a role) or a sentence itself (a Sentence, a
+    NodeError); other parameters (ids, names, numbers, what the person typed) are shown as given.
+    """
+
+    __slots__ = ("params", "template")
+
+    def __init__(self, template: str, /, **params: object) -> None:
+        self.template = template
+        self.params = params
+
+    def render(self, gettext: Gettext = _english) -> str:
+        text = gettext(self.template)
+        if not self.params:
+            return text
+        values = {name: _rendered(value, gettext) for name, value in self.params.items()}
+        try:
+            return text.format(**values)
+        except (KeyError, IndexError, ValueError):
+            # A translation naming a parameter the template lacks: the English beats a crash
+            # (tests/console/test_i18n.py keeps the catalogue's parameters right).
+            return self.template.format(**values)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"Sentence({self.template!r}, **{self.params!r})"
+
+
+def _rendered(value: object, gettext: Gettext) -> object:
+    if isinstance(value, Sentence):
+        return value.render(gettext)
+    if isinstance(value, NodeError):
+        return value.message.render(gettext)
+    if isinstance(value, Enum):
+        return gettext(str(value.value))
+    return value
 
 
 class NodeError(Exception):
-    """Base class: a user-facing error with a stable problem type and a one-line message."""
+    """Base class: a user-facing error with a stable problem type and a one-line message.
+
+    Raised as `Conflict(N_("report {report} is {status}"), report=..., status=...)`: str() is
+    the English text (the CLI, problem+json, logs); the console renders `message` in the
+    person's language. A plain string still works, untranslated.
+    """
 
     status = 500
     kind = "internal"
     title = "Internal error"
     # Whether the message may be written to the log when the error is a server error.
     logged = True
+
+    def __init__(self, template: str | Sentence, /, **params: object) -> None:
+        self.message = template if isinstance(template, Sentence) else Sentence(template, **params)
+        super().__init__(str(self.message))
 
     @property
     def type_uri(self) -> str:
@@ -66,8 +137,8 @@ class RateLimited(NodeError):
     kind = "rate-limited"
     title = "Too many requests"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
+    def __init__(self, template: str | Sentence, retry_after: int, /, **params: object) -> None:
+        super().__init__(template, **params)
         self.retry_after = retry_after
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from node.cases import CaseService
 from node.cases.lifecycle import CaseEvent, next_status
 from node.clock import Clock, iso
-from node.errors import Conflict, InvalidInput, NotFound
+from node.errors import N_, Conflict, InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Tx
 from node.store.reviews import ReviewStore
@@ -50,10 +50,14 @@ class ReviewService:
             return Assessed(report_id, False)
         row = await self.cases.views.require(report_id)
         if row["origin"] != self.cases.node_id:
-            raise Conflict("only the origin hotline assesses its report; record actions instead")
+            raise Conflict(
+                N_("only the origin hotline assesses its report; record actions instead")
+            )
         next_status(report_id, row["status"], CaseEvent.ASSESSMENT)  # refused if finished
         if legal_basis is not None and len(legal_basis) > 256:
-            raise InvalidInput("legal_basis is longer than 256 characters")
+            raise InvalidInput(
+                N_("{field} is longer than {limit} characters"), field="legal_basis", limit=256
+            )
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
@@ -85,14 +89,18 @@ class ReviewService:
     async def _waiting(self, report_id: str) -> Any:
         row = await self.store.get(report_id)
         if row is None:
-            raise NotFound(f"report {report_id} has no verdict waiting for review")
+            raise NotFound(
+                N_("report {report} has no verdict waiting for review"), report=report_id
+            )
         return row
 
     async def confirm(self, report_id: str, *, reviewer: str) -> None:
         """A second person agrees: the verdict is recorded and the case routes."""
         row = await self._waiting(report_id)
         if row["analyst"] == reviewer:
-            raise Conflict("a verdict is confirmed by someone other than the analyst who gave it")
+            raise Conflict(
+                N_("a verdict is confirmed by someone other than the analyst who gave it")
+            )
         await self.cases.assess(
             report_id,
             verdict=row["verdict"],

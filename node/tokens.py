@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from node.clock import Clock, iso
-from node.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from node.store import audit
 from node.store.db import Database, Tx
 
@@ -33,7 +33,9 @@ class Principal:
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
             wanted = " or ".join(r.value for r in roles)
-            raise Forbidden(f"this needs an {wanted} token; yours is {self.role.value}")
+            raise Forbidden(
+                N_("this needs an {wanted} token; yours is {role}"), wanted=wanted, role=self.role
+            )
 
 
 def _digest(token: str) -> str:
@@ -50,9 +52,11 @@ class TokenService:
         try:
             the_role = Role(role)
         except ValueError:
-            raise InvalidInput(f"role must be analyst or operator (got {role!r})") from None
+            raise InvalidInput(
+                N_("role must be analyst or operator (got {value!r})"), value=role
+            ) from None
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
-            raise InvalidInput("name must be 1-64 letters, digits, '-' or '_'")
+            raise InvalidInput(N_("name must be 1-64 letters, digits, '-' or '_'"))
         token_id = secrets.token_hex(8)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         now = self.clock.now()
@@ -85,9 +89,15 @@ class TokenService:
         """A revoked token is refused from the next request on; the row stays for the audit."""
         row = await self.db.fetch_one("SELECT revoked_at FROM tokens WHERE id = ?", (token_id,))
         if row is None:
-            raise NotFound(f"no token with id {token_id!r} (see hotline-node tokens list)")
+            raise NotFound(
+                N_("no token with id {token!r} (see hotline-node tokens list)"), token=token_id
+            )
         if row["revoked_at"] is not None:
-            raise Conflict(f"token {token_id} was already revoked at {row['revoked_at']}")
+            raise Conflict(
+                N_("token {token} was already revoked at {at}"),
+                token=token_id,
+                at=row["revoked_at"],
+            )
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
@@ -98,16 +108,16 @@ class TokenService:
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
-            raise Unauthorized("missing Authorization header (expected: Bearer <token>)")
+            raise Unauthorized(N_("missing Authorization header (expected: Bearer <token>)"))
         scheme, _, token = header.partition(" ")
         # Header bytes that are not UTF-8 reach us as surrogates, which cannot be hashed; our
         # tokens are ASCII, so anything else is malformed rather than an internal error.
         if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX) or not token.isascii():
-            raise Unauthorized("malformed Authorization header (expected: Bearer <token>)")
+            raise Unauthorized(N_("malformed Authorization header (expected: Bearer <token>)"))
         row = await self.db.fetch_one(
             "SELECT id, role, name FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
             (_digest(token.strip()),),
         )
         if row is None:
-            raise Unauthorized("unknown or revoked token")
+            raise Unauthorized(N_("unknown or revoked token"))
         return Principal(row["id"], Role(row["role"]), row["name"])

@@ -7,7 +7,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-from node.errors import InvalidInput
+from node.errors import N_, InvalidInput
 from node.jurisdiction.dns import normalise_host
 from node.jurisdiction.errors import InvalidUrlError
 
@@ -29,7 +29,7 @@ def _idna_host(host: str) -> str:
     try:
         normalised = normalise_host(host)
     except InvalidUrlError as exc:
-        raise InvalidInput(f"url has an invalid host: {exc}") from exc
+        raise InvalidInput(N_("url has an invalid host: {reason}"), reason=exc) from exc
     if isinstance(normalised, ipaddress.IPv6Address):
         return f"[{normalised}]"
     return str(normalised)
@@ -42,35 +42,37 @@ def normalise_url(url: str) -> str:
     that differ there may be two different pieces of content.
     """
     if not isinstance(url, str) or not url.strip():
-        raise InvalidInput("url is empty")
+        raise InvalidInput(N_("url is empty"))
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidInput(f"url is longer than {MAX_URL_LENGTH} characters")
+        raise InvalidInput(
+            N_("{field} is longer than {limit} characters"), field="url", limit=MAX_URL_LENGTH
+        )
     if _WHITESPACE_OR_CONTROL.search(url):
-        raise InvalidInput("url contains whitespace or control characters")
+        raise InvalidInput(N_("url contains whitespace or control characters"))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidInput(f"url is not valid: {exc}") from exc
+        raise InvalidInput(N_("url is not valid: {reason}"), reason=exc) from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise InvalidInput("url must start with http:// or https://")
+        raise InvalidInput(N_("url must start with http:// or https://"))
     host = parts.hostname
     if not host:
-        raise InvalidInput("url has no host")
+        raise InvalidInput(N_("url has no host"))
     host = _idna_host(host)
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     if parts.username or parts.password:
         # Credentials are not part of the content's location and must not be stored.
-        raise InvalidInput("url must not contain credentials")
+        raise InvalidInput(N_("url must not contain credentials"))
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def url_host(url: str) -> str:
     host = urlsplit(url).hostname
     if not host:
-        raise InvalidInput("url has no host")
+        raise InvalidInput(N_("url has no host"))
     return host
 
 
@@ -78,14 +80,16 @@ def endpoint_url(endpoint: str) -> str:
     """A peer's endpoint: an http(s) URL naming a host, with no credentials, query or fragment,
     and no whitespace or control character (it becomes part of request lines)."""
     if not isinstance(endpoint, str) or _WHITESPACE_OR_CONTROL.search(endpoint):
-        raise InvalidInput("endpoint contains whitespace or control characters")
+        raise InvalidInput(N_("endpoint contains whitespace or control characters"))
     try:
         parts = urlsplit(endpoint)
         parts.port  # noqa: B018 - parsing the port is the check
     except ValueError as exc:
-        raise InvalidInput(f"endpoint is not a valid URL: {exc}") from exc
+        raise InvalidInput(N_("endpoint is not a valid URL: {reason}"), reason=exc) from exc
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise InvalidInput(f"endpoint must be an http(s) URL naming a host (got {endpoint!r})")
+        raise InvalidInput(
+            N_("endpoint must be an http(s) URL naming a host (got {value!r})"), value=endpoint
+        )
     if parts.username is not None or parts.query or parts.fragment:
-        raise InvalidInput("endpoint must not carry credentials, a query or a fragment")
+        raise InvalidInput(N_("endpoint must not carry credentials, a query or a fragment"))
     return endpoint.rstrip("/")

@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from node.clock import Clock, iso
-from node.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from node.store import audit
 from node.store.db import Database, Tx
 from node.store.users import UserStore
@@ -46,8 +46,14 @@ class Person:
 
     def require(self, *roles: UserRole) -> None:
         if self.role not in roles:
-            wanted = " or ".join(r.value for r in roles)
-            raise Forbidden(f"this needs the {wanted} role; {self.name} is {self.role.value}")
+            # One role is vocabulary the console translates; several are named as they are.
+            wanted = roles[0] if len(roles) == 1 else " or ".join(r.value for r in roles)
+            raise Forbidden(
+                N_("this needs the {wanted} role; {name} is {role}"),
+                wanted=wanted,
+                name=self.name,
+                role=self.role,
+            )
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,10 @@ def _token_hash(token: str) -> str:
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise InvalidInput(
-            "a user name is 1-64 lower-case letters, digits, '.', '_' or '-',"
-            " starting with a letter"
+            N_(
+                "a user name is 1-64 lower-case letters, digits, '.', '_' or '-',"
+                " starting with a letter"
+            )
         )
     return name
 
@@ -117,10 +125,10 @@ class UserService:
             the_role = UserRole(role)
         except ValueError:
             raise InvalidInput(
-                f"role must be analyst, reviewer or operator (got {role!r})"
+                N_("role must be analyst, reviewer or operator (got {value!r})"), value=role
             ) from None
         if await self.store.get(name) is not None:
-            raise Conflict(f"user {name} exists (reset it, or choose another name)")
+            raise Conflict(N_("user {name} exists (reset it, or choose another name)"), name=name)
         shown, password_hash, secret = self._secret(name, totp)
         now = iso(self.clock.now())
 
@@ -152,7 +160,7 @@ class UserService:
     async def _existing(self, name: str) -> Any:
         row = await self.store.get(name)
         if row is None:
-            raise NotFound(f"no user named {name!r} (see hotline-node users list)")
+            raise NotFound(N_("no user named {name!r} (see hotline-node users list)"), name=name)
         return row
 
     async def list_users(self) -> list[dict[str, Any]]:
@@ -168,7 +176,9 @@ class UserService:
     async def disable(self, name: str, *, actor: str) -> None:
         row = await self._existing(name)
         if row["disabled_at"] is not None:
-            raise Conflict(f"user {name} was already disabled at {row['disabled_at']}")
+            raise Conflict(
+                N_("user {name} was already disabled at {at}"), name=name, at=row["disabled_at"]
+            )
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
@@ -232,18 +242,18 @@ class UserService:
             ok = False
         reason = None
         if row is None or not ok:
-            reason = "wrong name or password"
+            reason = N_("wrong name or password")
         elif row["disabled_at"] is not None:
-            reason = "account disabled"
+            reason = N_("account disabled")
         elif row["totp_secret"] is None and self.totp_required:
-            reason = "this node requires a second factor: ask an operator to reset the account"
+            reason = N_("this node requires a second factor: ask an operator to reset the account")
         elif row["totp_secret"] is not None and not (
             code
             and pyotp.TOTP(row["totp_secret"]).verify(
                 code.strip(), for_time=self.clock.now(), valid_window=1
             )
         ):
-            reason = "wrong or missing one-time code"
+            reason = N_("wrong or missing one-time code")
         now = self.clock.now()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 

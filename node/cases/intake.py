@@ -15,7 +15,7 @@ from node.cases.router import Router
 from node.clock import Clock, iso
 from node.contacts import free_text, public_contact
 from node.countries import country_problem
-from node.errors import InvalidInput
+from node.errors import N_, InvalidInput
 from node.store import audit
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
@@ -78,26 +78,29 @@ class ImportItem:
         one such as {} or false, is refused rather than read as absent."""
         unknown = set(data) - IMPORT_FIELDS
         if unknown:
-            raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise InvalidInput(N_("unknown field(s): {fields}"), fields=", ".join(sorted(unknown)))
         for name, value in data.items():
             if value is not None and not isinstance(value, str):
                 raise InvalidInput(
-                    f"{name} must be text or null (got {type(value).__name__} {value!r:.40})"
+                    N_("{field} must be text or null (got {type} {value!r:.40})"),
+                    field=name,
+                    type=type(value).__name__,
+                    value=value,
                 )
         fields = {name: value for name, value in data.items() if value not in (None, "")}
         url = fields.get("url")
         if url is None:
-            raise InvalidInput("url is required")
+            raise InvalidInput(N_("url is required"))
         verdict = fields.get("verdict")
         if verdict is not None:
             verdict = choice(Verdict, verdict, "verdict").value
             if "category" not in fields:
-                raise InvalidInput("an assessed report needs a category")
+                raise InvalidInput(N_("an assessed report needs a category"))
         country = fields.get("hosting_country")
         if country is not None:
             problem = country_problem(country)
             if problem:
-                raise InvalidInput(f"hosting_country {problem}")
+                raise InvalidInput(N_("hosting_country {problem}"), problem=problem)
             country = country.upper()
         return cls(
             intake=Intake.check(
@@ -125,7 +128,12 @@ def choice(enum: Any, value: Any, field: str) -> Any:
         return enum(value)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        raise InvalidInput(f"{field} must be one of {allowed} (got {value!r})") from None
+        raise InvalidInput(
+            N_("{field} must be one of {allowed} (got {value!r})"),
+            field=field,
+            allowed=allowed,
+            value=value,
+        ) from None
 
 
 def text_field(value: Any, field: str, limit: int) -> str | None:
@@ -133,9 +141,11 @@ def text_field(value: Any, field: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string")
+        raise InvalidInput(N_("{field} must be a string"), field=field)
     if len(value) > limit:
-        raise InvalidInput(f"{field} is longer than {limit} characters")
+        raise InvalidInput(
+            N_("{field} is longer than {limit} characters"), field=field, limit=limit
+        )
     return free_text(value, field)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import Enum, StrEnum
 
-from node.errors import Conflict
+from node.errors import N_, Conflict
 from protocol.records import ActionCode
 
 
@@ -125,7 +125,12 @@ class CaseStateError(Conflict):
     """An event that cannot happen to a case in its status."""
 
     def __init__(self, report_id: str, status: CaseStatus, event: CaseEvent) -> None:
-        super().__init__(f"report {report_id} is {status.value}: it cannot be {event.value}")
+        super().__init__(
+            N_("report {report} is {status}: it cannot be {event}"),
+            report=report_id,
+            status=status,
+            event=event,
+        )
         self.case_status = status
         self.event = event
 

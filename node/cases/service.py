@@ -23,7 +23,7 @@ from node.cases.router import Routed, Router
 from node.cases.views import CaseViews, NoticeRules
 from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
-from node.errors import Conflict, InvalidInput
+from node.errors import N_, Conflict, InvalidInput
 from node.routing import RoutingDecision
 from node.store import audit
 from node.store.db import Database, Tx
@@ -129,7 +129,9 @@ class CaseService:
     ) -> RoutingDecision | None:
         row = await self.views.require(report_id)
         if row["origin"] != self.node_id:
-            raise Conflict("only the origin hotline assesses its report; record actions instead")
+            raise Conflict(
+                N_("only the origin hotline assesses its report; record actions instead")
+            )
         assessed = next_status(report_id, row["status"], CaseEvent.ASSESSMENT)
         the_verdict = choice(Verdict, verdict, "verdict")
         the_category = choice(Category, category, "category")
@@ -170,7 +172,9 @@ class CaseService:
         the_code = choice(ActionCode, code, "code")
         if the_code not in ANALYST_ACTIONS:
             allowed = ", ".join(sorted(c.value for c in ANALYST_ACTIONS))
-            raise InvalidInput(f"code must be one of {allowed} (got {code!r})")
+            raise InvalidInput(
+                N_("code must be one of {allowed} (got {value!r})"), allowed=allowed, value=code
+            )
         # Refused here, before anything is written, if the table refuses it (a withdrawn case).
         next_status(
             report_id,
@@ -221,7 +225,11 @@ class CaseService:
         row = await self.views.require(report_id)
         hours = self.notices.hold_hours(row["category"])
         if row["lea_cleared_at"] is not None:
-            raise Conflict(f"report {report_id} was already cleared at {row['lea_cleared_at']}")
+            raise Conflict(
+                N_("report {report} was already cleared at {at}"),
+                report=report_id,
+                at=row["lea_cleared_at"],
+            )
         reason_text = text_field(reason, "reason", MAX_NOTE)
         now = self.clock.now()
 
@@ -248,11 +256,11 @@ class CaseService:
         """Retract our report: closed here, and a tombstone to every peer that received it."""
         row = await self.views.require(report_id)
         if row["origin"] != self.node_id:
-            raise Conflict("only the origin hotline can withdraw a report")
+            raise Conflict(N_("only the origin hotline can withdraw a report"))
         withdrawn = next_status(report_id, row["status"], CaseEvent.WITHDRAWAL)
         reason_text = text_field(reason, "reason", MAX_NOTE)
         if not reason_text:
-            raise InvalidInput("a withdrawal needs a reason")
+            raise InvalidInput(N_("a withdrawal needs a reason"))
         now = self.clock.now()
 
         def transaction(conn: Tx) -> list[str]:
@@ -349,10 +357,10 @@ class CaseService:
         next_status(report_id, row["status"], CaseEvent.OVERRIDE)
         problem = country_problem(country)
         if problem:
-            raise InvalidInput(f"country {problem}")
+            raise InvalidInput(N_("country {problem}"), problem=problem)
         reason_text = text_field(reason, "reason", MAX_NOTE)
         if not reason_text:
-            raise InvalidInput("an override needs a reason")
+            raise InvalidInput(N_("an override needs a reason"))
         evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else {}
         evidence["override"] = {"country": country.upper(), "reason": reason_text, "by": actor}
         now = self.clock.now()

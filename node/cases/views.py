@@ -13,7 +13,7 @@ from node.cases.intake import choice
 from node.cases.lifecycle import CaseStatus
 from node.cases.wire import hosting_countries
 from node.clock import Clock, iso, parse_iso
-from node.errors import Conflict, InvalidInput, NotFound
+from node.errors import N_, Conflict, InvalidInput, NotFound
 from node.store.reports import ReportStore
 from protocol.ids import short_reference
 
@@ -38,10 +38,10 @@ class CaseViews:
         try:
             uuid.UUID(report_id)
         except (ValueError, TypeError, AttributeError):
-            raise NotFound(f"no report with id {report_id!r}") from None
+            raise NotFound(N_("no report with id {report!r}"), report=report_id) from None
         row = await self.store.get(report_id)
         if row is None:
-            raise NotFound(f"no report with id {report_id}")
+            raise NotFound(N_("no report with id {report}"), report=report_id)
         return row
 
     async def list_cases(
@@ -56,9 +56,11 @@ class CaseViews:
         if status is not None:
             status = choice(CaseStatus, status, "status").value
         if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000 (page on with --after)")
+            raise InvalidInput(N_("limit must be between 1 and 1000 (page on with --after)"))
         if after is not None and "|" not in after:
-            raise InvalidInput(f"after must be a cursor from a previous page (got {after!r})")
+            raise InvalidInput(
+                N_("after must be a cursor from a previous page (got {value!r})"), value=after
+            )
         rows = await self.store.list_cases(status=status, limit=limit + 1, after=after)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -78,8 +80,11 @@ class CaseViews:
         found = await self.store.ids_by_reference(ref) if ref else []
         if not found:
             raise NotFound(
-                f"no report with id {ref!r}, nor with that public reference, notice"
-                " reference or local_ref"
+                N_(
+                    "no report with id {ref!r}, nor with that public reference, notice"
+                    " reference or local_ref"
+                ),
+                ref=ref,
             )
         return found
 
@@ -87,7 +92,10 @@ class CaseViews:
         found = await self.resolve(ref)
         if len(found) > 1:
             raise Conflict(
-                f"{ref} names {len(found)} cases (a grouped notice): give one of {', '.join(found)}"
+                N_("{ref} names {count} cases (a grouped notice): give one of {cases}"),
+                ref=ref,
+                count=len(found),
+                cases=", ".join(found),
             )
         return found[0]
 

@@ -19,7 +19,7 @@ from node.channels.base import CaseItem, Channel, Message, Outcome
 from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
 from node.contacts import email_address
-from node.errors import InvalidInput, NotFound
+from node.errors import N_, InvalidInput, NotFound, Sentence
 from node.store import audit
 from node.store.db import Database, Row, Tx
 from node.store.reports import ReportStore
@@ -332,7 +332,9 @@ class Dispatcher:
             for item in plan.message.items:
                 case = ReportStore.origin_and_status(conn, item.report_id)
                 if case is None:
-                    raise NotFound(f"no case {item.report_id!r} to record the delivery on")
+                    raise NotFound(
+                        N_("no case {report!r} to record the delivery on"), report=item.report_id
+                    )
                 # Recorded like an analyst's action: on a peer's case it goes back to the
                 # origin, which sees its police referral or notice as it happens.
                 self.actions.record_txn(
@@ -447,8 +449,8 @@ class Dispatcher:
         notice reference; the dead letters stay as history, and the audit log says who did it.
         """
         if name not in self.config.channels:
-            known = ", ".join(sorted(self.config.channels)) or "none configured"
-            raise NotFound(f"no channel {name!r} (channels: {known})")
+            known = ", ".join(sorted(self.config.channels)) or Sentence(N_("none configured"))
+            raise NotFound(N_("no channel {name!r} (channels: {known})"), name=name, known=known)
         now = self.clock.now()
 
         def transaction(conn: Tx) -> int:
@@ -481,11 +483,13 @@ class Dispatcher:
     async def test(self, name: str, to: str | None = None) -> Outcome:
         """Send a clearly marked test message through one channel (nothing is recorded)."""
         if name not in self.channels:
-            known = ", ".join(sorted(self.channels)) or "none configured"
-            raise NotFound(f"no channel {name!r} (channels: {known})")
+            known = ", ".join(sorted(self.channels)) or Sentence(N_("none configured"))
+            raise NotFound(N_("no channel {name!r} (channels: {known})"), name=name, known=known)
         settings = self.config.channels[name]
         if settings.kind == "email" and not settings.to and not to:
-            raise InvalidInput(f"{name} mails each case's abuse contact: give --to ADDRESS")
+            raise InvalidInput(
+                N_("{name} mails each case's abuse contact: give --to ADDRESS"), name=name
+            )
         if to is not None:
             to = email_address(to, "to")
         item = CaseItem(

@@ -10,7 +10,7 @@ from aiohttp import web
 from node.console import operator, render, views
 from node.console.context import CONSOLE, ConsoleContext
 from node.console.security import HEADERS, Handler, guard
-from node.errors import NodeError
+from node.errors import N_, NodeError, Sentence
 
 log = logging.getLogger("hotline.console")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -36,7 +36,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return render.render(
             request,
             "error.html",
-            {"title": "Not done", "status": exc.status, "detail": str(exc)},
+            {"title": "Not done", "status": exc.status, "detail": render.say(request, exc)},
             status=exc.status,
         )
     except web.HTTPException:
@@ -47,7 +47,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return render.render(
             request,
             "error.html",
-            {"title": "Not done", "status": 500, "detail": "internal error (see the node's log)"},
+            {
+                "title": "Not done",
+                "status": 500,
+                "detail": render.say(request, Sentence(N_("internal error (see the node's log)"))),
+            },
             status=500,
         )
 

@@ -14,6 +14,7 @@ from node.clock import parse_iso
 from node.console.context import console
 from node.console.i18n import LANGUAGES, default_language, translations
 from node.console.security import SESSION_KEY
+from node.errors import NodeError, Sentence
 
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -37,6 +38,12 @@ def language(request: web.Request) -> str:
         return str(session.person.language)
     ctx = console(request)
     return default_language(ctx.config.country, ctx.config.console.language)
+
+
+def say(request: web.Request, said: NodeError | Sentence) -> str:
+    """A domain error's message (or a sentence) in the person's language, through the catalogue."""
+    sentence = said.message if isinstance(said, NodeError) else said
+    return sentence.render(translations(language(request)).gettext)
 
 
 def age(at: str | None, now: datetime) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from node.console.context import console
-from node.errors import Forbidden, PayloadTooLarge
+from node.errors import N_, Forbidden, PayloadTooLarge
 from node.users import Person, Session, UserRole
 
 SESSION_COOKIE = "hln_session"
@@ -64,7 +64,7 @@ def person(request: web.Request, *roles: UserRole) -> Person:
 def check_csrf(expected: str, form: Any) -> None:
     given = form.get("csrf", "")
     if not isinstance(given, str) or not hmac.compare_digest(given, expected):
-        raise Forbidden("the form is stale or did not come from this console: reload and retry")
+        raise Forbidden(N_("the form is stale or did not come from this console: reload and retry"))
 
 
 def new_sign_in_token() -> str:
@@ -80,7 +80,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST" and (request.content_length or 0) > MAX_FORM_BYTES:
-        raise PayloadTooLarge("form too large")
+        raise PayloadTooLarge(N_("form too large"))
     if request.path.startswith(PUBLIC_PATHS):
         return await handler(request)
     ctx = console(request)

@@ -13,7 +13,7 @@ from node.cases import CaseStatus
 from node.clock import iso, parse_iso
 from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
-from node.console.render import render
+from node.console.render import render, say
 from node.console.security import (
     ANALYSTS,
     SESSION_COOKIE,
@@ -26,7 +26,7 @@ from node.console.security import (
     session_of,
     set_cookie,
 )
-from node.errors import InvalidInput, NodeError, RateLimited, Unauthorized
+from node.errors import N_, InvalidInput, NodeError, RateLimited, Sentence, Unauthorized
 from node.store.console import Filters, make_cursor
 from node.users import UserRole
 from protocol.records import Category
@@ -83,7 +83,7 @@ async def sign_in(request: web.Request) -> web.Response:
     check_csrf(request.cookies.get(SIGN_IN_COOKIE, "") or "-", form)
     name = (_text(form, "name") or "").lower()
     client = request.remote or "unknown"
-    error = None
+    error: Sentence | None = None
     try:
         # Both the address and the name are limited: guessing one account from many addresses
         # is slowed as much as guessing many from one.
@@ -93,9 +93,11 @@ async def sign_in(request: web.Request) -> web.Response:
             name, str(form.get("password", "")), _text(form, "code"), client=client
         )
     except RateLimited as exc:
-        error = f"too many sign-in attempts; retry in {exc.retry_after} s"
+        error = Sentence(
+            N_("too many sign-in attempts; retry in {seconds} s"), seconds=exc.retry_after
+        )
     except Unauthorized as exc:
-        error = str(exc)
+        error = exc.message
     if error is not None:
         token = new_sign_in_token()
         response = render(
@@ -105,7 +107,7 @@ async def sign_in(request: web.Request) -> web.Response:
                 "title": "Sign in",
                 "token": token,
                 "next": safe_next(_text(form, "next")),
-                "error": error,
+                "error": say(request, error),
             },
             status=401,
         )
@@ -130,7 +132,7 @@ async def choose_language(request: web.Request) -> web.Response:
     form = await request.post()
     lang = _text(form, "lang")
     if lang not in LANGUAGES:
-        raise InvalidInput("language must be en or fr")
+        raise InvalidInput(N_("language must be en or fr"))
     await console(request).users.set_language(session_of(request).person.name, lang)
     raise web.HTTPSeeOther(safe_next(_text(form, "next")))
 
@@ -140,7 +142,7 @@ def _filters(request: web.Request, statuses: tuple[str, ...]) -> Filters:
     q = request.query
     status = q.get("status") or None
     if status is not None and status not in STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+        raise InvalidInput(N_("status must be one of {allowed}"), allowed=", ".join(STATUSES))
 
     def day(name: str) -> str | None:
         value = q.get(name) or None
@@ -149,7 +151,7 @@ def _filters(request: web.Request, statuses: tuple[str, ...]) -> Filters:
         try:
             parsed = parse_iso(value + "T00:00:00Z" if len(value) == 10 else value)
         except ValueError:
-            raise InvalidInput(f"{name} must be a date (YYYY-MM-DD)") from None
+            raise InvalidInput(N_("{field} must be a date (YYYY-MM-DD)"), field=name) from None
         if name == "until" and len(value) == 10:
             parsed += timedelta(days=1)
         return iso(parsed)
@@ -370,7 +372,7 @@ async def bulk(request: web.Request) -> web.Response:
     form = await request.post()
     ids = [v for v in form.getall("case", []) if isinstance(v, str)][:500]
     if not ids:
-        raise InvalidInput("tick at least one case")
+        raise InvalidInput(N_("tick at least one case"))
     back = safe_next(_text(form, "next"))
     failed: list[str] = []
     for report_id in ids:
@@ -391,9 +393,13 @@ async def bulk(request: web.Request) -> web.Response:
                     actor=who.name,
                 )
         except NodeError as exc:
-            failed.append(f"{report_id[-8:]}: {exc}")
+            # Each refusal in the person's language already: this error is only ever shown here.
+            failed.append(f"{report_id[-8:]}: {say(request, exc)}")
     if failed:
         raise InvalidInput(
-            f"{len(ids) - len(failed)} of {len(ids)} done; not done: " + "; ".join(failed[:10])
+            N_("{done} of {total} done; not done: {failed}"),
+            done=len(ids) - len(failed),
+            total=len(ids),
+            failed="; ".join(failed[:10]),
         )
     raise _done(back, f"bulk-done:{len(ids)}")

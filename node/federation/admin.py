@@ -11,7 +11,7 @@ from typing import Any
 from keys import KeyDocument, KeyDocumentError, verify_key_document
 from node.clock import Clock
 from node.countries import country_problem
-from node.errors import InvalidInput, UpstreamError
+from node.errors import N_, InvalidInput, Sentence, UpstreamError
 from node.federation.registry import PeerRegistry, check_node_id, parse_policy
 from node.store.db import Row
 from node.urls import endpoint_url
@@ -60,19 +60,27 @@ class PeerAdmin:
         check_node_id(node_id)
         fingerprint = (fingerprint or "").strip()  # pasted from a letter or a chat window
         if node_id == self.node_id:
-            raise InvalidInput("a node cannot be its own peer")
+            raise InvalidInput(N_("a node cannot be its own peer"))
         problem = country_problem(country)
         if problem:
-            raise InvalidInput(f"country {problem}")
+            raise InvalidInput(N_("country {problem}"), problem=problem)
         country = country.upper()
         endpoint = endpoint_url(endpoint)
         # Pasted from a letter or a chat, a fingerprint often comes with spaces or a newline.
         fingerprint = (fingerprint or "").strip()
         if not _FINGERPRINT.match(fingerprint):
             raise InvalidInput(
-                "fingerprint must be the 43-character identity fingerprint the peer's operator"
-                f" gave you (hotline-node keys show); got {len(fingerprint)} character(s)"
-                + (", some not letters, digits, - or _" if len(fingerprint) == 43 else "")
+                N_(
+                    "fingerprint must be the 43-character identity fingerprint the peer's"
+                    " operator gave you (hotline-node keys show); got {count} character(s),"
+                    " some not letters, digits, - or _"
+                )
+                if len(fingerprint) == 43
+                else N_(
+                    "fingerprint must be the 43-character identity fingerprint the peer's"
+                    " operator gave you (hotline-node keys show); got {count} character(s)"
+                ),
+                count=len(fingerprint),
             )
         policy = parse_policy(categories, max_tlp)
         endpoint = endpoint.rstrip("/")
@@ -83,20 +91,38 @@ class PeerAdmin:
                 document, wire = await self.client.fetch_key_document(endpoint, fingerprint)
             except PeerProtocolError as exc:
                 # It answered, with a document that does not verify against the fingerprint.
-                raise InvalidInput(f"cannot add {node_id}: {exc}") from exc
+                raise InvalidInput(
+                    N_("cannot add {peer}: {reason}"), peer=node_id, reason=exc
+                ) from exc
             except PeerError as exc:
                 hint = (
-                    "; a pull-only peer that cannot be reached is added from its key document"
-                    " (its operator runs `hotline-node keys document`; add it with"
-                    " --key-document FILE)"
+                    Sentence(
+                        N_(
+                            "; a pull-only peer that cannot be reached is added from its key"
+                            " document (its operator runs `hotline-node keys document`; add it"
+                            " with --key-document FILE)"
+                        )
+                    )
                     if pull_only
                     else ""
                 )
-                raise UpstreamError(f"cannot add {node_id}: {exc}{hint}") from exc
+                raise UpstreamError(
+                    N_("cannot add {peer}: {reason}{hint}"), peer=node_id, reason=exc, hint=hint
+                ) from exc
         if document.node_id != node_id:
-            raise InvalidInput(f"the node at {endpoint} is {document.node_id}, not {node_id}")
+            raise InvalidInput(
+                N_("the node at {endpoint} is {found}, not {peer}"),
+                endpoint=endpoint,
+                found=document.node_id,
+                peer=node_id,
+            )
         if document.country != country:
-            raise InvalidInput(f"{node_id} declares country {document.country}, not {country}")
+            raise InvalidInput(
+                N_("{peer} declares country {found}, not {country}"),
+                peer=node_id,
+                found=document.country,
+                country=country,
+            )
         await self.registry.add(
             document=document,
             wire=wire,
@@ -160,7 +186,11 @@ class PeerAdmin:
                 row["endpoint"], row["fingerprint"]
             )
             if document.node_id != node_id or document.country != row["country"]:
-                raise InvalidInput(f"document now names {document.node_id}/{document.country}")
+                raise InvalidInput(
+                    N_("document now names {peer}/{country}"),
+                    peer=document.node_id,
+                    country=document.country,
+                )
             await self.registry.store_document(node_id, wire, document)
         except (PeerError, InvalidInput) as exc:
             log.warning("key refresh for %s failed: %s", node_id, exc)
@@ -178,4 +208,6 @@ def _given_document(data: bytes, fingerprint: str, node_id: str) -> tuple[KeyDoc
     try:
         return verify_key_document(data.strip(), pinned_fingerprint=fingerprint), data.strip()
     except KeyDocumentError as exc:
-        raise InvalidInput(f"key document for {node_id} refused: {exc}") from exc
+        raise InvalidInput(
+            N_("key document for {peer} refused: {reason}"), peer=node_id, reason=exc
+        ) from exc
