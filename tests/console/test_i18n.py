@@ -157,6 +157,6 @@ def test_errors_a_console_page_can_show_carry_marked_templates() -> None:
                     continue
                 checked += 1
                 if not call.args or not _marked_argument(call.args[0]):
-                    unmarked.append(f"{path.relative_to(NODE)}:{node.lineno}")
+                    unmarked.append(f"{path.relative_to(NODE)}:{call.lineno}")
     assert checked > 60
     assert unmarked == []
