@@ -1,4 +1,5 @@
-"""Typed node errors; each maps to one problem+json type and an HTTP status in one middleware."""
+"""Typed node errors, each mapped to one problem+json type in one middleware; their messages as
+English templates marked for translation (N_) with named parameters."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class Sentence:
         self.params = params
 
     def render(self, gettext: Gettext = _english) -> str:
-        text = gettext(self.template)
+        # gettext("") is a catalogue's header, never a message.
+        text = gettext(self.template) if self.template else ""
         if not self.params:
             return text
         values = {name: _rendered(value, gettext) for name, value in self.params.items()}

@@ -9,6 +9,7 @@ import sys
 
 from node.cases import CaseStatus
 from node.cases.lifecycle import CaseEvent, CaseStateError
+from node.console.i18n import translations
 from node.errors import N_, Conflict, NodeError, Sentence
 from tests.console.conftest import Browser, Console
 
@@ -58,8 +59,10 @@ def test_str_is_the_english_text_and_render_translates() -> None:
     assert nested.message.render(lambda text: catalogue.get(text, text)) == (
         "'abcd puis 000A : aucun configuré ; formulaire trop volumineux"
     )
-    # A plain message (not marked) still works, untranslated, braces and all.
+    # A plain message (not marked) still works, untranslated, braces and all; an empty one
+    # stays empty (gettext("") would be the catalogue's header).
     assert str(NodeError("as {given}")) == "as {given}"
+    assert NodeError("").message.render(translations("fr").gettext) == ""
 
 
 async def test_a_refused_action_speaks_french_then_english(french_console: Console) -> None:
