@@ -1,5 +1,4 @@
-"""Typed node errors, each mapped to one problem+json type in one middleware; their messages as
-English templates marked for translation (N_) with named parameters."""
+"""Typed node errors, one problem+json type each, with messages as translatable templates."""
 
 from __future__ import annotations
 
