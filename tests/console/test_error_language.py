@@ -7,10 +7,14 @@ import asyncio
 import html
 import sys
 
+import pytest
+
+from keys.document import node_id_problem
 from node.cases import CaseStatus
 from node.cases.lifecycle import CaseEvent, CaseStateError
 from node.console.i18n import translations
-from node.errors import N_, Conflict, NodeError, Sentence
+from node.errors import N_, Conflict, InvalidInput, NodeError, Sentence
+from node.federation.registry import check_node_id
 from tests.console.conftest import Browser, Console
 
 VALID_FINGERPRINT = "A" * 43
@@ -244,3 +248,10 @@ async def test_roles_and_peer_actions_refused_in_french(french_console: Console)
     response, text = await olga.post("/console/users/disable", {"name": "nobody"})
     assert response.status == 404
     assert "aucun utilisateur nommé 'nobody'" in _page(text)
+
+
+def test_the_registry_says_the_node_id_rule_in_the_words_of_keys() -> None:
+    for value in ("-x", "Upper", "a" * 64, ""):
+        with pytest.raises(InvalidInput) as refused:
+            check_node_id(value)
+        assert str(refused.value) == node_id_problem(value)
