@@ -41,7 +41,9 @@ from node.errors import ConfigError
 from node.federation.admin import PeerAdmin
 from node.federation.crypto_pool import CryptoPool
 from node.federation.delivery import Delivery
+from node.federation.inbound import InboundFederation
 from node.federation.inbox import Inbox
+from node.federation.peer_keys import PeerKeyRefresher
 from node.federation.registry import PeerRegistry
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
@@ -83,6 +85,7 @@ class Node:
     tokens: TokenService
     registry: PeerRegistry
     inbox: Inbox
+    inbound: InboundFederation
     delivery: Delivery
     admin: PeerAdmin
     dispatcher: Dispatcher
@@ -136,13 +139,8 @@ class Node:
 
     def federation_context(self) -> FederationContext:
         return FederationContext(
-            db=self.db,
-            clock=self.clock,
+            inbound=self.inbound,
             authority=authority(self.config.endpoint),
-            registry=self.registry,
-            inbox=self.inbox,
-            delivery=self.delivery,
-            admin=self.admin,
             path_prefix=urlsplit(self.config.endpoint).path.rstrip("/"),
         )
 
@@ -350,6 +348,7 @@ async def open_node(
                 cases=cases,
                 crypto=crypto,
             )
+            peer_keys = PeerKeyRefresher(registry, client, clock)
             delivery = Delivery(
                 db,
                 clock,
@@ -360,10 +359,20 @@ async def open_node(
                 client=client,
                 crypto=crypto,
                 rng=jitter,
+                refresh_peer_keys=peer_keys.refresh_peer,
                 batch_size=config.federation.batch_size,
             )
-            admin = PeerAdmin(registry, client, clock, config.node_id, deliver_now=delivery.kick)
-            delivery.refresh_peer_keys = admin.refresh_peer
+            admin = PeerAdmin(
+                registry, client, clock, config.node_id, keys=peer_keys, deliver_now=delivery.kick
+            )
+            inbound = InboundFederation(
+                db,
+                clock,
+                registry=registry,
+                inbox=inbox,
+                delivery=delivery,
+                refresh_peer_keys=peer_keys.refresh_peer,
+            )
             jobs = Jobs(
                 dispatcher=dispatcher,
                 config=config,
@@ -386,6 +395,7 @@ async def open_node(
                 tokens=TokenService(db, clock),
                 registry=registry,
                 inbox=inbox,
+                inbound=inbound,
                 delivery=delivery,
                 admin=admin,
                 dispatcher=dispatcher,

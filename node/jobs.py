@@ -14,8 +14,9 @@ from node.config import NodeConfig
 from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
 from node.keyring import KeyRing
-from node.store import audit
+from node.store import audit, inbound
 from node.store.db import Database, Tx
+from node.store.reports import ReportStore
 from protocol.envelope import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW
 from protocol.httpsig import DEFAULT_WINDOW
 
@@ -80,22 +81,16 @@ class Jobs:
     async def prune(self) -> dict[str, int]:
         """Replay caches only need to cover the windows in which messages are accepted."""
         now = self.clock.now()
-        counts: dict[str, int] = {}
 
-        def transaction(conn: Tx) -> None:
-            for table, column, horizon in (
-                ("inbox_seen", "created_at", now - DEFAULT_MAX_AGE - DEFAULT_MAX_SKEW),
-                ("request_nonces", "created_at", now - 2 * DEFAULT_WINDOW),
-                ("inbound_transactions", "received_at", now - INBOUND_TRANSACTIONS_KEPT),
-            ):
-                cursor = conn.execute(
-                    f"DELETE FROM {table} WHERE {column} < ?",  # noqa: S608 - fixed names
-                    (iso(horizon),),
-                )
-                counts[table] = cursor.rowcount
+        def transaction(conn: Tx) -> dict[str, int]:
+            return inbound.prune_txn(
+                conn,
+                seen_before=iso(now - DEFAULT_MAX_AGE - DEFAULT_MAX_SKEW),
+                nonces_before=iso(now - 2 * DEFAULT_WINDOW),
+                answers_before=iso(now - INBOUND_TRANSACTIONS_KEPT),
+            )
 
-        await self.db.run(transaction)
-        return counts
+        return await self.db.run(transaction)
 
     async def purge(self) -> int:
         """Personal data past retention is erased; cases and statistics stay."""
@@ -103,13 +98,7 @@ class Jobs:
         horizon = now - timedelta(days=self.config.retention.personal_data_days)
 
         def transaction(conn: Tx) -> int:
-            cursor = conn.execute(
-                "UPDATE reports SET description = NULL, contact = NULL, notes = NULL"
-                " WHERE received_at < ? AND (description IS NOT NULL OR contact IS NOT NULL"
-                " OR notes IS NOT NULL)",
-                (iso(horizon),),
-            )
-            purged = cursor.rowcount
+            purged = ReportStore.purge_personal_data(conn, received_before=iso(horizon))
             if purged:
                 audit.append(
                     conn,

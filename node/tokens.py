@@ -10,6 +10,7 @@ from enum import StrEnum
 from node.clock import Clock, iso
 from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from node.store import audit
+from node.store import tokens as store
 from node.store.db import Database, Tx
 
 TOKEN_PREFIX = "hln_"  # noqa: S105 - a public prefix, not a secret
@@ -62,10 +63,13 @@ class TokenService:
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
-            conn.execute(
-                "INSERT INTO tokens (id, role, name, token_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (token_id, the_role.value, name, _digest(token), iso(now)),
+            store.insert_txn(
+                conn,
+                token_id=token_id,
+                role=the_role.value,
+                name=name,
+                token_hash=_digest(token),
+                at=iso(now),
             )
             audit.append(
                 conn,
@@ -80,28 +84,34 @@ class TokenService:
         return token
 
     async def list_tokens(self) -> list[dict[str, str | None]]:
-        rows = await self.db.fetch_all(
-            "SELECT id, role, name, created_at, revoked_at FROM tokens ORDER BY created_at, id"
-        )
-        return [dict(row) for row in rows]
+        return [
+            {
+                "id": row.id,
+                "role": row.role,
+                "name": row.name,
+                "created_at": row.created_at,
+                "revoked_at": row.revoked_at,
+            }
+            for row in await store.list_all(self.db)
+        ]
 
     async def revoke(self, token_id: str, actor: str = "cli") -> None:
         """A revoked token is refused from the next request on; the row stays for the audit."""
-        row = await self.db.fetch_one("SELECT revoked_at FROM tokens WHERE id = ?", (token_id,))
+        row = await store.get(self.db, token_id)
         if row is None:
             raise NotFound(
                 N_("no token with id {token!r} (see hotline-node tokens list)"), token=token_id
             )
-        if row["revoked_at"] is not None:
+        if row.revoked_at is not None:
             raise Conflict(
                 N_("token {token} was already revoked at {at}"),
                 token=token_id,
-                at=row["revoked_at"],
+                at=row.revoked_at,
             )
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
-            conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (iso(now), token_id))
+            store.revoke_txn(conn, token_id, iso(now))
             audit.append(conn, at=now, actor=actor, event="token.revoked", subject=token_id)
 
         await self.db.run(transaction)
@@ -114,10 +124,7 @@ class TokenService:
         # tokens are ASCII, so anything else is malformed rather than an internal error.
         if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX) or not token.isascii():
             raise Unauthorized(N_("malformed Authorization header (expected: Bearer <token>)"))
-        row = await self.db.fetch_one(
-            "SELECT id, role, name FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-            (_digest(token.strip()),),
-        )
+        row = await store.live_by_hash(self.db, _digest(token.strip()))
         if row is None:
             raise Unauthorized(N_("unknown or revoked token"))
-        return Principal(row["id"], Role(row["role"]), row["name"])
+        return Principal(row.id, Role(row.role), row.name)

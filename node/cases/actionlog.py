@@ -17,6 +17,7 @@ from datetime import datetime
 
 from node.cases.lifecycle import ActionSource, action_event, next_status
 from node.clock import iso
+from node.store import peer_outbox
 from node.store.db import Tx
 from node.store.reports import ReportStore
 from protocol.ids import new_id
@@ -65,8 +66,8 @@ class ActionLog:
             reason=reason,
         )
         self._insert(conn, action, status, at, source)
-        told = [origin] if origin != self.node_id else ReportStore.holders(conn, report_id)
-        ReportStore.enqueue_for_peers(
+        told = [origin] if origin != self.node_id else peer_outbox.holders_txn(conn, report_id)
+        peer_outbox.enqueue_for_peers_txn(
             conn,
             told,
             record_type="action",

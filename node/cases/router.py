@@ -17,7 +17,8 @@ from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.cases.wire import CaseRow, build_report_record
 from node.clock import Clock, iso
 from node.routing import Decision, HostingFacts, PeerView, RoutingDecision, decide
-from node.store import audit
+from node.store import audit, peer_outbox
+from node.store import peers as peer_store
 from node.store.db import Tx
 from node.store.reports import ReportStore
 from protocol.ids import new_id
@@ -65,7 +66,7 @@ class Router:
         plan = self.plan_routes(conn, [row], actor, force)
         if report_id not in plan.states:
             return None, []
-        holders = ReportStore.holders(conn, report_id)
+        holders = peer_outbox.holders_txn(conn, report_id)
         status, seq = plan.states[report_id]
         ReportStore.update(conn, report_id, {"status": status, "seq": seq})
         decision = plan.decisions[report_id]
@@ -99,7 +100,7 @@ class Router:
             at=now,
             reason=reason,
         )
-        ReportStore.enqueue_for_peers(
+        peer_outbox.enqueue_for_peers_txn(
             conn,
             peers,
             record_type="withdrawal",
@@ -137,10 +138,7 @@ class Router:
         Cases that are not ready (no verdict, or a trace still pending) are left out."""
         stamp = iso(self.clock.now())
         # Suspended peers too: routing records that a case would have gone to one.
-        peers = [
-            peer_view(p)
-            for p in conn.execute("SELECT * FROM peers WHERE status IN ('active', 'suspended')")
-        ]
+        peers = [peer_view(p) for p in peer_store.routable_txn(conn)]
         plan = RoutePlan()
         for row in rows:
             report_id = row["id"]
@@ -227,7 +225,7 @@ class Router:
         returns the peers that got new outbox rows (to push after commit)."""
         ReportStore.insert_versions(conn, plan.versions)
         for peer_id, items in plan.outbox.items():
-            ReportStore.enqueue_peer_many(conn, peer_id, items)
+            peer_outbox.enqueue_txn(conn, peer_id, items)
         ReportStore.enqueue_channels(conn, plan.channels)
         ReportStore.insert_routings(conn, plan.routings)
         audit.append_many(conn, plan.entries)

@@ -25,7 +25,7 @@ from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
 from node.errors import N_, Conflict, InvalidInput
 from node.routing import RoutingDecision
-from node.store import audit
+from node.store import audit, peer_outbox
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from protocol.records import ActionCode, Category, Verdict
@@ -264,7 +264,7 @@ class CaseService:
         now = self.clock.now()
 
         def transaction(conn: Tx) -> list[str]:
-            peers = self.store.holders(conn, report_id)
+            peers = peer_outbox.holders_txn(conn, report_id)
             withdrawal = self.router.queue_withdrawal_txn(
                 conn, report_id, peers, reason_text, now, actor
             )

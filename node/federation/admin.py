@@ -5,21 +5,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from keys import KeyDocument, KeyDocumentError, verify_key_document
 from node.clock import Clock
 from node.countries import country_problem
 from node.errors import N_, InvalidInput, Sentence, UpstreamError
+from node.federation.peer_keys import PeerKeyRefresher
 from node.federation.registry import PeerRegistry, check_node_id, parse_policy
-from node.store.db import Row
 from node.urls import endpoint_url
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from peers.model import PeerMode, PeerStatus
 
 log = logging.getLogger("hotline.peers")
-ON_DEMAND_INTERVAL = timedelta(minutes=1)
 _FINGERPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
@@ -31,16 +29,17 @@ class PeerAdmin:
         clock: Clock,
         node_id: str,
         *,
+        keys: PeerKeyRefresher,
         deliver_now: Callable[[list[str]], None],
     ) -> None:
         self.registry = registry
         self.client = client
         self.clock = clock
         self.node_id = node_id
+        self.keys = keys
         # An operator's change to a peer is contact: its queue is tried at once, not after a
         # backoff the change may have made pointless.
         self.deliver_now = deliver_now
-        self._last_on_demand: dict[str, datetime] = {}
 
     async def add(
         self,
@@ -164,43 +163,11 @@ class PeerAdmin:
 
     async def refresh_keys(self) -> dict[str, str]:
         """Fetch every peer's key document again: rotated keys come in, revocations stick."""
-        return {row["node_id"]: await self._refresh(row) for row in await self.registry.all()}
+        return await self.keys.refresh_all()
 
     async def refresh_peer(self, node_id: str) -> bool:
-        """Fetch one peer's key document now (it signed with a key we do not know yet).
-
-        At most once a minute per peer: a forged request naming an unknown key must not make us
-        hammer the peer's endpoint.
-        """
-        now = self.clock.now()
-        last = self._last_on_demand.get(node_id)
-        if last is not None and now - last < ON_DEMAND_INTERVAL:
-            return False
-        self._last_on_demand[node_id] = now
-        return await self._refresh(await self.registry.row(node_id)) == "refreshed"
-
-    async def _refresh(self, row: Row) -> str:
-        node_id = row["node_id"]
-        try:
-            document, wire = await self.client.fetch_key_document(
-                row["endpoint"], row["fingerprint"]
-            )
-            if document.node_id != node_id or document.country != row["country"]:
-                raise InvalidInput(
-                    N_("document now names {peer}/{country}"),
-                    peer=document.node_id,
-                    country=document.country,
-                )
-            await self.registry.store_document(node_id, wire, document)
-        except (PeerError, InvalidInput) as exc:
-            log.warning("key refresh for %s failed: %s", node_id, exc)
-            return f"failed: {exc}"
-        except Exception as exc:
-            # A poisoned peer row (an endpoint aiohttp cannot even parse) or a bug fails this
-            # peer's refresh alone: the scheduled job goes on with the other peers.
-            log.exception("key refresh for %s failed", node_id)
-            return f"failed: {type(exc).__name__}: {exc}"
-        return "refreshed"
+        """Fetch one peer's key document now (at most once a minute per peer)."""
+        return await self.keys.refresh_peer(node_id)
 
 
 def _given_document(data: bytes, fingerprint: str, node_id: str) -> tuple[KeyDocument, bytes]:

@@ -12,15 +12,18 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-import aiosqlite
-
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet
 from node.clock import Clock, iso
 from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
-from node.store import audit
+from node.store import audit, dead_letters, peer_outbox
+from node.store import peers as peer_store
 from node.store.db import Database, Tx
+from node.store.dead_letters import DeadLetter, Direction
+from node.store.peer_outbox import OutboxItem
+from node.store.peers import PeerRow
+from node.store.reports import ReportStore
 from peers.backoff import backoff_delay
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from protocol import (
@@ -61,9 +64,9 @@ class _Batch:
 
     keys: PublicKeySet
     last_seq: int = 0
-    rows: list[aiosqlite.Row] = field(default_factory=list)
+    rows: list[OutboxItem] = field(default_factory=list)
     frames: list[bytes] = field(default_factory=list)
-    unsealable: list[tuple[aiosqlite.Row, str]] = field(default_factory=list)
+    unsealable: list[tuple[OutboxItem, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Delivery:
         client: PeerClient,
         crypto: CryptoPool,
         rng: random.Random,
+        refresh_peer_keys: Callable[[str], Awaitable[bool]],
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.db = db
@@ -105,8 +109,8 @@ class Delivery:
         self.rng = rng
         self.batch_size = batch_size
         self._locks: dict[str, asyncio.Lock] = {}
-        # Set by the composition root: fetch a peer's key document now (after its rotation).
-        self.refresh_peer_keys: Callable[[str], Awaitable[bool]] | None = None
+        # Fetch a peer's key document now (after its rotation): False when it was not.
+        self.refresh_peer_keys = refresh_peer_keys
         self._wanted: set[str] = set()
         self._event = asyncio.Event()
 
@@ -176,23 +180,19 @@ class Delivery:
 
         try:
             while True:
-                peer = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (peer_id,))
+                peer = await peer_store.get(self.db, peer_id)
                 now = self.clock.now()
-                if peer is None or peer["status"] != "active":
+                if peer is None or peer.status != "active":
                     report.skipped = "not an active peer"
                     return
-                if peer["mode"] != "push":
+                if peer.mode != "push":
                     report.skipped = "pull-only peer: it collects its records itself"
                     return
-                if not force and peer["backoff_until"] and peer["backoff_until"] > iso(now):
-                    report.skipped = f"backing off until {peer['backoff_until']}"
+                if not force and peer.backoff_until and peer.backoff_until > iso(now):
+                    report.skipped = f"backing off until {peer.backoff_until}"
                     return
                 if total is None and progress is not None:
-                    count = await self.db.fetch_one(
-                        "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'",
-                        (peer_id,),
-                    )
-                    total = int(count[0]) if count else 0
+                    total = await peer_outbox.pending_count(self.db, peer_id)
                 try:
                     ahead, upcoming = upcoming, None
                     batch = await ahead if ahead is not None else None
@@ -214,7 +214,7 @@ class Delivery:
                             self._prepare(peer_id, after=batch.last_seq, now=now)
                         )
                     txn_id = secrets.token_urlsafe(12)
-                    answer = await self.client.push(peer["endpoint"], txn_id, batch.frames)
+                    answer = await self.client.push(peer.endpoint, txn_id, batch.frames)
                     receipt, receipt_at = await self._check_receipt(peer_id, txn_id, answer, now)
                 except (PeerError, KeyUnavailableError) as exc:
                     await settled()
@@ -249,19 +249,15 @@ class Delivery:
 
     async def _prepare(self, peer_id: str, *, after: int, now: datetime) -> _Batch:
         """The next pending rows after `after`, sealed for the peer's current keys."""
-        rows = await self.db.fetch_all(
-            "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
-            " WHERE peer_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-            (peer_id, after, self.batch_size),
-        )
+        rows = await peer_outbox.pending(self.db, peer_id, after=after, limit=self.batch_size)
         return await self._prepare_rows(peer_id, rows, now)
 
-    async def _prepare_rows(self, peer_id: str, rows: list[aiosqlite.Row], now: datetime) -> _Batch:
+    async def _prepare_rows(self, peer_id: str, rows: list[OutboxItem], now: datetime) -> _Batch:
         public = self.registry.keys_for(peer_id)
         if public is None:
             raise KeyUnavailableError(f"no verified keys for {peer_id}")
         sealed = await self.crypto.map(partial(self._seal_rows, peer_id, public, now=now), rows)
-        batch = _Batch(public, last_seq=int(rows[-1]["seq"]) if rows else 0)
+        batch = _Batch(public, last_seq=rows[-1].seq if rows else 0)
         for row, frame in zip(rows, sealed, strict=True):
             if isinstance(frame, SealError):
                 batch.unsealable.append((row, f"cannot be sealed: {frame}"))
@@ -271,7 +267,7 @@ class Delivery:
         return batch
 
     def _seal_rows(
-        self, peer_id: str, public: PublicKeySet, rows: list[aiosqlite.Row], *, now: datetime
+        self, peer_id: str, public: PublicKeySet, rows: list[OutboxItem], *, now: datetime
     ) -> list[bytes | SealError]:
         kid, key = public.sealing_key(now)
         signing = self.keys().current_signing(now)
@@ -281,8 +277,8 @@ class Delivery:
             try:
                 sealed.append(
                     seal_payload(
-                        bytes(row["payload"]),
-                        record_type=row["record_type"],
+                        row.payload,
+                        record_type=row.record_type,
                         sender=self.node_id,
                         signing_key=signing,
                         recipient=peer_id,
@@ -321,10 +317,9 @@ class Delivery:
                 opened = self._open_receipt(frame, now)
             except OpenError as exc:
                 # The peer may have rotated: fetch its key document once and try again.
-                refresh = self.refresh_peer_keys
-                if exc.reason is not OpenFailure.SENDER_KEY or refresh is None:
+                if exc.reason is not OpenFailure.SENDER_KEY:
                     raise
-                if not await refresh(peer_id):
+                if not await self.refresh_peer_keys(peer_id):
                     raise
                 opened = self._open_receipt(frame, now)
         except OpenError as exc:
@@ -337,7 +332,7 @@ class Delivery:
 
     async def _settle(
         self,
-        peer: aiosqlite.Row,
+        peer: PeerRow,
         batch: _Batch,
         digests: list[str],
         answer: TransactionResponse,
@@ -345,10 +340,10 @@ class Delivery:
         receipt_at: datetime,
         now: datetime,
     ) -> tuple[int, int]:
-        peer_id = peer["node_id"]
+        peer_id = peer.node_id
         outcome = {r.digest: r for r in answer.results}
-        sent: list[aiosqlite.Row] = []
-        dead: list[tuple[aiosqlite.Row, str]] = []
+        sent: list[OutboxItem] = []
+        dead: list[tuple[OutboxItem, str]] = []
         for row, digest in zip(batch.rows, digests, strict=True):
             result = outcome.get(digest)
             if result is None:
@@ -359,11 +354,7 @@ class Delivery:
                 sent.append(row)
 
         def transaction(conn: Tx) -> None:
-            conn.executemany(
-                "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
-                " WHERE peer_id = ? AND seq = ?",
-                [(iso(now), peer_id, row["seq"]) for row in sent],
-            )
+            peer_outbox.mark_sent_txn(conn, peer_id, [row.seq for row in sent], iso(now))
             _mark_dead(conn, peer_id, dead, now)
             _record_delivered(
                 conn,
@@ -374,16 +365,8 @@ class Delivery:
                 received_at=receipt_at,
                 how=f"signed receipt for transaction {answer.txn_id}",
             )
-            conn.execute(
-                "INSERT OR IGNORE INTO receipts (peer_id, txn_id, frame, at) VALUES (?, ?, ?, ?)",
-                (peer_id, answer.txn_id, receipt, iso(now)),
-            )
-            conn.execute(
-                "UPDATE peers SET delivered = delivered + ?, last_contact_at = ?,"
-                " backoff_until = NULL, backoff_attempts = 0, last_error = NULL, refused = NULL"
-                " WHERE node_id = ?",
-                (len(sent), iso(now), peer_id),
-            )
+            peer_outbox.store_receipt_txn(conn, peer_id, answer.txn_id, receipt, iso(now))
+            peer_store.delivered_txn(conn, peer_id, count=len(sent), at=iso(now))
             audit.append(
                 conn,
                 at=now,
@@ -392,8 +375,8 @@ class Delivery:
                 subject=peer_id,
                 details={
                     "txn": answer.txn_id,
-                    "sent": [f"{r['record_type']}:{r['record_id']}" for r in sent],
-                    "dead": [f"{r['record_type']}:{r['record_id']}" for r, _ in dead],
+                    "sent": [r.label for r in sent],
+                    "dead": [r.label for r, _ in dead],
                 },
             )
 
@@ -401,15 +384,11 @@ class Delivery:
         return len(sent), len(dead)
 
     async def _dead_letter(
-        self, peer_id: str, rows: list[tuple[aiosqlite.Row, str]], now: datetime
+        self, peer_id: str, rows: list[tuple[OutboxItem, str]], now: datetime
     ) -> int:
         for row, reason in rows:
             log.warning(
-                "dead-lettered %s %s for %s: %s",
-                row["record_type"],
-                row["record_id"],
-                peer_id,
-                reason,
+                "dead-lettered %s %s for %s: %s", row.record_type, row.record_id, peer_id, reason
             )
 
         def transaction(conn: Tx) -> None:
@@ -421,18 +400,12 @@ class Delivery:
     async def _failed(self, peer_id: str, error: str, now: datetime) -> None:
         def transaction(conn: Tx) -> tuple[int, datetime] | None:
             # Read here, not before the push: an answer settled meanwhile may have reset it.
-            row = conn.execute(
-                "SELECT backoff_attempts FROM peers WHERE node_id = ?", (peer_id,)
-            ).fetchone()
-            if row is None:
+            before = peer_store.backoff_attempts_txn(conn, peer_id)
+            if before is None:
                 return None
-            attempts = int(row[0]) + 1
+            attempts = before + 1
             until = now + backoff_delay(attempts, self.rng)
-            conn.execute(
-                "UPDATE peers SET backoff_attempts = ?, backoff_until = ?, last_error = ?"
-                " WHERE node_id = ?",
-                (attempts, iso(until), error[:500], peer_id),
-            )
+            peer_store.back_off_txn(conn, peer_id, attempts=attempts, until=iso(until), error=error)
             return attempts, until
 
         result = await self.db.run(transaction)
@@ -457,10 +430,7 @@ class Delivery:
         until = now + REFUSED_RECHECK
 
         def transaction(conn: Tx) -> None:
-            conn.execute(
-                "UPDATE peers SET refused = ?, last_error = ?, backoff_until = ? WHERE node_id = ?",
-                (error[:500], error[:500], iso(until), peer_id),
-            )
+            peer_store.refused_txn(conn, peer_id, error=error, until=iso(until))
 
         await self.db.run(transaction)
         log.warning(
@@ -470,17 +440,14 @@ class Delivery:
     # pull (we collect from peers) -----------------------------------------------------------
     async def pull(self, peer_id: str, progress: Progress | None = None) -> DeliveryReport:
         report = DeliveryReport(peer_id)
-        peer = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (peer_id,))
-        if peer is None or peer["status"] != "active":
+        peer = await peer_store.get(self.db, peer_id)
+        if peer is None or peer.status != "active":
             report.skipped = "not an active peer"
             return report
-        row = await self.db.fetch_one(
-            "SELECT after_seq FROM pull_cursors WHERE peer_id = ?", (peer_id,)
-        )
-        cursor = int(row["after_seq"]) if row else 0
+        cursor = await peer_store.pull_cursor(self.db, peer_id)
         while True:
             try:
-                page = await self.client.pull(peer["endpoint"], cursor, self.batch_size)
+                page = await self.client.pull(peer.endpoint, cursor, self.batch_size)
             except PeerError as exc:
                 report.error = str(exc)
                 return report
@@ -506,26 +473,16 @@ class Delivery:
         def transaction(conn: Tx) -> None:
             # The cursor, in a request the peer signed, says it committed everything up to
             # `after`: those rows are delivered, as a push answered `accepted` is.
-            peer = conn.execute("SELECT * FROM peers WHERE node_id = ?", (peer_id,)).fetchone()
-            acknowledged = conn.execute(
-                "SELECT seq, record_type, record_id, report_id FROM peer_outbox"
-                " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
-                (peer_id, after),
-            ).fetchall()
-            if peer is None or not acknowledged:
+            peer = peer_store.get_txn(conn, peer_id)
+            if peer is None:
                 return
-            conn.execute(
-                "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
-                " WHERE peer_id = ? AND state = 'pending' AND seq <= ?",
-                (iso(now), peer_id, after),
-            )
+            acknowledged = peer_outbox.acknowledge_txn(conn, peer_id, up_to=after, at=iso(now))
+            if not acknowledged:
+                return
             # `received` comes from the peer itself, in its signed `received` action (the
             # cursor also moves past frames it refused, which it did not receive).
             _record_delivered(conn, self.node_id, peer, acknowledged, forwarded_at=now)
-            conn.execute(
-                "UPDATE peers SET delivered = delivered + ? WHERE node_id = ?",
-                (len(acknowledged), peer_id),
-            )
+            peer_store.collected_txn(conn, peer_id, count=len(acknowledged))
             audit.append(
                 conn,
                 at=now,
@@ -534,57 +491,54 @@ class Delivery:
                 subject=peer_id,
                 details={
                     "pull_after": after,
-                    "sent": [f"{r['record_type']}:{r['record_id']}" for r in acknowledged],
+                    "sent": [r.label for r in acknowledged],
                 },
             )
 
         await self.db.run(transaction)
-        rows = await self.db.fetch_all(
-            "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
-            " WHERE peer_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-            (peer_id, after, limit + 1),
-        )
+        rows = await peer_outbox.pending(self.db, peer_id, after=after, limit=limit + 1)
         page_rows = rows[:limit]
         batch = await self._prepare_rows(peer_id, page_rows, now)
         if batch.unsealable:
             await self._dead_letter(peer_id, batch.unsealable, now)
         return OutboxPage(
             envelopes=[
-                PulledEnvelope(seq=int(r["seq"]), frame=encode_frame(f))
+                PulledEnvelope(seq=r.seq, frame=encode_frame(f))
                 for r, f in zip(batch.rows, batch.frames, strict=True)
             ],
-            next_after=int(page_rows[-1]["seq"]) if page_rows else after,
+            next_after=page_rows[-1].seq if page_rows else after,
             more=len(rows) > limit,
         )
 
     async def pending_peers(self) -> list[str]:
-        rows = await self.db.fetch_all(
-            "SELECT DISTINCT peer_id FROM peer_outbox WHERE state = 'pending'"
-        )
-        return [row["peer_id"] for row in rows]
+        return await peer_outbox.peers_with_pending(self.db)
 
 
-def _mark_dead(
-    conn: Tx, peer_id: str, rows: list[tuple[aiosqlite.Row, str]], now: datetime
-) -> None:
+def _mark_dead(conn: Tx, peer_id: str, rows: list[tuple[OutboxItem, str]], now: datetime) -> None:
     """Dead-lettered, never retried: one bad record must not block the queue."""
-    for row, reason in rows:
-        conn.execute(
-            "UPDATE peer_outbox SET state = 'dead', last_error = ? WHERE peer_id = ? AND seq = ?",
-            (reason, peer_id, row["seq"]),
-        )
-        conn.execute(
-            "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id, reason,"
-            " at) VALUES (?, 'out', ?, ?, ?, ?, ?)",
-            (peer_id, row["seq"], row["record_type"], row["record_id"], reason, iso(now)),
-        )
+    peer_outbox.mark_dead_txn(conn, peer_id, [(row.seq, reason) for row, reason in rows])
+    dead_letters.record_txn(
+        conn,
+        (
+            DeadLetter(
+                peer_id,
+                Direction.OUT,
+                reason,
+                iso(now),
+                seq=row.seq,
+                record_type=row.record_type,
+                record_id=row.record_id,
+            )
+            for row, reason in rows
+        ),
+    )
 
 
 def _record_delivered(
     conn: Tx,
     node_id: str,
-    peer: aiosqlite.Row,
-    rows: list[aiosqlite.Row],
+    peer: PeerRow,
+    rows: list[OutboxItem],
     *,
     forwarded_at: datetime,
     received_at: datetime | None = None,
@@ -592,40 +546,44 @@ def _record_delivered(
 ) -> None:
     """`forwarded` (by us) and, with `received_at`, `received` (by the peer) for each report the
     peer took, under the ids both ends derive (protocol.md §9.8): a copy adds nothing."""
-    peer_id = peer["node_id"]
-    reports = [row for row in rows if row["record_type"] == "report"]
-    conn.executemany(
-        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
-        " country, reason) VALUES (?, ?, 'forwarded', ?, ?, NULL, ?, ?)",
-        [
-            (
-                str(derived_action_id(ActionCode.FORWARDED, row["report_id"], peer_id)),
-                row["report_id"],
-                iso(forwarded_at),
-                node_id,
-                peer["country"],
-                f"delivered to {peer_id}",
+    peer_id = peer.node_id
+    reports = [row for row in rows if row.record_type == "report"]
+    taken = [
+        _action(
+            ActionCode.FORWARDED,
+            row.report_id,
+            peer_id,
+            forwarded_at,
+            node_id,
+            peer.country,
+            f"delivered to {peer_id}",
+        )
+        for row in reports
+    ]
+    if received_at is not None:
+        taken += [
+            _action(
+                ActionCode.RECEIVED, row.report_id, peer_id, received_at, peer_id, peer.country, how
             )
             for row in reports
-        ],
-    )
-    if received_at is None:
-        return
-    conn.executemany(
-        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst,"
-        " country, reason) VALUES (?, ?, 'received', ?, ?, NULL, ?, ?)",
-        [
-            (
-                str(derived_action_id(ActionCode.RECEIVED, row["report_id"], peer_id)),
-                row["report_id"],
-                iso(received_at),
-                peer_id,
-                peer["country"],
-                how,
-            )
-            for row in reports
-        ],
-    )
+        ]
+    ReportStore.insert_actions(conn, taken)
+
+
+def _action(
+    code: ActionCode, report_id: str, peer_id: str, at: datetime, by: str, country: str, reason: str
+) -> dict[str, Any]:
+    """An action under the id both ends derive for this code, case and peer."""
+    return {
+        "id": str(derived_action_id(code, report_id, peer_id)),
+        "report_id": report_id,
+        "code": code.value,
+        "at": iso(at),
+        "by_node": by,
+        "analyst": None,
+        "country": country,
+        "reason": reason,
+    }
 
 
 def _frame_or_text(text: str) -> bytes:

@@ -21,8 +21,11 @@ from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
-from node.store import audit
-from node.store.db import Database, Tx, select_in
+from node.store import audit, dead_letters, inbound, peer_outbox
+from node.store import peers as peer_store
+from node.store.db import Database, Tx
+from node.store.dead_letters import DeadLetter, Direction
+from node.store.inbound import KeptEnvelope, SeenMessage
 from node.store.reports import ReportStore
 from node.urls import normalise_url
 from protocol import (
@@ -49,19 +52,6 @@ log = logging.getLogger("hotline.federation")
 # Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
 # the writer starts early, large enough that each chunk's writes stay set-based.
 OPEN_CHUNK = 50
-_ANSWER_SQL = "SELECT response FROM inbound_transactions WHERE sender = ? AND txn_id = ?"
-_SEEN_SQL = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({marks})"
-_INSERT_SEEN = "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)"
-# The exact bytes received are kept as evidence (non-repudiation).
-_INSERT_ENVELOPE = (
-    "INSERT INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
-    " report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-class ClaimRefused(Exception):
-    """The caller's claim on a batch was refused (the request that carried it was a replay)."""
-
 
 # A report's abuse contact is checked when its evidence is stored: an invalid one is dropped
 # (and said so) there, and the case itself is kept.
@@ -70,6 +60,10 @@ _CHECKED_LATER = frozenset({"hosting.abuse_contact"})
 
 class RecordRefused(Exception):
     """A well-signed record that breaks a federation rule (unknown case, not the origin...)."""
+
+
+# A batch being opened in the crypto pool, chunk by chunk.
+Opening = list[Future[list[Opened | OpenError | RecordRefused]]]
 
 
 @dataclass
@@ -102,65 +96,37 @@ class Inbox:
         self.cases = cases
 
     # push ---------------------------------------------------------------------------------
-    async def stored_answer(self, sender: str, txn_id: str) -> bytes | None:
-        row = await self.db.fetch_one(_ANSWER_SQL, (sender, txn_id))
-        return bytes(row["response"]) if row else None
-
-    async def receive_transaction(
+    def apply_push_txn(
         self,
+        conn: Tx,
         sender: str,
         txn_id: str,
         frames: list[bytes],
-        *,
-        claim: Callable[[Tx], bool] | None = None,
-    ) -> tuple[bytes, list[str]]:
-        """Apply a pushed batch; returns the JSON answer and the peers to push to after it.
-
-        `claim` runs first in the same transaction (the request's nonce): when it returns
-        False, nothing is applied and ClaimRefused is raised."""
-        now = self.clock.now()
-        opening = await self._start_opening(sender, frames, now)
+        opening: Opening,
+        now: datetime,
+    ) -> tuple[bytes, set[str]]:
+        """Apply a pushed batch inside `conn`'s transaction: the JSON answer (per item, with our
+        signed receipt for what was taken) and the peers to push to after the commit."""
         results: list[ItemResult] = []
         pushed: set[str] = set()
-
-        def transaction(conn: Tx) -> bytes:
-            if claim is not None and not claim(conn):
-                _cancel(opening)
-                raise ClaimRefused(sender)
-            stored = conn.execute(_ANSWER_SQL, (sender, txn_id)).fetchone()
-            if stored is not None:
-                # The same transaction, sent again while the first copy was being applied
-                # (checked before the batch was opened, and now under the write lock).
-                _cancel(opening)
-                return bytes(stored[0])
-            digests = [envelope_digest(frame) for frame in frames]
-            for digest, applied in zip(
-                digests,
-                self._apply_all(conn, sender, frames, digests, opening, now, via_push=True),
-                strict=True,
-            ):
-                results.append(
-                    ItemResult(digest=digest, status=applied.status, error=applied.error)
-                )
-                if applied.pushed_to:
-                    pushed.add(applied.pushed_to)
-            accepted = [r.digest for r in results if r.status is not ItemStatus.REJECTED]
-            receipt = self._receipt(sender, txn_id, accepted, now)
-            answer = orjson.dumps(
-                TransactionResponse(txn_id=txn_id, results=results, receipt=receipt).model_dump(
-                    mode="json", exclude_none=True
-                )
+        digests = [envelope_digest(frame) for frame in frames]
+        for digest, applied in zip(
+            digests,
+            self._apply_all(conn, sender, frames, digests, opening, now, via_push=True),
+            strict=True,
+        ):
+            results.append(ItemResult(digest=digest, status=applied.status, error=applied.error))
+            if applied.pushed_to:
+                pushed.add(applied.pushed_to)
+        accepted = [r.digest for r in results if r.status is not ItemStatus.REJECTED]
+        receipt = self._receipt(sender, txn_id, accepted, now)
+        answer = orjson.dumps(
+            TransactionResponse(txn_id=txn_id, results=results, receipt=receipt).model_dump(
+                mode="json", exclude_none=True
             )
-            conn.execute(
-                "INSERT INTO inbound_transactions (sender, txn_id, response, received_at)"
-                " VALUES (?, ?, ?, ?)",
-                (sender, txn_id, answer, iso(now)),
-            )
-            self._count(conn, sender, len(accepted), now)
-            return answer
-
-        answer = await self.db.run(transaction)
-        return answer, sorted(pushed)
+        )
+        peer_store.heard_from_txn(conn, sender, received=len(accepted), at=iso(now))
+        return answer, pushed
 
     # pull ---------------------------------------------------------------------------------
     async def apply_pulled(
@@ -169,7 +135,7 @@ class Inbox:
         """Apply pulled envelopes and move the cursor in the same transaction."""
         now = self.clock.now()
         frames = [frame for _, frame in items]
-        opening = await self._start_opening(sender, frames, now)
+        opening = await self.start_opening(sender, frames, now)
         pushed: set[str] = set()
 
         def transaction(conn: Tx) -> tuple[int, int]:
@@ -186,22 +152,16 @@ class Inbox:
                 if applied.pushed_to:
                     pushed.add(applied.pushed_to)
                 cursor = max(cursor, seq)
-            conn.execute(
-                "INSERT INTO pull_cursors (peer_id, after_seq, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(peer_id) DO UPDATE SET after_seq = excluded.after_seq,"
-                " updated_at = excluded.updated_at",
-                (sender, cursor, iso(now)),
-            )
-            self._count(conn, sender, accepted, now)
+            peer_store.move_pull_cursor_txn(conn, sender, cursor, iso(now))
+            # A peer that reaches us is up: forget its backoff so our queue to it moves at once.
+            peer_store.heard_from_txn(conn, sender, received=accepted, at=iso(now))
             return cursor, accepted
 
         cursor, accepted = await self.db.run(transaction)
         return cursor, sorted(pushed), accepted
 
     # opening ------------------------------------------------------------------------------
-    async def _start_opening(
-        self, sender: str, frames: list[bytes], now: datetime
-    ) -> list[Future[list[Opened | OpenError | RecordRefused]]]:
+    async def start_opening(self, sender: str, frames: list[bytes], now: datetime) -> Opening:
         """Start opening a batch in the crypto pool, in chunks the write transaction applies
         as they come: the writer stores one chunk while the next ones are being opened."""
         # Headers are read once here (no crypto), for the replay lookup and the relay check,
@@ -213,7 +173,7 @@ class Inbox:
             except OpenError as exc:
                 reads.append(exc)
         ids = [r.header.msg_id for r in reads if isinstance(r, ReadFrame)]
-        taken = {row[0] for row in await self.db.fetch_in(_SEEN_SQL, ids, sender)}
+        taken = await inbound.seen(self.db, sender, ids)
         # Each chunk gets its own replay guard holding only what is stored: chunks are opened
         # at the same time, so a copy within the batch is told apart in order, by the write
         # transaction, not by whichever chunk happened to open first.
@@ -280,7 +240,7 @@ class Inbox:
         sender: str,
         frames: list[bytes],
         digests: list[str],
-        opening: list[Future[list[Opened | OpenError | RecordRefused]]],
+        opening: Opening,
         now: datetime,
         *,
         via_push: bool,
@@ -301,9 +261,11 @@ class Inbox:
                 chunk = zip(frames[start:end], digests[start:end], opened, strict=True)
                 good = [o for o in opened if isinstance(o, Opened)]
                 reports = [o.record for o in good if isinstance(o.record, Report)]
-                known.update(_known_reports(conn, [str(r.id) for r in reports]))
-                seen.update(_seen_ids(conn, sender, [o.header.msg_id for o in good]))
-                refs.update(_taken_refs(conn, sender, [r.local_ref for r in reports]))
+                known.update(ReportStore.existing_ids(conn, [str(r.id) for r in reports]))
+                # Checked again in the write transaction: a copy of the same bytes may have
+                # been committed since they were opened.
+                seen.update(inbound.seen_txn(conn, sender, [o.header.msg_id for o in good]))
+                refs.update(ReportStore.taken_refs(conn, sender, [r.local_ref for r in reports]))
                 for frame, digest, item in chunk:
                     record = item.record if isinstance(item, Opened) else None
                     report_id = str(record.id) if isinstance(record, Report) else ""
@@ -336,22 +298,19 @@ class Inbox:
                 self._flush(conn, batch)
             return results
         finally:
-            _cancel(opening)  # after a failure, chunks not yet opened are not needed
+            cancel_opening(opening)  # after a failure, chunks not yet opened are not needed
 
     def _refuse_new(
         self, conn: Tx, sender: str, item: Opened, reason: str, now: datetime
     ) -> Applied:
-        conn.execute(
-            _INSERT_SEEN,
-            (sender, item.header.msg_id, iso(now)),
-        )
+        inbound.mark_seen_txn(conn, SeenMessage(sender, item.header.msg_id, iso(now)))
         self._reject(conn, sender, item, reason, reason, now)
         return Applied(ItemStatus.REJECTED, reason)
 
     def _flush(self, conn: Tx, batch: _NewReports) -> None:
         if not batch.ids:
             return
-        conn.executemany(_INSERT_SEEN, batch.seen)
+        inbound.mark_seen_many_txn(conn, batch.seen)
         audit.append_many(conn, batch.entries)
         # Routed into our own channels as they are inserted.
         self.cases.router.insert_routed(conn, batch.reports, "federation", force=True)
@@ -359,8 +318,8 @@ class Inbox:
         ReportStore.add_addresses(conn, batch.addresses)
         ReportStore.insert_actions(conn, batch.actions)
         if batch.outgoing:
-            ReportStore.enqueue_peer_many(conn, batch.sender, batch.outgoing)
-        conn.executemany(_INSERT_ENVELOPE, batch.envelopes)
+            peer_outbox.enqueue_txn(conn, batch.sender, batch.outgoing)
+        inbound.keep_envelopes_txn(conn, batch.envelopes)
         batch.clear()
 
     def _apply(
@@ -381,11 +340,7 @@ class Inbox:
         if isinstance(item, RecordRefused):
             self._reject(conn, sender, None, str(item), str(item), now)
             return Applied(ItemStatus.REJECTED, str(item))
-        cursor = conn.execute(
-            _INSERT_SEEN,
-            (sender, item.header.msg_id, iso(now)),
-        )
-        if cursor.rowcount == 0:
+        if not inbound.mark_seen_txn(conn, SeenMessage(sender, item.header.msg_id, iso(now))):
             return Applied(ItemStatus.DUPLICATE)
         record = item.record
         try:
@@ -403,18 +358,20 @@ class Inbox:
         if result.status is ItemStatus.ACCEPTED:
             report_id = str(getattr(record, "report_id", getattr(record, "id", "")))
             # The exact bytes received are kept as evidence (non-repudiation).
-            conn.execute(
-                _INSERT_ENVELOPE,
-                (
-                    digest,
-                    sender,
-                    item.header.msg_id,
-                    record.type,
-                    str(record.id),
-                    report_id,
-                    iso(now),
-                    frame,
-                ),
+            inbound.keep_envelopes_txn(
+                conn,
+                [
+                    KeptEnvelope(
+                        digest,
+                        sender,
+                        item.header.msg_id,
+                        record.type,
+                        str(record.id),
+                        report_id,
+                        iso(now),
+                        frame,
+                    )
+                ],
             )
         return result
 
@@ -428,16 +385,18 @@ class Inbox:
         now: datetime,
     ) -> None:
         record = item.record if item else None
-        conn.execute(
-            "INSERT INTO dead_letters (peer_id, direction, record_type, record_id, reason, at)"
-            " VALUES (?, 'in', ?, ?, ?, ?)",
-            (
-                sender,
-                record.type if record else None,
-                str(record.id) if record else None,
-                reason,
-                iso(now),
-            ),
+        dead_letters.record_txn(
+            conn,
+            [
+                DeadLetter(
+                    sender,
+                    Direction.IN,
+                    reason,
+                    iso(now),
+                    record_type=record.type if record else None,
+                    record_id=str(record.id) if record else None,
+                )
+            ],
         )
         audit.append(
             conn,
@@ -453,14 +412,13 @@ class Inbox:
     ) -> Applied:
         """A new version of a report we hold (new reports are written per batch)."""
         report_id = str(report.id)
-        existing = conn.execute(
-            "SELECT origin, seq FROM reports WHERE id = ?", (report_id,)
-        ).fetchone()
+        existing = ReportStore.origin_and_seq(conn, report_id)
         if existing is None:
             raise RecordRefused(f"report {report_id} is not one we hold")
-        if existing["origin"] != sender:
-            raise RecordRefused(f"report {report_id} belongs to {existing['origin']}")
-        if int(existing["seq"]) >= report.seq:
+        origin, seq = existing
+        if origin != sender:
+            raise RecordRefused(f"report {report_id} belongs to {origin}")
+        if seq >= report.seq:
             return Applied(ItemStatus.DUPLICATE)
         try:
             url_key = normalise_url(report.url)
@@ -483,21 +441,20 @@ class Inbox:
     def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
         """A holder's action on our case, or the origin's on its case that we hold."""
         report_id = str(action.report_id)
-        report = conn.execute(
-            "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
-        ).fetchone()
+        report = ReportStore.origin_and_status(conn, report_id)
         if report is None:
             raise RecordRefused(f"action on report {report_id}, which is not one of ours")
-        if report["origin"] == self.node_id:
-            if sender not in ReportStore.holders(conn, report_id):
+        origin, status = report
+        if origin == self.node_id:
+            if sender not in peer_outbox.holders_txn(conn, report_id):
                 raise RecordRefused(f"report {report_id} was never sent to {sender}")
-        elif report["origin"] != sender:
+        elif origin != sender:
             raise RecordRefused(
                 f"action by {sender} on report {report_id}, which is neither ours nor {sender}'s"
             )
-        if action.report_origin != report["origin"]:
+        if action.report_origin != origin:
             raise RecordRefused(f"action names origin {action.report_origin} for {report_id}")
-        if not self.cases.actions.received_txn(conn, action, status=report["status"], now=now):
+        if not self.cases.actions.received_txn(conn, action, status=status, now=now):
             return Applied(ItemStatus.DUPLICATE)
         audit.append(
             conn,
@@ -513,14 +470,10 @@ class Inbox:
         self, conn: Tx, sender: str, withdrawal: Withdrawal, now: datetime
     ) -> Applied:
         report_id = str(withdrawal.report_id)
-        report = conn.execute(
-            "SELECT r.origin, r.status, p.country AS origin_country FROM reports r LEFT JOIN"
-            " peers p ON p.node_id = r.origin WHERE r.id = ?",
-            (report_id,),
-        ).fetchone()
-        if report is None or report["origin"] != sender:
+        report = ReportStore.origin_and_status(conn, report_id)
+        if report is None or report[0] != sender:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
-        if not allows(report["status"], CaseEvent.WITHDRAWAL):  # withdrawn already
+        if not allows(report[1], CaseEvent.WITHDRAWAL):  # withdrawn already
             return Applied(ItemStatus.DUPLICATE)
         ReportStore.mark_withdrawn(conn, report_id, iso(now), CaseStatus.WITHDRAWN.value)
         ActionLog.withdrawn_txn(
@@ -528,7 +481,7 @@ class Inbox:
             report_id=report_id,
             withdrawal_id=str(withdrawal.id),
             by=sender,
-            country=report["origin_country"] or self.country,
+            country=peer_store.country_txn(conn, sender) or self.country,
             at=withdrawal.at,
             reason=withdrawal.reason,
         )
@@ -567,14 +520,6 @@ class Inbox:
         )
         return encode_frame(frame)
 
-    def _count(self, conn: Tx, sender: str, accepted: int, now: datetime) -> None:
-        # A peer that reaches us is up: forget its backoff so our queue to it moves at once.
-        conn.execute(
-            "UPDATE peers SET received = received + ?, last_contact_at = ?, backoff_until = NULL,"
-            " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
-            (accepted, iso(now), sender),
-        )
-
 
 class _NewReports:
     """Reports new to us from one batch, gathered to be written per table (`Inbox._flush`)."""
@@ -592,14 +537,14 @@ class _NewReports:
 
     def clear(self) -> None:
         self.ids: list[str] = []
-        self.seen: list[tuple[str, str, str]] = []
+        self.seen: list[SeenMessage] = []
         self.reports: list[dict[str, Any]] = []
         self.versions: list[tuple[str, int, bytes, str]] = []
         self.addresses: list[tuple[str, dict[str, Any]]] = []
         self.entries: list[audit.Entry] = []
         self.actions: list[dict[str, Any]] = []
         self.outgoing: list[tuple[str, str, str, bytes, str]] = []
-        self.envelopes: list[tuple[str, str, str, str, str, str, str, bytes]] = []
+        self.envelopes: list[KeptEnvelope] = []
 
     def add(
         self,
@@ -613,7 +558,7 @@ class _NewReports:
         stamp = self.stamp
         evidence = _evidence(report)
         self.ids.append(report_id)
-        self.seen.append((self.sender, item.header.msg_id, stamp))
+        self.seen.append(SeenMessage(self.sender, item.header.msg_id, stamp))
         values = _case_values(report, url_key, evidence, stamp)
         self.reports.append(_new_case(report_id, report, self.sender, values, stamp))
         self.versions.append((report_id, report.seq, item.payload, stamp))
@@ -648,31 +593,23 @@ class _NewReports:
             self.outgoing.append(("action", str(action_id), report_id, record_bytes(action), stamp))
         # The exact bytes received are kept as evidence (non-repudiation).
         self.envelopes.append(
-            (digest, self.sender, item.header.msg_id, "report", report_id, report_id, stamp, frame)
+            KeptEnvelope(
+                digest,
+                self.sender,
+                item.header.msg_id,
+                "report",
+                report_id,
+                report_id,
+                stamp,
+                frame,
+            )
         )
 
 
-def _cancel(opening: list[Future[list[Opened | OpenError | RecordRefused]]]) -> None:
+def cancel_opening(opening: Opening) -> None:
+    """Chunks not opened yet are not needed (the batch failed, or it was answered already)."""
     for future in opening:
         future.cancel()
-
-
-def _known_reports(conn: Tx, report_ids: list[str]) -> set[str]:
-    return {
-        row[0]
-        for row in select_in(conn, "SELECT id FROM reports WHERE id IN ({marks})", report_ids)
-    }
-
-
-def _taken_refs(conn: Tx, sender: str, local_refs: list[str]) -> set[str]:
-    sql = "SELECT local_ref FROM reports WHERE origin = ? AND local_ref IN ({marks})"
-    return {row[0] for row in select_in(conn, sql, local_refs, sender)}
-
-
-def _seen_ids(conn: Tx, sender: str, msg_ids: list[str]) -> set[str]:
-    """Message ids of this batch already taken from `sender` (checked again in the write
-    transaction: a copy of the same bytes may have been committed since they were opened)."""
-    return {row[0] for row in select_in(conn, _SEEN_SQL, msg_ids, sender)}
 
 
 def _case_values(

@@ -11,26 +11,27 @@ from keys import KeyDocument, PublicKeySet
 from keys.document import node_id_problem
 from node.clock import Clock, iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
-from node.store import audit
+from node.store import audit, dead_letters, peer_outbox
+from node.store import peers as peer_store
 from node.store.db import Database, Tx
-from node.store.reports import ReportStore
+from node.store.peers import PeerRow
 from peers.model import Peer, PeerMode, PeerPolicy, PeerStatus
 from protocol.records import Category, Tlp
 
 
-def peer_from_row(row: aiosqlite.Row) -> Peer:
+def peer_from_row(row: PeerRow) -> Peer:
     return Peer(
-        node_id=row["node_id"],
-        country=row["country"],
-        endpoint=row["endpoint"],
-        fingerprint=row["fingerprint"],
-        status=PeerStatus(row["status"]),
-        mode=PeerMode(row["mode"]),
+        node_id=row.node_id,
+        country=row.country,
+        endpoint=row.endpoint,
+        fingerprint=row.fingerprint,
+        status=PeerStatus(row.status),
+        mode=PeerMode(row.mode),
         policy=PeerPolicy(
-            frozenset(Category(c) for c in orjson.loads(row["categories"])), Tlp(row["max_tlp"])
+            frozenset(Category(c) for c in orjson.loads(row.categories)), Tlp(row.max_tlp)
         ),
-        key_document=row["key_document"],
-        revoked=frozenset(orjson.loads(row["revoked_keys"])),
+        key_document=row.key_document,
+        revoked=frozenset(orjson.loads(row.revoked_keys)),
     )
 
 
@@ -82,7 +83,7 @@ class PeerRegistry:
         """Fill the key cache; call at start and after any change to peers."""
         keys: dict[str, PublicKeySet] = {}
         active: set[str] = set()
-        for row in await self.db.fetch_all("SELECT * FROM peers WHERE status != 'removed'"):
+        for row in await peer_store.known(self.db):
             peer = peer_from_row(row)
             public = peer.public_keys()
             if public is not None:
@@ -99,20 +100,28 @@ class PeerRegistry:
         return node_id in self._active
 
     async def get(self, node_id: str) -> Peer:
-        row = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
-        if row is None or row["status"] == PeerStatus.REMOVED:
+        return peer_from_row(await self.peer(node_id))
+
+    async def peer(self, node_id: str) -> PeerRow:
+        """The stored peer, unless it was removed."""
+        row = await peer_store.get(self.db, node_id)
+        if row is None or row.status == PeerStatus.REMOVED:
             raise NotFound(N_("no peer {peer!r}"), peer=node_id)
-        return peer_from_row(row)
+        return row
+
+    async def known(self) -> list[PeerRow]:
+        """Every peer not removed, by node id."""
+        return await peer_store.known(self.db)
 
     async def row(self, node_id: str) -> aiosqlite.Row:
-        row = await self.db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+        """The stored row, read by column name (CLI, console, admin API)."""
+        row = await peer_store.get_row(self.db, node_id)
         if row is None or row["status"] == PeerStatus.REMOVED:
             raise NotFound(N_("no peer {peer!r}"), peer=node_id)
         return row
 
     async def all(self, include_removed: bool = False) -> list[aiosqlite.Row]:
-        where = "" if include_removed else "WHERE status != 'removed'"
-        return await self.db.fetch_all(f"SELECT * FROM peers {where} ORDER BY node_id")  # noqa: S608
+        return await peer_store.all_rows(self.db, include_removed=include_removed)
 
     async def add(
         self,
@@ -128,28 +137,23 @@ class PeerRegistry:
         now = iso(self.clock.now())
 
         def transaction(conn: Tx) -> None:
-            existing = conn.execute(
-                "SELECT status FROM peers WHERE node_id = ?", (document.node_id,)
-            ).fetchone()
-            if existing is not None and existing["status"] != PeerStatus.REMOVED:
+            existing = peer_store.get_txn(conn, document.node_id)
+            if existing is not None and existing.status != PeerStatus.REMOVED:
                 raise Conflict(N_("peer {peer} already exists"), peer=document.node_id)
-            conn.execute(
-                "INSERT OR REPLACE INTO peers (node_id, country, endpoint, fingerprint, status,"
-                " mode, categories, max_tlp, key_document, added_at, keys_refreshed_at,"
-                " revoked_keys) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    document.node_id,
-                    document.country,
-                    endpoint,
-                    fingerprint,
-                    mode.value,
-                    orjson.dumps(sorted(c.value for c in policy.categories)).decode(),
-                    policy.max_tlp.value,
-                    wire,
-                    now,
-                    now,
-                    orjson.dumps(sorted(document.revoked)).decode(),
+            peer_store.add_txn(
+                conn,
+                peer_store.NewPeer(
+                    node_id=document.node_id,
+                    country=document.country,
+                    endpoint=endpoint,
+                    fingerprint=fingerprint,
+                    mode=mode.value,
+                    categories=[c.value for c in policy.categories],
+                    max_tlp=policy.max_tlp.value,
+                    key_document=wire,
+                    revoked_keys=list(document.revoked),
                 ),
+                now,
             )
             audit.append(
                 conn,
@@ -169,15 +173,10 @@ class PeerRegistry:
         await self.load()
 
     async def set_status(self, node_id: str, status: PeerStatus, actor: str) -> None:
-        await self.row(node_id)
+        await self.peer(node_id)
 
         def transaction(conn: Tx) -> None:
-            # Resuming is the operator's word that the peer is reachable: forget old backoff.
-            conn.execute(
-                "UPDATE peers SET status = ?, backoff_until = NULL, backoff_attempts = 0,"
-                " refused = NULL WHERE node_id = ?",
-                (status.value, node_id),
-            )
+            peer_store.set_status_txn(conn, node_id, status.value)
             audit.append(
                 conn,
                 at=self.clock.now(),
@@ -192,18 +191,15 @@ class PeerRegistry:
     async def set_policy(
         self, node_id: str, policy: PeerPolicy, mode: PeerMode | None, actor: str
     ) -> None:
-        row = await self.row(node_id)
+        peer = await self.peer(node_id)
 
         def transaction(conn: Tx) -> None:
-            conn.execute(
-                "UPDATE peers SET categories = ?, max_tlp = ?, mode = ?, backoff_until = NULL,"
-                " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
-                (
-                    orjson.dumps(sorted(c.value for c in policy.categories)).decode(),
-                    policy.max_tlp.value,
-                    (mode.value if mode else row["mode"]),
-                    node_id,
-                ),
+            peer_store.set_policy_txn(
+                conn,
+                node_id,
+                categories=[c.value for c in policy.categories],
+                max_tlp=policy.max_tlp.value,
+                mode=mode.value if mode else peer.mode,
             )
             audit.append(
                 conn,
@@ -222,15 +218,11 @@ class PeerRegistry:
 
     async def store_document(self, node_id: str, wire: bytes, document: KeyDocument) -> None:
         """A refreshed key document; revocations accumulate and never come back."""
-        row = await self.row(node_id)
-        revoked = set(orjson.loads(row["revoked_keys"])) | set(document.revoked)
+        peer = await self.peer(node_id)
+        revoked = set(orjson.loads(peer.revoked_keys)) | set(document.revoked)
 
         def transaction(conn: Tx) -> None:
-            conn.execute(
-                "UPDATE peers SET key_document = ?, revoked_keys = ?, keys_refreshed_at = ?"
-                " WHERE node_id = ?",
-                (wire, orjson.dumps(sorted(revoked)).decode(), iso(self.clock.now()), node_id),
-            )
+            peer_store.set_document_txn(conn, node_id, wire, sorted(revoked), iso(self.clock.now()))
             audit.append(
                 conn,
                 at=self.clock.now(),
@@ -250,48 +242,28 @@ class PeerRegistry:
         already past their old ones. The dead rows stay as history, marked `requeued`; a record
         the peer rejects again is dead-lettered again. Returns how many were queued.
         """
-        await self.row(node_id)
+        await self.peer(node_id)
         at = self.clock.now()
 
         def transaction(conn: Tx) -> int:
-            dead = conn.execute(
-                "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
-                " WHERE peer_id = ? AND state = 'dead' ORDER BY seq",
-                (node_id,),
-            ).fetchall()
-            if not dead:
+            requeued = peer_outbox.requeue_dead_txn(conn, node_id, iso(at))
+            if not requeued:
                 return 0
-            conn.executemany(
-                "UPDATE peer_outbox SET state = 'requeued' WHERE peer_id = ? AND seq = ?",
-                [(node_id, row[0]) for row in dead],
-            )
-            ReportStore.enqueue_peer_many(
-                conn, node_id, [(row[1], row[2], row[3], row[4], iso(at)) for row in dead]
-            )
             audit.append(
                 conn,
                 at=at,
                 actor=actor,
                 event="peer.requeued",
                 subject=node_id,
-                details={"records": len(dead), "seqs": [row[0] for row in dead][:100]},
+                details={"records": len(requeued), "seqs": requeued[:100]},
             )
-            return len(dead)
+            return len(requeued)
 
         return await self.db.run(transaction)
 
     async def describe(self, node_id: str) -> dict[str, Any]:
         row = await self.row(node_id)
-        depth = await self.db.fetch_one(
-            "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'", (node_id,)
-        )
-        dead = await self.db.fetch_one(
-            "SELECT COUNT(*) FROM dead_letters WHERE peer_id = ?", (node_id,)
-        )
-        waiting = await self.db.fetch_one(
-            "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'dead'", (node_id,)
-        )
-        peer = peer_from_row(row)
+        peer = peer_from_row(PeerRow.of(row))
         document = peer.document()
         now = self.clock.now()
         keys = []
@@ -316,10 +288,10 @@ class PeerRegistry:
             "keys": keys,
             "revoked_keys": sorted(peer.revoked),
             "keys_refreshed_at": row["keys_refreshed_at"],
-            "queue_depth": int(depth[0]) if depth else 0,
-            "dead_letters": int(dead[0]) if dead else 0,
+            "queue_depth": await peer_outbox.pending_count(self.db, node_id),
+            "dead_letters": await dead_letters.count_for(self.db, node_id),
             # Rejected records of ours that `peers requeue` would send again.
-            "dead_outbox": int(waiting[0]) if waiting else 0,
+            "dead_outbox": await peer_outbox.dead_count(self.db, node_id),
             "backoff_attempts": row["backoff_attempts"],
             "backoff_until": row["backoff_until"],
             "backing_off": bool(row["backoff_until"] and row["backoff_until"] > iso(now)),

@@ -7,6 +7,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from node.store import peer_outbox
 from node.store.db import Database, Row, Tx, select_in
 
 
@@ -55,11 +56,7 @@ class ReportStore:
         )
 
     async def queued(self, report_id: str) -> list[dict[str, Any]]:
-        peers = await self.db.fetch_all(
-            "SELECT peer_id AS name, 'peer' AS kind, state, record_type, seq, sent_at AS done_at"
-            " FROM peer_outbox WHERE report_id = ? ORDER BY peer_id, seq",
-            (report_id,),
-        )
+        peers = await peer_outbox.for_report(self.db, report_id)
         channels = await self.db.fetch_all(
             "SELECT channel AS name, 'channel' AS kind, state, kind AS record_type, id AS seq,"
             " delivered_at AS done_at, created_at, last_error, notice_ref FROM channel_outbox"
@@ -157,6 +154,23 @@ class ReportStore:
         return None if row is None else (row["origin"], row["status"])
 
     @staticmethod
+    def origin_and_seq(conn: Tx, report_id: str) -> tuple[str, int] | None:
+        row = conn.execute("SELECT origin, seq FROM reports WHERE id = ?", (report_id,)).fetchone()
+        return None if row is None else (row["origin"], int(row["seq"]))
+
+    @staticmethod
+    def existing_ids(conn: Tx, report_ids: list[str]) -> set[str]:
+        """Those of these case ids that are stored."""
+        sql = "SELECT id FROM reports WHERE id IN ({marks})"
+        return {row[0] for row in select_in(conn, sql, report_ids)}
+
+    @staticmethod
+    def taken_refs(conn: Tx, origin: str, local_refs: list[str]) -> set[str]:
+        """Those of these references that already name a case of `origin`."""
+        sql = "SELECT local_ref FROM reports WHERE origin = ? AND local_ref IN ({marks})"
+        return {row[0] for row in select_in(conn, sql, local_refs, origin)}
+
+    @staticmethod
     def set_abuse_contact(conn: Tx, report_id: str, contact: str, *, source: str) -> None:
         """The abuse desk found after the case's evidence was written (a case from a peer)."""
         row = conn.execute("SELECT trace_json FROM reports WHERE id = ?", (report_id,)).fetchone()
@@ -168,17 +182,15 @@ class ReportStore:
         )
 
     @staticmethod
-    def holders(conn: Tx, report_id: str) -> list[str]:
-        """Peers holding our case: a version of it was queued for them and not refused."""
-        return [
-            row[0]
-            for row in conn.execute(
-                "SELECT DISTINCT o.peer_id FROM peer_outbox o JOIN peers p ON p.node_id ="
-                " o.peer_id WHERE o.report_id = ? AND o.record_type = 'report' AND o.state IN"
-                " ('pending', 'sent') AND p.status != 'removed' ORDER BY o.peer_id",
-                (report_id,),
-            )
-        ]
+    def purge_personal_data(conn: Tx, *, received_before: str) -> int:
+        """Erase the personal data of cases received before then; returns how many."""
+        cursor = conn.execute(
+            "UPDATE reports SET description = NULL, contact = NULL, notes = NULL"
+            " WHERE received_at < ? AND (description IS NOT NULL OR contact IS NOT NULL"
+            " OR notes IS NOT NULL)",
+            (received_before,),
+        )
+        return cursor.rowcount
 
     @staticmethod
     def mark_withdrawn(conn: Tx, report_id: str, at: str, status: str) -> None:
@@ -265,62 +277,6 @@ class ReportStore:
                 for report_id, decision, targets, reasons, at, by in rows
             ],
         )
-
-    @staticmethod
-    def enqueue_peer(
-        conn: Tx,
-        *,
-        peer_id: str,
-        record_type: str,
-        record_id: str,
-        report_id: str,
-        payload: bytes,
-        at: str,
-    ) -> int:
-        """Append to the peer's outbox with the next per-peer sequence number."""
-        return ReportStore.enqueue_peer_many(
-            conn, peer_id, [(record_type, record_id, report_id, payload, at)]
-        )
-
-    @staticmethod
-    def enqueue_for_peers(
-        conn: Tx,
-        peers: list[str],
-        *,
-        record_type: str,
-        record_id: str,
-        report_id: str,
-        payload: bytes,
-        at: str,
-    ) -> None:
-        """The same record queued for each of these peers (an action, a withdrawal)."""
-        for peer in peers:
-            ReportStore.enqueue_peer(
-                conn,
-                peer_id=peer,
-                record_type=record_type,
-                record_id=record_id,
-                report_id=report_id,
-                payload=payload,
-                at=at,
-            )
-
-    @staticmethod
-    def enqueue_peer_many(
-        conn: Tx, peer_id: str, items: list[tuple[str, str, str, bytes, str]]
-    ) -> int:
-        """Append (record type, record id, report id, payload, created at) rows in order to the
-        peer's outbox with consecutive sequence numbers; returns the last one."""
-        row = conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM peer_outbox WHERE peer_id = ?", (peer_id,)
-        ).fetchone()
-        last = int(row[0]) if row else 0
-        conn.executemany(
-            "INSERT INTO peer_outbox (peer_id, seq, record_type, record_id, report_id, payload,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(peer_id, last + n, *item) for n, item in enumerate(items, start=1)],
-        )
-        return last + len(items)
 
     @staticmethod
     def enqueue_channels(conn: Tx, rows: list[tuple[str, str, str, dict[str, Any], str]]) -> None:

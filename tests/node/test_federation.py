@@ -15,9 +15,9 @@ import pytest
 from keys import KeyUnavailableError
 from node.clock import ManualClock
 from node.errors import InvalidInput, NotFound
-from node.federation.inbox import OPEN_CHUNK, ClaimRefused
-from node.store import audit
-from node.store.reports import ReportStore
+from node.federation.inbound import ClaimRefused
+from node.federation.inbox import OPEN_CHUNK
+from node.store import audit, peer_outbox
 from protocol import (
     MAX_ENVELOPE_BYTES,
     Action,
@@ -205,7 +205,7 @@ async def queue_action(sender: LiveNode, peer_id: str, action: Action, payload: 
     """Put `payload` in the sender's outbox to `peer_id` as it is, without any check."""
     async with sender.node.db.write() as conn:
         await conn.call(
-            ReportStore.enqueue_peer,
+            peer_outbox.enqueue_one_txn,
             peer_id=peer_id,
             record_type="action",
             record_id=str(action.id),
@@ -476,9 +476,9 @@ async def test_a_transaction_applied_again_gets_the_stored_answer(pair: Pair) ->
     that got past the handler's check while its first copy was being applied is answered
     with what the first copy stored, not a conflict. Called directly, without that check."""
     frame = report_frame(pair.fr, pair.de)
-    inbox = pair.de.node.inbox
-    first, _ = await inbox.receive_transaction(pair.fr.node_id, "txn-retried-1", [frame])
-    second, pushed = await inbox.receive_transaction(pair.fr.node_id, "txn-retried-1", [frame])
+    inbound = pair.de.node.inbound
+    first, _ = await inbound.receive_transaction(pair.fr.node_id, "txn-retried-1", [frame])
+    second, pushed = await inbound.receive_transaction(pair.fr.node_id, "txn-retried-1", [frame])
     assert second == first
     assert pushed == []
     assert len(await pair.de.node.db.fetch_all("SELECT * FROM reports")) == 1
@@ -488,7 +488,7 @@ async def test_a_transaction_applied_again_gets_the_stored_answer(pair: Pair) ->
 async def test_a_taken_claim_applies_nothing(pair: Pair) -> None:
     frame = report_frame(pair.fr, pair.de)
     with pytest.raises(ClaimRefused):
-        await pair.de.node.inbox.receive_transaction(
+        await pair.de.node.inbound.receive_transaction(
             pair.fr.node_id, "txn-claimed-1", [frame], claim=lambda conn: False
         )
     for table in ("reports", "inbox_seen", "inbox_envelopes", "inbound_transactions"):
@@ -498,8 +498,13 @@ async def test_a_taken_claim_applies_nothing(pair: Pair) -> None:
 async def test_a_copy_of_a_push_in_progress_is_refused_before_any_work(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inbox = pair.de.node.inbox
-    real, started, release, calls = inbox.receive_transaction, asyncio.Event(), asyncio.Event(), []
+    inbound = pair.de.node.inbound
+    real, started, release, calls = (
+        inbound.receive_transaction,
+        asyncio.Event(),
+        asyncio.Event(),
+        [],
+    )
 
     async def held(*args: Any, **kwargs: Any) -> tuple[bytes, list[str]]:
         calls.append(args)
@@ -507,7 +512,7 @@ async def test_a_copy_of_a_push_in_progress_is_refused_before_any_work(
         await release.wait()
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(inbox, "receive_transaction", held)
+    monkeypatch.setattr(inbound, "receive_transaction", held)
     url, body, headers = prepared_push(pair, "txn-in-flight-1", "nonce-in-flight-00000")
     first = asyncio.create_task(raw_post(url, body, headers))
     await asyncio.wait_for(started.wait(), timeout=10)
@@ -527,7 +532,7 @@ async def test_a_push_that_fails_still_spends_its_nonce(
     async def failing(*args: object, **kwargs: object) -> tuple[bytes, list[str]]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(pair.de.node.inbox, "receive_transaction", failing)
+    monkeypatch.setattr(pair.de.node.inbound, "receive_transaction", failing)
     url, body, headers = prepared_push(pair, "txn-failing-1", "nonce-failing-0000000")
     status, problem = await raw_post(url, body, headers)
     assert status == 500
@@ -777,7 +782,7 @@ async def test_delivery_dead_letters_a_poisoned_outbox_row_and_the_rest_goes(pai
     # was caught per row; anything else failed the whole batch and backed the peer off.
     async with pair.fr.node.db.write() as conn:
         await conn.call(
-            ReportStore.enqueue_peer,
+            peer_outbox.enqueue_one_txn,
             peer_id="de-eco",
             record_type="bogus",
             record_id=str(uuid.uuid4()),

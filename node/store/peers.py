@@ -1,0 +1,233 @@
+"""Peers and pull cursors: the one module that reads and writes the `peers` table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+import orjson
+
+from node.store.db import Database, Row, Tx
+
+ERROR_LIMIT = 500  # a peer's last error is a diagnosis, not a copy of a whole answer
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """A stored peer: its address, policy and pinned keys, and the state of our queue to it."""
+
+    node_id: str
+    country: str
+    endpoint: str
+    fingerprint: str
+    status: str
+    mode: str
+    categories: str  # JSON list
+    max_tlp: str
+    key_document: bytes | None
+    added_at: str
+    last_contact_at: str | None
+    backoff_until: str | None
+    backoff_attempts: int
+    last_error: str | None
+    revoked_keys: str  # JSON list
+    keys_refreshed_at: str | None
+    delivered: int
+    received: int
+    refused: str | None
+
+    @classmethod
+    def of(cls, row: Row | aiosqlite.Row) -> PeerRow:
+        return cls(
+            node_id=row["node_id"],
+            country=row["country"],
+            endpoint=row["endpoint"],
+            fingerprint=row["fingerprint"],
+            status=row["status"],
+            mode=row["mode"],
+            categories=row["categories"],
+            max_tlp=row["max_tlp"],
+            key_document=row["key_document"],
+            added_at=row["added_at"],
+            last_contact_at=row["last_contact_at"],
+            backoff_until=row["backoff_until"],
+            backoff_attempts=int(row["backoff_attempts"]),
+            last_error=row["last_error"],
+            revoked_keys=row["revoked_keys"],
+            keys_refreshed_at=row["keys_refreshed_at"],
+            delivered=int(row["delivered"]),
+            received=int(row["received"]),
+            refused=row["refused"],
+        )
+
+
+@dataclass(frozen=True)
+class NewPeer:
+    """What `add_txn` writes for a peer pinned by the operator."""
+
+    node_id: str
+    country: str
+    endpoint: str
+    fingerprint: str
+    mode: str
+    categories: list[str]
+    max_tlp: str
+    key_document: bytes
+    revoked_keys: list[str]
+
+
+# reads ------------------------------------------------------------------------------------
+async def get(db: Database, node_id: str) -> PeerRow | None:
+    row = await db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+    return None if row is None else PeerRow.of(row)
+
+
+async def get_row(db: Database, node_id: str) -> aiosqlite.Row | None:
+    """The stored row as it is (for callers that read it by column name: CLI, console)."""
+    return await db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
+
+
+async def all_rows(db: Database, *, include_removed: bool = False) -> list[aiosqlite.Row]:
+    where = "" if include_removed else "WHERE status != 'removed'"
+    return await db.fetch_all(f"SELECT * FROM peers {where} ORDER BY node_id")  # noqa: S608
+
+
+async def known(db: Database) -> list[PeerRow]:
+    """Every peer not removed, by node id."""
+    return [PeerRow.of(row) for row in await all_rows(db)]
+
+
+def get_txn(conn: Tx, node_id: str) -> PeerRow | None:
+    row = conn.execute("SELECT * FROM peers WHERE node_id = ?", (node_id,)).fetchone()
+    return None if row is None else PeerRow.of(row)
+
+
+def routable_txn(conn: Tx) -> list[Row]:
+    """Peers a case may be routed to (suspended ones too: routing records that a case would
+    have gone to one)."""
+    return list(conn.execute("SELECT * FROM peers WHERE status IN ('active', 'suspended')"))
+
+
+def country_txn(conn: Tx, node_id: str) -> str | None:
+    row = conn.execute("SELECT country FROM peers WHERE node_id = ?", (node_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def pull_cursor(db: Database, peer_id: str) -> int:
+    """How far we have applied what `peer_id` serves us to pull (0: nothing yet)."""
+    row = await db.fetch_one("SELECT after_seq FROM pull_cursors WHERE peer_id = ?", (peer_id,))
+    return int(row["after_seq"]) if row else 0
+
+
+# writes (inside the caller's transaction) ---------------------------------------------------
+def add_txn(conn: Tx, peer: NewPeer, at: str) -> None:
+    """Pin a peer, or pin again one that was removed. A peer not removed is refused by the
+    caller first (`get_txn`)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO peers (node_id, country, endpoint, fingerprint, status,"
+        " mode, categories, max_tlp, key_document, added_at, keys_refreshed_at,"
+        " revoked_keys) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+        (
+            peer.node_id,
+            peer.country,
+            peer.endpoint,
+            peer.fingerprint,
+            peer.mode,
+            orjson.dumps(sorted(peer.categories)).decode(),
+            peer.max_tlp,
+            peer.key_document,
+            at,
+            at,
+            orjson.dumps(sorted(peer.revoked_keys)).decode(),
+        ),
+    )
+
+
+def set_status_txn(conn: Tx, node_id: str, status: str) -> None:
+    # Resuming is the operator's word that the peer is reachable: forget old backoff.
+    conn.execute(
+        "UPDATE peers SET status = ?, backoff_until = NULL, backoff_attempts = 0,"
+        " refused = NULL WHERE node_id = ?",
+        (status, node_id),
+    )
+
+
+def set_policy_txn(
+    conn: Tx, node_id: str, *, categories: list[str], max_tlp: str, mode: str
+) -> None:
+    """A new policy (or mode) is the operator's word too: backoff and refusal are forgotten."""
+    conn.execute(
+        "UPDATE peers SET categories = ?, max_tlp = ?, mode = ?, backoff_until = NULL,"
+        " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
+        (orjson.dumps(sorted(categories)).decode(), max_tlp, mode, node_id),
+    )
+
+
+def set_document_txn(conn: Tx, node_id: str, document: bytes, revoked: list[str], at: str) -> None:
+    conn.execute(
+        "UPDATE peers SET key_document = ?, revoked_keys = ?, keys_refreshed_at = ?"
+        " WHERE node_id = ?",
+        (document, orjson.dumps(sorted(revoked)).decode(), at, node_id),
+    )
+
+
+def heard_from_txn(conn: Tx, node_id: str, *, received: int, at: str) -> None:
+    """The peer reached us (a push it sent, or a page we pulled from it): it is up, so its
+    backoff and refusal are forgotten and our queue to it moves at once."""
+    conn.execute(
+        "UPDATE peers SET received = received + ?, last_contact_at = ?, backoff_until = NULL,"
+        " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
+        (received, at, node_id),
+    )
+
+
+def delivered_txn(conn: Tx, node_id: str, *, count: int, at: str) -> None:
+    """The peer answered a push of ours: `count` records taken, backoff and errors forgotten."""
+    conn.execute(
+        "UPDATE peers SET delivered = delivered + ?, last_contact_at = ?,"
+        " backoff_until = NULL, backoff_attempts = 0, last_error = NULL, refused = NULL"
+        " WHERE node_id = ?",
+        (count, at, node_id),
+    )
+
+
+def collected_txn(conn: Tx, node_id: str, *, count: int) -> None:
+    """A pulling peer acknowledged `count` records of ours (its cursor moved past them)."""
+    conn.execute("UPDATE peers SET delivered = delivered + ? WHERE node_id = ?", (count, node_id))
+
+
+def touched_txn(conn: Tx, node_id: str, at: str) -> None:
+    """A signed request from the peer (a pull) reached us."""
+    conn.execute("UPDATE peers SET last_contact_at = ? WHERE node_id = ?", (at, node_id))
+
+
+def backoff_attempts_txn(conn: Tx, node_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT backoff_attempts FROM peers WHERE node_id = ?", (node_id,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def back_off_txn(conn: Tx, node_id: str, *, attempts: int, until: str, error: str) -> None:
+    conn.execute(
+        "UPDATE peers SET backoff_attempts = ?, backoff_until = ?, last_error = ?"
+        " WHERE node_id = ?",
+        (attempts, until, error[:ERROR_LIMIT], node_id),
+    )
+
+
+def refused_txn(conn: Tx, node_id: str, *, error: str, until: str) -> None:
+    """The peer refused our push outright: held (not backed off) until `until`."""
+    conn.execute(
+        "UPDATE peers SET refused = ?, last_error = ?, backoff_until = ? WHERE node_id = ?",
+        (error[:ERROR_LIMIT], error[:ERROR_LIMIT], until, node_id),
+    )
+
+
+def move_pull_cursor_txn(conn: Tx, peer_id: str, after_seq: int, at: str) -> None:
+    conn.execute(
+        "INSERT INTO pull_cursors (peer_id, after_seq, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(peer_id) DO UPDATE SET after_seq = excluded.after_seq,"
+        " updated_at = excluded.updated_at",
+        (peer_id, after_seq, at),
+    )
