@@ -46,13 +46,13 @@ class Jobs:
 
     async def pull(self) -> int:
         total = 0
-        for row in await self.admin.registry.all():
-            if row["status"] != "active":
+        for peer in await self.admin.registry.known():
+            if peer.status != "active":
                 continue
             try:
-                total += (await self.delivery.pull(row["node_id"])).pulled
+                total += (await self.delivery.pull(peer.node_id)).pulled
             except Exception:  # one peer's failure (or a bug it triggers) skips that peer only
-                log.exception("pull from %s failed", row["node_id"])
+                log.exception("pull from %s failed", peer.node_id)
         return total
 
     async def refresh_peer_keys(self) -> dict[str, str]:
