@@ -33,6 +33,7 @@ CONSOLE_REACHES = (
     "tokens.py",
     "federation/registry.py",
     "federation/admin.py",
+    "federation/peer_keys.py",
     "channels/dispatcher.py",
     "contacts.py",
     "urls.py",
