@@ -45,6 +45,7 @@ from node.federation.inbound import InboundFederation
 from node.federation.inbox import Inbox
 from node.federation.peer_keys import PeerKeyRefresher
 from node.federation.registry import PeerRegistry
+from node.federation.wakeups import PushRequests
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
@@ -318,9 +319,8 @@ async def open_node(
                 abuse_contact_for=tracer.abuse_contact_for,
             )
 
-            def push_now(peer_ids: list[str]) -> None:
-                delivery.kick(peer_ids)  # bound below: delivery needs the inbox, which needs cases
-
+            # Cases ask for pushes after their commits; delivery (built later) takes them.
+            push_requests = PushRequests()
             cases = CaseService(
                 db,
                 clock,
@@ -330,7 +330,7 @@ async def open_node(
                 # What a case shows of its channel deliveries follows node.toml as they do.
                 notices=dispatcher,
                 # A routed case is pushed as soon as its transaction commits.
-                wake=push_now,
+                wake=push_requests.kick,
             )
             client = PeerClient(
                 session,
@@ -360,10 +360,16 @@ async def open_node(
                 crypto=crypto,
                 rng=jitter,
                 refresh_peer_keys=peer_keys.refresh_peer,
+                requests=push_requests,
                 batch_size=config.federation.batch_size,
             )
             admin = PeerAdmin(
-                registry, client, clock, config.node_id, keys=peer_keys, deliver_now=delivery.kick
+                registry,
+                client,
+                clock,
+                config.node_id,
+                keys=peer_keys,
+                deliver_now=push_requests.kick,
             )
             inbound = InboundFederation(
                 db,

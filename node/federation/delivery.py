@@ -17,6 +17,7 @@ from node.clock import Clock, iso
 from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
+from node.federation.wakeups import PushRequests
 from node.store import audit, dead_letters, peer_outbox
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
@@ -96,6 +97,7 @@ class Delivery:
         crypto: CryptoPool,
         rng: random.Random,
         refresh_peer_keys: Callable[[str], Awaitable[bool]],
+        requests: PushRequests,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.db = db
@@ -111,29 +113,25 @@ class Delivery:
         self._locks: dict[str, asyncio.Lock] = {}
         # Fetch a peer's key document now (after its rotation): False when it was not.
         self.refresh_peer_keys = refresh_peer_keys
-        self._wanted: set[str] = set()
-        self._event = asyncio.Event()
+        self.requests = requests
 
     # triggering ---------------------------------------------------------------------------
     def kick(self, peer_ids: list[str]) -> None:
         """Ask for an immediate push to these peers (called after a commit)."""
-        self._wanted.update(peer_ids)
-        self._event.set()
+        self.requests.kick(peer_ids)
 
     async def worker(self) -> None:
         running: dict[str, asyncio.Task[DeliveryReport]] = {}
         while True:
-            await self._event.wait()
-            self._event.clear()
-            for peer_id in list(self._wanted):
+            for peer_id in await self.requests.wait():
                 task = running.get(peer_id)
                 if task is not None and not task.done():
                     # Already pushing: it stays wanted, and the end of that push wakes this
                     # loop for one more pass (a commit after its last read needs one).
                     continue
-                self._wanted.discard(peer_id)
+                self.requests.take(peer_id)
                 task = asyncio.create_task(self.push(peer_id))
-                task.add_done_callback(lambda _: self._event.set())
+                task.add_done_callback(lambda _: self.requests.wake())
                 running[peer_id] = task
 
     def _lock(self, peer_id: str) -> asyncio.Lock:
