@@ -14,6 +14,7 @@ from typing import Any
 from node.clock import iso
 from node.errors import InvalidInput
 from node.output import local_time, table
+from node.store import metrics
 from node.store.db import Database
 
 DAY = 86_400
@@ -39,16 +40,12 @@ class Period:
             raise InvalidInput("since must be before until")
         return cls(start, end)
 
-    def where(self, column: str) -> tuple[str, list[str]]:
-        """An SQL condition on a stored time column (text in one form, so it sorts by time)."""
-        clauses, params = ["1"], []
-        if self.since is not None:
-            clauses.append(f"{column} >= ?")
-            params.append(iso(self.since))
-        if self.until is not None:
-            clauses.append(f"{column} < ?")
-            params.append(iso(self.until))
-        return " AND ".join(clauses), params
+    def received(self) -> metrics.Received:
+        """The period as the store selects reports by (stored time text sorts by time)."""
+        return metrics.Received(
+            iso(self.since) if self.since is not None else None,
+            iso(self.until) if self.until is not None else None,
+        )
 
     def to_dict(self) -> dict[str, str | None]:
         return {
@@ -114,76 +111,32 @@ def durations(seconds: Iterable[int], *, within_days: int | None = None) -> dict
     return result
 
 
-async def _counts(db: Database, sql: str, params: Sequence[Any]) -> dict[str, int]:
-    return {str(row[0]): int(row[1]) for row in await db.fetch_all(sql, params)}
-
-
 async def collect(db: Database, *, node_id: str, period: Period | None = None) -> dict[str, Any]:
     """Every figure over the reports received in the period (read-only)."""
     period = period or Period()
-    cond, params = period.where("r.received_at")
-    # Each query names its table `r` for reports so that one condition serves them all.
-    total_row = await db.fetch_one(f"SELECT COUNT(*) FROM reports r WHERE {cond}", params)  # noqa: S608 - fixed clauses
-    total = int(total_row[0]) if total_row else 0
-
-    async def group(column: str, empty: str) -> dict[str, int]:
-        return await _counts(
-            db,
-            f"SELECT COALESCE(r.{column}, ?), COUNT(*) FROM reports r WHERE {cond}"  # noqa: S608 - fixed columns
-            " GROUP BY 1 ORDER BY 2 DESC, 1",
-            [empty, *params],
-        )
-
+    received = period.received()
     return {
         "node_id": node_id,
         "period": period.to_dict(),
-        "reports": total,
-        "by_status": await group("status", "unknown"),
-        "by_category": await group("category", "unset"),
-        "by_verdict": await group("verdict", "unassessed"),
-        "by_source": await group("source", "unknown"),
-        "by_hosting_country": await _by_country(db, cond, params),
-        "by_peer": await _by_peer(db, node_id, cond, params),
-        "rerouted": await _rerouted(db, cond, params),
+        "reports": await metrics.report_count(db, received),
+        "by_status": await metrics.counts_by(db, "status", "unknown", received),
+        "by_category": await metrics.counts_by(db, "category", "unset", received),
+        "by_verdict": await metrics.counts_by(db, "verdict", "unassessed", received),
+        "by_source": await metrics.counts_by(db, "source", "unknown", received),
+        "by_hosting_country": await metrics.counts_by_hosting_country(db, received),
+        "by_peer": await _by_peer(db, node_id, received),
+        "rerouted": await metrics.rerouted(db, received),
         "time_to_removal": durations(
-            await _first_action_delays(db, CLOSING_CODES, cond, params), within_days=WITHIN_DAYS
+            await metrics.first_action_delays(db, CLOSING_CODES, received),
+            within_days=WITHIN_DAYS,
         ),
         "time_to_forwarding": durations(
-            await _first_action_delays(db, ("forwarded",), cond, params)
+            await metrics.first_action_delays(db, ("forwarded",), received)
         ),
     }
 
 
-async def _by_country(db: Database, cond: str, params: list[str]) -> dict[str, int]:
-    """Reports per hosting country (a report hosted in two countries counts in both).
-
-    The country is the one routing used: an analyst's override, else the traced countries
-    (CDN edge addresses excluded). Without one: `cdn`, `untraced` (trace pending) or `unknown`.
-    """
-    override = "json_extract(r.trace_json, '$.override.country')"
-    sql = f"""
-        SELECT country, COUNT(*) FROM (
-            SELECT r.id, {override} AS country FROM reports r
-            WHERE {cond} AND {override} IS NOT NULL
-            UNION
-            SELECT r.id, c.value FROM reports r, json_each(r.trace_json, '$.countries') c
-            WHERE {cond} AND {override} IS NULL
-            UNION ALL
-            SELECT r.id, CASE
-                WHEN r.trace_status = 'pending' THEN 'untraced'
-                WHEN json_extract(r.trace_json, '$.cdn') THEN 'cdn'
-                ELSE 'unknown' END
-            FROM reports r
-            WHERE {cond} AND {override} IS NULL
-              AND COALESCE(json_array_length(r.trace_json, '$.countries'), 0) = 0
-        ) GROUP BY country ORDER BY 2 DESC, 1
-    """  # noqa: S608 - fixed clauses
-    return await _counts(db, sql, [*params, *params, *params])
-
-
-async def _by_peer(
-    db: Database, node_id: str, cond: str, params: list[str]
-) -> list[dict[str, Any]]:
+async def _by_peer(db: Database, node_id: str, received: metrics.Received) -> list[dict[str, Any]]:
     """Per peer: our reports delivered to it, still queued or dead-lettered; its reports to us."""
     peers: dict[str, dict[str, Any]] = {}
 
@@ -193,50 +146,12 @@ async def _by_peer(
         )
 
     states = {"sent": "forwarded", "pending": "queued", "dead": "dead"}
-    forwarded = f"""
-        SELECT o.peer_id, o.state, COUNT(DISTINCT o.report_id) FROM peer_outbox o
-        JOIN reports r ON r.id = o.report_id WHERE o.record_type = 'report' AND {cond}
-        GROUP BY o.peer_id, o.state
-    """  # noqa: S608 - fixed clauses
-    for row in await db.fetch_all(forwarded, params):
-        if str(row[1]) in states:
-            entry(str(row[0]))[states[str(row[1])]] += int(row[2])
-    for row in await db.fetch_all(
-        f"SELECT r.origin, COUNT(*) FROM reports r WHERE r.origin != ? AND {cond}"  # noqa: S608 - fixed clauses
-        " GROUP BY r.origin",
-        [node_id, *params],
-    ):
-        entry(str(row[0]))["received"] += int(row[1])
+    for count in await metrics.forwarded_by_peer(db, received):
+        if count.state in states:
+            entry(count.peer)[states[count.state]] += count.reports
+    for origin, n in (await metrics.received_by_origin(db, node_id, received)).items():
+        entry(origin)["received"] += n
     return [peers[name] for name in sorted(peers)]
-
-
-async def _rerouted(db: Database, cond: str, params: list[str]) -> dict[str, int]:
-    """Cases sent to the fallback although a peer hotline exists there, by reason (TLP above
-    the peer's maximum, peer suspended, category not accepted)."""
-    reason = "json_extract(t.value, '$.rerouted')"
-    sql = f"""
-        SELECT {reason}, COUNT(DISTINCT r.id) FROM reports r
-        JOIN routing_decisions d ON d.report_id = r.id, json_each(d.targets) t
-        WHERE {cond} AND {reason} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1
-    """  # noqa: S608 - fixed clauses
-    return await _counts(db, sql, params)
-
-
-async def _first_action_delays(
-    db: Database, codes: Sequence[str], cond: str, params: list[str]
-) -> list[int]:
-    """Seconds from a report's receipt to the first action with one of `codes`, per report."""
-    marks = ", ".join("?" for _ in codes)
-    # strftime('%s') is whole seconds since the epoch, exact for our second-precision times.
-    sql = f"""
-        SELECT CAST(strftime('%s', f.first_at) AS INTEGER)
-             - CAST(strftime('%s', r.received_at) AS INTEGER)
-        FROM (SELECT report_id, MIN(at) AS first_at FROM actions WHERE code IN ({marks})
-              GROUP BY report_id) f
-        JOIN reports r ON r.id = f.report_id WHERE {cond}
-    """  # noqa: S608 - placeholders and fixed clauses only
-    rows = await db.fetch_all(sql, [*codes, *params])
-    return [int(row[0]) for row in rows]
 
 
 # rendering ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from aiohttp import web
 from node.api.context import context
 from node.clock import iso
 from node.store.db import Database
+from node.store.metrics import store_figures
 
 log = logging.getLogger("hotline.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -138,46 +139,22 @@ def _family(
     return [*_header(name, kind, help_text), *(_sample(name, lab, v) for lab, v in samples)]
 
 
-async def _rows(db: Database, sql: str, params: Sequence[object] = ()) -> list[tuple[str, ...]]:
-    return [tuple(row) for row in await db.fetch_all(sql, params)]
-
-
 async def store_metrics(db: Database, now: str) -> list[str]:
-    """Figures read from the database at scrape time (every query is covered by an index)."""
-    peers = await _rows(db, "SELECT node_id, status, backoff_until FROM peers ORDER BY node_id")
-    outbox: dict[tuple[str, str], int] = {
-        (str(r[0]), str(r[1])): int(r[2])
-        for r in await _rows(
-            db, "SELECT peer_id, state, COUNT(*) FROM peer_outbox GROUP BY peer_id, state"
-        )
-    }
-    dead_letters = await _rows(
-        db,
-        "SELECT peer_id, direction, COUNT(*) FROM dead_letters GROUP BY peer_id, direction"
-        " ORDER BY peer_id, direction",
-    )
-    channels: dict[tuple[str, str], int] = {
-        (str(r[0]), str(r[1])): int(r[2])
-        for r in await _rows(
-            db, "SELECT channel, state, COUNT(*) FROM channel_outbox GROUP BY channel, state"
-        )
-    }
-    statuses = await _rows(
-        db, "SELECT status, COUNT(*) FROM reports GROUP BY status ORDER BY status"
-    )
-    trace_pending = await _rows(db, "SELECT COUNT(*) FROM reports WHERE trace_status = 'pending'")
-    audit = await _rows(db, "SELECT COALESCE(MAX(seq), 0) FROM audit_log")
+    """Figures read from the database at scrape time."""
+    figures = await store_figures(db)
+    peers, outbox, channels = figures.peers, figures.peer_outbox, figures.channel_outbox
 
     # Peers with nothing queued still get a 0, so that alerts see them.
-    peer_ids = sorted({str(p[0]) for p in peers} | {peer for peer, _ in outbox})
-    channel_ids = sorted({channel for channel, _ in channels})
-    in_backoff = {str(p[0]) for p in peers if p[2] is not None and str(p[2]) > now}
+    peer_ids = sorted({p.node_id for p in peers} | {peer for peer, _ in outbox})
+    # The label is `channel` (published), but what it names is a routing role.
+    roles = sorted({role for role, _ in channels})
+    in_backoff = {p.node_id for p in peers if p.backoff_until is not None and p.backoff_until > now}
 
     def per_peer(state: str) -> list[tuple[Labels, float]]:
         return [((("peer", p),), outbox.get((p, state), 0)) for p in peer_ids]
 
     def per_channel(state: str) -> list[tuple[Labels, float]]:
-        return [((("channel", c),), channels.get((c, state), 0)) for c in channel_ids]
+        return [((("channel", role),), channels.get((role, state), 0)) for role in roles]
 
     return [
         *_family(
@@ -196,7 +173,10 @@ async def store_metrics(db: Database, now: str) -> list[str]:
             "hotline_peer_dead_letters_total",
             "counter",
             "Records refused for good, by peer and direction (out: it refused ours).",
-            [((("peer", str(r[0])), ("direction", str(r[1]))), int(r[2])) for r in dead_letters],
+            [
+                ((("peer", d.peer_id), ("direction", d.direction)), d.count)
+                for d in figures.dead_letters
+            ],
         ),
         *_family(
             "hotline_peer_backoff",
@@ -215,8 +195,8 @@ async def store_metrics(db: Database, now: str) -> list[str]:
             "gauge",
             "Peers by status.",
             [
-                ((("status", s),), sum(1 for p in peers if p[1] == s))
-                for s in sorted({str(p[1]) for p in peers})
+                ((("status", s),), sum(1 for p in peers if p.status == s))
+                for s in sorted({p.status for p in peers})
             ],
         ),
         *_family(
@@ -241,19 +221,19 @@ async def store_metrics(db: Database, now: str) -> list[str]:
             "hotline_reports",
             "gauge",
             "Cases by status.",
-            [((("status", str(r[0])),), int(r[1])) for r in statuses],
+            [((("status", s),), n) for s, n in figures.reports_by_status.items()],
         ),
         *_family(
             "hotline_reports_trace_pending",
             "gauge",
             "Cases waiting for their jurisdiction trace.",
-            [((), int(trace_pending[0][0]))],
+            [((), figures.trace_pending)],
         ),
         *_family(
             "hotline_audit_log_entries",
             "gauge",
             "Entries in the audit log's hash chain.",
-            [((), int(audit[0][0]))],
+            [((), figures.audit_entries)],
         ),
     ]
 

@@ -17,8 +17,9 @@ from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.cases.wire import CaseRow, build_report_record
 from node.clock import Clock, iso
 from node.routing import Decision, HostingFacts, PeerView, RoutingDecision, decide
-from node.store import audit, peer_outbox
+from node.store import audit, channel_outbox, peer_outbox
 from node.store import peers as peer_store
+from node.store.channel_outbox import ChannelItem
 from node.store.db import Tx
 from node.store.reports import ReportStore
 from protocol.ids import new_id
@@ -40,7 +41,7 @@ class RoutePlan:
     states: dict[str, tuple[str, int]] = field(default_factory=dict)  # id: (status, seq)
     versions: list[tuple[str, int, bytes, str]] = field(default_factory=list)
     outbox: dict[str, list[tuple[str, str, str, bytes, str]]] = field(default_factory=dict)
-    channels: list[tuple[str, str, str, dict[str, Any], str]] = field(default_factory=list)
+    channels: list[ChannelItem] = field(default_factory=list)
     routings: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]] = field(
         default_factory=list
     )
@@ -175,7 +176,7 @@ class Router:
                     )
                 else:
                     plan.channels.append(
-                        (
+                        ChannelItem(
                             target.name,
                             report_id,
                             "report",
@@ -226,7 +227,7 @@ class Router:
         ReportStore.insert_versions(conn, plan.versions)
         for peer_id, items in plan.outbox.items():
             peer_outbox.enqueue_txn(conn, peer_id, items)
-        ReportStore.enqueue_channels(conn, plan.channels)
+        channel_outbox.enqueue_txn(conn, plan.channels)
         ReportStore.insert_routings(conn, plan.routings)
         audit.append_many(conn, plan.entries)
         return sorted(plan.outbox)

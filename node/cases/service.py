@@ -25,7 +25,7 @@ from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
 from node.errors import N_, Conflict, InvalidInput
 from node.routing import RoutingDecision
-from node.store import audit, peer_outbox
+from node.store import audit, channel_outbox, peer_outbox
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from protocol.records import ActionCode, Category, Verdict
@@ -249,7 +249,7 @@ class CaseService:
             return 0
         return sum(
             parse_iso(queued) + timedelta(hours=hours) > now
-            for queued in await self.store.waiting_host_notices(report_id)
+            for queued in await channel_outbox.waiting_host_notices(self.db, report_id)
         )
 
     async def withdraw(self, report_id: str, *, reason: str, actor: str) -> list[str]:

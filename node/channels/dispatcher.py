@@ -20,8 +20,9 @@ from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
 from node.contacts import email_address
 from node.errors import N_, InvalidInput, NotFound, Sentence
-from node.store import audit
-from node.store.db import Database, Row, Tx
+from node.store import audit, channel_outbox
+from node.store.channel_outbox import DeadRow, OutboxRow
+from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from peers.backoff import backoff_delay
 from protocol.records import ActionCode
@@ -105,96 +106,76 @@ class Dispatcher:
         return None
 
     # planning ---------------------------------------------------------------------------
-    async def _due(self, now: datetime) -> list[Row]:
-        return await self.db.fetch_all(
-            "SELECT * FROM channel_outbox WHERE state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?",
-            (iso(now), BATCH),
-        )
-
-    async def _cleared(self, report_ids: list[str]) -> dict[str, str | None]:
-        if not report_ids:
-            return {}
-        marks = ",".join("?" for _ in report_ids)
-        rows = await self.db.fetch_all(
-            f"SELECT id, lea_cleared_at FROM reports WHERE id IN ({marks})",  # noqa: S608
-            report_ids,
-        )
-        return {row["id"]: row["lea_cleared_at"] for row in rows}
-
-    def _held(self, row: Row, item: CaseItem, cleared: str | None, now: datetime) -> bool:
+    def _held(self, row: OutboxRow, item: CaseItem, now: datetime) -> bool:
         """Law-enforcement-first: a host notice waits for police, or for the deadline."""
-        if row["channel"] != "host_notice" or row["kind"] == "reminder":
+        if row.role != "host_notice" or row.kind == "reminder":
             return False
         hours = self.hold_hours(item.category)
-        if hours is None or cleared is not None:
+        if hours is None or row.lea_cleared_at is not None:
             return False
-        return parse_iso(row["created_at"]) + timedelta(hours=hours) > now
+        return parse_iso(row.created_at) + timedelta(hours=hours) > now
 
-    async def plan(self, now: datetime) -> tuple[list[Planned], list[Row], int]:
+    async def plan(self, now: datetime) -> tuple[list[Planned], list[OutboxRow], int]:
         """Messages to send now, rows no channel serves, and how many rows are held.
 
         A row whose payload cannot be read is dead-lettered here, alone, with the reason.
         """
-        rows = await self._due(now)
+        rows = await channel_outbox.due(self.db, iso(now), BATCH)
         items: dict[int, CaseItem] = {}
-        poisoned: list[tuple[Row, str]] = []
+        poisoned: list[DeadRow] = []
         for row in rows:
             try:
-                items[row["id"]] = CaseItem.from_payload(orjson.loads(row["payload"]))
+                items[row.id] = CaseItem.from_payload(orjson.loads(row.payload))
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                poisoned.append((row, f"unreadable outbox row: {type(exc).__name__}: {exc}"))
+                why = f"unreadable outbox row: {type(exc).__name__}: {exc}"
+                poisoned.append(DeadRow(row.id, row.role, row.report_id, why))
         if poisoned:
-            dead = [(r["id"], r["channel"], r["report_id"], why) for r, why in poisoned]
-            await self.db.run(partial(self._dead_rows, rows=dead, now=now))
-            rows = [row for row in rows if row["id"] in items]
+            await self.db.run(partial(self._dead_rows, rows=poisoned, now=now))
+            rows = [row for row in rows if row.id in items]
         for row in rows:
-            item = items[row["id"]]
-            if row["channel"] == "host_notice" and not item.abuse_contact:
-                items[row["id"]] = await self._with_contact_found(row, item)
-        cleared = await self._cleared(sorted({items[r["id"]].report_id for r in rows}))
+            item = items[row.id]
+            if row.role == "host_notice" and not item.abuse_contact:
+                items[row.id] = await self._with_contact_found(row, item)
         window = timedelta(seconds=self.config.notices.group_window_seconds)
         planned: list[Planned] = []
-        unrouted: list[Row] = []
+        unrouted: list[OutboxRow] = []
         held = 0
-        groups: dict[tuple[str, str, str, bool], list[Row]] = {}
+        groups: dict[tuple[str, str, str, bool], list[OutboxRow]] = {}
         for row in rows:
-            item = items[row["id"]]
-            if self._held(row, item, cleared.get(item.report_id), now):
+            item = items[row.id]
+            if self._held(row, item, now):
                 held += 1
                 continue
-            target = self.channel_for(row["channel"], item)
+            target = self.channel_for(row.role, item)
             if target is None:
                 unrouted.append(row)
                 continue
-            reminder = row["kind"] == "reminder"
-            if row["channel"] in GROUPED_ROLES:
+            reminder = row.kind == "reminder"
+            if row.role in GROUPED_ROLES:
                 # One notice per abuse desk and channel: hosts get one mail, not fifty.
-                key = (row["channel"], target[0], item.abuse_contact or "", reminder)
+                key = (row.role, target[0], item.abuse_contact or "", reminder)
                 groups.setdefault(key, []).append(row)
                 continue
             planned.append(
-                Planned(
-                    target[0], target[1], Message(row["channel"], (item,), reminder, (row["id"],))
-                )
+                Planned(target[0], target[1], Message(row.role, (item,), reminder, (row.id,)))
             )
         for (role, name, _, reminder), members in groups.items():
-            oldest = min(parse_iso(r["created_at"]) for r in members)
+            oldest = min(parse_iso(r.created_at) for r in members)
             if not reminder and oldest + window > now:
                 held += len(members)  # still gathering cases for this abuse desk
                 continue
             message = Message(
                 role,
-                tuple(items[r["id"]] for r in members),
+                tuple(items[r.id] for r in members),
                 reminder,
-                tuple(r["id"] for r in members),
+                tuple(r.id for r in members),
                 notice_ref=_notice_ref(members),
             )
             planned.append(Planned(name, self.channels[name], message))
         return planned, unrouted, held
 
     # delivering -------------------------------------------------------------------------
-    async def _with_contact_found(self, row: Row, item: CaseItem) -> CaseItem:
+    async def _with_contact_found(self, row: OutboxRow, item: CaseItem) -> CaseItem:
         """Look the abuse desk up (RDAP, on the case's addresses) and keep it for retries."""
         if self.abuse_contact_for is None:
             return item
@@ -207,13 +188,10 @@ class Dispatcher:
             contact = None
         if contact is None:
             return item
-        payload = {**orjson.loads(row["payload"]), "abuse_contact": contact}
+        payload = {**orjson.loads(row.payload), "abuse_contact": contact}
 
         def transaction(conn: Tx) -> None:
-            conn.execute(
-                "UPDATE channel_outbox SET payload = ? WHERE id = ?",
-                (orjson.dumps(payload).decode(), row["id"]),
-            )
+            channel_outbox.set_payload_txn(conn, row.id, payload)
             ReportStore.set_abuse_contact(conn, item.report_id, contact, source="rdap")
             audit.append(
                 conn,
@@ -232,7 +210,12 @@ class Dispatcher:
         report = DispatchReport()
         planned, unrouted, report.held = await self.plan(now)
         if unrouted:
-            await self.db.run(lambda conn: self._unrouted(conn, unrouted, now))
+            waiting = [
+                (row.id, f"no channel configured for role {row.role} (add one to node.toml)")
+                for row in unrouted
+            ]
+            until = iso(now + NO_CHANNEL_RETRY)
+            await self.db.run(lambda conn: channel_outbox.postpone_txn(conn, waiting, until))
             report.unrouted = len(unrouted)
         for plan in planned:
             try:
@@ -253,7 +236,7 @@ class Dispatcher:
                 log.exception("channel %s: could not record an outcome", plan.channel_name)
                 why = f"{outcome.detail}; not recorded: {type(exc).__name__}: {exc}"
                 dead = [
-                    (row_id, plan.message.role, item.report_id, why)
+                    DeadRow(row_id, plan.message.role, item.report_id, why, plan.channel_name)
                     for row_id, item in zip(plan.message.row_ids, plan.message.items, strict=True)
                 ]
                 await self.db.run(partial(self._dead_rows, rows=dead, now=now))
@@ -269,57 +252,31 @@ class Dispatcher:
                 log.warning("channel %s: %s", plan.channel_name, outcome.detail)
         return report
 
-    def _unrouted(self, conn: Tx, rows: list[Row], now: datetime) -> None:
-        conn.executemany(
-            "UPDATE channel_outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
-            [
-                (
-                    f"no channel configured for role {row['channel']} (add one to node.toml)",
-                    iso(now + NO_CHANNEL_RETRY),
-                    row["id"],
-                )
-                for row in rows
-            ],
-        )
-
-    def _dead_rows(self, conn: Tx, *, rows: list[tuple[int, str, str, str]], now: datetime) -> None:
-        """Dead-letter outbox rows (id, role, report id, reason) that no delivery settled."""
-        for row_id, role, report_id, reason in rows:
-            conn.execute(
-                "UPDATE channel_outbox SET state = 'dead', last_error = ? WHERE id = ?",
-                (reason[:500], row_id),
-            )
-            conn.execute(
-                "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
-                " reason, at) VALUES (?, 'channel', ?, ?, ?, ?, ?)",
-                (role, row_id, role, report_id, reason[:500], iso(now)),
-            )
+    def _dead_rows(self, conn: Tx, *, rows: list[DeadRow], now: datetime) -> None:
+        """Dead-letter outbox rows that no delivery settled."""
+        channel_outbox.dead_txn(conn, rows, at=iso(now))
+        for row in rows:
             audit.append(
                 conn,
                 at=now,
                 actor="channels",
                 event="channel.dead",
-                subject=str(report_id),
-                details={"role": role, "reason": reason[:500]},
+                subject=row.report_id,
+                details={"role": row.role, "reason": row.reason[:500]},
             )
-            log.warning("channel outbox row %s dead-lettered: %s", row_id, reason)
+            log.warning("channel outbox row %s dead-lettered: %s", row.row_id, row.reason)
 
     def _record(self, conn: Tx, *, plan: Planned, outcome: Outcome, now: datetime) -> str:
         ids = plan.message.row_ids
-        marks = ",".join("?" for _ in ids)
-        rows = conn.execute(
-            f"SELECT id, attempts FROM channel_outbox WHERE id IN ({marks})",  # noqa: S608
-            ids,
-        ).fetchall()
-        attempts = max((int(r["attempts"]) for r in rows), default=0) + 1
+        attempts = channel_outbox.attempts_txn(conn, ids) + 1
         if outcome.delivered:
-            conn.executemany(
-                "UPDATE channel_outbox SET state = 'delivered', delivered_at = ?, attempts = ?,"
-                " last_error = NULL, sent_via = ?, notice_ref = ? WHERE id = ?",
-                [
-                    (iso(now), attempts, plan.channel_name, plan.message.notice_ref, row_id)
-                    for row_id in ids
-                ],
+            channel_outbox.delivered_txn(
+                conn,
+                ids,
+                at=iso(now),
+                attempts=attempts,
+                channel=plan.channel_name,
+                notice_ref=plan.message.notice_ref,
             )
             code = (
                 "reminder_sent"
@@ -350,11 +307,7 @@ class Dispatcher:
                     country=item.country or self.country,
                 )
                 if outcome.cleared:
-                    conn.execute(
-                        "UPDATE reports SET lea_cleared_at = COALESCE(lea_cleared_at, ?)"
-                        " WHERE id = ?",
-                        (iso(now), item.report_id),
-                    )
+                    ReportStore.set_cleared_once(conn, item.report_id, iso(now))
             audit.append(
                 conn,
                 at=now,
@@ -370,25 +323,14 @@ class Dispatcher:
             )
             return "delivered"
         if outcome.permanent or attempts >= self.config.notices.max_attempts:
-            conn.executemany(
-                "UPDATE channel_outbox SET state = 'dead', attempts = ?, last_error = ?,"
-                " sent_via = ? WHERE id = ?",
-                [(attempts, outcome.detail[:500], plan.channel_name, row_id) for row_id in ids],
-            )
-            conn.executemany(
-                "INSERT INTO dead_letters (peer_id, direction, seq, record_type, record_id,"
-                " reason, at) VALUES (?, 'channel', ?, ?, ?, ?, ?)",
-                [
-                    (
-                        plan.channel_name,
-                        row_id,
-                        plan.message.role,
-                        item.report_id,
-                        outcome.detail[:500],
-                        iso(now),
-                    )
-                    for row_id, item in zip(ids, plan.message.items, strict=True)
-                ],
+            dead = [
+                DeadRow(
+                    row_id, plan.message.role, item.report_id, outcome.detail, plan.channel_name
+                )
+                for row_id, item in zip(ids, plan.message.items, strict=True)
+            ]
+            channel_outbox.dead_txn(
+                conn, dead, at=iso(now), attempts=attempts, sent_via=plan.channel_name
             )
             audit.append(
                 conn,
@@ -400,14 +342,13 @@ class Dispatcher:
             )
             return "dead"
         retry_at = now + backoff_delay(attempts, self.rng)
-        # The notice keeps its reference across retries: the host may already have one copy.
-        conn.executemany(
-            "UPDATE channel_outbox SET attempts = ?, last_error = ?, next_attempt_at = ?,"
-            " notice_ref = ? WHERE id = ?",
-            [
-                (attempts, outcome.detail[:500], iso(retry_at), plan.message.notice_ref, row_id)
-                for row_id in ids
-            ],
+        channel_outbox.retry_txn(
+            conn,
+            ids,
+            attempts=attempts,
+            error=outcome.detail,
+            next_attempt_at=iso(retry_at),
+            notice_ref=plan.message.notice_ref,
         )
         return "retry"
 
@@ -417,30 +358,14 @@ class Dispatcher:
         now = self.clock.now()
         cutoff = iso(now - timedelta(hours=self.config.notices.reminder_hours))
 
-        def transaction(conn: Tx) -> int:
-            due = conn.execute(
-                "SELECT o.report_id, o.channel, o.payload, MAX(a.at) AS last_at"
-                " FROM channel_outbox o JOIN actions a ON a.report_id = o.report_id"
-                " AND a.code IN ('notice_sent', 'reminder_sent') AND a.by_node = ?"
-                " JOIN reports r ON r.id = o.report_id"
-                " WHERE o.channel IN ('host_notice', 'cdn_notice') AND o.state = 'delivered'"
-                " AND o.kind = 'report' AND r.status NOT IN ('closed', 'withdrawn')"
-                " AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.report_id = o.report_id"
-                " AND x.code IN ('content_removed', 'content_unavailable'))"
-                " AND NOT EXISTS (SELECT 1 FROM channel_outbox p WHERE p.report_id ="
-                " o.report_id AND p.kind = 'reminder' AND p.state = 'pending')"
-                " GROUP BY o.report_id HAVING last_at <= ?",
-                (self.node_id, cutoff),
-            ).fetchall()
-            for row in due:
-                conn.execute(
-                    "INSERT INTO channel_outbox (channel, report_id, kind, payload, created_at,"
-                    " next_attempt_at) VALUES (?, ?, 'reminder', ?, ?, ?)",
-                    (row["channel"], row["report_id"], row["payload"], iso(now), iso(now)),
-                )
-            return len(due)
-
-        return await self.db.run(transaction)
+        return await self.db.run(
+            partial(
+                channel_outbox.queue_reminders_txn,
+                node_id=self.node_id,
+                delivered_before=cutoff,
+                at=iso(now),
+            )
+        )
 
     async def requeue_dead(self, name: str, actor: str) -> int:
         """Send again the messages this channel gave up on (once the cause is fixed).
@@ -454,19 +379,7 @@ class Dispatcher:
         now = self.clock.now()
 
         def transaction(conn: Tx) -> int:
-            ids = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM channel_outbox WHERE state = 'dead' AND sent_via = ?"
-                    " ORDER BY id",
-                    (name,),
-                )
-            ]
-            conn.executemany(
-                "UPDATE channel_outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-                " last_error = NULL WHERE id = ?",
-                [(iso(now), row_id) for row_id in ids],
-            )
+            ids = channel_outbox.requeue_dead_txn(conn, name, iso(now))
             if ids:
                 audit.append(
                     conn,
@@ -534,11 +447,7 @@ class Dispatcher:
         missing = self.roles_without_channel()
         if not missing:
             return []
-        pending = await self.db.fetch_all(
-            "SELECT channel, COUNT(*) AS n FROM channel_outbox WHERE state = 'pending'"
-            " GROUP BY channel"
-        )
-        waiting = {row["channel"]: int(row["n"]) for row in pending}
+        waiting = await channel_outbox.pending_by_role(self.db)
         return [
             f"no channel serves role {role} ({ROLE_WORDS[role]}): {waiting.get(role, 0)}"
             " case(s) wait for it; add a [channels.NAME] table with this role to node.toml"
@@ -546,18 +455,10 @@ class Dispatcher:
         ]
 
     async def describe(self) -> list[dict[str, Any]]:
-        counts = await self.db.fetch_all(
-            "SELECT sent_via, state, COUNT(*) AS n FROM channel_outbox WHERE sent_via IS NOT"
-            " NULL GROUP BY sent_via, state"
-        )
-        pending = await self.db.fetch_all(
-            "SELECT channel, COUNT(*) AS n FROM channel_outbox WHERE state = 'pending'"
-            " GROUP BY channel"
-        )
-        by_role = {row["channel"]: int(row["n"]) for row in pending}
+        counts = await channel_outbox.counts_by_channel(self.db)
+        by_role = await channel_outbox.pending_by_role(self.db)
         out = []
         for name, settings in self.config.channels.items():
-            states = {row["state"]: int(row["n"]) for row in counts if row["sent_via"] == name}
             out.append(
                 {
                     "name": name,
@@ -567,18 +468,18 @@ class Dispatcher:
                     "countries": list(settings.countries),
                     "target": settings.url or settings.to or "(the case's abuse contact)",
                     "pending_for_roles": sum(by_role.get(role, 0) for role in settings.roles),
-                    "delivered": states.get("delivered", 0),
-                    "dead": states.get("dead", 0),
+                    "delivered": counts.get((name, "delivered"), 0),
+                    "dead": counts.get((name, "dead"), 0),
                 }
             )
         return out
 
 
-def _notice_ref(members: list[Row]) -> str | None:
+def _notice_ref(members: list[OutboxRow]) -> str | None:
     """A grouped notice's own short reference, kept across retries (one case: its own)."""
     if len(members) < 2:
         return None
-    known = {row["notice_ref"] for row in members} - {None}
+    known = {row.notice_ref for row in members} - {None}
     return known.pop() if len(known) == 1 else new_notice_ref()
 
 

@@ -87,8 +87,8 @@ async def channels_page(request: web.Request) -> web.Response:
     person(request, *OPERATOR)
     ctx = console(request)
     counts: dict[str, dict[str, int]] = {}
-    for row in await ctx.reads.channel_counts():
-        counts.setdefault(row["channel"], {})[row["state"]] = int(row["n"])
+    for (role, state), n in (await ctx.reads.channel_counts()).items():
+        counts.setdefault(role, {})[state] = n
     return render(
         request,
         "channels.html",

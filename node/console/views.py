@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -181,12 +182,12 @@ async def waiting_notices(ctx: ConsoleContext, limit: int) -> list[dict[str, Any
     now = ctx.clock.now()
     notices = []
     for row in await ctx.reads.waiting_notices(limit):
-        hours = ctx.dispatcher.hold_hours(row["category"])
+        hours = ctx.dispatcher.hold_hours(row.category)
         held_until = None
-        if hours and row["lea_cleared_at"] is None:
-            until = parse_iso(row["created_at"]) + timedelta(hours=hours)
+        if hours and row.lea_cleared_at is None:
+            until = parse_iso(row.created_at) + timedelta(hours=hours)
             held_until = iso(until) if until > now else None
-        notices.append({**dict(row), "held_until": held_until})
+        notices.append({**asdict(row), "held_until": held_until})
     return notices
 
 

@@ -186,7 +186,9 @@ def postpone_txn(conn: Tx, rows: Iterable[tuple[int, str]], until: str) -> None:
 
 def attempts_txn(conn: Tx, row_ids: Sequence[int]) -> int:
     """The most attempts any of these rows has had (a grouped notice's rows go together)."""
-    rows = select_in(conn, "SELECT attempts FROM channel_outbox WHERE id IN ({marks})", list(row_ids))
+    rows = select_in(
+        conn, "SELECT attempts FROM channel_outbox WHERE id IN ({marks})", list(row_ids)
+    )
     return max((int(row[0]) for row in rows), default=0)
 
 
@@ -219,7 +221,10 @@ def retry_txn(
     conn.executemany(
         "UPDATE channel_outbox SET attempts = ?, last_error = ?, next_attempt_at = ?,"
         " notice_ref = ? WHERE id = ?",
-        [(attempts, error[:ERROR_LIMIT], next_attempt_at, notice_ref, row_id) for row_id in row_ids],
+        [
+            (attempts, error[:ERROR_LIMIT], next_attempt_at, notice_ref, row_id)
+            for row_id in row_ids
+        ],
     )
 
 
@@ -307,3 +312,54 @@ def cancel_pending_txn(conn: Tx, report_id: str) -> None:
         "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state = 'pending'",
         (report_id,),
     )
+
+
+# the console's alerts ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WaitingNotice:
+    """A host notice not sent yet, with its case's category and police clearance."""
+
+    id: int
+    role: str
+    report_id: str
+    created_at: str
+    attempts: int
+    last_error: str | None
+    category: str | None
+    lea_cleared_at: str | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message that failed at least once (still retried) or was given up on."""
+
+    id: int
+    role: str
+    report_id: str
+    kind: str
+    created_at: str
+    attempts: int
+    last_error: str | None
+    state: str
+
+
+async def waiting_notices(db: Database, limit: int) -> list[WaitingNotice]:
+    """Host notices not yet sent, oldest first."""
+    rows = await db.fetch_all(
+        "SELECT o.id, o.role, o.report_id, o.created_at, o.attempts, o.last_error,"
+        " r.category, r.lea_cleared_at FROM channel_outbox o JOIN reports r ON r.id ="
+        " o.report_id WHERE o.state = 'pending' AND o.role = 'host_notice' AND"
+        " o.kind = 'report' ORDER BY o.id LIMIT ?",
+        (limit,),
+    )
+    return [WaitingNotice(**dict(row)) for row in rows]
+
+
+async def failures(db: Database, limit: int) -> list[Failure]:
+    rows = await db.fetch_all(
+        "SELECT id, role, report_id, kind, created_at, attempts, last_error, state"
+        " FROM channel_outbox WHERE state = 'dead' OR (state = 'pending' AND attempts > 0)"
+        " ORDER BY id LIMIT ?",
+        (limit,),
+    )
+    return [Failure(**dict(row)) for row in rows]

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiosqlite
 
+from node.store import channel_outbox
 from node.store.db import Database
 
 # The columns a list row needs; the case page reads the whole case through CaseService.show.
@@ -157,23 +158,12 @@ class ConsoleStore:
         return counts
 
     # alerts ---------------------------------------------------------------------------------
-    async def waiting_notices(self, limit: int) -> list[aiosqlite.Row]:
+    async def waiting_notices(self, limit: int) -> list[channel_outbox.WaitingNotice]:
         """Host notices not yet sent, oldest first, with their case's clearance."""
-        return await self.db.fetch_all(
-            "SELECT o.id, o.channel, o.report_id, o.created_at, o.attempts, o.last_error,"
-            " r.category, r.lea_cleared_at FROM channel_outbox o JOIN reports r ON r.id ="
-            " o.report_id WHERE o.state = 'pending' AND o.channel = 'host_notice' AND"
-            " o.kind = 'report' ORDER BY o.id LIMIT ?",
-            (limit,),
-        )
+        return await channel_outbox.waiting_notices(self.db, limit)
 
-    async def channel_failures(self, limit: int) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
-            "SELECT id, channel, report_id, kind, created_at, attempts, last_error, state"
-            " FROM channel_outbox WHERE state = 'dead' OR (state = 'pending' AND attempts > 0)"
-            " ORDER BY id LIMIT ?",
-            (limit,),
-        )
+    async def channel_failures(self, limit: int) -> list[channel_outbox.Failure]:
+        return await channel_outbox.failures(self.db, limit)
 
     async def dead_letters(self, limit: int) -> list[aiosqlite.Row]:
         """Records a peer refused (outbound) or we refused (inbound), oldest first."""
@@ -198,10 +188,9 @@ class ConsoleStore:
                 entry["oldest"] = row["oldest"]
         return out
 
-    async def channel_counts(self) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
-            "SELECT channel, state, COUNT(*) AS n FROM channel_outbox GROUP BY channel, state"
-        )
+    async def channel_counts(self) -> dict[tuple[str, str], int]:
+        """(role, state): messages, whichever channel carried them."""
+        return await channel_outbox.counts_by_role(self.db)
 
     async def audit_for(self, subject: str, limit: int = 200) -> list[aiosqlite.Row]:
         return await self.db.fetch_all(

@@ -137,9 +137,7 @@ async def rerouted(db: Database, received: Received) -> dict[str, int]:
     return await _counts(db, sql, params)
 
 
-async def first_action_delays(
-    db: Database, codes: Sequence[str], received: Received
-) -> list[int]:
+async def first_action_delays(db: Database, codes: Sequence[str], received: Received) -> list[int]:
     """Seconds from a report's receipt to the first action with one of `codes`, per report."""
     cond, params = received.where()
     marks = ", ".join("?" for _ in codes)

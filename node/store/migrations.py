@@ -347,4 +347,10 @@ MIGRATIONS: list[str] = [
     DROP INDEX reports_status;
     DROP INDEX reports_received;
     """,
+    # 10: channel_outbox.channel held a routing role (the channel is chosen when a row is sent,
+    # and recorded in sent_via): it is named for what it holds. SQLite renames the column in
+    # the indexes too (channel_outbox_pending); no trigger or view reads the table.
+    """
+    ALTER TABLE channel_outbox RENAME COLUMN channel TO role;
+    """,
 ]

@@ -1,4 +1,7 @@
-"""Case storage: reports, their versions, actions, hosting evidence, routing and outbox rows."""
+"""Case storage: reports, their versions, actions, hosting evidence and routing.
+
+The outboxes are node.store.peer_outbox's and node.store.channel_outbox's; a case's reads and
+writes that involve them call there."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from node.store import peer_outbox
+from node.store import channel_outbox, peer_outbox
 from node.store.db import Database, Row, Tx, select_in
 
 
@@ -57,32 +60,32 @@ class ReportStore:
 
     async def queued(self, report_id: str) -> list[dict[str, Any]]:
         peers = await peer_outbox.for_report(self.db, report_id)
-        channels = await self.db.fetch_all(
-            "SELECT channel AS name, 'channel' AS kind, state, kind AS record_type, id AS seq,"
-            " delivered_at AS done_at, created_at, last_error, notice_ref FROM channel_outbox"
-            " WHERE report_id = ? ORDER BY id",
-            (report_id,),
-        )
-        return [dict(row) for row in peers] + [{"detail": None, **dict(row)} for row in channels]
+        channels = [
+            {
+                "detail": None,
+                "name": message.role,
+                "kind": "channel",
+                "state": message.state,
+                "record_type": message.kind,
+                "seq": message.id,
+                "done_at": message.delivered_at,
+                "created_at": message.created_at,
+                "last_error": message.last_error,
+                "notice_ref": message.notice_ref,
+            }
+            for message in await channel_outbox.for_report(self.db, report_id)
+        ]
+        return [dict(row) for row in peers] + channels
 
     async def ids_by_reference(self, ref: str) -> list[str]:
         """Cases a short reference names: the public 8-character one, a notice's, a local_ref."""
         rows = await self.db.fetch_all(
-            "SELECT id FROM reports WHERE substr(id, -8) = ?"
-            " UNION SELECT report_id FROM channel_outbox WHERE notice_ref = ?"
-            " UNION SELECT id FROM reports WHERE local_ref = ?",
-            (ref.lower(), ref.upper(), ref),
+            "SELECT id FROM reports WHERE substr(id, -8) = ? UNION SELECT id FROM reports"
+            " WHERE local_ref = ?",
+            (ref.lower(), ref),
         )
-        return sorted(str(row["id"]) for row in rows)
-
-    async def waiting_host_notices(self, report_id: str) -> list[str]:
-        """When each host notice of this case still waiting to go was queued."""
-        rows = await self.db.fetch_all(
-            "SELECT created_at FROM channel_outbox WHERE report_id = ? AND channel = 'host_notice'"
-            " AND kind = 'report' AND state = 'pending'",
-            (report_id,),
-        )
-        return [str(row["created_at"]) for row in rows]
+        noticed = await channel_outbox.report_ids_by_notice_ref(self.db, ref.upper())
+        return sorted({str(row["id"]) for row in rows} | set(noticed))
 
     async def pending_traces(self, limit: int) -> list[aiosqlite.Row]:
         return await self.db.fetch_all(
@@ -193,13 +196,17 @@ class ReportStore:
         return cursor.rowcount
 
     @staticmethod
+    def set_cleared_once(conn: Tx, report_id: str, at: str) -> None:
+        """The police cleared the case's host notice (the first clearance is kept)."""
+        conn.execute(
+            "UPDATE reports SET lea_cleared_at = COALESCE(lea_cleared_at, ?) WHERE id = ?",
+            (at, report_id),
+        )
+
+    @staticmethod
     def mark_withdrawn(conn: Tx, report_id: str, at: str, status: str) -> None:
         """A withdrawn case: closed for good, and nothing still queued for channels goes out."""
-        conn.execute(
-            "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state ="
-            " 'pending'",
-            (report_id,),
-        )
+        channel_outbox.cancel_pending_txn(conn, report_id)
         conn.execute(
             "UPDATE reports SET status = ?, updated_at = ? WHERE id = ?", (status, at, report_id)
         )
@@ -275,17 +282,5 @@ class ReportStore:
                     by,
                 )
                 for report_id, decision, targets, reasons, at, by in rows
-            ],
-        )
-
-    @staticmethod
-    def enqueue_channels(conn: Tx, rows: list[tuple[str, str, str, dict[str, Any], str]]) -> None:
-        """Rows of (channel, report id, kind, payload, created at), due at once."""
-        conn.executemany(
-            "INSERT INTO channel_outbox (channel, report_id, kind, payload, created_at,"
-            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (channel, report_id, kind, orjson.dumps(payload).decode(), at, at)
-                for channel, report_id, kind, payload, at in rows
             ],
         )
