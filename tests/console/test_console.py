@@ -330,7 +330,7 @@ async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console)
     with sqlite3.connect(console.node.data_dir.database) as db:
         died = db.execute(
             "UPDATE channel_outbox SET state = 'dead', attempts = 5, last_error = 'refused',"
-            " sent_via = 'pharos' WHERE report_id = ? AND channel = 'law_enforcement'",
+            " sent_via = 'pharos' WHERE report_id = ? AND role = 'law_enforcement'",
             (report_id,),
         ).rowcount
     assert died == 1
@@ -341,7 +341,7 @@ async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console)
     assert response.status == 303
     rows = await console.node.db.fetch_all(
         "SELECT state, attempts, last_error FROM channel_outbox WHERE report_id = ? AND"
-        " channel = 'law_enforcement'",
+        " role = 'law_enforcement'",
         (report_id,),
     )
     assert [tuple(r) for r in rows] == [("pending", 0, None)]

@@ -221,7 +221,7 @@ async def test_receiver_down_then_back_gets_the_referral_once(setup: Setup) -> N
     result = await setup.node.dispatcher.run_once()
     assert result.failed == 1
     row = await setup.node.db.fetch_one(
-        "SELECT attempts, last_error, state FROM channel_outbox WHERE channel = 'law_enforcement'"
+        "SELECT attempts, last_error, state FROM channel_outbox WHERE role = 'law_enforcement'"
     )
     assert row is not None
     assert row["state"] == "pending"
@@ -419,7 +419,7 @@ async def test_a_failing_receiver_is_retried_then_dead_lettered(
             assert result.failed == 1
             row = await setup.node.db.fetch_one(
                 "SELECT state, attempts, last_error FROM channel_outbox"
-                " WHERE channel = 'law_enforcement'"
+                " WHERE role = 'law_enforcement'"
             )
             assert row is not None
             assert (row["state"], row["attempts"]) == ("pending", expected_attempts)
@@ -451,12 +451,12 @@ async def test_a_poisoned_host_notice_fails_alone_and_the_others_go(setup: Setup
         async with db.write() as conn:
             await conn.execute(
                 "UPDATE channel_outbox SET payload = ? WHERE report_id = ?"
-                " AND channel = 'host_notice'",
+                " AND role = 'host_notice'",
                 (payload, report_id),
             )
 
     row = await db.fetch_one(
-        "SELECT payload FROM channel_outbox WHERE report_id = ? AND channel = 'host_notice'",
+        "SELECT payload FROM channel_outbox WHERE report_id = ? AND role = 'host_notice'",
         (crlf,),
     )
     assert row is not None
@@ -487,7 +487,7 @@ async def test_a_poisoned_host_notice_fails_alone_and_the_others_go(setup: Setup
     assert "category is not text" in reasons[raising]
     assert "not recorded" in reasons["zz"]
     states = await db.fetch_all(
-        "SELECT report_id, state FROM channel_outbox WHERE channel = 'host_notice'"
+        "SELECT report_id, state FROM channel_outbox WHERE role = 'host_notice'"
     )
     assert {r["report_id"]: r["state"] for r in states} == {
         clean: "delivered",

@@ -81,7 +81,7 @@ async def test_metrics_report_queues_peers_cases_audit_and_requests(
         )
         for channel, state in (("police", "pending"), ("police", "delivered"), ("host", "dead")):
             conn.execute(
-                "INSERT INTO channel_outbox (channel, report_id, kind, payload, state,"
+                "INSERT INTO channel_outbox (role, report_id, kind, payload, state,"
                 " created_at) VALUES (?, 'r', 'report', '{}', ?, ?)",
                 (channel, state, now),
             )

@@ -22,7 +22,7 @@ from node.cases.actionlog import ActionLog
 from node.clock import ManualClock, iso
 from node.datadir import DataDir
 from node.errors import StoreError
-from node.store import audit
+from node.store import audit, channel_outbox
 from node.store.db import Database
 from node.store.migrations import MIGRATIONS
 from node.store.reports import ReportStore
@@ -192,6 +192,57 @@ async def test_an_older_database_is_migrated_forward_with_its_data(tmp_path: Pat
         row = await db.fetch_one("SELECT name FROM tokens WHERE id = 't1'")
         assert row is not None
         assert row["name"] == "alice"
+    finally:
+        await db.close()
+
+
+async def test_queued_channel_rows_keep_everything_when_channel_becomes_role(
+    tmp_path: Path,
+) -> None:
+    # Migration 10 renames channel_outbox.channel (it held a role) to role.
+    path = tmp_path / "node.sqlite3"
+    columns = (
+        "id, channel, report_id, kind, payload, state, attempts, next_attempt_at, created_at,"
+        " delivered_at, last_error, sent_via, notice_ref"
+    )
+    queued = [
+        (1, "law_enforcement", "r1", "report", '{"report_id": "r1"}', "pending", 0,
+         "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", None, None, None, None),
+        (2, "host_notice", "r1", "report", '{"report_id": "r1"}', "dead", 5,
+         "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", None, "550", "hosts", "N0000ABCD"),
+        (3, "host_notice", "r2", "reminder", '{"report_id": "r2"}', "delivered", 1,
+         "2026-01-02T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-02T00:01:00Z", None, "hosts",
+         None),
+    ]  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:9]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 9")
+        conn.executemany(
+            f"INSERT INTO channel_outbox ({columns}) VALUES ({', '.join('?' * 13)})",
+            queued,
+        )
+    conn.close()
+    db = await Database.open(path)
+    try:
+        assert await user_version(db) == len(MIGRATIONS)
+        rows = await db.fetch_all(
+            f"SELECT {columns.replace('channel', 'role')} FROM channel_outbox ORDER BY id"
+        )
+        assert [tuple(row) for row in rows] == queued
+        names = {row["name"] for row in await db.fetch_all("PRAGMA table_info(channel_outbox)")}
+        assert "role" in names
+        assert "channel" not in names
+        # The index over the renamed column follows it, and the pending query still uses it.
+        index = await db.fetch_all("PRAGMA index_info(channel_outbox_pending)")
+        assert [row["name"] for row in index] == ["role", "state", "id"]
+        lines = plan(
+            path, "SELECT COUNT(*) FROM channel_outbox WHERE role = ? AND state = 'pending'", ("x",)
+        )
+        assert any("channel_outbox_pending" in line for line in lines), lines
+        # What the dispatcher reads works on the upgraded rows.
+        assert [row.id for row in await channel_outbox.due(db, "2026-01-01T00:00:00Z", 10)] == [1]
+        assert await channel_outbox.pending_by_role(db) == {"law_enforcement": 1}
     finally:
         await db.close()
 
