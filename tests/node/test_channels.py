@@ -501,6 +501,42 @@ async def test_a_poisoned_host_notice_fails_alone_and_the_others_go(setup: Setup
     assert (again.delivered, again.dead, again.failed) == (0, 0, 0)
 
 
+async def test_a_channel_dead_letter_names_the_channel_chosen_else_the_role(setup: Setup) -> None:
+    """Regression (issue 14): a notice that went through `hosts` but could not be recorded was
+    dead-lettered under the role (host_notice), while a refusal names the channel; now the
+    channel is named whenever one was chosen, and the role only when none was."""
+    sent = await setup.case("http://fr.example/norec", category="hate", verdict="national")
+    unread = await setup.case("http://fr.example/unread", category="hate", verdict="national")
+    db = setup.node.db
+    row = await db.fetch_one(
+        "SELECT payload FROM channel_outbox WHERE report_id = ? AND role = 'host_notice'", (sent,)
+    )
+    assert row is not None
+    item = orjson.loads(row["payload"])
+    async with db.write() as conn:
+        # Not a report id: the notice goes, but its outcome cannot be recorded on any case.
+        await conn.execute(
+            "UPDATE channel_outbox SET payload = ? WHERE report_id = ? AND role = 'host_notice'",
+            (orjson.dumps({**item, "report_id": "zz", "abuse_contact": "c@d.example"}), sent),
+        )
+        await conn.execute(
+            "UPDATE channel_outbox SET payload = '{not json' WHERE report_id = ?"
+            " AND role = 'host_notice'",
+            (unread,),
+        )
+    setup.clock.advance(timedelta(seconds=WINDOW))
+    await setup.node.dispatcher.run_once()
+    assert setup.smtp.recipients == [["c@d.example"]]
+    dead = await db.fetch_all(
+        "SELECT peer_id, record_type, record_id FROM dead_letters WHERE direction = 'channel'"
+        " ORDER BY id"
+    )
+    assert [tuple(row) for row in dead] == [
+        ("host_notice", "host_notice", unread),  # never planned: no channel was chosen
+        ("hosts", "host_notice", "zz"),
+    ]
+
+
 async def test_channel_test_refuses_an_address_that_is_not_one_address(setup: Setup) -> None:
     """Regression (issue 12): CR/LF, NUL or U+2028 in `to` gave a 500 over HTTP."""
     for bad in ("a@b.example\r\nBcc: c@d.example", "a@b.example\x00", "a\u2028@b.example", "<>"):
