@@ -3,7 +3,7 @@ person (a reviewer) confirms it; both names go into the audit log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from node.cases import CaseService
@@ -12,7 +12,7 @@ from node.clock import Clock, iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
 from node.store import audit
 from node.store.db import Database, Tx
-from node.store.reviews import ReviewStore
+from node.store.reviews import Review, ReviewStore
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ class ReviewService:
 
     async def pending(self, report_id: str) -> dict[str, Any] | None:
         row = await self.store.get(report_id)
-        return dict(row) if row else None
+        return asdict(row) if row else None
 
-    async def _waiting(self, report_id: str) -> Any:
+    async def _waiting(self, report_id: str) -> Review:
         row = await self.store.get(report_id)
         if row is None:
             raise NotFound(
@@ -97,16 +97,16 @@ class ReviewService:
     async def confirm(self, report_id: str, *, reviewer: str) -> None:
         """A second person agrees: the verdict is recorded and the case routes."""
         row = await self._waiting(report_id)
-        if row["analyst"] == reviewer:
+        if row.analyst == reviewer:
             raise Conflict(
                 N_("a verdict is confirmed by someone other than the analyst who gave it")
             )
         await self.cases.assess(
             report_id,
-            verdict=row["verdict"],
-            category=row["category"],
-            legal_basis=row["legal_basis"],
-            actor=f"{row['analyst']} (confirmed by {reviewer})",
+            verdict=row.verdict,
+            category=row.category,
+            legal_basis=row.legal_basis,
+            actor=f"{row.analyst} (confirmed by {reviewer})",
         )
         now = self.clock.now()
 
@@ -119,10 +119,10 @@ class ReviewService:
                 event="review.confirmed",
                 subject=report_id,
                 details={
-                    "analyst": row["analyst"],
+                    "analyst": row.analyst,
                     "reviewer": reviewer,
-                    "verdict": row["verdict"],
-                    "category": row["category"],
+                    "verdict": row.verdict,
+                    "category": row.category,
                 },
             )
 
@@ -141,7 +141,7 @@ class ReviewService:
                 actor=reviewer,
                 event="review.rejected",
                 subject=report_id,
-                details={"analyst": row["analyst"], "reviewer": reviewer, "reason": reason},
+                details={"analyst": row.analyst, "reviewer": reviewer, "reason": reason},
             )
 
         await self.db.run(transaction)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -18,7 +18,7 @@ from node.clock import Clock, iso
 from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from node.store import audit
 from node.store.db import Database, Tx
-from node.store.users import UserStore
+from node.store.users import User, UserStore
 
 NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 12
@@ -157,7 +157,7 @@ class UserService:
         await self.db.run(transaction)
         return shown
 
-    async def _existing(self, name: str) -> Any:
+    async def _existing(self, name: str) -> User:
         row = await self.store.get(name)
         if row is None:
             raise NotFound(N_("no user named {name!r} (see hotline-node users list)"), name=name)
@@ -165,19 +165,15 @@ class UserService:
 
     async def list_users(self) -> list[dict[str, Any]]:
         return [
-            {
-                **dict(row),
-                "totp": bool(row["totp"]),
-                "state": "disabled" if row["disabled_at"] else "active",
-            }
+            {**asdict(row), "state": "disabled" if row.disabled_at else "active"}
             for row in await self.store.all()
         ]
 
     async def disable(self, name: str, *, actor: str) -> None:
         row = await self._existing(name)
-        if row["disabled_at"] is not None:
+        if row.disabled_at is not None:
             raise Conflict(
-                N_("user {name} was already disabled at {at}"), name=name, at=row["disabled_at"]
+                N_("user {name} was already disabled at {at}"), name=name, at=row.disabled_at
             )
         now = self.clock.now()
 
@@ -198,7 +194,7 @@ class UserService:
     async def reset(self, name: str, *, totp: bool, actor: str) -> NewSecret:
         """A new password (and a new TOTP secret where one is used); enabled again; signed out."""
         row = await self._existing(name)
-        shown, password_hash, secret = self._secret(name, totp or row["totp_secret"] is not None)
+        shown, password_hash, secret = self._secret(name, totp or row.totp_secret is not None)
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
@@ -237,19 +233,19 @@ class UserService:
         row = await self.store.get(name) if NAME.match(name) else None
         ok = False
         try:
-            ok = _HASHER.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+            ok = _HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             ok = False
         reason = None
         if row is None or not ok:
             reason = N_("wrong name or password")
-        elif row["disabled_at"] is not None:
+        elif row.disabled_at is not None:
             reason = N_("account disabled")
-        elif row["totp_secret"] is None and self.totp_required:
+        elif row.totp_secret is None and self.totp_required:
             reason = N_("this node requires a second factor: ask an operator to reset the account")
-        elif row["totp_secret"] is not None and not (
+        elif row.totp_secret is not None and not (
             code
-            and pyotp.TOTP(row["totp_secret"]).verify(
+            and pyotp.TOTP(row.totp_secret).verify(
                 code.strip(), for_time=self.clock.now(), valid_window=1
             )
         ):
@@ -282,7 +278,7 @@ class UserService:
             # One message for a wrong name or password, so names cannot be probed.
             raise Unauthorized(reason)
         assert row is not None
-        return Session(token, csrf, Person(name, UserRole(row["role"]), row["language"]))
+        return Session(token, csrf, Person(name, UserRole(row.role), row.language))
 
     async def session(self, token: str | None) -> Session | None:
         if not token:
@@ -290,9 +286,7 @@ class UserService:
         row = await self.store.session(_token_hash(token), iso(self.clock.now()))
         if row is None:
             return None
-        return Session(
-            token, row["csrf"], Person(row["name"], UserRole(row["role"]), row["language"])
-        )
+        return Session(token, row.csrf, Person(row.name, UserRole(row.role), row.language))
 
     async def sign_out(self, session: Session) -> None:
         now = self.clock.now()

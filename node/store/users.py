@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from node.store.db import Database, Tx
+
+
+@dataclass(frozen=True)
+class User:
+    """An account as stored (its password hash and TOTP secret never leave users.py)."""
+
+    name: str
+    role: str
+    password_hash: str
+    totp_secret: str | None
+    language: str | None
+    created_at: str
+    disabled_at: str | None
+    password_set_at: str
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """An account as listed: no secrets, only whether a second factor is set."""
+
+    name: str
+    role: str
+    language: str | None
+    created_at: str
+    disabled_at: str | None
+    password_set_at: str
+    totp: bool
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A session that has not expired, of a user who is still enabled."""
+
+    id_hash: str
+    csrf: str
+    expires_at: str
+    name: str
+    role: str
+    language: str | None
 
 
 class UserStore:
@@ -15,14 +53,20 @@ class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get(self, name: str) -> aiosqlite.Row | None:
-        return await self.db.fetch_one("SELECT * FROM users WHERE name = ?", (name,))
+    async def get(self, name: str) -> User | None:
+        row = await self.db.fetch_one(
+            "SELECT name, role, password_hash, totp_secret, language, created_at, disabled_at,"
+            " password_set_at FROM users WHERE name = ?",
+            (name,),
+        )
+        return None if row is None else User(**dict(row))
 
-    async def all(self) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
+    async def all(self) -> list[UserSummary]:
+        rows = await self.db.fetch_all(
             "SELECT name, role, language, created_at, disabled_at, password_set_at,"
             " totp_secret IS NOT NULL AS totp FROM users ORDER BY name"
         )
+        return [UserSummary(**{**dict(row), "totp": bool(row["totp"])}) for row in rows]
 
     @staticmethod
     def insert(conn: Tx, values: dict[str, Any]) -> None:
@@ -42,14 +86,15 @@ class UserStore:
         )
 
     # sessions ------------------------------------------------------------------------------
-    async def session(self, id_hash: str, now: str) -> aiosqlite.Row | None:
+    async def session(self, id_hash: str, now: str) -> LiveSession | None:
         """A live session with its user, if the user is still enabled."""
-        return await self.db.fetch_one(
+        row = await self.db.fetch_one(
             "SELECT s.id_hash, s.csrf, s.expires_at, u.name, u.role, u.language"
             " FROM sessions s JOIN users u ON u.name = s.user_name"
             " WHERE s.id_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL",
             (id_hash, now),
         )
+        return None if row is None else LiveSession(**dict(row))
 
     @staticmethod
     def insert_session(
