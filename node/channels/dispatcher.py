@@ -20,6 +20,7 @@ from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
 from node.contacts import email_address
 from node.errors import N_, InvalidInput, NotFound, Sentence
+from node.routing import ChannelRole
 from node.store import audit, channel_outbox
 from node.store.channel_outbox import DeadRow, OutboxRow
 from node.store.db import Database, Tx
@@ -28,19 +29,19 @@ from peers.backoff import backoff_delay
 from protocol.records import ActionCode
 
 log = logging.getLogger("hotline.channels")
-GROUPED_ROLES = ("host_notice", "cdn_notice")
+GROUPED_ROLES = (ChannelRole.HOST_NOTICE, ChannelRole.CDN_NOTICE)
 DEFAULT_ACTION = {
-    "law_enforcement": "lea_referred",
-    "host_notice": "notice_sent",
-    "cdn_notice": "notice_sent",
-    "fallback": "lea_referred",
+    ChannelRole.LAW_ENFORCEMENT: ActionCode.LEA_REFERRED,
+    ChannelRole.HOST_NOTICE: ActionCode.NOTICE_SENT,
+    ChannelRole.CDN_NOTICE: ActionCode.NOTICE_SENT,
+    ChannelRole.FALLBACK: ActionCode.LEA_REFERRED,
 }
-ROLES = ("law_enforcement", "host_notice", "fallback", "cdn_notice")
+ROLES = tuple(ChannelRole)
 ROLE_WORDS = {
-    "law_enforcement": "cases hosted in our country, to the police",
-    "host_notice": "notices to hosts in our country",
-    "fallback": "cases hosted where no peer hotline takes them",
-    "cdn_notice": "requests to CDNs for the origin host",
+    ChannelRole.LAW_ENFORCEMENT: "cases hosted in our country, to the police",
+    ChannelRole.HOST_NOTICE: "notices to hosts in our country",
+    ChannelRole.FALLBACK: "cases hosted where no peer hotline takes them",
+    ChannelRole.CDN_NOTICE: "requests to CDNs for the origin host",
 }
 NO_CHANNEL_RETRY = timedelta(hours=1)
 BATCH = 500
@@ -283,7 +284,7 @@ class Dispatcher:
                 if plan.message.reminder
                 else (
                     self.config.channels[plan.channel_name].records_as
-                    or DEFAULT_ACTION[plan.message.role]
+                    or DEFAULT_ACTION[ChannelRole(plan.message.role)]
                 )
             )
             for item in plan.message.items:
@@ -438,7 +439,7 @@ class Dispatcher:
     def role_served(self, role: str) -> bool:
         return role not in self.roles_without_channel()
 
-    def roles_without_channel(self) -> list[str]:
+    def roles_without_channel(self) -> list[ChannelRole]:
         served = {role for settings in self.config.channels.values() for role in settings.roles}
         return [role for role in ROLES if role not in served]
 
