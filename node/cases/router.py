@@ -21,7 +21,8 @@ from node.store import audit, channel_outbox, peer_outbox
 from node.store import peers as peer_store
 from node.store.channel_outbox import ChannelItem
 from node.store.db import Tx
-from node.store.reports import ReportStore
+from node.store.peer_outbox import Queued
+from node.store.reports import ReportStore, Routing, Version
 from protocol.ids import new_id
 from protocol.records import Tlp, Withdrawal, record_bytes
 
@@ -39,12 +40,10 @@ class RoutePlan:
 
     decisions: dict[str, RoutingDecision] = field(default_factory=dict)
     states: dict[str, tuple[str, int]] = field(default_factory=dict)  # id: (status, seq)
-    versions: list[tuple[str, int, bytes, str]] = field(default_factory=list)
-    outbox: dict[str, list[tuple[str, str, str, bytes, str]]] = field(default_factory=dict)
+    versions: list[Version] = field(default_factory=list)
+    outbox: dict[str, list[Queued]] = field(default_factory=dict)
     channels: list[ChannelItem] = field(default_factory=list)
-    routings: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]] = field(
-        default_factory=list
-    )
+    routings: list[Routing] = field(default_factory=list)
     entries: list[audit.Entry] = field(default_factory=list)
 
 
@@ -168,11 +167,11 @@ class Router:
                 # Only the origin has peer targets (decide() never relays): a new version goes out.
                 seq += 1
                 payload = record_bytes(build_report_record(row, evidence, seq=seq))
-                plan.versions.append((report_id, seq, payload, stamp))
+                plan.versions.append(Version(report_id, seq, payload, stamp))
             for target in decision.targets:
                 if target.kind == "peer":
                     plan.outbox.setdefault(target.name, []).append(
-                        ("report", report_id, report_id, payload, stamp)
+                        Queued("report", report_id, report_id, payload, stamp)
                     )
                 else:
                     plan.channels.append(
@@ -199,7 +198,7 @@ class Router:
             plan.states[report_id] = (status.value, seq)
             targets = [t.to_dict() for t in decision.targets]
             plan.routings.append(
-                (report_id, decision.decision.value, targets, decision.reasons, stamp, actor)
+                Routing(report_id, decision.decision.value, targets, decision.reasons, stamp, actor)
             )
             plan.entries.append(
                 audit.Entry(

@@ -288,7 +288,7 @@ class Dispatcher:
                 )
             )
             for item in plan.message.items:
-                case = ReportStore.origin_and_status(conn, item.report_id)
+                case = ReportStore.head_txn(conn, item.report_id)
                 if case is None:
                     raise NotFound(
                         N_("no case {report!r} to record the delivery on"), report=item.report_id
@@ -298,8 +298,8 @@ class Dispatcher:
                 self.actions.record_txn(
                     conn,
                     report_id=item.report_id,
-                    origin=case[0],
-                    status=case[1],
+                    origin=case.origin,
+                    status=case.status,
                     code=ActionCode(code),
                     at=now,
                     analyst=None,

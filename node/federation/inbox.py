@@ -15,7 +15,7 @@ import orjson
 from keys import KeyUnavailableError, NodeKeys
 from node.cases import CaseService
 from node.cases.actionlog import ActionLog
-from node.cases.lifecycle import CaseEvent, CaseStatus, allows
+from node.cases.lifecycle import CaseEvent, CaseStateError, CaseStatus, allows, next_status
 from node.clock import Clock, iso
 from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
@@ -26,7 +26,8 @@ from node.store import peers as peer_store
 from node.store.db import Database, Tx
 from node.store.dead_letters import DeadLetter, Direction
 from node.store.inbound import KeptEnvelope, SeenMessage
-from node.store.reports import ReportStore
+from node.store.peer_outbox import Queued
+from node.store.reports import ReportStore, Version
 from node.urls import normalise_url
 from protocol import (
     Action,
@@ -412,14 +413,17 @@ class Inbox:
     ) -> Applied:
         """A new version of a report we hold (new reports are written per batch)."""
         report_id = str(report.id)
-        existing = ReportStore.origin_and_seq(conn, report_id)
-        if existing is None:
+        head = ReportStore.head_txn(conn, report_id)
+        if head is None:
             raise RecordRefused(f"report {report_id} is not one we hold")
-        origin, seq = existing
-        if origin != sender:
-            raise RecordRefused(f"report {report_id} belongs to {origin}")
-        if seq >= report.seq:
+        if head.origin != sender:
+            raise RecordRefused(f"report {report_id} belongs to {head.origin}")
+        if head.seq >= report.seq:
             return Applied(ItemStatus.DUPLICATE)
+        try:  # the status stays: a new version updates what we hold
+            next_status(report_id, head.status, CaseEvent.VERSION_RECEIVED)
+        except CaseStateError as exc:
+            raise RecordRefused(str(exc)) from exc
         try:
             url_key = normalise_url(report.url)
         except InvalidInput as exc:
@@ -427,7 +431,7 @@ class Inbox:
         ReportStore.update(
             conn, report_id, _case_values(report, url_key, _evidence(report), iso(now))
         )
-        ReportStore.insert_version(conn, report_id, report.seq, payload, iso(now))
+        ReportStore.insert_version(conn, Version(report_id, report.seq, payload, iso(now)))
         audit.append(
             conn,
             at=now,
@@ -441,10 +445,10 @@ class Inbox:
     def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
         """A holder's action on our case, or the origin's on its case that we hold."""
         report_id = str(action.report_id)
-        report = ReportStore.origin_and_status(conn, report_id)
-        if report is None:
+        head = ReportStore.head_txn(conn, report_id)
+        if head is None:
             raise RecordRefused(f"action on report {report_id}, which is not one of ours")
-        origin, status = report
+        origin, status = head.origin, head.status
         if origin == self.node_id:
             if sender not in peer_outbox.holders_txn(conn, report_id):
                 raise RecordRefused(f"report {report_id} was never sent to {sender}")
@@ -470,12 +474,13 @@ class Inbox:
         self, conn: Tx, sender: str, withdrawal: Withdrawal, now: datetime
     ) -> Applied:
         report_id = str(withdrawal.report_id)
-        report = ReportStore.origin_and_status(conn, report_id)
-        if report is None or report[0] != sender:
+        head = ReportStore.head_txn(conn, report_id)
+        if head is None or head.origin != sender:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
-        if not allows(report[1], CaseEvent.WITHDRAWAL):  # withdrawn already
+        if not allows(head.status, CaseEvent.WITHDRAWAL):  # withdrawn already
             return Applied(ItemStatus.DUPLICATE)
-        ReportStore.mark_withdrawn(conn, report_id, iso(now), CaseStatus.WITHDRAWN.value)
+        withdrawn = next_status(report_id, head.status, CaseEvent.WITHDRAWAL)
+        ReportStore.mark_withdrawn(conn, report_id, iso(now), withdrawn.value)
         ActionLog.withdrawn_txn(
             conn,
             report_id=report_id,
@@ -539,11 +544,11 @@ class _NewReports:
         self.ids: list[str] = []
         self.seen: list[SeenMessage] = []
         self.reports: list[dict[str, Any]] = []
-        self.versions: list[tuple[str, int, bytes, str]] = []
+        self.versions: list[Version] = []
         self.addresses: list[tuple[str, dict[str, Any]]] = []
         self.entries: list[audit.Entry] = []
         self.actions: list[dict[str, Any]] = []
-        self.outgoing: list[tuple[str, str, str, bytes, str]] = []
+        self.outgoing: list[Queued] = []
         self.envelopes: list[KeptEnvelope] = []
 
     def add(
@@ -561,7 +566,7 @@ class _NewReports:
         self.seen.append(SeenMessage(self.sender, item.header.msg_id, stamp))
         values = _case_values(report, url_key, evidence, stamp)
         self.reports.append(_new_case(report_id, report, self.sender, values, stamp))
-        self.versions.append((report_id, report.seq, item.payload, stamp))
+        self.versions.append(Version(report_id, report.seq, item.payload, stamp))
         self.addresses.extend((report_id, a) for a in evidence["addresses"])
         self.entries.append(_received_entry(report_id, report, self.sender, stamp))
         # The origin learns at once that the case arrived. Pushed: the signed receipt in our
@@ -590,7 +595,9 @@ class _NewReports:
                 by=self.node_id,
                 country=self.country,
             )
-            self.outgoing.append(("action", str(action_id), report_id, record_bytes(action), stamp))
+            self.outgoing.append(
+                Queued("action", str(action_id), report_id, record_bytes(action), stamp)
+            )
         # The exact bytes received are kept as evidence (non-repudiation).
         self.envelopes.append(
             KeptEnvelope(

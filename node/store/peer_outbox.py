@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiosqlite
 
@@ -89,9 +90,19 @@ def holders_txn(conn: Tx, report_id: str) -> list[str]:
 
 
 # writes (inside the caller's transaction) ---------------------------------------------------
-def enqueue_txn(conn: Tx, peer_id: str, items: list[tuple[str, str, str, bytes, str]]) -> int:
-    """Append (record type, record id, report id, payload, created at) rows in order to the
-    peer's outbox with consecutive sequence numbers; returns the last one."""
+class Queued(NamedTuple):
+    """A record to append to a peer's outbox."""
+
+    record_type: str
+    record_id: str
+    report_id: str | None
+    payload: bytes
+    created_at: str
+
+
+def enqueue_txn(conn: Tx, peer_id: str, items: list[Queued]) -> int:
+    """Append records in order to the peer's outbox with consecutive sequence numbers; returns
+    the last one."""
     row = conn.execute(
         "SELECT COALESCE(MAX(seq), 0) FROM peer_outbox WHERE peer_id = ?", (peer_id,)
     ).fetchone()
@@ -115,7 +126,7 @@ def enqueue_one_txn(
     at: str,
 ) -> int:
     """Append one record to the peer's outbox with the next per-peer sequence number."""
-    return enqueue_txn(conn, peer_id, [(record_type, record_id, report_id, payload, at)])
+    return enqueue_txn(conn, peer_id, [Queued(record_type, record_id, report_id, payload, at)])
 
 
 def enqueue_for_peers_txn(
@@ -192,7 +203,7 @@ def requeue_dead_txn(conn: Tx, peer_id: str, at: str) -> list[int]:
         "UPDATE peer_outbox SET state = 'requeued' WHERE peer_id = ? AND seq = ?",
         [(peer_id, row[0]) for row in dead],
     )
-    enqueue_txn(conn, peer_id, [(row[1], row[2], row[3], row[4], at) for row in dead])
+    enqueue_txn(conn, peer_id, [Queued(row[1], row[2], row[3], row[4], at) for row in dead])
     return [int(row[0]) for row in dead]
 
 

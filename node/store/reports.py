@@ -5,13 +5,41 @@ writes that involve them call there."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 import orjson
 
 from node.store import channel_outbox, peer_outbox
 from node.store.db import Database, Row, Tx, select_in
+
+
+class Version(NamedTuple):
+    """A version of a case as it travelled: the exact record bytes, kept as evidence."""
+
+    report_id: str
+    seq: int
+    payload: bytes
+    created_at: str
+
+
+class Routing(NamedTuple):
+    """One routing decision on a case, as stored."""
+
+    report_id: str
+    decision: str
+    targets: list[dict[str, Any]]
+    reasons: list[str]
+    decided_at: str
+    decided_by: str
+
+
+class CaseHead(NamedTuple):
+    """What the inbox and the channels check before they touch a case."""
+
+    origin: str
+    status: str
+    seq: int
 
 
 class ReportStore:
@@ -150,16 +178,11 @@ class ReportStore:
         )
 
     @staticmethod
-    def origin_and_status(conn: Tx, report_id: str) -> tuple[str, str] | None:
+    def head_txn(conn: Tx, report_id: str) -> CaseHead | None:
         row = conn.execute(
-            "SELECT origin, status FROM reports WHERE id = ?", (report_id,)
+            "SELECT origin, status, seq FROM reports WHERE id = ?", (report_id,)
         ).fetchone()
-        return None if row is None else (row["origin"], row["status"])
-
-    @staticmethod
-    def origin_and_seq(conn: Tx, report_id: str) -> tuple[str, int] | None:
-        row = conn.execute("SELECT origin, seq FROM reports WHERE id = ?", (report_id,)).fetchone()
-        return None if row is None else (row["origin"], int(row["seq"]))
+        return None if row is None else CaseHead(row[0], row[1], int(row[2]))
 
     @staticmethod
     def existing_ids(conn: Tx, report_ids: list[str]) -> set[str]:
@@ -212,12 +235,11 @@ class ReportStore:
         )
 
     @staticmethod
-    def insert_version(conn: Tx, report_id: str, seq: int, payload: bytes, at: str) -> None:
-        ReportStore.insert_versions(conn, [(report_id, seq, payload, at)])
+    def insert_version(conn: Tx, version: Version) -> None:
+        ReportStore.insert_versions(conn, [version])
 
     @staticmethod
-    def insert_versions(conn: Tx, rows: list[tuple[str, int, bytes, str]]) -> None:
-        """Rows of (report id, seq, payload, created at)."""
+    def insert_versions(conn: Tx, rows: list[Version]) -> None:
         conn.executemany(
             "INSERT INTO report_versions (report_id, seq, payload, created_at) VALUES (?, ?, ?, ?)",
             rows,
@@ -265,10 +287,7 @@ class ReportStore:
         )
 
     @staticmethod
-    def insert_routings(
-        conn: Tx, rows: list[tuple[str, str, list[dict[str, Any]], list[str], str, str]]
-    ) -> None:
-        """Rows of (report id, decision, targets, reasons, decided at, decided by)."""
+    def insert_routings(conn: Tx, rows: list[Routing]) -> None:
         conn.executemany(
             "INSERT INTO routing_decisions (report_id, decision, targets, reasons, decided_at,"
             " decided_by) VALUES (?, ?, ?, ?, ?, ?)",

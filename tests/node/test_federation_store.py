@@ -54,7 +54,7 @@ def queue(conn: Tx, peer_id: str, *record_ids: str, record_type: str = "report")
         conn,
         peer_id,
         [
-            (record_type, record_id, f"case-{record_id}", record_id.encode(), AT)
+            peer_outbox.Queued(record_type, record_id, f"case-{record_id}", record_id.encode(), AT)
             for record_id in record_ids
         ],
     )
