@@ -21,7 +21,7 @@ from typing import Any
 from keys import KeysError
 from node import control, locks
 from node.app import Node, open_node
-from node.cases import IMPORT_FIELDS, ImportItem
+from node.cases import IMPORT_FIELDS, CaseStatus, ImportItem
 from node.cases.service import ANALYST_ACTIONS
 from node.clock import SystemClock, iso
 from node.config import parse_config
@@ -1146,8 +1146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(reports, "list", cmd_reports_list, "list cases, newest first")
     p.add_argument(
         "--status",
-        help="only cases in this status: new, assessed, routed, manual, closed, withdrawn,"
-        " received",
+        help=f"only cases in this status: {', '.join(values(CaseStatus))}",
     )
     p.add_argument("--limit", type=int, default=50, help="cases per page, 1-1000 (default 50)")
     p.add_argument(
