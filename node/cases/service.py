@@ -13,8 +13,6 @@ from node.cases.actionlog import ActionLog, Recorded
 from node.cases.intake import (
     MAX_NOTE,
     CaseIntake,
-    ImportItem,
-    Submitted,
     choice,
     text_field,
 )
@@ -68,54 +66,14 @@ class CaseService:
         self.router = Router(clock, node_id=node_id, country=country)
         self.intake = CaseIntake(db, clock, self.router, node_id=node_id, wake=wake)
         self.views = CaseViews(self.store, clock, notices)
-
-    # intake and reading: see CaseIntake and CaseViews -------------------------------------
-    async def submit(
-        self,
-        url: str,
-        *,
-        actor: str,
-        source: str = "analyst",
-        category: str | None = None,
-        note: str | None = None,
-        tlp: str | None = None,
-        description: str | None = None,
-        contact: str | None = None,
-    ) -> Submitted:
-        return await self.intake.submit(
-            url,
-            actor=actor,
-            source=source,
-            category=category,
-            note=note,
-            tlp=tlp,
-            description=description,
-            contact=contact,
-        )
-
-    async def import_batch(
-        self, items: list[ImportItem], *, actor: str, also: Callable[[Tx], None] | None = None
-    ) -> list[Submitted]:
-        return await self.intake.import_batch(items, actor=actor, also=also)
-
-    async def list_cases(
-        self, *, status: str | None = None, limit: int = 50, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        return await self.views.list_cases(status=status, limit=limit, after=after)
-
-    async def list_page(
-        self, *, status: str | None = None, limit: int = 50, after: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        return await self.views.list_page(status=status, limit=limit, after=after)
-
-    async def resolve(self, ref: str) -> list[str]:
-        return await self.views.resolve(ref)
-
-    async def resolve_one(self, ref: str) -> str:
-        return await self.views.resolve_one(ref)
-
-    async def show(self, report_id: str) -> dict[str, Any]:
-        return await self.views.show(report_id)
+        # Intake and reading are theirs; the service offers them under its own name.
+        self.submit = self.intake.submit
+        self.import_batch = self.intake.import_batch
+        self.list_cases = self.views.list_cases
+        self.list_page = self.views.list_page
+        self.resolve = self.views.resolve
+        self.resolve_one = self.views.resolve_one
+        self.show = self.views.show
 
     # qualification -----------------------------------------------------------------------
     async def assess(

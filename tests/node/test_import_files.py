@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from node.cases import CaseService
+from node.cases.intake import CaseIntake
 from tests.node.test_cli import Cli
 from tests.support.dns_server import ZoneDnsServer
 
@@ -160,19 +160,19 @@ def test_an_interrupted_import_run_again_counts_only_what_is_new(
         encoding="utf-8",
     )
     # The operator presses Ctrl-C while the second batch of 500 is on its way.
-    real = CaseService.import_batch
+    real = CaseIntake.import_batch
     calls = 0
 
-    async def interrupted(self: CaseService, *args: Any, **kwargs: Any) -> Any:
+    async def interrupted(self: CaseIntake, *args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise KeyboardInterrupt
         return await real(self, *args, **kwargs)
 
-    monkeypatch.setattr(CaseService, "import_batch", interrupted)
+    monkeypatch.setattr(CaseIntake, "import_batch", interrupted)
     assert node.run("reports", "import", str(path)).code == 130
-    monkeypatch.setattr(CaseService, "import_batch", real)
+    monkeypatch.setattr(CaseIntake, "import_batch", real)
     database = node.data_dir / "node.sqlite3"
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 500
