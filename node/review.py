@@ -108,40 +108,38 @@ class ReviewService:
             legal_basis=row.legal_basis,
             actor=f"{row.analyst} (confirmed by {reviewer})",
         )
-        now = self.clock.now()
-
-        def transaction(conn: Tx) -> None:
-            self.store.remove(conn, report_id)
-            audit.append(
-                conn,
-                at=now,
-                actor=reviewer,
-                event="review.confirmed",
-                subject=report_id,
-                details={
-                    "analyst": row.analyst,
-                    "reviewer": reviewer,
-                    "verdict": row.verdict,
-                    "category": row.category,
-                },
-            )
-
-        await self.db.run(transaction)
+        await self._settle(
+            report_id,
+            reviewer=reviewer,
+            event="review.confirmed",
+            details={
+                "analyst": row.analyst,
+                "reviewer": reviewer,
+                "verdict": row.verdict,
+                "category": row.category,
+            },
+        )
 
     async def reject(self, report_id: str, *, reviewer: str, reason: str | None) -> None:
         """A second person disagrees: the verdict is dropped and the case waits again."""
         row = await self._waiting(report_id)
+        await self._settle(
+            report_id,
+            reviewer=reviewer,
+            event="review.rejected",
+            details={"analyst": row.analyst, "reviewer": reviewer, "reason": reason},
+        )
+
+    async def _settle(
+        self, report_id: str, *, reviewer: str, event: str, details: dict[str, Any]
+    ) -> None:
+        """The review is over (confirmed or rejected): it leaves the queue, audited."""
         now = self.clock.now()
 
         def transaction(conn: Tx) -> None:
             self.store.remove(conn, report_id)
             audit.append(
-                conn,
-                at=now,
-                actor=reviewer,
-                event="review.rejected",
-                subject=report_id,
-                details={"analyst": row.analyst, "reviewer": reviewer, "reason": reason},
+                conn, at=now, actor=reviewer, event=event, subject=report_id, details=details
             )
 
         await self.db.run(transaction)
