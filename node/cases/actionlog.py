@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from node.cases.lifecycle import ActionSource, action_event, next_status
+from node.cases.door import transition_txn
+from node.cases.lifecycle import ActionSource, action_event
 from node.clock import iso
 from node.store import peer_outbox
 from node.store.db import Tx
@@ -45,7 +46,6 @@ class ActionLog:
         *,
         report_id: str,
         origin: str,
-        status: str,
         code: ActionCode,
         at: datetime,
         analyst: str | None,
@@ -65,7 +65,7 @@ class ActionLog:
             country=country or self.country,
             reason=reason,
         )
-        self._insert(conn, action, status, at, source)
+        self._insert(conn, action, at, source)
         told = [origin] if origin != self.node_id else peer_outbox.holders_txn(conn, report_id)
         peer_outbox.enqueue_for_peers_txn(
             conn,
@@ -78,13 +78,11 @@ class ActionLog:
         )
         return Recorded(str(action.id), told, True)
 
-    def received_txn(self, conn: Tx, action: Action, *, status: str, now: datetime) -> bool:
+    def received_txn(self, conn: Tx, action: Action, *, now: datetime) -> bool:
         """A peer's action, already checked to be about a case it may act on; False if seen."""
-        return self._insert(conn, action, status, now, ActionSource.PEER)
+        return self._insert(conn, action, now, ActionSource.PEER)
 
-    def _insert(
-        self, conn: Tx, action: Action, status: str, now: datetime, source: ActionSource
-    ) -> bool:
+    def _insert(self, conn: Tx, action: Action, now: datetime, source: ActionSource) -> bool:
         report_id = str(action.report_id)
         inserted = ReportStore.insert_action(
             conn,
@@ -103,10 +101,8 @@ class ActionLog:
             event = action_event(
                 action.code, source, by=action.by, origin=action.report_origin, here=self.node_id
             )
-            new_status = next_status(report_id, status, event)
-            ReportStore.update(
-                conn, report_id, {"status": new_status.value, "updated_at": iso(now)}
-            )
+            # A refusal rolls the insert back with the rest of the caller's transaction.
+            transition_txn(conn, report_id, event, at=iso(now))
         return inserted
 
     @staticmethod

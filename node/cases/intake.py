@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
+from node.cases.door import admit_txn, entry_status
+from node.cases.lifecycle import CaseEvent
 from node.cases.router import Router
 from node.clock import Clock, iso
 from node.contacts import free_text, public_contact
@@ -200,7 +201,7 @@ class CaseIntake:
         existing = self.store.open_by_urls(conn, [intake.url_key]).get(intake.url_key)
         if existing is not None:
             report_id, count = existing[0], existing[1] + 1
-            self.store.update(conn, report_id, {"duplicates": count, "updated_at": now})
+            ReportStore.set_duplicates_txn(conn, [(count, now, report_id)])
             audit.append(
                 conn,
                 at=self.clock.now(),
@@ -211,7 +212,7 @@ class CaseIntake:
             )
             return Submitted(report_id, True, count)
         row = self._new_case(intake, case_id=new_id(at), source=source, now=now)
-        self.store.insert(conn, row)
+        admit_txn(conn, [row])
         audit.append_many(conn, [submitted_entry(row, now, actor, source)])
         return Submitted(row["id"], False, 0)
 
@@ -229,7 +230,7 @@ class CaseIntake:
             "url": intake.url_key,
             "url_key": intake.url_key,
             "source": source,
-            "status": CaseStatus.NEW.value,
+            "status": entry_status(str(case_id), [], ours=True).value,
             "category": intake.category,
             "tlp": intake.tlp.value,
             "description": intake.description,
@@ -307,7 +308,7 @@ class CaseIntake:
                     verdict=item.verdict,
                     legal_basis=item.legal_basis,
                     assessed_at=stamp,
-                    status=next_status(row["id"], row["status"], CaseEvent.ASSESSMENT).value,
+                    status=entry_status(row["id"], [CaseEvent.ASSESSMENT], ours=True).value,
                 )
                 if item.hosting_country:
                     evidence = {
@@ -333,10 +334,8 @@ class CaseIntake:
                 )
             audit.append_many(conn, entries)
             pushed.extend(self.router.insert_routed(conn, rows, actor))
-            self.store.update_many(
-                conn,
-                ["duplicates", "updated_at"],
-                [(count, stamp, report_id) for report_id, count in duplicates.items()],
+            ReportStore.set_duplicates_txn(
+                conn, [(count, stamp, report_id) for report_id, count in duplicates.items()]
             )
             if also is not None:
                 also(conn)

@@ -13,6 +13,8 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from node.cases.actionlog import ActionLog
+from node.cases.door import admit_txn, transition_txn
 from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.cases.wire import CaseRow, build_report_record
 from node.clock import Clock, iso
@@ -58,7 +60,8 @@ class Router:
     def route_txn(self, conn: Tx, report_id: str, actor: str, force: bool = False) -> Routed:
         """Route once a case is both assessed and traced; outbox rows join this transaction.
 
-        Returns the decision and the peers that got new outbox rows (to push after commit).
+        What an earlier decision queued is re-planned with it (`_replan_txn`). Returns the
+        decision and the peers that got new outbox rows (to push after commit).
         """
         row = ReportStore.get_txn(conn, report_id)
         if row is None:
@@ -66,15 +69,13 @@ class Router:
         plan = self.plan_routes(conn, [row], actor, force)
         if report_id not in plan.states:
             return None, []
-        holders = peer_outbox.holders_txn(conn, report_id)
-        status, seq = plan.states[report_id]
-        ReportStore.update(conn, report_id, {"status": status, "seq": seq})
         decision = plan.decisions[report_id]
+        seq = plan.states[report_id][1]
+        transition_txn(
+            conn, report_id, ROUTING_EVENTS[decision.decision], at=iso(self.clock.now()), seq=seq
+        )
+        dropped = self._replan_txn(conn, report_id, plan, decision)
         told = self.write_routes(conn, plan)
-        # Routed again (re-assessed, overridden): a peer that holds the case and is no longer
-        # a target gets a withdrawal, so it stops acting on a case we no longer send it.
-        targets = {t.name for t in decision.targets if t.kind == "peer"}
-        dropped = [peer for peer in holders if peer not in targets]
         if dropped:
             reason = (
                 "re-assessed: not illegal"
@@ -83,6 +84,87 @@ class Router:
             )
             self.queue_withdrawal_txn(conn, report_id, dropped, reason, self.clock.now(), actor)
         return decision, sorted({*told, *dropped})
+
+    def _replan_txn(
+        self, conn: Tx, report_id: str, plan: RoutePlan, decision: RoutingDecision
+    ) -> list[str]:
+        """Reconcile what earlier decisions queued for the case with this one, before `plan`
+        is written. Returns the peers that hold an earlier version and are no longer targets
+        (they are sent a withdrawal).
+
+        - Channel messages not sent yet (pending, held, waiting for a retry, or dead and so
+          requeueable) that the decision no longer wants are cancelled, with the reason; those
+          it still wants carry its new content. A message it wants that went out already with
+          the same verdict and category is not sent again.
+        - Versions not sent yet to peers that are no longer targets are cancelled.
+        """
+        why = f"cancelled: the case is now {decision.decision.value}: {'; '.join(decision.reasons)}"
+        wanted = {_channel_key(item.role, item.payload): item for item in plan.channels}
+        to_send = dict(wanted)
+        for message in channel_outbox.planned_for_report_txn(conn, report_id):
+            key = _channel_key(message.role, message.payload)
+            item = wanted.get(key)
+            if item is None:
+                if message.state != "delivered":
+                    channel_outbox.cancel_txn(conn, [message.id], why)
+            elif message.kind != "report":
+                continue  # a reminder of a notice the decision still wants
+            elif message.state != "delivered":
+                channel_outbox.set_payload_txn(conn, message.id, item.payload)
+                to_send.pop(key, None)
+            elif _same_verdict(message.payload, item.payload):
+                to_send.pop(key, None)  # went out already, saying the same
+        plan.channels = list(to_send.values())
+        targets = {t.name for t in decision.targets if t.kind == "peer"}
+        peer_outbox.cancel_reports_txn(conn, report_id, keep=targets, reason=why)
+        return [peer for peer in peer_outbox.holders_txn(conn, report_id) if peer not in targets]
+
+    def withdraw_txn(
+        self,
+        conn: Tx,
+        report_id: str,
+        *,
+        by: str,
+        country: str,
+        at: datetime,
+        reason: str | None,
+        actor: str,
+        withdrawal_id: str | None = None,
+    ) -> list[str]:
+        """Withdraw a case (ours, or a peer's when its origin withdraws it, `at` its time):
+        withdrawn for good, nothing still queued for it goes out, and the timeline says so.
+        For our own case (`withdrawal_id` None) every peer holding it is sent a tombstone;
+        returns them."""
+        now = self.clock.now()
+        transition_txn(conn, report_id, CaseEvent.WITHDRAWAL, at=iso(now))
+        why = f"cancelled: the case was withdrawn ({reason or 'no reason given'})"
+        channel_outbox.cancel_txn(
+            conn, [m.id for m in channel_outbox.planned_for_report_txn(conn, report_id)], why
+        )
+        peers: list[str] = []
+        if withdrawal_id is None:
+            peer_outbox.cancel_reports_txn(conn, report_id, keep=(), reason=why)
+            peers = peer_outbox.holders_txn(conn, report_id)
+            withdrawal = self.queue_withdrawal_txn(conn, report_id, peers, reason or "", at, actor)
+            withdrawal_id = str(withdrawal.id)
+        ActionLog.withdrawn_txn(
+            conn,
+            report_id=report_id,
+            withdrawal_id=withdrawal_id,
+            by=by,
+            country=country,
+            at=at,
+            reason=reason,
+        )
+        audit.append(
+            conn,
+            at=now,
+            actor=actor,
+            event="report.withdrawn",
+            subject=report_id,
+            details={"reason": reason, **({"peers": peers} if by == self.node_id else {})},
+        )
+        return peers
 
     def queue_withdrawal_txn(
         self,
@@ -128,7 +210,7 @@ class Router:
         for row in rows:
             if row["id"] in plan.states:
                 row["status"], row["seq"] = plan.states[row["id"]]
-        ReportStore.insert_many(conn, rows)
+        admit_txn(conn, rows)
         return self.write_routes(conn, plan)
 
     def plan_routes(
@@ -230,6 +312,15 @@ class Router:
         ReportStore.insert_routings(conn, plan.routings)
         audit.append_many(conn, plan.entries)
         return sorted(plan.outbox)
+
+
+def _channel_key(role: str, payload: dict[str, Any]) -> tuple[str, str | None]:
+    """A case's message is one per role and hosting country."""
+    return role, payload.get("country")
+
+
+def _same_verdict(sent: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return all(sent.get(k) == wanted.get(k) for k in ("verdict", "category", "legal_basis"))
 
 
 def hosting_facts(evidence: dict[str, Any] | None, trace_status: str) -> HostingFacts:

@@ -10,20 +10,21 @@ from typing import Any
 import orjson
 
 from node.cases.actionlog import ActionLog, Recorded
+from node.cases.door import transition_txn
 from node.cases.intake import (
     MAX_NOTE,
     CaseIntake,
     choice,
     text_field,
 )
-from node.cases.lifecycle import ActionSource, CaseEvent, action_event, next_status
+from node.cases.lifecycle import CaseEvent
 from node.cases.router import Routed, Router
 from node.cases.views import CaseViews, NoticeRules
 from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
 from node.errors import N_, Conflict, InvalidInput
 from node.routing import RoutingDecision
-from node.store import audit, channel_outbox, peer_outbox
+from node.store import audit, channel_outbox
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from protocol.records import ActionCode, Category, Verdict
@@ -90,24 +91,20 @@ class CaseService:
             raise Conflict(
                 N_("only the origin hotline assesses its report; record actions instead")
             )
-        assessed = next_status(report_id, row["status"], CaseEvent.ASSESSMENT)
         the_verdict = choice(Verdict, verdict, "verdict")
         the_category = choice(Category, category, "category")
         legal_basis = text_field(legal_basis, "legal_basis", 256)
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> Routed:
-            self.store.update(
+        def assess_txn(conn: Tx) -> Routed:
+            transition_txn(conn, report_id, CaseEvent.ASSESSMENT, at=iso(now))
+            ReportStore.set_assessment_txn(
                 conn,
                 report_id,
-                {
-                    "verdict": the_verdict.value,
-                    "category": the_category.value,
-                    "legal_basis": legal_basis,
-                    "assessed_at": iso(now),
-                    "updated_at": iso(now),
-                    "status": assessed.value,
-                },
+                verdict=the_verdict.value,
+                category=the_category.value,
+                legal_basis=legal_basis,
+                at=iso(now),
             )
             audit.append(
                 conn,
@@ -119,7 +116,7 @@ class CaseService:
             )
             return self.router.route_txn(conn, report_id, actor)
 
-        decision, peers = await self.db.run(transaction)
+        decision, peers = await self.db.run(assess_txn)
         self.wake(peers)
         return decision
 
@@ -133,27 +130,16 @@ class CaseService:
             raise InvalidInput(
                 N_("code must be one of {allowed} (got {value!r})"), allowed=allowed, value=code
             )
-        # Refused here, before anything is written, if the table refuses it (a withdrawn case).
-        next_status(
-            report_id,
-            row["status"],
-            action_event(
-                the_code,
-                ActionSource.LOCAL,
-                by=self.node_id,
-                origin=row["origin"],
-                here=self.node_id,
-            ),
-        )
         reason = text_field(reason, "reason", MAX_NOTE)
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> Recorded:
+        def record_action_txn(conn: Tx) -> Recorded:
+            # Refused by the case door, with nothing written, if the table refuses it (a
+            # withdrawn case), whatever the case looked like when the analyst read it.
             recorded = self.actions.record_txn(
                 conn,
                 report_id=report_id,
                 origin=row["origin"],
-                status=row["status"],
                 code=the_code,
                 at=now,
                 analyst=actor,
@@ -173,7 +159,7 @@ class CaseService:
             )
             return recorded
 
-        recorded = await self.db.run(transaction)
+        recorded = await self.db.run(record_action_txn)
         self.wake(recorded.told)
         return recorded.action_id
 
@@ -191,8 +177,8 @@ class CaseService:
         reason_text = text_field(reason, "reason", MAX_NOTE)
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
-            self.store.update(conn, report_id, {"lea_cleared_at": iso(now), "updated_at": iso(now)})
+        def clear_txn(conn: Tx) -> None:
+            ReportStore.set_cleared_once(conn, report_id, iso(now))
             audit.append(
                 conn,
                 at=now,
@@ -202,7 +188,7 @@ class CaseService:
                 details={"reason": reason_text},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(clear_txn)
         if hours is None:
             return 0
         return sum(
@@ -215,38 +201,23 @@ class CaseService:
         row = await self.views.require(report_id)
         if row["origin"] != self.node_id:
             raise Conflict(N_("only the origin hotline can withdraw a report"))
-        withdrawn = next_status(report_id, row["status"], CaseEvent.WITHDRAWAL)
         reason_text = text_field(reason, "reason", MAX_NOTE)
         if not reason_text:
             raise InvalidInput(N_("a withdrawal needs a reason"))
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> list[str]:
-            peers = peer_outbox.holders_txn(conn, report_id)
-            withdrawal = self.router.queue_withdrawal_txn(
-                conn, report_id, peers, reason_text, now, actor
-            )
-            self.store.mark_withdrawn(conn, report_id, iso(now), withdrawn.value)
-            ActionLog.withdrawn_txn(
+        def withdraw_txn(conn: Tx) -> list[str]:
+            return self.router.withdraw_txn(
                 conn,
-                report_id=report_id,
-                withdrawal_id=str(withdrawal.id),
+                report_id,
                 by=self.node_id,
                 country=self.country,
                 at=now,
                 reason=reason_text,
-            )
-            audit.append(
-                conn,
-                at=now,
                 actor=actor,
-                event="report.withdrawn",
-                subject=report_id,
-                details={"reason": reason_text, "peers": peers},
             )
-            return peers
 
-        peers = await self.db.run(transaction)
+        peers = await self.db.run(withdraw_txn)
         self.wake(peers)
         return peers
 
@@ -276,16 +247,13 @@ class CaseService:
         now = self.clock.now()
         stored = evidence if evidence is not None else {"errors": [error or "trace failed"]}
 
-        def transaction(conn: Tx) -> Routed:
-            self.store.update(
+        def record_trace_txn(conn: Tx) -> Routed:
+            ReportStore.set_trace_txn(
                 conn,
                 report_id,
-                {
-                    "trace_status": "done" if evidence is not None else "failed",
-                    "trace_json": orjson.dumps(stored).decode(),
-                    "traced_at": iso(now),
-                    "updated_at": iso(now),
-                },
+                trace_status="done" if evidence is not None else "failed",
+                trace_json=orjson.dumps(stored).decode(),
+                at=iso(now),
             )
             self.store.replace_addresses(
                 conn, report_id, list((evidence or {}).get("addresses", []))
@@ -303,7 +271,7 @@ class CaseService:
             )
             return self.router.route_txn(conn, report_id, "jurisdiction")
 
-        decision, peers = await self.db.run(transaction)
+        decision, peers = await self.db.run(record_trace_txn)
         self.wake(peers)
         return decision
 
@@ -311,8 +279,6 @@ class CaseService:
         self, report_id: str, *, country: str, reason: str, actor: str
     ) -> RoutingDecision | None:
         row = await self.views.require(report_id)
-        # As for assess: a finished case is not routed again (it would be re-sent).
-        next_status(report_id, row["status"], CaseEvent.OVERRIDE)
         problem = country_problem(country)
         if problem:
             raise InvalidInput(N_("country {problem}"), problem=problem)
@@ -323,11 +289,11 @@ class CaseService:
         evidence["override"] = {"country": country.upper(), "reason": reason_text, "by": actor}
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> Routed:
-            self.store.update(
-                conn,
-                report_id,
-                {"trace_json": orjson.dumps(evidence).decode(), "updated_at": iso(now)},
+        def override_txn(conn: Tx) -> Routed:
+            # As for assess: a finished case is not routed again (it would be re-sent).
+            transition_txn(conn, report_id, CaseEvent.OVERRIDE, at=iso(now))
+            ReportStore.set_evidence_txn(
+                conn, report_id, trace_json=orjson.dumps(evidence).decode(), at=iso(now)
             )
             audit.append(
                 conn,
@@ -339,6 +305,6 @@ class CaseService:
             )
             return self.router.route_txn(conn, report_id, actor, force=True)
 
-        decision, peers = await self.db.run(transaction)
+        decision, peers = await self.db.run(override_txn)
         self.wake(peers)
         return decision

@@ -299,7 +299,6 @@ class Dispatcher:
                     conn,
                     report_id=item.report_id,
                     origin=case.origin,
-                    status=case.status,
                     code=ActionCode(code),
                     at=now,
                     analyst=None,

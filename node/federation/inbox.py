@@ -14,8 +14,8 @@ import orjson
 
 from keys import KeyUnavailableError, NodeKeys
 from node.cases import CaseService
-from node.cases.actionlog import ActionLog
-from node.cases.lifecycle import CaseEvent, CaseStateError, CaseStatus, allows, next_status
+from node.cases.door import transition_txn
+from node.cases.lifecycle import CaseEvent, CaseStateError, CaseStatus, allows
 from node.clock import Clock, iso
 from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
@@ -420,14 +420,16 @@ class Inbox:
             raise RecordRefused(f"report {report_id} belongs to {head.origin}")
         if head.seq >= report.seq:
             return Applied(ItemStatus.DUPLICATE)
-        try:  # the status stays: a new version updates what we hold
-            next_status(report_id, head.status, CaseEvent.VERSION_RECEIVED)
-        except CaseStateError as exc:
-            raise RecordRefused(str(exc)) from exc
         try:
             url_key = normalise_url(report.url)
         except InvalidInput as exc:
             raise RecordRefused(f"report url refused: {exc}") from exc
+        try:  # the status stays: a new version updates what we hold
+            moved = transition_txn(
+                conn, report_id, CaseEvent.VERSION_RECEIVED, at=iso(now), seq=report.seq
+            )
+        except CaseStateError as exc:
+            raise RecordRefused(str(exc)) from exc
         ReportStore.update(
             conn, report_id, _case_values(report, url_key, _evidence(report), iso(now))
         )
@@ -440,6 +442,10 @@ class Inbox:
             subject=report_id,
             details={"seq": report.seq},
         )
+        if allows(moved.after, CaseEvent.ROUTED):
+            # The origin's new verdict, category or hosting is a new decision here too: what
+            # our channels still hold for the case is re-planned with it.
+            self.cases.router.route_txn(conn, report_id, f"peer:{sender}", force=True)
         return Applied(ItemStatus.ACCEPTED)
 
     def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
@@ -448,7 +454,7 @@ class Inbox:
         head = ReportStore.head_txn(conn, report_id)
         if head is None:
             raise RecordRefused(f"action on report {report_id}, which is not one of ours")
-        origin, status = head.origin, head.status
+        origin = head.origin
         if origin == self.node_id:
             if sender not in peer_outbox.holders_txn(conn, report_id):
                 raise RecordRefused(f"report {report_id} was never sent to {sender}")
@@ -458,7 +464,7 @@ class Inbox:
             )
         if action.report_origin != origin:
             raise RecordRefused(f"action names origin {action.report_origin} for {report_id}")
-        if not self.cases.actions.received_txn(conn, action, status=status, now=now):
+        if not self.cases.actions.received_txn(conn, action, now=now):
             return Applied(ItemStatus.DUPLICATE)
         audit.append(
             conn,
@@ -479,24 +485,15 @@ class Inbox:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
         if not allows(head.status, CaseEvent.WITHDRAWAL):  # withdrawn already
             return Applied(ItemStatus.DUPLICATE)
-        withdrawn = next_status(report_id, head.status, CaseEvent.WITHDRAWAL)
-        ReportStore.mark_withdrawn(conn, report_id, iso(now), withdrawn.value)
-        ActionLog.withdrawn_txn(
+        self.cases.router.withdraw_txn(
             conn,
-            report_id=report_id,
-            withdrawal_id=str(withdrawal.id),
+            report_id,
             by=sender,
             country=peer_store.country_txn(conn, sender) or self.country,
             at=withdrawal.at,
             reason=withdrawal.reason,
-        )
-        audit.append(
-            conn,
-            at=now,
             actor=f"peer:{sender}",
-            event="report.withdrawn",
-            subject=report_id,
-            details={"reason": withdrawal.reason},
+            withdrawal_id=str(withdrawal.id),
         )
         return Applied(ItemStatus.ACCEPTED)
 

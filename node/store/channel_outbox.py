@@ -306,12 +306,52 @@ def requeue_dead_txn(conn: Tx, channel: str, at: str) -> list[int]:
     return ids
 
 
-def cancel_pending_txn(conn: Tx, report_id: str) -> None:
-    """Nothing still waiting for a channel goes out for this case (it was withdrawn)."""
-    conn.execute(
-        "UPDATE channel_outbox SET state = 'cancelled' WHERE report_id = ? AND state = 'pending'",
-        (report_id,),
+@dataclass(frozen=True)
+class Planned:
+    """A case's message as a new decision re-plans it: one not sent yet (pending, or dead and
+    so still requeueable) or one delivered, with the payload it carried."""
+
+    id: int
+    role: str
+    kind: str
+    state: str
+    payload: dict[str, Any]
+
+
+def planned_for_report_txn(conn: Tx, report_id: str) -> list[Planned]:
+    """The case's messages that are not cancelled, in the order they were queued."""
+    return [
+        Planned(int(row[0]), row[1], row[2], row[3], orjson.loads(row[4]))
+        for row in conn.execute(
+            "SELECT id, role, kind, state, payload FROM channel_outbox WHERE report_id = ?"
+            " AND state IN ('pending', 'dead', 'delivered') ORDER BY id",
+            (report_id,),
+        )
+    ]
+
+
+def cancel_txn(conn: Tx, row_ids: Sequence[int], reason: str) -> None:
+    """These messages never go (the decision that queued them changed), and say why. Only a
+    message not sent yet is cancelled: what went out stays delivered."""
+    conn.executemany(
+        "UPDATE channel_outbox SET state = 'cancelled', last_error = ? WHERE id = ?"
+        " AND state IN ('pending', 'dead')",
+        [(reason[:ERROR_LIMIT], row_id) for row_id in row_ids],
     )
+
+
+def release_unserved_txn(conn: Tx, at: str) -> int:
+    """Messages set aside because no channel served them are due again (the channels changed):
+    the next dispatch sends them, or sets aside again those that still have no channel.
+
+    Such a row is pending with a reason and no attempt (`postpone_txn`); a failed delivery
+    counts an attempt (`retry_txn`)."""
+    cursor = conn.execute(
+        "UPDATE channel_outbox SET next_attempt_at = ?, last_error = NULL WHERE state = 'pending'"
+        " AND attempts = 0 AND last_error IS NOT NULL",
+        (at,),
+    )
+    return cursor.rowcount
 
 
 # the console's alerts ----------------------------------------------------------------------------
@@ -331,7 +371,8 @@ class WaitingNotice:
 
 @dataclass(frozen=True)
 class Failure:
-    """A message that failed at least once (still retried) or was given up on."""
+    """A message that failed at least once (still retried), was given up on, or is set aside
+    because no channel serves it."""
 
     id: int
     role: str
@@ -358,7 +399,8 @@ async def waiting_notices(db: Database, limit: int) -> list[WaitingNotice]:
 async def failures(db: Database, limit: int) -> list[Failure]:
     rows = await db.fetch_all(
         "SELECT id, role, report_id, kind, created_at, attempts, last_error, state"
-        " FROM channel_outbox WHERE state = 'dead' OR (state = 'pending' AND attempts > 0)"
+        " FROM channel_outbox WHERE state = 'dead' OR (state = 'pending' AND (attempts > 0"
+        " OR last_error IS NOT NULL))"
         " ORDER BY id LIMIT ?",
         (limit,),
     )

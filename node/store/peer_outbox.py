@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,8 +71,8 @@ async def peers_with_pending(db: Database) -> list[str]:
 async def for_report(db: Database, report_id: str) -> list[aiosqlite.Row]:
     """What of a case was queued for peers, as its view lists it (name, kind, state...)."""
     return await db.fetch_all(
-        "SELECT peer_id AS name, 'peer' AS kind, state, record_type, seq, sent_at AS done_at"
-        " FROM peer_outbox WHERE report_id = ? ORDER BY peer_id, seq",
+        "SELECT peer_id AS name, 'peer' AS kind, state, record_type, seq, sent_at AS done_at,"
+        " last_error FROM peer_outbox WHERE report_id = ? ORDER BY peer_id, seq",
         (report_id,),
     )
 
@@ -150,6 +151,21 @@ def enqueue_for_peers_txn(
             payload=payload,
             at=at,
         )
+
+
+def cancel_reports_txn(conn: Tx, report_id: str, *, keep: Collection[str], reason: str) -> None:
+    """Versions of the case not sent yet to peers other than `keep` never go (the decision
+    that queued them changed), and say why. A peer that got none is then no holder; one that
+    got an earlier version still is (`holders_txn`), and is told by a withdrawal."""
+    waiting = conn.execute(
+        "SELECT peer_id, seq FROM peer_outbox WHERE report_id = ? AND record_type = 'report'"
+        " AND state = 'pending'",
+        (report_id,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE peer_outbox SET state = 'cancelled', last_error = ? WHERE peer_id = ? AND seq = ?",
+        [(reason[:500], peer, seq) for peer, seq in waiting if peer not in keep],
+    )
 
 
 def mark_sent_txn(conn: Tx, peer_id: str, seqs: list[int], at: str) -> None:

@@ -227,12 +227,51 @@ class ReportStore:
         )
 
     @staticmethod
-    def mark_withdrawn(conn: Tx, report_id: str, at: str, status: str) -> None:
-        """A withdrawn case: closed for good, and nothing still queued for channels goes out."""
-        channel_outbox.cancel_pending_txn(conn, report_id)
-        conn.execute(
-            "UPDATE reports SET status = ?, updated_at = ? WHERE id = ?", (status, at, report_id)
+    def set_status_txn(
+        conn: Tx, report_id: str, *, expected: str, status: str, at: str, seq: int | None = None
+    ) -> bool:
+        """Move a case from `expected` to `status` (and to version `seq`); False, and nothing
+        written, when it is no longer in `expected`. Only the case door calls this
+        (node/cases/door.py), after the lifecycle table allowed the move."""
+        cursor = conn.execute(
+            "UPDATE reports SET status = ?, updated_at = ?, seq = COALESCE(?, seq)"
+            " WHERE id = ? AND status = ?",
+            (status, at, seq, report_id, expected),
         )
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def set_assessment_txn(
+        conn: Tx, report_id: str, *, verdict: str, category: str, legal_basis: str | None, at: str
+    ) -> None:
+        conn.execute(
+            "UPDATE reports SET verdict = ?, category = ?, legal_basis = ?, assessed_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            (verdict, category, legal_basis, at, at, report_id),
+        )
+
+    @staticmethod
+    def set_trace_txn(
+        conn: Tx, report_id: str, *, trace_status: str, trace_json: str, at: str
+    ) -> None:
+        conn.execute(
+            "UPDATE reports SET trace_status = ?, trace_json = ?, traced_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (trace_status, trace_json, at, at, report_id),
+        )
+
+    @staticmethod
+    def set_evidence_txn(conn: Tx, report_id: str, *, trace_json: str, at: str) -> None:
+        """The hosting evidence rewritten (an analyst's override added to it)."""
+        conn.execute(
+            "UPDATE reports SET trace_json = ?, updated_at = ? WHERE id = ?",
+            (trace_json, at, report_id),
+        )
+
+    @staticmethod
+    def set_duplicates_txn(conn: Tx, rows: list[tuple[int, str, str]]) -> None:
+        """Rows of (duplicate count, time, case id): the URL was reported again."""
+        conn.executemany("UPDATE reports SET duplicates = ?, updated_at = ? WHERE id = ?", rows)
 
     @staticmethod
     def insert_version(conn: Tx, version: Version) -> None:

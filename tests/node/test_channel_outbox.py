@@ -219,7 +219,7 @@ async def test_a_dead_letter_names_the_role_when_no_channel_was_chosen(db: Datab
     assert (row["state"], row["attempts"], row["sent_via"]) == ("dead", 0, None)
 
 
-async def test_a_withdrawal_cancels_only_what_still_waits(db: Database) -> None:
+async def test_cancelling_touches_only_what_still_waits(db: Database) -> None:
     waiting, sent, other_case = await queue(
         db, ("host_notice", "r1"), ("law_enforcement", "r1"), ("host_notice", "r2")
     )
@@ -228,11 +228,14 @@ async def test_a_withdrawal_cancels_only_what_still_waits(db: Database) -> None:
         channel_outbox.delivered_txn(
             conn, [sent], at=AT, attempts=1, channel="pharos", notice_ref=None
         )
-        channel_outbox.cancel_pending_txn(conn, "r1")
+        channel_outbox.cancel_txn(conn, [waiting, sent], "cancelled: the case was withdrawn")
 
     await db.run(settle_and_cancel)
-    states = {row_id: row["state"] for row_id, row in (await rows(db)).items()}
+    now = await rows(db)
+    states = {row_id: row["state"] for row_id, row in now.items()}
     assert states == {waiting: "cancelled", sent: "delivered", other_case: "pending"}
+    assert now[waiting]["last_error"] == "cancelled: the case was withdrawn"
+    assert now[sent]["last_error"] is None
     assert await channel_outbox.waiting_host_notices(db, "r1") == []
     assert await channel_outbox.waiting_host_notices(db, "r2") == [AT]
 
