@@ -430,7 +430,7 @@ class Inbox:
             )
         except CaseStateError as exc:
             raise RecordRefused(str(exc)) from exc
-        ReportStore.update(
+        ReportStore.set_version_txn(
             conn, report_id, _case_values(report, url_key, _evidence(report), iso(now))
         )
         ReportStore.insert_version(conn, Version(report_id, report.seq, payload, iso(now)))

@@ -145,12 +145,9 @@ class ReportStore:
         return found
 
     @staticmethod
-    def insert(conn: Tx, values: dict[str, Any]) -> None:
-        ReportStore.insert_many(conn, [values])
-
-    @staticmethod
     def insert_many(conn: Tx, rows: list[dict[str, Any]]) -> None:
-        """Insert cases that all carry the same columns (those of the first row)."""
+        """Insert cases that all carry the same columns (those of the first row). Only the
+        case door calls this (node/cases/door.py), for cases entering the lifecycle."""
         if not rows:
             return
         columns = list(rows[0])
@@ -162,19 +159,29 @@ class ReportStore:
             [tuple(row[column] for column in columns) for row in rows],
         )
 
-    @staticmethod
-    def update(conn: Tx, report_id: str, values: dict[str, Any]) -> None:
-        ReportStore.update_many(conn, list(values), [(*values.values(), report_id)])
+    # What a new version of a peer's case rewrites (its status is the door's, its seq moves
+    # with the status).
+    VERSION_COLUMNS = (
+        "url",
+        "url_key",
+        "verdict",
+        "category",
+        "legal_basis",
+        "tlp",
+        "assessed_at",
+        "trace_status",
+        "trace_json",
+        "traced_at",
+    )
 
     @staticmethod
-    def update_many(conn: Tx, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        """Set `columns` on many cases; each row holds their values, then the case id."""
-        if not rows:
-            return
+    def set_version_txn(conn: Tx, report_id: str, values: dict[str, Any]) -> None:
+        """The content of a peer's new version of its case (`VERSION_COLUMNS`)."""
+        columns = ReportStore.VERSION_COLUMNS
         assignments = ", ".join(f"{column} = ?" for column in columns)
-        conn.executemany(
-            f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608 - our own keys
-            rows,
+        conn.execute(
+            f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608 - fixed columns
+            (*(values[column] for column in columns), report_id),
         )
 
     @staticmethod

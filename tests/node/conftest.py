@@ -12,6 +12,7 @@ from node.datadir import DataDir
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.federation import Pair, live_pair
 from tests.support.nodes import START, ZONE, ApiHarness, api_harness, init_node
+from tests.support.rdap_server import RdapStub, ip_network
 from tests.support.sinks import SmtpSink, WebhookSink
 
 
@@ -63,3 +64,17 @@ async def webhook() -> AsyncIterator[WebhookSink]:
     sink = await WebhookSink().start()
     yield sink
     await sink.stop()
+
+
+@pytest.fixture
+async def rdap() -> AsyncIterator[RdapStub]:
+    """A real RDAP server on 127.0.0.1 naming the abuse desks of the test networks."""
+    async with RdapStub() as stub:
+        stub.add_network(
+            "5.39.0.0/16", ip_network("5.39.0.0", "5.39.255.255", abuse_email="abuse@ovh.example")
+        )
+        stub.add_network(
+            "41.0.0.0/8",
+            ip_network("41.0.0.0", "41.255.255.255", abuse_email="abuse@host.example.za"),
+        )
+        yield stub

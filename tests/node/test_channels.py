@@ -22,23 +22,10 @@ from node.errors import ConfigError, InvalidInput
 from protocol.httpsig import MemoryNonceGuard, SignedRequest, verify_request
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.nodes import init_node
-from tests.support.rdap_server import RdapStub, ip_network
+from tests.support.rdap_server import RdapStub
 from tests.support.sinks import SmtpSink, WebhookSink
 
 WINDOW = 60
-
-
-@pytest.fixture
-async def rdap() -> AsyncIterator[RdapStub]:
-    async with RdapStub() as stub:
-        stub.add_network(
-            "5.39.0.0/16", ip_network("5.39.0.0", "5.39.255.255", abuse_email="abuse@ovh.example")
-        )
-        stub.add_network(
-            "41.0.0.0/8",
-            ip_network("41.0.0.0", "41.255.255.255", abuse_email="abuse@host.example.za"),
-        )
-        yield stub
 
 
 def channel_config(smtp: SmtpSink, webhook: WebhookSink, **notices: Any) -> dict[str, Any]:
