@@ -370,6 +370,7 @@ async def open_node(
                 config.node_id,
                 keys=peer_keys,
                 deliver_now=push_requests.kick,
+                peer_resumed=lambda country, actor: cases.reroute_waiting_for(country, actor=actor),
             )
             inbound = InboundFederation(
                 db,

@@ -18,7 +18,14 @@ from node.cases.door import admit_txn, transition_txn
 from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.cases.wire import CaseRow, build_report_record
 from node.clock import Clock, iso
-from node.routing import Decision, HostingFacts, PeerView, RoutingDecision, decide
+from node.routing import (
+    REROUTED_SUSPENDED,
+    Decision,
+    HostingFacts,
+    PeerView,
+    RoutingDecision,
+    decide,
+)
 from node.store import audit, channel_outbox, peer_outbox
 from node.store import peers as peer_store
 from node.store.channel_outbox import ChannelItem
@@ -279,8 +286,21 @@ class Router:
             status = next_status(report_id, row["status"], ROUTING_EVENTS[decision.decision])
             plan.states[report_id] = (status.value, seq)
             targets = [t.to_dict() for t in decision.targets]
+            suspended = [
+                t.country
+                for t in decision.targets
+                if t.rerouted == REROUTED_SUSPENDED and t.country
+            ]
             plan.routings.append(
-                Routing(report_id, decision.decision.value, targets, decision.reasons, stamp, actor)
+                Routing(
+                    report_id,
+                    decision.decision.value,
+                    targets,
+                    decision.reasons,
+                    stamp,
+                    actor,
+                    ",".join(suspended) or None,
+                )
             )
             plan.entries.append(
                 audit.Entry(

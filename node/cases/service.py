@@ -38,6 +38,10 @@ ANALYST_ACTIONS = (
     ActionCode.LEA_REFERRED,
     ActionCode.NOTICE_SENT,
 )
+# Cases routed again per transaction when a peer is resumed, and at most per resumption (the
+# rest show in the triage queue and follow on the next resumption or by hand).
+REROUTE_BATCH = 200
+REROUTE_LIMIT = 100_000
 TraceFunction = Callable[[str], Awaitable[dict[str, Any]]]
 
 
@@ -220,6 +224,23 @@ class CaseService:
         peers = await self.db.run(withdraw_txn)
         self.wake(peers)
         return peers
+
+    async def reroute_waiting_for(self, country: str, *, actor: str) -> int:
+        """The peer of `country` is active again: the open cases that went to the fallback
+        while it was suspended are routed again, so they reach it, and what still waits for
+        the fallback is cancelled (what went out stays). Returns how many were routed."""
+        waiting = await self.store.waiting_for_peer(country=country, limit=REROUTE_LIMIT)
+        for start in range(0, len(waiting), REROUTE_BATCH):
+            batch = [w.report_id for w in waiting[start : start + REROUTE_BATCH]]
+
+            def reroute_txn(conn: Tx, batch: list[str] = batch) -> list[str]:
+                pushed: set[str] = set()
+                for report_id in batch:
+                    pushed.update(self.router.route_txn(conn, report_id, actor, force=True)[1])
+                return sorted(pushed)
+
+            self.wake(await self.db.run(reroute_txn))
+        return len(waiting)
 
     # jurisdiction ------------------------------------------------------------------------
     async def trace_pending(self, trace: TraceFunction, limit: int = 50) -> int:

@@ -88,11 +88,16 @@ class Dispatcher:
         self.actions = actions
         # RDAP, for a host notice whose case came without an abuse contact (from a peer).
         self.abuse_contact_for = abuse_contact_for
+        # Messages set aside for want of a channel are looked at again once the channels may
+        # have changed: at start (node.toml may have been edited meanwhile) and on reconfigure.
+        self._release_unserved = True
 
     def reconfigure(self, config: NodeConfig, channels: dict[str, Channel]) -> None:
-        """Channel and notice settings changed in node.toml: used from the next delivery on."""
+        """Channel and notice settings changed in node.toml: used from the next delivery on,
+        which also takes up again the messages set aside because no channel served them."""
         self.config = config
         self.channels = channels
+        self._release_unserved = True
 
     def channel_for(self, role: str, item: CaseItem) -> tuple[str, Channel] | None:
         """The first configured channel serving this role, category and hosting country."""
@@ -209,6 +214,9 @@ class Dispatcher:
     async def run_once(self) -> DispatchReport:
         now = self.clock.now()
         report = DispatchReport()
+        if self._release_unserved:
+            self._release_unserved = False
+            await self.db.run(partial(channel_outbox.release_unserved_txn, at=iso(now)))
         planned, unrouted, report.held = await self.plan(now)
         if unrouted:
             waiting = [

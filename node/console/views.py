@@ -211,6 +211,7 @@ async def queue(request: web.Request) -> web.Response:
             "notices": notices,
             "dead_letters": await ctx.reads.dead_letters(20),
             "channel_failures": await ctx.reads.channel_failures(20),
+            "waiting_for_peer": await ctx.cases.store.waiting_for_peer(limit=20),
         },
     )
 

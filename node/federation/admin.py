@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keys import KeyDocument, KeyDocumentError, verify_key_document
@@ -31,6 +31,7 @@ class PeerAdmin:
         *,
         keys: PeerKeyRefresher,
         deliver_now: Callable[[list[str]], None],
+        peer_resumed: Callable[[str, str], Awaitable[int]] | None = None,
     ) -> None:
         self.registry = registry
         self.client = client
@@ -40,6 +41,9 @@ class PeerAdmin:
         # An operator's change to a peer is contact: its queue is tried at once, not after a
         # backoff the change may have made pointless.
         self.deliver_now = deliver_now
+        # Called with (country, actor) when a peer is active again: cases that went to the
+        # fallback while it was suspended are routed to it.
+        self.peer_resumed = peer_resumed
 
     async def add(
         self,
@@ -139,6 +143,9 @@ class PeerAdmin:
         if status == PeerStatus.REMOVED:
             return {"node_id": node_id, "status": "removed"}
         if status == PeerStatus.ACTIVE:
+            if self.peer_resumed is not None:
+                peer = await self.registry.get(node_id)
+                await self.peer_resumed(peer.country, actor)
             self.deliver_now([node_id])
         return await self.registry.describe(node_id)
 

@@ -353,4 +353,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE channel_outbox RENAME COLUMN channel TO role;
     """,
+    # 11: a routing that sent a case to the fallback because the peer of its hosting country
+    # is suspended names those countries, so the case shows in the triage queue and is routed
+    # again when the peer is resumed (a partial index: such routings are few).
+    """
+    ALTER TABLE routing_decisions ADD COLUMN suspended_in TEXT;
+    CREATE INDEX routing_suspended ON routing_decisions(suspended_in)
+        WHERE suspended_in IS NOT NULL;
+    UPDATE routing_decisions SET suspended_in = (
+        SELECT group_concat(json_extract(t.value, '$.country'), ',')
+        FROM json_each(routing_decisions.targets) t
+        WHERE json_extract(t.value, '$.rerouted') = 'peer_suspended'
+    ) WHERE targets LIKE '%peer_suspended%';
+    """,
 ]

@@ -5,6 +5,7 @@ writes that involve them call there."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import aiosqlite
@@ -32,6 +33,19 @@ class Routing(NamedTuple):
     reasons: list[str]
     decided_at: str
     decided_by: str
+    # Countries whose suspended peer sent the case to the fallback instead ("DE,AT"), if any.
+    suspended_in: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitingForPeer:
+    """An open case that went to the fallback because its country's peer is suspended."""
+
+    report_id: str
+    url: str
+    countries: tuple[str, ...]
+    reasons: tuple[str, ...]
+    decided_at: str
 
 
 class CaseHead(NamedTuple):
@@ -104,6 +118,26 @@ class ReportStore:
             for message in await channel_outbox.for_report(self.db, report_id)
         ]
         return [dict(row) for row in peers] + channels
+
+    async def waiting_for_peer(
+        self, *, country: str | None = None, limit: int = 1000
+    ) -> list[WaitingForPeer]:
+        """Open cases whose current routing sent them to the fallback because the peer of
+        their hosting country (`country`, if given) is suspended, oldest first."""
+        rows = await self.db.fetch_all(
+            "SELECT d.report_id, r.url, d.suspended_in, d.reasons, d.decided_at"
+            " FROM routing_decisions d JOIN reports r ON r.id = d.report_id"
+            " WHERE d.suspended_in IS NOT NULL AND r.status IN ('routed', 'manual')"
+            " AND d.id = (SELECT MAX(id) FROM routing_decisions WHERE report_id = d.report_id)"
+            " ORDER BY d.id",
+        )
+        waiting = [
+            WaitingForPeer(
+                row[0], row[1], tuple(row[2].split(",")), tuple(orjson.loads(row[3])), row[4]
+            )
+            for row in rows
+        ]
+        return [w for w in waiting if country is None or country in w.countries][:limit]
 
     async def ids_by_reference(self, ref: str) -> list[str]:
         """Cases a short reference names: the public 8-character one, a notice's, a local_ref."""
@@ -336,7 +370,7 @@ class ReportStore:
     def insert_routings(conn: Tx, rows: list[Routing]) -> None:
         conn.executemany(
             "INSERT INTO routing_decisions (report_id, decision, targets, reasons, decided_at,"
-            " decided_by) VALUES (?, ?, ?, ?, ?, ?)",
+            " decided_by, suspended_in) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     report_id,
@@ -345,7 +379,8 @@ class ReportStore:
                     orjson.dumps(reasons).decode(),
                     at,
                     by,
+                    suspended_in,
                 )
-                for report_id, decision, targets, reasons, at, by in rows
+                for report_id, decision, targets, reasons, at, by, suspended_in in rows
             ],
         )
