@@ -108,9 +108,11 @@ def test_a_case_sent_to_the_fallback_while_its_peer_is_suspended_reaches_it_on_r
     cli(fr.root, "peers", "suspend", "de-eco")
     report_id = fr.submit_and_assess("http://de.example/while-suspended.jpg", category="hate")
     case = wait_for(
-        lambda: (c := cli_json(fr.root, "reports", "show", report_id))["routing"]["decision"]
-        == "fallback"
-        and c
+        lambda: (
+            (c := cli_json(fr.root, "reports", "show", report_id))["routing"]["decision"]
+            == "fallback"
+            and c
+        )
     )
     assert any("peer de-eco is suspended" in r for r in case["routing"]["reasons"])
     assert de.report(report_id) is None
