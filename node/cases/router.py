@@ -126,6 +126,21 @@ class Router:
         peer_outbox.cancel_reports_txn(conn, report_id, keep=targets, reason=why)
         return [peer for peer in peer_outbox.holders_txn(conn, report_id) if peer not in targets]
 
+    def sent_despite_cancel_txn(
+        self, conn: Tx, peer_id: str, report_ids: list[str], now: datetime
+    ) -> list[str]:
+        """Versions cancelled while a push already carried them reached the peer: unless the
+        case goes to that peer again (a newer version waits for it), the peer is sent a
+        withdrawal, as any peer holding a case it no longer gets is. Returns those cases."""
+        withdrawn = []
+        for report_id in dict.fromkeys(report_ids):
+            if peer_outbox.has_pending_report_txn(conn, peer_id, report_id):
+                continue
+            reason = "routed again: no longer for this hotline"
+            self.queue_withdrawal_txn(conn, report_id, [peer_id], reason, now, "delivery")
+            withdrawn.append(report_id)
+        return withdrawn
+
     def withdraw_txn(
         self,
         conn: Tx,

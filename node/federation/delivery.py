@@ -352,7 +352,9 @@ class Delivery:
                 sent.append(row)
 
         def transaction(conn: Tx) -> None:
-            peer_outbox.mark_sent_txn(conn, peer_id, [row.seq for row in sent], iso(now))
+            late = peer_outbox.mark_sent_txn(conn, peer_id, [row.seq for row in sent], iso(now))
+            if late:
+                self.inbox.cases.router.sent_despite_cancel_txn(conn, peer_id, late, now)
             _mark_dead(conn, peer_id, dead, now)
             _record_delivered(
                 conn,

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import aiosqlite
 
-from node.store.db import Database, Row, Tx
+from node.store.db import Database, Row, Tx, select_in
 
 REPORT_TYPE = "report"
 
@@ -168,13 +168,35 @@ def cancel_reports_txn(conn: Tx, report_id: str, *, keep: Collection[str], reaso
     )
 
 
-def mark_sent_txn(conn: Tx, peer_id: str, seqs: list[int], at: str) -> None:
-    """Items the peer answered as taken (or as copies of what it holds)."""
+def mark_sent_txn(conn: Tx, peer_id: str, seqs: list[int], at: str) -> list[str]:
+    """Items the peer answered as taken (or as copies of what it holds). Returns the cases
+    whose version was cancelled while it was on its way: the peer has it all the same."""
+    late = [
+        row[0]
+        for row in select_in(
+            conn,
+            "SELECT report_id FROM peer_outbox WHERE peer_id = ? AND state = 'cancelled'"
+            " AND record_type = 'report' AND seq IN ({marks})",
+            seqs,
+            peer_id,
+        )
+    ]
     conn.executemany(
         "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
         " WHERE peer_id = ? AND seq = ?",
         [(at, peer_id, seq) for seq in seqs],
     )
+    return late
+
+
+def has_pending_report_txn(conn: Tx, peer_id: str, report_id: str) -> bool:
+    """Whether a version of the case waits for the peer."""
+    row = conn.execute(
+        "SELECT 1 FROM peer_outbox WHERE peer_id = ? AND report_id = ? AND record_type = 'report'"
+        " AND state = 'pending' LIMIT 1",
+        (peer_id, report_id),
+    ).fetchone()
+    return row is not None
 
 
 def mark_dead_txn(conn: Tx, peer_id: str, dead: list[tuple[int, str]]) -> None:

@@ -264,3 +264,39 @@ def test_only_the_door_writes_a_case_status() -> None:
     sql = "\n".join(p.read_text() for p in (ROOT / "node").rglob("*.py"))
     assert "UPDATE reports SET status" in (ROOT / "node/store/reports.py").read_text()
     assert sql.count("UPDATE reports SET status") == 1
+
+
+async def test_a_version_cancelled_while_a_push_carries_it_is_withdrawn_at_the_peer(
+    pair: Pair,
+) -> None:
+    fr = pair.fr.node
+    submitted = await fr.cases.submit(
+        "http://de.example/in-flight.jpg", actor="ana", category="hate"
+    )
+    await fr.trace_pending()
+    await fr.cases.assess(
+        submitted.report_id, verdict="national", category="hate", legal_basis=None, actor="ana"
+    )
+
+    async def re_rate() -> None:
+        await fr.cases.assess(
+            submitted.report_id,
+            verdict="not_illegal",
+            category="hate",
+            legal_basis=None,
+            actor="ana",
+        )
+
+    # FR re-rates the case while its push is at DE, after the version left FR's outbox.
+    interleave(pair.de.node.db, re_rate)
+    await pair.fr.settle()
+    await pair.fr.settle()
+    rows = await fr.db.fetch_all(
+        "SELECT record_type, state FROM peer_outbox WHERE report_id = ? ORDER BY seq",
+        (submitted.report_id,),
+    )
+    assert [(r["record_type"], r["state"]) for r in rows] == [
+        ("report", "sent"),
+        ("withdrawal", "sent"),
+    ]
+    assert (await pair.de.node.cases.show(submitted.report_id))["status"] == "withdrawn"
