@@ -10,9 +10,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from node.api.bodies import read_capped
 from node.api.context import context
 from node.api.reports import PUBLIC_MAX_BYTES
-from node.errors import InvalidInput, RateLimited
+from node.errors import InvalidInput, PayloadTooLarge, RateLimited
 from node.urls import normalise_url
 from protocol.ids import short_reference
 
@@ -181,16 +182,19 @@ async def show_form(request: web.Request) -> web.Response:
 
 async def submit_form(request: web.Request) -> web.Response:
     ctx = context(request)
-    if request.content_length is not None and request.content_length > PUBLIC_MAX_BYTES:
+    try:
+        if request.content_length is not None and request.content_length > PUBLIC_MAX_BYTES:
+            raise PayloadTooLarge(f"body is larger than {PUBLIC_MAX_BYTES} bytes")
+        # Read to the end under the cap, whatever the framing: one read() returns what has
+        # arrived, and a chunked body has no length to check first.
+        raw = await read_capped(request, PUBLIC_MAX_BYTES)
+    except PayloadTooLarge:
         lang = language(request)
         too_long = TEXT[lang]["too_long"].format(limit=4000)
         return page(request, lang, status=413, errors={"description": too_long})
-    raw = await request.content.read(PUBLIC_MAX_BYTES + 1)
     fields = {
         name: values[0]
-        for name, values in parse_qs(
-            raw[:PUBLIC_MAX_BYTES].decode("utf-8", "replace"), keep_blank_values=True
-        ).items()
+        for name, values in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()
     }
     lang = language(request, fields.get("lang"))
     text = TEXT[lang]
