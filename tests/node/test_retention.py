@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from node.clock import ManualClock
+from node.store import submissions
 from tests.support.federation import Pair
 
 CONTACT = "reporter-7f3a9c@example.org"
@@ -23,6 +24,9 @@ async def test_purge_erases_reporters_data_and_leaves_no_copy_on_disk(
         description=DESCRIPTION,
         contact=CONTACT,
     )
+    [given] = await submissions.for_case(node.db, submitted.report_id)
+    assert (given.description, given.contact) == (DESCRIPTION, CONTACT)
+    case_received = given.at
     database = node.data_dir.database
     wal = database.with_name(database.name + "-wal")
     assert CONTACT.encode() in wal.read_bytes() + database.read_bytes()
@@ -37,6 +41,9 @@ async def test_purge_erases_reporters_data_and_leaves_no_copy_on_disk(
     assert case is not None
     assert (case["description"], case["contact"]) == (None, None)
     assert case["url"] == "http://de.example/r"  # the case itself stays
+    [given] = await submissions.for_case(node.db, submitted.report_id)
+    assert (given.description, given.contact) == (None, None)
+    assert given.at == case_received  # when it was given stays, for the statistics
     for path in (database, wal):
         content = path.read_bytes() if path.exists() else b""
         assert CONTACT.encode() not in content, path.name
