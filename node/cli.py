@@ -382,6 +382,12 @@ def _case_text(case: dict[str, Any]) -> str:
                 ["kind", "name", "state", "record_type", "done_at", "notice_ref", "detail"],
             )
         )
+    for n, given in enumerate(case.get("submissions", []), 1):
+        lines.append(
+            f"reported #{n} {given['at']} ({given['source']}, {given['language'] or '-'})"
+            f"  contact {given['contact'] or '-'}"
+        )
+        lines.extend(f"  | {line}" for line in (given["description"] or "-").splitlines())
     lines.append("timeline")
     lines.append(table(case["actions"], ["at", "code", "by", "country", "analyst", "reason"]))
     return "\n".join(lines)

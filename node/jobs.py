@@ -14,7 +14,7 @@ from node.config import NodeConfig
 from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
 from node.keyring import KeyRing
-from node.store import audit, inbound
+from node.store import audit, inbound, submissions
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from protocol.envelope import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW
@@ -99,16 +99,19 @@ class Jobs:
 
         def transaction(conn: Tx) -> int:
             purged = ReportStore.purge_personal_data(conn, received_before=iso(horizon))
-            if purged:
+            # Each public submission is kept for the retention from when it was given: a later
+            # reporter's words outlive the case's first ones by as long as they came later.
+            words = submissions.purge_txn(conn, given_before=iso(horizon))
+            if purged or words:
                 audit.append(
                     conn,
                     at=now,
                     actor="scheduler",
                     event="retention.purged",
                     subject="reports",
-                    details={"count": purged, "before": iso(horizon)},
+                    details={"count": purged, "submissions": words, "before": iso(horizon)},
                 )
-            return purged
+            return purged + words
 
         purged = await self.db.run(transaction)
         if purged:

@@ -7,6 +7,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from node.contacts import url_characters
 from node.errors import N_, InvalidInput
 from node.jurisdiction.dns import normalise_host
 from node.jurisdiction.errors import InvalidUrlError
@@ -48,6 +49,7 @@ def normalise_url(url: str) -> str:
         raise InvalidInput(
             N_("{field} is longer than {limit} characters"), field="url", limit=MAX_URL_LENGTH
         )
+    url_characters(url)
     if _WHITESPACE_OR_CONTROL.search(url):
         raise InvalidInput(N_("url contains whitespace or control characters"))
     try:
@@ -81,6 +83,7 @@ def endpoint_url(endpoint: str) -> str:
     and no whitespace or control character (it becomes part of request lines)."""
     if not isinstance(endpoint, str) or _WHITESPACE_OR_CONTROL.search(endpoint):
         raise InvalidInput(N_("endpoint contains whitespace or control characters"))
+    url_characters(endpoint, "endpoint")
     try:
         parts = urlsplit(endpoint)
         parts.port  # noqa: B018 - parsing the port is the check

@@ -10,13 +10,14 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from node.api.bodies import read_capped
 from node.api.context import context
+from node.api.languages import language
 from node.api.reports import PUBLIC_MAX_BYTES
-from node.errors import InvalidInput, RateLimited
+from node.errors import InvalidInput, PayloadTooLarge, RateLimited
 from node.urls import normalise_url
 from protocol.ids import short_reference
 
-LANGUAGES = ("fr", "en")
 # Nothing is loaded from anywhere but this node, nothing runs, nothing frames the page.
 CSP = (
     "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none';"
@@ -121,28 +122,6 @@ TEXT: dict[str, dict[str, Any]] = {
 }
 
 
-def language(request: web.Request, chosen: str | None = None) -> str:
-    """?lang= or the form's own field, else the browser's preference, else the language of the
-    node's country (French for French-speaking countries, English otherwise)."""
-    if chosen in LANGUAGES:
-        return chosen
-    asked = request.query.get("lang")
-    if asked in LANGUAGES:
-        return asked
-    ranked = []
-    for part in request.headers.get("Accept-Language", "").split(","):
-        tag, _, q = part.strip().partition(";q=")
-        try:
-            weight = float(q) if q else 1.0
-        except ValueError:
-            continue
-        ranked.append((weight, tag.split("-")[0].lower()))
-    for _, tag in sorted(ranked, reverse=True):
-        if tag in LANGUAGES:
-            return tag
-    return context(request).form_language
-
-
 def page(
     request: web.Request,
     lang: str,
@@ -181,16 +160,19 @@ async def show_form(request: web.Request) -> web.Response:
 
 async def submit_form(request: web.Request) -> web.Response:
     ctx = context(request)
-    if request.content_length is not None and request.content_length > PUBLIC_MAX_BYTES:
+    try:
+        if request.content_length is not None and request.content_length > PUBLIC_MAX_BYTES:
+            raise PayloadTooLarge(f"body is larger than {PUBLIC_MAX_BYTES} bytes")
+        # Read to the end under the cap, whatever the framing: one read() returns what has
+        # arrived, and a chunked body has no length to check first.
+        raw = await read_capped(request, PUBLIC_MAX_BYTES)
+    except PayloadTooLarge:
         lang = language(request)
         too_long = TEXT[lang]["too_long"].format(limit=4000)
         return page(request, lang, status=413, errors={"description": too_long})
-    raw = await request.content.read(PUBLIC_MAX_BYTES + 1)
     fields = {
         name: values[0]
-        for name, values in parse_qs(
-            raw[:PUBLIC_MAX_BYTES].decode("utf-8", "replace"), keep_blank_values=True
-        ).items()
+        for name, values in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()
     }
     lang = language(request, fields.get("lang"))
     text = TEXT[lang]
@@ -208,6 +190,7 @@ async def submit_form(request: web.Request) -> web.Response:
             source="public",
             description=values["description"],
             contact=values["contact"] or None,
+            language=lang,
         )
     except RateLimited as exc:
         return page(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.bodies import json_response, read_json
 from node.api.context import context, principal
+from node.api.languages import language
 from node.api.problems import Handler
 from node.errors import Forbidden, InvalidInput, UpstreamError
 from node.jurisdiction import InvalidUrlError, JurisdictionError, NoAddressError, NoSuchHostError
@@ -37,6 +38,8 @@ class PublicBody(_Body):
     url: Annotated[str, Field(max_length=4096)]
     description: Annotated[str, Field(min_length=1, max_length=4000)]
     contact: Annotated[str, Field(max_length=256)] | None = None
+    # The reporter's language (a BCP 47 tag); else the request's (Accept-Language).
+    language: Annotated[str, Field(max_length=35)] | None = None
 
 
 class AssessBody(_Body):
@@ -118,6 +121,7 @@ async def public_submit(request: web.Request) -> web.Response:
         source="public",
         description=body.description,
         contact=body.contact,
+        language=body.language or language(request),
     )
     ctx.schedule_trace()
     # The public learns only that the report was received, not what the hotline holds.
@@ -141,10 +145,22 @@ async def list_reports(request: web.Request) -> web.Response:
     return json_response({"reports": items, "next": cursor})
 
 
+def _as_seen_by(role: Role, case: dict[str, Any]) -> dict[str, Any]:
+    """The case as this role may read it: the public's words and contacts are for analysts
+    (the console shows them to analysts and reviewers, not to operators)."""
+    if role is not Role.OPERATOR:
+        return case
+    case["submissions"] = [
+        {**s, "description": None, "contact": None} for s in case.get("submissions", [])
+    ]
+    return case
+
+
 async def show_report(request: web.Request) -> web.Response:
-    await principal(request, *STAFF)
+    who = await principal(request, *STAFF)
     cases = context(request).cases
-    return json_response(await cases.show(await cases.resolve_one(request.match_info["id"])))
+    case = await cases.show(await cases.resolve_one(request.match_info["id"]))
+    return json_response(_as_seen_by(who.role, case))
 
 
 async def assess(request: web.Request) -> web.Response:
@@ -162,7 +178,7 @@ async def assess(request: web.Request) -> web.Response:
     case = await ctx.cases.show(report_id)
     if done.pending_review:
         case["review"] = await ctx.reviews.pending(report_id)
-    return json_response(case)
+    return json_response(_as_seen_by(who.role, case))
 
 
 async def record_action(request: web.Request) -> web.Response:
@@ -183,7 +199,7 @@ async def override(request: web.Request) -> web.Response:
     await ctx.cases.override_jurisdiction(
         report_id, country=body.country, reason=body.reason, actor=who.actor
     )
-    return json_response(await ctx.cases.show(report_id))
+    return json_response(_as_seen_by(who.role, await ctx.cases.show(report_id)))
 
 
 async def trace(request: web.Request) -> web.Response:
@@ -213,7 +229,7 @@ async def clearance(request: web.Request) -> web.Response:
     body = await read_json(request, ClearanceBody, ctx.max_body_bytes)
     report_id = request.match_info["id"]
     await ctx.cases.clear_for_host(report_id, reason=body.reason, actor=who.actor)
-    return json_response(await ctx.cases.show(report_id))
+    return json_response(_as_seen_by(who.role, await ctx.cases.show(report_id)))
 
 
 def add_routes(app: web.Application) -> None:

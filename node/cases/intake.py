@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from node.clock import Clock, iso
 from node.contacts import free_text, public_contact
 from node.countries import country_problem
 from node.errors import N_, InvalidInput
-from node.store import audit
+from node.store import audit, submissions
 from node.store.db import Database, Tx
 from node.store.reports import ReportStore
 from node.urls import normalise_url
@@ -27,6 +28,8 @@ from protocol.records import Category, Tlp, Verdict
 MAX_NOTE = 8192
 MAX_DESCRIPTION = 4000
 MAX_CONTACT = 256
+# A BCP 47 tag as browsers send it: a language, then optional region or script subtags.
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Intake:
     note: str | None
     description: str | None
     contact: str | None
+    language: str | None = None
 
     @classmethod
     def check(
@@ -50,6 +54,7 @@ class Intake:
         tlp: str | None = None,
         description: str | None = None,
         contact: str | None = None,
+        language: str | None = None,
     ) -> Intake:
         return cls(
             url_key=normalise_url(url),
@@ -58,6 +63,7 @@ class Intake:
             note=text_field(note, "note", MAX_NOTE),
             description=text_field(description, "description", MAX_DESCRIPTION),
             contact=_contact(contact),
+            language=_language(language),
         )
 
 
@@ -150,6 +156,17 @@ def text_field(value: Any, field: str, limit: int) -> str | None:
     return free_text(value, field)
 
 
+def _language(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _LANGUAGE_TAG.fullmatch(value):
+        raise InvalidInput(
+            N_("language must be a language tag such as fr or en (got {value!r:.40})"),
+            value=value,
+        )
+    return value.lower()
+
+
 def _contact(value: Any) -> str | None:
     text = text_field(value, "contact", MAX_CONTACT)
     return public_contact(text) if text else None
@@ -185,9 +202,16 @@ class CaseIntake:
         tlp: str | None = None,
         description: str | None = None,
         contact: str | None = None,
+        language: str | None = None,
     ) -> Submitted:
         intake = Intake.check(
-            url, category=category, note=note, tlp=tlp, description=description, contact=contact
+            url,
+            category=category,
+            note=note,
+            tlp=tlp,
+            description=description,
+            contact=contact,
+            language=language,
         )
 
         def transaction(conn: Tx) -> Submitted:
@@ -210,10 +234,12 @@ class CaseIntake:
                 subject=report_id,
                 details={"source": source},
             )
+            keep_words_txn(conn, report_id, intake, source, now)
             return Submitted(report_id, True, count)
         row = self._new_case(intake, case_id=new_id(at), source=source, now=now)
         admit_txn(conn, [row])
         audit.append_many(conn, [submitted_entry(row, now, actor, source)])
+        keep_words_txn(conn, row["id"], intake, source, now)
         return Submitted(row["id"], False, 0)
 
     def _new_case(
@@ -233,8 +259,9 @@ class CaseIntake:
             "status": entry_status(str(case_id), [], ours=True).value,
             "category": intake.category,
             "tlp": intake.tlp.value,
-            "description": intake.description,
-            "contact": intake.contact,
+            # A reporter's words are kept as submissions (node.store.submissions), in one place.
+            "description": None,
+            "contact": None,
             "notes": intake.note,
             "received_at": now,
             "updated_at": now,
@@ -343,6 +370,17 @@ class CaseIntake:
         await self.db.run(transaction)
         self.wake(pushed)
         return results
+
+
+def keep_words_txn(conn: Tx, report_id: str, intake: Intake, source: str, at: str) -> None:
+    """A public report's words, the first on its case or a later one, kept as a submission."""
+    if source != "public":
+        return
+    submissions.add_txn(
+        conn,
+        report_id,
+        submissions.Submission(at, intake.description, intake.contact, intake.language, source),
+    )
 
 
 def submitted_entry(row: dict[str, Any], at: str, actor: str, source: str) -> audit.Entry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from node.cases.lifecycle import CaseStatus
 from node.cases.wire import hosting_countries
 from node.clock import Clock, iso, parse_iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
+from node.store import submissions
 from node.store.reports import ReportStore
 from protocol.ids import short_reference
 
@@ -106,7 +108,12 @@ class CaseViews:
         addresses = await self.store.addresses(report_id)
         routing = await self.store.latest_routing(report_id)
         queued = self.held(row, await self.store.queued(report_id))
-        return case_view(row, actions, addresses, routing, queued)
+        case = case_view(row, actions, addresses, routing, queued)
+        # Every member of the public who reported the URL, in the order they came.
+        case["submissions"] = [
+            dataclasses.asdict(s) for s in await submissions.for_case(self.store.db, report_id)
+        ]
+        return case
 
     def held(self, row: aiosqlite.Row, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A host notice waiting for the police shows as held, until when, and who clears it."""

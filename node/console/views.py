@@ -303,9 +303,8 @@ async def case_page(request: web.Request) -> web.Response:
             "title": f"Case {report_id[-8:]}",
             "case": case,
             "short": report_id[-8:],
-            "reporter": {"description": row["description"], "contact": row["contact"]}
-            if who.role in ANALYSTS
-            else None,
+            # Every public reporter's words, for analysts and reviewers only.
+            "submissions": case["submissions"] if who.role in ANALYSTS else None,
             # CaseService.show marks a host notice held for the police, with until when.
             "deliveries": case["routing"]["queued"],
             "lea_cleared_at": row["lea_cleared_at"],

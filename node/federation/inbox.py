@@ -217,16 +217,13 @@ class Inbox:
                     read=read,
                 )
                 # Text a peer sends is shown to analysts and put in notices: it obeys the same
-                # rule as ours (no control character but newline and tab).
-                field = control_character_in(
+                # rule as ours (node.contacts: no control character but newline and tab, no
+                # bidirectional control), refused with the same words.
+                problem = control_character_in(
                     opened.payload, opened.record.model_dump(), skip=_CHECKED_LATER
                 )
-                if field is not None:
-                    out.append(
-                        RecordRefused(
-                            f"{field} contains a control character (only newline and tab)"
-                        )
-                    )
+                if problem is not None:
+                    out.append(RecordRefused(str(problem)))
                     continue
                 out.append(opened)
             except OpenError as exc:

@@ -366,4 +366,27 @@ MIGRATIONS: list[str] = [
         WHERE json_extract(t.value, '$.rerouted') = 'peer_suspended'
     ) WHERE targets LIKE '%peer_suspended%';
     """,
+    # 12: every public submission of a case's URL is kept (node.store.submissions), not only a
+    # duplicate count. The words already on cases become their first submission, and leave the
+    # reports row: personal data is kept in one place, so one purge erases it.
+    """
+    CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        at TEXT NOT NULL,
+        description TEXT,
+        contact TEXT,
+        language TEXT,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX submissions_report ON submissions(report_id, at, id);
+    CREATE INDEX submissions_personal ON submissions(at)
+        WHERE description IS NOT NULL OR contact IS NOT NULL;
+    INSERT INTO submissions (report_id, at, description, contact, language, source)
+        SELECT id, received_at, description, contact, NULL, source FROM reports
+        WHERE description IS NOT NULL OR contact IS NOT NULL
+        ORDER BY received_at, rowid;
+    UPDATE reports SET description = NULL, contact = NULL
+        WHERE description IS NOT NULL OR contact IS NOT NULL;
+    """,
 ]

@@ -250,7 +250,10 @@ class ReportStore:
 
     @staticmethod
     def purge_personal_data(conn: Tx, *, received_before: str) -> int:
-        """Erase the personal data of cases received before then; returns how many."""
+        """Erase the personal data of cases received before then; returns how many.
+
+        The public's words and contacts are node.store.submissions' (purged there); the
+        description and contact columns stay for rows written before migration 12."""
         cursor = conn.execute(
             "UPDATE reports SET description = NULL, contact = NULL, notes = NULL"
             " WHERE received_at < ? AND (description IS NOT NULL OR contact IS NOT NULL"

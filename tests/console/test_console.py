@@ -352,3 +352,71 @@ async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console)
     assert audited["actor"] == "olga"
     response, _ = await olga.post("/console/channels/nowhere/requeue", {})
     assert response.status == 404
+
+
+async def _two_voices(served: Console) -> str:
+    """Two members of the public report one URL, through the API and then the form."""
+    url = "https://fr.example/two-voices.jpg"
+    sent = await served.client.post(
+        "/api/v1/public/reports",
+        json={"url": url, "description": "a picture of a child", "contact": "one@example.org"},
+        headers={"Accept-Language": "en"},
+    )
+    assert sent.status == 202
+    sent = await served.client.post(
+        "/report",
+        data={"url": url, "description": "there is also a video", "contact": "+33 6 12 34 56 78"},
+        headers={"Accept-Language": "fr"},
+    )
+    assert sent.status == 201
+    [case] = await served.node.cases.list_cases(status=None, limit=10)
+    assert case["duplicates"] == 1
+    return str(case["id"])
+
+
+async def test_every_public_reporters_words_are_on_the_case_page_in_order(
+    console: Console,
+) -> None:
+    """Analysts and reviewers read both, first to last, with when and in which language;
+    operators neither."""
+    report_id = await _two_voices(console)
+    for name in ("alice", "rene"):
+        reader = await console.browser(name)
+        _, text = await reader.get(f"/console/case/{report_id}")
+        assert "Public reports of this URL" in text
+        first, second = text.index("a picture of a child"), text.index("there is also a video")
+        assert first < second, name
+        assert "one@example.org" in text
+        assert "+33 6 12 34 56 78" in text
+        assert "Language:</strong> en" in text
+        assert "Language:</strong> fr" in text
+    operator = await console.browser("olga")
+    _, text = await operator.get(f"/console/case/{report_id}")
+    assert "there is also a video" not in text
+    assert "one@example.org" not in text
+
+
+async def test_the_reporters_words_under_french_labels(french_console: Console) -> None:
+    report_id = await _two_voices(french_console)
+    alice = await french_console.browser("alice")
+    _, text = await alice.get(f"/console/case/{report_id}")
+    assert "Signalements du public pour cette URL" in text
+    assert "Signalé le" in text
+    assert text.index("a picture of a child") < text.index("there is also a video")
+
+
+async def test_a_console_reason_with_a_bidi_control_is_refused_as_everywhere(
+    console: Console,
+) -> None:
+    submitted = await console.node.cases.submit("https://fr.example/rlo.jpg", actor="test")
+    alice = await console.browser("alice")
+    response, text = await alice.post(
+        f"/console/case/{submitted.report_id}/action",
+        {"code": "content_removed", "reason": "gone: abc\u202egpj.exe"},
+    )
+    assert response.status == 422
+    assert (
+        "reason contains a bidirectional control character (U+202E), which makes text display"
+        " in another order than it is written" in text
+    )
+    assert (await console.node.cases.show(submitted.report_id))["actions"] == []

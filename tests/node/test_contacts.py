@@ -8,6 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.contacts import (
+    BIDI_CONTROLS,
+    BIDI_MARKS,
     abuse_contact,
     control_character_in,
     email_address,
@@ -15,9 +17,17 @@ from node.contacts import (
     public_contact,
 )
 from node.errors import InvalidInput
+from node.urls import normalise_url
 
 REFUSED = [chr(c) for c in range(0x20) if chr(c) not in "\n\t"]
 REFUSED += [chr(c) for c in range(0x7F, 0xA0)] + ["\u2028", "\u2029"]
+# Text that holds none of the characters refused in free text.
+PLAIN = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters=BIDI_CONTROLS
+    )
+)
+BIDI_REASON = "contains a bidirectional control character"
 
 
 @pytest.mark.parametrize(
@@ -77,7 +87,7 @@ def test_a_public_contact_is_an_address_or_a_phone_number(phone: str) -> None:
             public_contact(bad)
 
 
-@given(st.text(), st.sampled_from(REFUSED), st.text())
+@given(PLAIN, st.sampled_from(REFUSED), PLAIN)
 def test_free_text_refuses_every_control_character_but_newline_and_tab(
     before: str, control: str, after: str
 ) -> None:
@@ -85,17 +95,62 @@ def test_free_text_refuses_every_control_character_but_newline_and_tab(
         free_text(before + control + after, "note")
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))))
+@given(PLAIN)
 def test_free_text_keeps_everything_else(text: str) -> None:
     assert free_text(text + "\n\t" + text, "note") == text + "\n\t" + text
 
 
+@given(st.text(), st.sampled_from(BIDI_CONTROLS), st.text())
+def test_free_text_refuses_a_bidirectional_control_anywhere(
+    before: str, control: str, after: str
+) -> None:
+    with pytest.raises(InvalidInput, match=BIDI_REASON):
+        free_text(before + control + after, "note")
+
+
+@given(PLAIN, st.sampled_from(BIDI_MARKS), PLAIN)
+def test_free_text_keeps_the_implicit_direction_marks(before: str, mark: str, after: str) -> None:
+    """RLM, LRM and ALM are typed by people writing Arabic or Hebrew and reverse nothing."""
+    assert free_text(before + mark + after, "note") == before + mark + after
+
+
+URL_SAFE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~/", max_size=40)
+
+
+@given(URL_SAFE, st.sampled_from(BIDI_CONTROLS + BIDI_MARKS), URL_SAFE)
+def test_a_url_with_a_bidirectional_control_or_mark_anywhere_in_its_path_is_refused(
+    before: str, control: str, after: str
+) -> None:
+    with pytest.raises(InvalidInput, match=f"^url {BIDI_REASON} \\(U\\+{ord(control):04X}\\)"):
+        normalise_url(f"https://example.com/{before}{control}{after}")
+
+
+def test_the_spoofed_extension_of_the_issue_is_refused() -> None:
+    with pytest.raises(InvalidInput, match=BIDI_REASON):
+        normalise_url("https://example.com/abc\u202egpj.exe")
+
+
+@given(st.sampled_from(BIDI_CONTROLS), st.text(alphabet="abc. ", max_size=10))
+def test_a_bidirectional_control_in_a_record_is_found_by_its_field(control: str, text: str) -> None:
+    """Raw in the JSON (as orjson writes it) or escaped, the record's walk finds it."""
+    record = {"reason": text + control + text, "id": "x"}
+    for payload in (
+        orjson.dumps(record),
+        orjson.dumps(record).decode().encode("ascii", "backslashreplace"),
+    ):
+        problem = control_character_in(payload, record)
+        assert problem is not None
+        assert str(problem).startswith(f"reason {BIDI_REASON}")
+
+
 def test_a_control_character_is_found_in_a_record_by_its_field() -> None:
     record = {"reason": "gone", "hosting": {"names": ["ok", "bad\x1b[0m"]}}
-    assert control_character_in(orjson.dumps(record), record) == "hosting.names[1]"
+    found = control_character_in(orjson.dumps(record), record)
+    assert str(found).startswith("hosting.names[1] contains a control character (U+001B)")
     clean = {"reason": "line\nline\ttab \\u0041 \u00e9"}
     assert control_character_in(orjson.dumps(clean), clean) is None
     skipped = {"hosting": {"abuse_contact": "a@b.example\r\n"}}
-    assert control_character_in(orjson.dumps(skipped), skipped) == "hosting.abuse_contact"
+    found = control_character_in(orjson.dumps(skipped), skipped)
+    assert str(found).startswith("hosting.abuse_contact contains a control character")
     skip = frozenset({"hosting.abuse_contact"})
     assert control_character_in(orjson.dumps(skipped), skipped, skip) is None

@@ -262,6 +262,39 @@ async def test_analyst_and_public_exchanges_match_the_schemas(api: ApiHarness) -
         body={"url": "http://fr.example/p", "description": "a forum post"},
     )
     assert public.status == 202
+    again = await exchange(
+        client,
+        "POST",
+        "/api/v1/public/reports",
+        "/api/v1/public/reports",
+        body={
+            "url": "http://fr.example/p",
+            "description": "also a video",
+            "contact": "me@example.org",
+            "language": "en",
+        },
+    )
+    assert again.status == 202
+    [public_case] = await api.node.cases.list_cases(status="new")
+    words = await exchange(
+        client,
+        "GET",
+        "/api/v1/reports/{id}",
+        f"/api/v1/reports/{public_case['id']}",
+        token=analyst,
+    )
+    assert [(w["description"], w["contact"]) for w in words.body["submissions"]] == [
+        ("a forum post", None),
+        ("also a video", "me@example.org"),
+    ]
+    hidden = await exchange(
+        client,
+        "GET",
+        "/api/v1/reports/{id}",
+        f"/api/v1/reports/{public_case['id']}",
+        token=operator,
+    )
+    assert [w["contact"] for w in hidden.body["submissions"]] == [None, None]
 
     health = await exchange(client, "GET", "/healthz", "/healthz")
     assert health.body["status"] == "ok"

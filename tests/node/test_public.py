@@ -13,6 +13,7 @@ import pytest
 from node.clock import ManualClock
 from node.datadir import DataDir
 from node.errors import PROBLEM_BASE
+from node.store import submissions
 from tests.support.nodes import ApiHarness, api_harness, rewrite_config, table_counts
 
 PATH = "/api/v1/public/reports"
@@ -37,7 +38,9 @@ async def stored(api: ApiHarness, reference: str) -> dict[str, Any]:
         "SELECT * FROM reports WHERE substr(id, -8) = ?", (reference,)
     )
     assert row is not None
-    return dict(row)
+    # The reporter's words are the case's submissions (node.store.submissions), the first here.
+    [given] = await submissions.for_case(api.node.db, row["id"])
+    return {**dict(row), "description": given.description, "contact": given.contact}
 
 
 async def test_url_and_description_are_enough(api: ApiHarness) -> None:

@@ -22,7 +22,7 @@ from node.cases.actionlog import ActionLog
 from node.clock import ManualClock, iso
 from node.datadir import DataDir
 from node.errors import StoreError
-from node.store import audit, channel_outbox
+from node.store import audit, channel_outbox, submissions
 from node.store.db import Database
 from node.store.migrations import MIGRATIONS
 from node.store.reports import ReportStore
@@ -243,6 +243,44 @@ async def test_queued_channel_rows_keep_everything_when_channel_becomes_role(
         # What the dispatcher reads works on the upgraded rows.
         assert [row.id for row in await channel_outbox.due(db, "2026-01-01T00:00:00Z", 10)] == [1]
         assert await channel_outbox.pending_by_role(db) == {"law_enforcement": 1}
+    finally:
+        await db.close()
+
+
+async def test_migration_12_makes_the_words_on_existing_cases_their_first_submission(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.sqlite3"
+    columns = "id, origin, local_ref, seq, url, url_key, source, status, tlp, received_at"
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:11]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 11")
+        for n, (description, contact) in enumerate(
+            [("seen on a forum", "me@example.org"), (None, None), ("a video", None)]
+        ):
+            conn.execute(
+                f"INSERT INTO reports ({columns}, updated_at, description, contact)"
+                " VALUES (?, 'fr-pdc', ?, 1, ?, ?, 'public', 'new', 'amber', ?, ?, ?, ?)",
+                (f"r{n}", f"ref{n}", f"http://x.example/{n}", f"http://x.example/{n}",
+                 f"2026-01-0{n + 1}T00:00:00Z", f"2026-01-0{n + 1}T00:00:00Z", description,
+                 contact),
+            )  # fmt: skip
+    conn.close()
+    db = await Database.open(path)
+    try:
+        assert await user_version(db) == len(MIGRATIONS)
+        assert await submissions.for_case(db, "r0") == [
+            submissions.Submission(
+                "2026-01-01T00:00:00Z", "seen on a forum", "me@example.org", None, "public"
+            )
+        ]
+        assert await submissions.for_case(db, "r1") == []
+        [given] = await submissions.for_case(db, "r2")
+        assert (given.description, given.contact) == ("a video", None)
+        # One copy of the personal data: the reports row no longer holds it.
+        rows = await db.fetch_all("SELECT description, contact FROM reports")
+        assert all(tuple(row) == (None, None) for row in rows)
     finally:
         await db.close()
 

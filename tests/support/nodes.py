@@ -106,6 +106,7 @@ async def table_counts(node: Node) -> dict[str, int]:
         "tokens",
         "audit_log",
         "hosting_addresses",
+        "submissions",
     ):
         row = await node.db.fetch_one(f"SELECT COUNT(*) FROM {table}")
         counts[table] = int(row[0]) if row else 0
