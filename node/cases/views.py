@@ -120,6 +120,9 @@ class CaseViews:
         hours = self.notices.hold_hours(row["category"])
         now = self.clock.now()
         for entry in queued:
+            if entry["state"] == "cancelled":
+                entry["detail"] = entry["last_error"]  # why a new decision cancelled it
+                continue
             if entry["kind"] != "channel" or entry["state"] != "pending":
                 continue
             if not self.notices.role_served(entry["name"]):
