@@ -906,13 +906,13 @@ async def _push_now(node: Node, peers: list[str]) -> None:
 async def cmd_sync(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         rows = await node.registry.all()
-        targets = [r for r in rows if args.peer is None or r["node_id"] == args.peer]
+        targets = [r for r in rows if args.peer is None or r.node_id == args.peer]
         if args.peer is not None and not targets:
             raise NotFound(f"no peer {args.peer!r}")
         progress = _progress(args.json)
         results = []
         for row in targets:
-            peer_id = row["node_id"]
+            peer_id = row.node_id
             pushed = await node.delivery.push(peer_id, force=True, progress=progress)
             outcome = {
                 "peer": peer_id,

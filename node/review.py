@@ -49,11 +49,11 @@ class ReviewService:
             )
             return Assessed(report_id, False)
         row = await self.cases.views.require(report_id)
-        if row["origin"] != self.cases.node_id:
+        if row.origin != self.cases.node_id:
             raise Conflict(
                 N_("only the origin hotline assesses its report; record actions instead")
             )
-        next_status(report_id, row["status"], CaseEvent.ASSESSMENT)  # refused if finished
+        next_status(report_id, row.status, CaseEvent.ASSESSMENT)  # refused if finished
         if legal_basis is not None and len(legal_basis) > 256:
             raise InvalidInput(
                 N_("{field} is longer than {limit} characters"), field="legal_basis", limit=256

@@ -20,7 +20,7 @@ from node.cases.lifecycle import ActionSource, action_event
 from node.clock import iso
 from node.store import peer_outbox
 from node.store.db import Tx
-from node.store.reports import ReportStore
+from node.store.reports import CaseAction, ReportStore
 from protocol.ids import new_id
 from protocol.records import Action, ActionCode, record_bytes
 
@@ -86,16 +86,16 @@ class ActionLog:
         report_id = str(action.report_id)
         inserted = ReportStore.insert_action(
             conn,
-            {
-                "id": str(action.id),
-                "report_id": report_id,
-                "code": action.code.value,
-                "at": iso(action.at),
-                "by_node": action.by,
-                "analyst": action.analyst,
-                "country": action.country,
-                "reason": action.reason,
-            },
+            CaseAction(
+                str(action.id),
+                report_id,
+                action.code.value,
+                iso(action.at),
+                action.by,
+                action.analyst,
+                action.country,
+                action.reason,
+            ),
         )
         if inserted:
             event = action_event(
@@ -117,16 +117,7 @@ class ActionLog:
         reason: str | None,
     ) -> None:
         """A withdrawal in the case's timeline, with the same entry id at the origin and peers."""
+        entry_id = str(uuid.uuid5(uuid.UUID(withdrawal_id), WITHDRAWN))
         ReportStore.insert_action(
-            conn,
-            {
-                "id": str(uuid.uuid5(uuid.UUID(withdrawal_id), WITHDRAWN)),
-                "report_id": report_id,
-                "code": WITHDRAWN,
-                "at": iso(at),
-                "by_node": by,
-                "analyst": None,
-                "country": country,
-                "reason": reason,
-            },
+            conn, CaseAction(entry_id, report_id, WITHDRAWN, iso(at), by, None, country, reason)
         )

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.errors import N_, NotFound
 from node.store.db import Tx
-from node.store.reports import ReportStore
+from node.store.reports import Case, ReportStore
 
 # Where a case enters the lifecycle: ours when submitted or imported, a peer's when received.
 ENTRY_STATUSES = frozenset({CaseStatus.NEW, CaseStatus.RECEIVED})
@@ -65,12 +64,11 @@ def entry_status(report_id: str, events: Sequence[CaseEvent], *, ours: bool) -> 
     return status
 
 
-def admit_txn(conn: Tx, rows: list[dict[str, Any]]) -> None:
+def admit_txn(conn: Tx, cases: list[Case]) -> None:
     """Insert new cases. Their status comes from `entry_status` (or routing, which asks the
-    table the same way); only an assessed case gets beyond where cases enter, and a row that
+    table the same way); only an assessed case gets beyond where cases enter, and a case that
     breaks this is a bug, refused."""
-    for row in rows:
-        status = CaseStatus(row["status"])
-        if status not in ENTRY_STATUSES and not row.get("verdict"):
-            raise ValueError(f"a new case cannot enter as {status.value}: {row['id']}")
-    ReportStore.insert_many(conn, rows)
+    for case in cases:
+        if CaseStatus(case.status) not in ENTRY_STATUSES and not case.verdict:
+            raise ValueError(f"a new case cannot enter as {case.status}: {case.id}")
+    ReportStore.insert_many(conn, cases)

@@ -6,7 +6,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from node.countries import country_problem
 from node.errors import N_, InvalidInput
 from node.store import audit, submissions
 from node.store.db import Database, Tx
-from node.store.reports import ReportStore
+from node.store.reports import Case, ReportStore
 from node.urls import normalise_url
 from protocol.ids import new_id, new_ids
 from protocol.records import Category, Tlp, Verdict
@@ -214,10 +214,10 @@ class CaseIntake:
             language=language,
         )
 
-        def transaction(conn: Tx) -> Submitted:
+        def submit_txn(conn: Tx) -> Submitted:
             return self._submit_in(conn, intake, actor=actor, source=source)
 
-        return await self.db.run(transaction)
+        return await self.db.run(submit_txn)
 
     def _submit_in(self, conn: Tx, intake: Intake, *, actor: str, source: str) -> Submitted:
         at = self.clock.now()
@@ -236,42 +236,41 @@ class CaseIntake:
             )
             keep_words_txn(conn, report_id, intake, source, now)
             return Submitted(report_id, True, count)
-        row = self._new_case(intake, case_id=new_id(at), source=source, now=now)
-        admit_txn(conn, [row])
-        audit.append_many(conn, [submitted_entry(row, now, actor, source)])
-        keep_words_txn(conn, row["id"], intake, source, now)
-        return Submitted(row["id"], False, 0)
+        case = self._new_case(intake, case_id=new_id(at), source=source, now=now)
+        admit_txn(conn, [case])
+        audit.append_many(conn, [submitted_entry(case, now, actor, source)])
+        keep_words_txn(conn, case.id, intake, source, now)
+        return Submitted(case.id, False, 0)
 
-    def _new_case(
-        self, intake: Intake, *, case_id: uuid.UUID, source: str, now: str
-    ) -> dict[str, Any]:
-        """The row of a new case of ours, as submitted (not yet assessed)."""
+    def _new_case(self, intake: Intake, *, case_id: uuid.UUID, source: str, now: str) -> Case:
+        """A new case of ours, as submitted (not yet assessed)."""
         # 64 random bits: with 32, a hundred thousand cases collide on the unique index.
         local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(8)}"
-        return {
-            "id": str(case_id),
-            "origin": self.node_id,
-            "local_ref": local_ref,
-            "seq": 1,
-            "url": intake.url_key,
-            "url_key": intake.url_key,
-            "source": source,
-            "status": entry_status(str(case_id), [], ours=True).value,
-            "category": intake.category,
-            "tlp": intake.tlp.value,
+        return Case(
+            id=str(case_id),
+            origin=self.node_id,
+            local_ref=local_ref,
+            seq=1,
+            url=intake.url_key,
+            url_key=intake.url_key,
+            source=source,
+            status=entry_status(str(case_id), [], ours=True).value,
+            verdict=None,
+            category=intake.category,
+            legal_basis=None,
+            tlp=intake.tlp.value,
             # A reporter's words are kept as submissions (node.store.submissions), in one place.
-            "description": None,
-            "contact": None,
-            "notes": intake.note,
-            "received_at": now,
-            "updated_at": now,
-            "verdict": None,
-            "legal_basis": None,
-            "assessed_at": None,
-            "trace_status": "pending",
-            "trace_json": None,
-            "traced_at": None,
-        }
+            description=None,
+            contact=None,
+            notes=intake.note,
+            duplicates=0,
+            received_at=now,
+            assessed_at=None,
+            updated_at=now,
+            trace_status="pending",
+            trace_json=None,
+            traced_at=None,
+        )
 
     async def import_batch(
         self,
@@ -297,10 +296,10 @@ class CaseIntake:
         # Fewer ids than items when some join open cases; one read of the OS generator.
         case_ids = iter(new_ids(at, len(items)))
 
-        def transaction(conn: Tx) -> None:
+        def import_txn(conn: Tx) -> None:
             open_cases = self.store.open_by_urls(conn, [i.intake.url_key for i in items])
             duplicates: dict[str, int] = {}
-            rows: list[dict[str, Any]] = []
+            cases: list[Case] = []
             entries: list[audit.Entry] = []
             for item in items:
                 key = item.intake.url_key
@@ -315,12 +314,11 @@ class CaseIntake:
                     )
                     results.append(Submitted(report_id, True, count))
                     continue
-                row = self._new_case(
+                case = self._new_case(
                     item.intake, case_id=next(case_ids), source="import", now=stamp
                 )
-                rows.append(row)
-                entries.append(submitted_entry(row, stamp, actor, "import"))
-                results.append(Submitted(row["id"], False, 0))
+                entries.append(submitted_entry(case, stamp, actor, "import"))
+                results.append(Submitted(case.id, False, 0))
                 # A case assessed as not illegal is closed by its routing below (which needs
                 # the hosting country), and a closed case takes no duplicates: later lines with
                 # its URL open a case of their own, as they would one import after another.
@@ -328,14 +326,16 @@ class CaseIntake:
                     item.verdict == Verdict.NOT_ILLEGAL.value and item.hosting_country is not None
                 )
                 if not closed_by_routing:
-                    open_cases[key] = (row["id"], 0)
+                    open_cases[key] = (case.id, 0)
                 if item.verdict is None:
+                    cases.append(case)
                     continue
-                row.update(
+                case = replace(
+                    case,
                     verdict=item.verdict,
                     legal_basis=item.legal_basis,
                     assessed_at=stamp,
-                    status=entry_status(row["id"], [CaseEvent.ASSESSMENT], ours=True).value,
+                    status=entry_status(case.id, [CaseEvent.ASSESSMENT], ours=True).value,
                 )
                 if item.hosting_country:
                     evidence = {
@@ -345,29 +345,31 @@ class CaseIntake:
                             "by": actor,
                         }
                     }
-                    row.update(
+                    case = replace(
+                        case,
                         trace_json=orjson.dumps(evidence).decode(),
                         trace_status="done",
                         traced_at=stamp,
                     )
+                cases.append(case)
                 entries.append(
                     audit.Entry(
                         stamp,
                         actor,
                         "report.assessed",
-                        row["id"],
+                        case.id,
                         {"verdict": item.verdict, "category": item.intake.category},
                     )
                 )
             audit.append_many(conn, entries)
-            pushed.extend(self.router.insert_routed(conn, rows, actor))
+            pushed.extend(self.router.insert_routed(conn, cases, actor))
             ReportStore.set_duplicates_txn(
                 conn, [(count, stamp, report_id) for report_id, count in duplicates.items()]
             )
             if also is not None:
                 also(conn)
 
-        await self.db.run(transaction)
+        await self.db.run(import_txn)
         self.wake(pushed)
         return results
 
@@ -383,7 +385,5 @@ def keep_words_txn(conn: Tx, report_id: str, intake: Intake, source: str, at: st
     )
 
 
-def submitted_entry(row: dict[str, Any], at: str, actor: str, source: str) -> audit.Entry:
-    return audit.Entry(
-        at, actor, "report.submitted", row["id"], {"source": source, "url": row["url"]}
-    )
+def submitted_entry(case: Case, at: str, actor: str, source: str) -> audit.Entry:
+    return audit.Entry(at, actor, "report.submitted", case.id, {"source": source, "url": case.url})

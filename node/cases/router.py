@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from node.cases.actionlog import ActionLog
 from node.cases.door import admit_txn, transition_txn
 from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
-from node.cases.wire import CaseRow, build_report_record
+from node.cases.wire import build_report_record
 from node.clock import Clock, iso
 from node.routing import (
     REROUTED_SUSPENDED,
@@ -31,7 +30,8 @@ from node.store import peers as peer_store
 from node.store.channel_outbox import ChannelItem
 from node.store.db import Tx
 from node.store.peer_outbox import Queued
-from node.store.reports import ReportStore, Routing, Version
+from node.store.peers import PeerRow
+from node.store.reports import Case, ReportStore, Routing, Version
 from protocol.ids import new_id
 from protocol.records import Tlp, Withdrawal, record_bytes
 
@@ -224,19 +224,24 @@ class Router:
         return withdrawal
 
     def insert_routed(
-        self, conn: Tx, rows: list[dict[str, Any]], actor: str, force: bool = False
+        self, conn: Tx, cases: list[Case], actor: str, force: bool = False
     ) -> list[str]:
         """Insert new cases with their routing decided first, so that each is written once,
         with its final status and seq; returns the peers to push to after the commit."""
-        plan = self.plan_routes(conn, rows, actor, force)
-        for row in rows:
-            if row["id"] in plan.states:
-                row["status"], row["seq"] = plan.states[row["id"]]
-        admit_txn(conn, rows)
+        plan = self.plan_routes(conn, cases, actor, force)
+        admit_txn(
+            conn,
+            [
+                replace(case, status=plan.states[case.id][0], seq=plan.states[case.id][1])
+                if case.id in plan.states
+                else case
+                for case in cases
+            ],
+        )
         return self.write_routes(conn, plan)
 
     def plan_routes(
-        self, conn: Tx, rows: Sequence[CaseRow], actor: str, force: bool = False
+        self, conn: Tx, cases: Sequence[Case], actor: str, force: bool = False
     ) -> RoutePlan:
         """Decide for cases given as rows (stored, or about to be inserted); nothing written.
         Cases that are not ready (no verdict, or a trace still pending) are left out."""
@@ -244,28 +249,28 @@ class Router:
         # Suspended peers too: routing records that a case would have gone to one.
         peers = [peer_view(p) for p in peer_store.routable_txn(conn)]
         plan = RoutePlan()
-        for row in rows:
-            report_id = row["id"]
-            if row["verdict"] is None:
-                continue
+        for row in cases:
+            report_id = row.id
+            if row.verdict is None or row.category is None:
+                continue  # not assessed (a verdict always comes with its category)
             # A trace or re-assessment routes an assessed case; anything else needs `force`
             # (an override, a case received from a peer).
-            if row["status"] != CaseStatus.ASSESSED and not force:
+            if row.status != CaseStatus.ASSESSED and not force:
                 continue
-            evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else None
-            if evidence is None and row["trace_status"] == "pending" and not force:
+            evidence = orjson.loads(row.trace_json) if row.trace_json else None
+            if evidence is None and row.trace_status == "pending" and not force:
                 continue
             decision = decide(
-                verdict=row["verdict"],
-                category=row["category"],
-                tlp=Tlp(row["tlp"]),
-                hosting=hosting_facts(evidence, row["trace_status"]),
+                verdict=row.verdict,
+                category=row.category,
+                tlp=Tlp(row.tlp),
+                hosting=hosting_facts(evidence, row.trace_status),
                 our_country=self.country,
                 peers=peers,
-                is_origin=row["origin"] == self.node_id,
+                is_origin=row.origin == self.node_id,
             )
             plan.decisions[report_id] = decision
-            seq = int(row["seq"])
+            seq = int(row.seq)
             payload = b""
             if any(t.kind == "peer" for t in decision.targets):
                 # Only the origin has peer targets (decide() never relays): a new version goes out.
@@ -285,20 +290,20 @@ class Router:
                             "report",
                             {
                                 "report_id": report_id,
-                                "url": row["url"],
-                                "category": row["category"],
-                                "verdict": row["verdict"],
-                                "legal_basis": row["legal_basis"],
+                                "url": row.url,
+                                "category": row.category,
+                                "verdict": row.verdict,
+                                "legal_basis": row.legal_basis,
                                 "country": target.country,
                                 "abuse_contact": (evidence or {}).get("abuse_contact"),
                                 "cdn_name": (evidence or {}).get("cdn_name"),
                                 "reason": target.reason,
-                                "tlp": row["tlp"],
+                                "tlp": row.tlp,
                             },
                             stamp,
                         )
                     )
-            status = next_status(report_id, row["status"], ROUTING_EVENTS[decision.decision])
+            status = next_status(report_id, row.status, ROUTING_EVENTS[decision.decision])
             plan.states[report_id] = (status.value, seq)
             targets = [t.to_dict() for t in decision.targets]
             suspended = [
@@ -377,11 +382,11 @@ def hosting_facts(evidence: dict[str, Any] | None, trace_status: str) -> Hosting
     )
 
 
-def peer_view(row: aiosqlite.Row) -> PeerView:
+def peer_view(peer: PeerRow) -> PeerView:
     return PeerView(
-        node_id=row["node_id"],
-        country=row["country"],
-        categories=frozenset(orjson.loads(row["categories"])),
-        max_tlp=Tlp(row["max_tlp"]),
-        active=row["status"] == "active",
+        node_id=peer.node_id,
+        country=peer.country,
+        categories=frozenset(orjson.loads(peer.categories)),
+        max_tlp=Tlp(peer.max_tlp),
+        active=peer.status == "active",
     )

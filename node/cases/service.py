@@ -91,7 +91,7 @@ class CaseService:
         actor: str,
     ) -> RoutingDecision | None:
         row = await self.views.require(report_id)
-        if row["origin"] != self.node_id:
+        if row.origin != self.node_id:
             raise Conflict(
                 N_("only the origin hotline assesses its report; record actions instead")
             )
@@ -143,7 +143,7 @@ class CaseService:
             recorded = self.actions.record_txn(
                 conn,
                 report_id=report_id,
-                origin=row["origin"],
+                origin=row.origin,
                 code=the_code,
                 at=now,
                 analyst=actor,
@@ -171,12 +171,12 @@ class CaseService:
         """Police cleared the case: a host notice held for them may go now. Returns how many
         host notices the clearance released (0: it is recorded, and nothing was held)."""
         row = await self.views.require(report_id)
-        hours = self.notices.hold_hours(row["category"])
-        if row["lea_cleared_at"] is not None:
+        hours = self.notices.hold_hours(row.category)
+        if row.lea_cleared_at is not None:
             raise Conflict(
                 N_("report {report} was already cleared at {at}"),
                 report=report_id,
-                at=row["lea_cleared_at"],
+                at=row.lea_cleared_at,
             )
         reason_text = text_field(reason, "reason", MAX_NOTE)
         now = self.clock.now()
@@ -203,7 +203,7 @@ class CaseService:
     async def withdraw(self, report_id: str, *, reason: str, actor: str) -> list[str]:
         """Retract our report: closed here, and a tombstone to every peer that received it."""
         row = await self.views.require(report_id)
-        if row["origin"] != self.node_id:
+        if row.origin != self.node_id:
             raise Conflict(N_("only the origin hotline can withdraw a report"))
         reason_text = text_field(reason, "reason", MAX_NOTE)
         if not reason_text:
@@ -246,19 +246,19 @@ class CaseService:
     async def trace_pending(self, trace: TraceFunction, limit: int = 50) -> int:
         """Trace reports waiting for it; a failed trace is recorded, never retried forever."""
         done = 0
-        for row in await self.store.pending_traces(limit):
+        for report_id, url in await self.store.pending_traces(limit):
             try:
-                evidence: dict[str, Any] | None = await trace(row["url"])
+                evidence: dict[str, Any] | None = await trace(url)
                 error = None
             except Exception as exc:  # any failure is recorded on the case for the analyst
                 evidence, error = None, str(exc) or type(exc).__name__
             try:
-                await self.record_trace(row["id"], evidence, error=error)
+                await self.record_trace(report_id, evidence, error=error)
             except Exception as exc:
                 # Evidence that cannot be stored or routed (a poisoned answer, a bug) fails this
                 # case alone: it is marked failed with the reason, and the next case goes on.
                 reason = f"the trace could not be recorded: {type(exc).__name__}: {exc}"
-                await self.record_trace(row["id"], None, error=reason[:500])
+                await self.record_trace(report_id, None, error=reason[:500])
             done += 1
         return done
 
@@ -306,7 +306,7 @@ class CaseService:
         reason_text = text_field(reason, "reason", MAX_NOTE)
         if not reason_text:
             raise InvalidInput(N_("an override needs a reason"))
-        evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else {}
+        evidence = orjson.loads(row.trace_json) if row.trace_json else {}
         evidence["override"] = {"country": country.upper(), "reason": reason_text, "by": actor}
         now = self.clock.now()
 

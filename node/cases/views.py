@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 from typing import Any, Protocol
 
-import aiosqlite
 import orjson
 
 from node.cases.intake import choice
@@ -16,7 +15,7 @@ from node.cases.wire import hosting_countries
 from node.clock import Clock, iso, parse_iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
 from node.store import submissions
-from node.store.reports import ReportStore
+from node.store.reports import Case, CaseAction, ReportStore, Routing, StoredAddress
 from protocol.ids import short_reference
 
 
@@ -36,7 +35,7 @@ class CaseViews:
         self.clock = clock
         self.notices = notices
 
-    async def require(self, report_id: str) -> aiosqlite.Row:
+    async def require(self, report_id: str) -> Case:
         try:
             uuid.UUID(report_id)
         except (ValueError, TypeError, AttributeError):
@@ -66,7 +65,7 @@ class CaseViews:
         rows = await self.store.list_cases(status=status, limit=limit + 1, after=after)
         more = len(rows) > limit
         rows = rows[:limit]
-        cursor = f"{rows[-1]['received_at']}|{rows[-1]['id']}" if more else None
+        cursor = f"{rows[-1].received_at}|{rows[-1].id}" if more else None
         return [summary(row) for row in rows], cursor
 
     async def resolve(self, ref: str) -> list[str]:
@@ -115,9 +114,9 @@ class CaseViews:
         ]
         return case
 
-    def held(self, row: aiosqlite.Row, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def held(self, row: Case, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A host notice waiting for the police shows as held, until when, and who clears it."""
-        hours = self.notices.hold_hours(row["category"])
+        hours = self.notices.hold_hours(row.category)
         now = self.clock.now()
         for entry in queued:
             if entry["state"] == "cancelled":
@@ -135,7 +134,7 @@ class CaseViews:
             entry["detail"] = entry["last_error"]  # e.g. no channel for this category
             if entry["name"] != "host_notice" or entry["record_type"] != "report":
                 continue
-            if hours is None or row["lea_cleared_at"] is not None:
+            if hours is None or row.lea_cleared_at is not None:
                 continue
             until = parse_iso(entry["created_at"]) + timedelta(hours=hours)
             if until > now:
@@ -144,65 +143,65 @@ class CaseViews:
                 entry["detail"] = (
                     f"held for law enforcement until {iso(until)}; the police clear it"
                     f" (their channel answers cleared, or an analyst runs: hotline-node"
-                    f" reports clear {short_reference(row['id'])})"
+                    f" reports clear {short_reference(row.id)})"
                 )
         return queued
 
 
-def summary(row: aiosqlite.Row) -> dict[str, Any]:
+def summary(row: Case) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "url": row["url"],
-        "origin": row["origin"],
-        "status": row["status"],
-        "category": row["category"],
-        "verdict": row["verdict"],
-        "received_at": row["received_at"],
-        "duplicates": row["duplicates"],
-        "trace_status": row["trace_status"],
+        "id": row.id,
+        "url": row.url,
+        "origin": row.origin,
+        "status": row.status,
+        "category": row.category,
+        "verdict": row.verdict,
+        "received_at": row.received_at,
+        "duplicates": row.duplicates,
+        "trace_status": row.trace_status,
     }
 
 
 def case_view(
-    row: aiosqlite.Row,
-    actions: list[aiosqlite.Row],
-    addresses: list[aiosqlite.Row],
-    routing: aiosqlite.Row | None,
+    row: Case,
+    actions: list[CaseAction],
+    addresses: list[StoredAddress],
+    routing: Routing | None,
     queued: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    evidence = orjson.loads(row["trace_json"]) if row["trace_json"] else {}
+    evidence = orjson.loads(row.trace_json) if row.trace_json else {}
     by_ip = {a.get("ip"): a for a in evidence.get("addresses", [])}
     return {
-        "id": row["id"],
-        "url": row["url"],
-        "origin": row["origin"],
-        "local_ref": row["local_ref"],
-        "status": row["status"],
-        "source": row["source"],
-        "tlp": row["tlp"],
-        "duplicates": row["duplicates"],
-        "received_at": row["received_at"],
-        "updated_at": row["updated_at"],
-        "notes": row["notes"],
+        "id": row.id,
+        "url": row.url,
+        "origin": row.origin,
+        "local_ref": row.local_ref,
+        "status": row.status,
+        "source": row.source,
+        "tlp": row.tlp,
+        "duplicates": row.duplicates,
+        "received_at": row.received_at,
+        "updated_at": row.updated_at,
+        "notes": row.notes,
         "assessment": {
-            "verdict": row["verdict"],
-            "category": row["category"],
-            "legal_basis": row["legal_basis"],
-            "assessed_at": row["assessed_at"],
+            "verdict": row.verdict,
+            "category": row.category,
+            "legal_basis": row.legal_basis,
+            "assessed_at": row.assessed_at,
         },
         "hosting": {
-            "status": row["trace_status"],
+            "status": row.trace_status,
             "countries": hosting_countries(evidence),
             "addresses": [
                 {
-                    "ip": a["ip"],
-                    "country": a["country"],
-                    "basis": a["basis"],
-                    "source": a["source"],
-                    "asn": a["asn"],
-                    "cdn": bool(a["cdn"]),
-                    "source_date": by_ip.get(a["ip"], {}).get("source_date"),
-                    "network_name": by_ip.get(a["ip"], {}).get("network_name"),
+                    "ip": a.ip,
+                    "country": a.country,
+                    "basis": a.basis,
+                    "source": a.source,
+                    "asn": a.asn,
+                    "cdn": bool(a.cdn),
+                    "source_date": by_ip.get(a.ip, {}).get("source_date"),
+                    "network_name": by_ip.get(a.ip, {}).get("network_name"),
                 }
                 for a in addresses
             ],
@@ -210,26 +209,26 @@ def case_view(
             "cdn": bool(evidence.get("cdn")),
             "cdn_name": evidence.get("cdn_name"),
             "cnames": evidence.get("cnames", []),
-            "traced_at": row["traced_at"],
+            "traced_at": row.traced_at,
             "errors": evidence.get("errors", []),
             "override": evidence.get("override"),
         },
         "routing": {
-            "decision": routing["decision"] if routing else None,
-            "targets": orjson.loads(routing["targets"]) if routing else [],
-            "reasons": orjson.loads(routing["reasons"]) if routing else [],
-            "decided_at": routing["decided_at"] if routing else None,
+            "decision": routing.decision if routing else None,
+            "targets": routing.targets if routing else [],
+            "reasons": routing.reasons if routing else [],
+            "decided_at": routing.decided_at if routing else None,
             "queued": queued,
         },
         "actions": [
             {
-                "id": a["id"],
-                "code": a["code"],
-                "at": a["at"],
-                "by": a["by_node"],
-                "analyst": a["analyst"],
-                "country": a["country"],
-                "reason": a["reason"],
+                "id": a.id,
+                "code": a.code,
+                "at": a.at,
+                "by": a.by_node,
+                "analyst": a.analyst,
+                "country": a.country,
+                "reason": a.reason,
             }
             for a in actions
         ],

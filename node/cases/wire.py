@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 from node.clock import parse_iso
+from node.store.reports import Case
 from protocol.records import Assessment, Hosting, HostingAddress, Report
-
-
-class CaseRow(Protocol):
-    """A case's columns by name: a stored row, or the dict of one about to be inserted."""
-
-    def __getitem__(self, column: str) -> Any: ...
 
 
 def _short(value: str | None) -> str | None:
@@ -30,7 +25,7 @@ def hosting_countries(evidence: dict[str, Any]) -> list[str]:
     return list(evidence.get("countries", []))
 
 
-def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: int) -> Report:
+def build_report_record(row: Case, evidence: dict[str, Any] | None, *, seq: int) -> Report:
     """The wire form of a case. Public description, contact and notes never leave the node."""
     evidence = evidence or {}
     addresses = [
@@ -47,15 +42,15 @@ def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: i
         for a in evidence.get("addresses", [])[:64]
     ]
     return Report(
-        id=uuid.UUID(row["id"]),
-        origin=row["origin"],
+        id=uuid.UUID(row.id),
+        origin=row.origin,
         seq=seq,
-        local_ref=row["local_ref"],
-        received_at=parse_iso(row["received_at"]),
-        assessed_at=parse_iso(row["assessed_at"]) if row["assessed_at"] else None,
-        url=row["url"],
+        local_ref=row.local_ref,
+        received_at=parse_iso(row.received_at),
+        assessed_at=parse_iso(row.assessed_at) if row.assessed_at else None,
+        url=row.url,
         assessment=Assessment(
-            verdict=row["verdict"], category=row["category"], legal_basis=row["legal_basis"]
+            verdict=row.verdict, category=row.category, legal_basis=row.legal_basis
         ),
         hosting=Hosting(
             addresses=addresses,
@@ -64,5 +59,5 @@ def build_report_record(row: CaseRow, evidence: dict[str, Any] | None, *, seq: i
             cdn=bool(evidence.get("cdn")),
             traced_at=parse_iso(evidence["traced_at"]) if evidence.get("traced_at") else None,
         ),
-        tlp=row["tlp"],
+        tlp=row.tlp,
     )

@@ -186,7 +186,7 @@ class Dispatcher:
         if self.abuse_contact_for is None:
             return item
         addresses = await ReportStore(self.db).addresses(item.report_id)
-        ips = [a["ip"] for a in addresses if not a["cdn"]]
+        ips = [a.ip for a in addresses if not a.cdn]
         found = await self.abuse_contact_for(ips) if ips else None
         try:
             contact = email_address(found) if found else None

@@ -26,14 +26,14 @@ async def peers_page(request: web.Request) -> web.Response:
     now = ctx.clock.now()
     peers = []
     for row in await ctx.registry.all():
-        described = await ctx.registry.describe(row["node_id"])
+        described = await ctx.registry.describe(row.node_id)
         # Key validity in a key document is in seconds since the epoch.
         valid = [
             k
             for k in described["keys"]
             if not k["revoked"] and int(k["not_after"]) > now.timestamp()
         ]
-        queue = queues.get(row["node_id"], {"pending": 0, "dead": 0, "oldest": None})
+        queue = queues.get(row.node_id, {"pending": 0, "dead": 0, "oldest": None})
         peers.append(
             {
                 **described,

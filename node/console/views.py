@@ -262,7 +262,7 @@ async def search(request: web.Request) -> web.Response:
     after = int(raw_after) if raw_after.isascii() and raw_after.isdigit() else None
     rows = await ctx.reads.search(q, after=after, limit=PAGE + 1)
     next_page = (
-        f"/console/search?{urlencode({'q': q, 'after': rows[PAGE - 1]['rid']})}"
+        f"/console/search?{urlencode({'q': q, 'after': rows[PAGE - 1].rid})}"
         if len(rows) > PAGE
         else None
     )
@@ -307,7 +307,7 @@ async def case_page(request: web.Request) -> web.Response:
             "submissions": case["submissions"] if who.role in ANALYSTS else None,
             # CaseService.show marks a host notice held for the police, with until when.
             "deliveries": case["routing"]["queued"],
-            "lea_cleared_at": row["lea_cleared_at"],
+            "lea_cleared_at": row.lea_cleared_at,
             "review": await ctx.reviews.pending(report_id),
             "four_eyes": ctx.reviews.needs_review,
             "audit": [{**dict(a), "details": orjson.loads(a["details"])} for a in audit_rows],

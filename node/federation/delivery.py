@@ -24,7 +24,7 @@ from node.store.db import Database, Tx
 from node.store.dead_letters import DeadLetter, Direction
 from node.store.peer_outbox import OutboxItem
 from node.store.peers import PeerRow
-from node.store.reports import ReportStore
+from node.store.reports import CaseAction, ReportStore
 from peers.backoff import backoff_delay
 from peers.client import PeerClient, PeerError, PeerProtocolError
 from protocol import (
@@ -572,18 +572,10 @@ def _record_delivered(
 
 def _action(
     code: ActionCode, report_id: str, peer_id: str, at: datetime, by: str, country: str, reason: str
-) -> dict[str, Any]:
+) -> CaseAction:
     """An action under the id both ends derive for this code, case and peer."""
-    return {
-        "id": str(derived_action_id(code, report_id, peer_id)),
-        "report_id": report_id,
-        "code": code.value,
-        "at": iso(at),
-        "by_node": by,
-        "analyst": None,
-        "country": country,
-        "reason": reason,
-    }
+    action_id = str(derived_action_id(code, report_id, peer_id))
+    return CaseAction(action_id, report_id, code.value, iso(at), by, None, country, reason)
 
 
 def _frame_or_text(text: str) -> bytes:

@@ -27,7 +27,7 @@ from node.store.db import Database, Tx
 from node.store.dead_letters import DeadLetter, Direction
 from node.store.inbound import KeptEnvelope, SeenMessage
 from node.store.peer_outbox import Queued
-from node.store.reports import ReportStore, Version
+from node.store.reports import Case, CaseAction, ReportStore, Version
 from node.urls import normalise_url
 from protocol import (
     Action,
@@ -428,7 +428,7 @@ class Inbox:
         except CaseStateError as exc:
             raise RecordRefused(str(exc)) from exc
         ReportStore.set_version_txn(
-            conn, report_id, _case_values(report, url_key, _evidence(report), iso(now))
+            conn, _received_case(report_id, report, sender, url_key, _evidence(report), iso(now))
         )
         ReportStore.insert_version(conn, Version(report_id, report.seq, payload, iso(now)))
         audit.append(
@@ -537,11 +537,11 @@ class _NewReports:
     def clear(self) -> None:
         self.ids: list[str] = []
         self.seen: list[SeenMessage] = []
-        self.reports: list[dict[str, Any]] = []
+        self.reports: list[Case] = []
         self.versions: list[Version] = []
         self.addresses: list[tuple[str, dict[str, Any]]] = []
         self.entries: list[audit.Entry] = []
-        self.actions: list[dict[str, Any]] = []
+        self.actions: list[CaseAction] = []
         self.outgoing: list[Queued] = []
         self.envelopes: list[KeptEnvelope] = []
 
@@ -558,8 +558,9 @@ class _NewReports:
         evidence = _evidence(report)
         self.ids.append(report_id)
         self.seen.append(SeenMessage(self.sender, item.header.msg_id, stamp))
-        values = _case_values(report, url_key, evidence, stamp)
-        self.reports.append(_new_case(report_id, report, self.sender, values, stamp))
+        self.reports.append(
+            _received_case(report_id, report, self.sender, url_key, evidence, stamp)
+        )
         self.versions.append(Version(report_id, report.seq, item.payload, stamp))
         self.addresses.extend((report_id, a) for a in evidence["addresses"])
         self.entries.append(_received_entry(report_id, report, self.sender, stamp))
@@ -568,16 +569,16 @@ class _NewReports:
         # `received` action is queued back to the origin.
         action_id = derived_action_id(ActionCode.RECEIVED, report_id, self.node_id)
         self.actions.append(
-            {
-                "id": str(action_id),
-                "report_id": report_id,
-                "code": ActionCode.RECEIVED.value,
-                "at": stamp,
-                "by_node": self.node_id,
-                "analyst": None,
-                "country": self.country,
-                "reason": None,
-            }
+            CaseAction(
+                str(action_id),
+                report_id,
+                ActionCode.RECEIVED.value,
+                stamp,
+                self.node_id,
+                None,
+                self.country,
+                None,
+            )
         )
         if not self.via_push:
             action = Action(
@@ -613,39 +614,35 @@ def cancel_opening(opening: Opening) -> None:
         future.cancel()
 
 
-def _case_values(
-    report: Report, url_key: str, evidence: dict[str, Any], stamp: str
-) -> dict[str, Any]:
-    """The case columns a version of a peer's report sets."""
+def _received_case(
+    report_id: str, report: Report, sender: str, url_key: str, evidence: dict[str, Any], stamp: str
+) -> Case:
+    """A peer's case as this version of its report gives it (new here, or updated)."""
     assessment = report.assessment
-    return {
-        "seq": report.seq,
-        "url": report.url,
-        "url_key": url_key,
-        "verdict": assessment.verdict.value,
-        "category": assessment.category.value,
-        "legal_basis": assessment.legal_basis,
-        "tlp": report.tlp.value,
-        "assessed_at": iso(report.assessed_at) if report.assessed_at else None,
-        "updated_at": stamp,
-        "trace_status": "done",
-        "trace_json": orjson.dumps(evidence).decode(),
-        "traced_at": evidence.get("traced_at"),
-    }
-
-
-def _new_case(
-    report_id: str, report: Report, sender: str, values: dict[str, Any], stamp: str
-) -> dict[str, Any]:
-    return {
-        "id": report_id,
-        "origin": sender,
-        "local_ref": report.local_ref,
-        "source": "peer",
-        "status": CaseStatus.RECEIVED.value,
-        "received_at": stamp,
-        **values,
-    }
+    return Case(
+        id=report_id,
+        origin=sender,
+        local_ref=report.local_ref,
+        seq=report.seq,
+        url=report.url,
+        url_key=url_key,
+        source="peer",
+        status=CaseStatus.RECEIVED.value,
+        verdict=assessment.verdict.value,
+        category=assessment.category.value,
+        legal_basis=assessment.legal_basis,
+        tlp=report.tlp.value,
+        description=None,
+        contact=None,
+        notes=None,
+        duplicates=0,
+        received_at=stamp,
+        assessed_at=iso(report.assessed_at) if report.assessed_at else None,
+        updated_at=stamp,
+        trace_status="done",
+        trace_json=orjson.dumps(evidence).decode(),
+        traced_at=evidence.get("traced_at"),
+    )
 
 
 def _check_new_report(report: Report, taken_refs: set[str]) -> tuple[str, str | None]:

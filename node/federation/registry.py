@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from keys import KeyDocument, PublicKeySet
@@ -113,15 +112,8 @@ class PeerRegistry:
         """Every peer not removed, by node id."""
         return await peer_store.known(self.db)
 
-    async def row(self, node_id: str) -> aiosqlite.Row:
-        """The stored row, read by column name (CLI, console, admin API)."""
-        row = await peer_store.get_row(self.db, node_id)
-        if row is None or row["status"] == PeerStatus.REMOVED:
-            raise NotFound(N_("no peer {peer!r}"), peer=node_id)
-        return row
-
-    async def all(self, include_removed: bool = False) -> list[aiosqlite.Row]:
-        return await peer_store.all_rows(self.db, include_removed=include_removed)
+    async def all(self, include_removed: bool = False) -> list[PeerRow]:
+        return await peer_store.all_peers(self.db, include_removed=include_removed)
 
     async def add(
         self,
@@ -262,8 +254,8 @@ class PeerRegistry:
         return await self.db.run(transaction)
 
     async def describe(self, node_id: str) -> dict[str, Any]:
-        row = await self.row(node_id)
-        peer = peer_from_row(PeerRow.of(row))
+        row = await self.peer(node_id)
+        peer = peer_from_row(row)
         document = peer.document()
         now = self.clock.now()
         keys = []
@@ -284,33 +276,33 @@ class PeerRegistry:
                     )
         return {
             **summary(row),
-            "fingerprint": row["fingerprint"],
+            "fingerprint": row.fingerprint,
             "keys": keys,
             "revoked_keys": sorted(peer.revoked),
-            "keys_refreshed_at": row["keys_refreshed_at"],
+            "keys_refreshed_at": row.keys_refreshed_at,
             "queue_depth": await peer_outbox.pending_count(self.db, node_id),
             "dead_letters": await dead_letters.count_for(self.db, node_id),
             # Rejected records of ours that `peers requeue` would send again.
             "dead_outbox": await peer_outbox.dead_count(self.db, node_id),
-            "backoff_attempts": row["backoff_attempts"],
-            "backoff_until": row["backoff_until"],
-            "backing_off": bool(row["backoff_until"] and row["backoff_until"] > iso(now)),
-            "last_error": row["last_error"],
+            "backoff_attempts": row.backoff_attempts,
+            "backoff_until": row.backoff_until,
+            "backing_off": bool(row.backoff_until and row.backoff_until > iso(now)),
+            "last_error": row.last_error,
             # Set while the peer refuses our pushes outright: its records are held meanwhile.
-            "refused": row["refused"],
+            "refused": row.refused,
         }
 
 
-def summary(row: aiosqlite.Row) -> dict[str, Any]:
+def summary(peer: PeerRow) -> dict[str, Any]:
     return {
-        "node_id": row["node_id"],
-        "country": row["country"],
-        "endpoint": row["endpoint"],
-        "status": row["status"],
-        "mode": row["mode"],
-        "categories": orjson.loads(row["categories"]),
-        "max_tlp": row["max_tlp"],
-        "last_contact_at": row["last_contact_at"],
-        "delivered": row["delivered"],
-        "received": row["received"],
+        "node_id": peer.node_id,
+        "country": peer.country,
+        "endpoint": peer.endpoint,
+        "status": peer.status,
+        "mode": peer.mode,
+        "categories": orjson.loads(peer.categories),
+        "max_tlp": peer.max_tlp,
+        "last_contact_at": peer.last_contact_at,
+        "delivered": peer.delivered,
+        "received": peer.received,
     }

@@ -11,22 +11,28 @@ import aiosqlite
 from node.store import channel_outbox
 from node.store.db import Database
 
-# The columns a list row needs; the case page reads the whole case through CaseService.show.
+
+@dataclass(frozen=True, slots=True)
+class ListedCase:
+    """A case as a list shows it; the case page reads the whole case through CaseService.show.
+    `rid` is its full-text index position, for a search's paging."""
+
+    id: str
+    url: str
+    origin: str
+    local_ref: str
+    status: str
+    source: str
+    verdict: str | None
+    category: str | None
+    received_at: str
+    duplicates: int
+    trace_status: str
+    rid: int | None = None
+
+
 LIST_COLUMNS = ", ".join(
-    f"reports.{column}"
-    for column in (
-        "id",
-        "url",
-        "origin",
-        "local_ref",
-        "status",
-        "source",
-        "verdict",
-        "category",
-        "received_at",
-        "duplicates",
-        "trace_status",
-    )
+    f"reports.{column}" for column in ListedCase.__dataclass_fields__ if column != "rid"
 )
 
 
@@ -76,8 +82,8 @@ def split_cursor(cursor: str | None) -> tuple[str, str] | None:
     return at, case_id
 
 
-def make_cursor(row: Any) -> str:
-    return f"{row['received_at']}|{row['id']}"
+def make_cursor(case: ListedCase) -> str:
+    return f"{case.received_at}|{case.id}"
 
 
 class ConsoleStore:
@@ -88,7 +94,7 @@ class ConsoleStore:
 
     async def page(
         self, filters: Filters, *, after: str | None, limit: int, oldest_first: bool
-    ) -> list[aiosqlite.Row]:
+    ) -> list[ListedCase]:
         """One page of cases in (received_at, id) order after the cursor.
 
         With several statuses, each is read through its own (status, received_at, id) index
@@ -108,23 +114,22 @@ class ConsoleStore:
                 params.extend(cursor)
             where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
             order = "ASC" if oldest_first else "DESC"
-            pages.append(
-                await self.db.fetch_all(
-                    f"SELECT {LIST_COLUMNS} FROM reports {where}"  # noqa: S608 - fixed clauses
-                    f" ORDER BY received_at {order}, id {order} LIMIT ?",
-                    (*params, limit),
-                )
+            rows = await self.db.fetch_all(
+                f"SELECT {LIST_COLUMNS} FROM reports {where}"  # noqa: S608 - fixed clauses
+                f" ORDER BY received_at {order}, id {order} LIMIT ?",
+                (*params, limit),
             )
+            pages.append([ListedCase(*row) for row in rows])
         if len(pages) == 1:
             return pages[0]
 
-        def key(row: aiosqlite.Row) -> tuple[str, str]:
-            return (row["received_at"], row["id"])
+        def key(case: ListedCase) -> tuple[str, str]:
+            return (case.received_at, case.id)
 
         merged = heapq.merge(*pages, key=key, reverse=not oldest_first)
         return list(merged)[:limit]
 
-    async def search(self, query: str, *, after: int | None, limit: int) -> list[aiosqlite.Row]:
+    async def search(self, query: str, *, after: int | None, limit: int) -> list[ListedCase]:
         """Cases whose URL, host, references or notes hold the words of `query` in order, newest
         first; `after` is the `rid` of the last row shown. A trailing `*` makes the last word a
         prefix (costly for a short prefix in a large store, so only when asked).
@@ -138,12 +143,13 @@ class ConsoleStore:
         # One quoted phrase: whatever a person types is never read as FTS5 query syntax.
         phrase = '"' + " ".join(words) + '"' + ("*" if query.rstrip().endswith("*") else "")
         cursor = "AND f.rowid < ?" if after is not None else ""
-        return await self.db.fetch_all(
+        rows = await self.db.fetch_all(
             f"SELECT {LIST_COLUMNS}, f.rowid AS rid FROM reports_fts f"  # noqa: S608
             f" JOIN reports ON reports.rowid = f.rowid WHERE reports_fts MATCH ? {cursor}"
             " ORDER BY f.rowid DESC LIMIT ?",
             (phrase, *([after] if after is not None else []), limit),
         )
+        return [ListedCase(*row) for row in rows]
 
     async def status_counts(self, statuses: tuple[str, ...], cap: int) -> dict[str, int]:
         """How many cases have each status, counted up to `cap` (shown as "cap+"): a count

@@ -82,19 +82,16 @@ async def get(db: Database, node_id: str) -> PeerRow | None:
     return None if row is None else PeerRow.of(row)
 
 
-async def get_row(db: Database, node_id: str) -> aiosqlite.Row | None:
-    """The stored row as it is (for callers that read it by column name: CLI, console)."""
-    return await db.fetch_one("SELECT * FROM peers WHERE node_id = ?", (node_id,))
-
-
-async def all_rows(db: Database, *, include_removed: bool = False) -> list[aiosqlite.Row]:
+async def all_peers(db: Database, *, include_removed: bool = False) -> list[PeerRow]:
+    """Every peer by node id; removed ones (kept as history) only when asked."""
     where = "" if include_removed else "WHERE status != 'removed'"
-    return await db.fetch_all(f"SELECT * FROM peers {where} ORDER BY node_id")  # noqa: S608
+    rows = await db.fetch_all(f"SELECT * FROM peers {where} ORDER BY node_id")  # noqa: S608
+    return [PeerRow.of(row) for row in rows]
 
 
 async def known(db: Database) -> list[PeerRow]:
     """Every peer not removed, by node id."""
-    return [PeerRow.of(row) for row in await all_rows(db)]
+    return await all_peers(db)
 
 
 def get_txn(conn: Tx, node_id: str) -> PeerRow | None:
@@ -102,10 +99,11 @@ def get_txn(conn: Tx, node_id: str) -> PeerRow | None:
     return None if row is None else PeerRow.of(row)
 
 
-def routable_txn(conn: Tx) -> list[Row]:
+def routable_txn(conn: Tx) -> list[PeerRow]:
     """Peers a case may be routed to (suspended ones too: routing records that a case would
     have gone to one)."""
-    return list(conn.execute("SELECT * FROM peers WHERE status IN ('active', 'suspended')"))
+    rows = conn.execute("SELECT * FROM peers WHERE status IN ('active', 'suspended')")
+    return [PeerRow.of(row) for row in rows]
 
 
 def country_txn(conn: Tx, node_id: str) -> str | None:

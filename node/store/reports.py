@@ -6,6 +6,7 @@ writes that involve them call there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import aiosqlite
@@ -48,12 +49,90 @@ class WaitingForPeer:
     decided_at: str
 
 
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A case as stored (the reports table's row), or about to be inserted."""
+
+    id: str
+    origin: str
+    local_ref: str
+    seq: int
+    url: str
+    url_key: str
+    source: str
+    status: str
+    verdict: str | None
+    category: str | None
+    legal_basis: str | None
+    tlp: str
+    description: str | None  # from before migration 12; a reporter's words are submissions
+    contact: str | None
+    notes: str | None
+    duplicates: int
+    received_at: str
+    assessed_at: str | None
+    updated_at: str
+    trace_status: str
+    trace_json: str | None
+    traced_at: str | None
+    lea_cleared_at: str | None = None
+
+    def values(self) -> tuple[Any, ...]:
+        """The columns' values, in `CASE_COLUMNS` order."""
+        return _case_values(self)
+
+
+CASE_COLUMNS = tuple(Case.__dataclass_fields__)
+_case_values = attrgetter(*CASE_COLUMNS)
+_SELECT_CASE = f"SELECT {', '.join(CASE_COLUMNS)} FROM reports"  # noqa: S608 - fixed columns
+
+
+def _case(row: Row | aiosqlite.Row) -> Case:
+    return Case(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseAction:
+    """An entry of a case's timeline: an action by a node (or a withdrawal)."""
+
+    id: str
+    report_id: str
+    code: str
+    at: str
+    by_node: str
+    analyst: str | None
+    country: str | None
+    reason: str | None
+
+
+_ACTION_COLUMNS = tuple(CaseAction.__dataclass_fields__)
+_action_values = attrgetter(*_ACTION_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAddress:
+    """A hosting address of a case as its trace found it."""
+
+    ip: str
+    country: str | None
+    basis: str | None
+    source: str | None
+    asn: int | None
+    cdn: bool
+
+
 class CaseHead(NamedTuple):
     """What the inbox and the channels check before they touch a case."""
 
     origin: str
     status: str
     seq: int
+
+
+_INSERT_CASE = (
+    f"INSERT INTO reports ({', '.join(CASE_COLUMNS)})"  # noqa: S608 - fixed columns
+    f" VALUES ({', '.join('?' for _ in CASE_COLUMNS)})"
+)
 
 
 class ReportStore:
@@ -63,12 +142,11 @@ class ReportStore:
         self.db = db
 
     # reads -------------------------------------------------------------------------------
-    async def get(self, report_id: str) -> aiosqlite.Row | None:
-        return await self.db.fetch_one("SELECT * FROM reports WHERE id = ?", (report_id,))
+    async def get(self, report_id: str) -> Case | None:
+        row = await self.db.fetch_one(f"{_SELECT_CASE} WHERE id = ?", (report_id,))
+        return None if row is None else _case(row)
 
-    async def list_cases(
-        self, *, status: str | None, limit: int, after: str | None
-    ) -> list[aiosqlite.Row]:
+    async def list_cases(self, *, status: str | None, limit: int, after: str | None) -> list[Case]:
         clauses, params = [], []
         if status:
             clauses.append("status = ?")
@@ -79,25 +157,43 @@ class ReportStore:
             clauses.append("(received_at, id) < (?, ?)")
             params.extend([at, case_id])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return await self.db.fetch_all(
-            f"SELECT * FROM reports {where} ORDER BY received_at DESC, id DESC LIMIT ?",  # noqa: S608 - fixed clauses
+        rows = await self.db.fetch_all(
+            f"{_SELECT_CASE} {where} ORDER BY received_at DESC, id DESC LIMIT ?",
             (*params, limit),
         )
+        return [_case(row) for row in rows]
 
-    async def actions(self, report_id: str) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
-            "SELECT * FROM actions WHERE report_id = ? ORDER BY at, rowid", (report_id,)
-        )
-
-    async def addresses(self, report_id: str) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
-            "SELECT * FROM hosting_addresses WHERE report_id = ? ORDER BY ip", (report_id,)
-        )
-
-    async def latest_routing(self, report_id: str) -> aiosqlite.Row | None:
-        return await self.db.fetch_one(
-            "SELECT * FROM routing_decisions WHERE report_id = ? ORDER BY id DESC LIMIT 1",
+    async def actions(self, report_id: str) -> list[CaseAction]:
+        rows = await self.db.fetch_all(
+            f"SELECT {', '.join(_ACTION_COLUMNS)} FROM actions WHERE report_id = ?"  # noqa: S608 - fixed columns
+            " ORDER BY at, rowid",
             (report_id,),
+        )
+        return [CaseAction(*row) for row in rows]
+
+    async def addresses(self, report_id: str) -> list[StoredAddress]:
+        rows = await self.db.fetch_all(
+            "SELECT ip, country, basis, source, asn, cdn FROM hosting_addresses"
+            " WHERE report_id = ? ORDER BY ip",
+            (report_id,),
+        )
+        return [
+            StoredAddress(
+                ip=row[0], country=row[1], basis=row[2], source=row[3], asn=row[4], cdn=bool(row[5])
+            )
+            for row in rows
+        ]
+
+    async def latest_routing(self, report_id: str) -> Routing | None:
+        row = await self.db.fetch_one(
+            "SELECT report_id, decision, targets, reasons, decided_at, decided_by, suspended_in"
+            " FROM routing_decisions WHERE report_id = ? ORDER BY id DESC LIMIT 1",
+            (report_id,),
+        )
+        if row is None:
+            return None
+        return Routing(
+            row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), row[4], row[5], row[6]
         )
 
     async def queued(self, report_id: str) -> list[dict[str, Any]]:
@@ -149,20 +245,20 @@ class ReportStore:
         noticed = await channel_outbox.report_ids_by_notice_ref(self.db, ref.upper())
         return sorted({str(row["id"]) for row in rows} | set(noticed))
 
-    async def pending_traces(self, limit: int) -> list[aiosqlite.Row]:
-        return await self.db.fetch_all(
+    async def pending_traces(self, limit: int) -> list[tuple[str, str]]:
+        """(case id, URL) of cases waiting for their trace, oldest first."""
+        rows = await self.db.fetch_all(
             "SELECT id, url FROM reports WHERE trace_status = 'pending' ORDER BY received_at"
             " LIMIT ?",
             (limit,),
         )
+        return [(row[0], row[1]) for row in rows]
 
     # writes (inside a transaction) --------------------------------------------------------
     @staticmethod
-    def get_txn(conn: Tx, report_id: str) -> Row | None:
-        row: Row | None = conn.execute(
-            "SELECT * FROM reports WHERE id = ?", (report_id,)
-        ).fetchone()
-        return row
+    def get_txn(conn: Tx, report_id: str) -> Case | None:
+        row = conn.execute(f"{_SELECT_CASE} WHERE id = ?", (report_id,)).fetchone()
+        return None if row is None else _case(row)
 
     @staticmethod
     def open_by_urls(conn: Tx, url_keys: list[str]) -> dict[str, tuple[str, int]]:
@@ -179,19 +275,10 @@ class ReportStore:
         return found
 
     @staticmethod
-    def insert_many(conn: Tx, rows: list[dict[str, Any]]) -> None:
-        """Insert cases that all carry the same columns (those of the first row). Only the
-        case door calls this (node/cases/door.py), for cases entering the lifecycle."""
-        if not rows:
-            return
-        columns = list(rows[0])
-        if any(row.keys() != rows[0].keys() for row in rows):
-            raise ValueError("cases inserted together must carry the same columns")
-        marks = ", ".join("?" for _ in columns)
-        conn.executemany(
-            f"INSERT INTO reports ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - our own keys
-            [tuple(row[column] for column in columns) for row in rows],
-        )
+    def insert_many(conn: Tx, cases: list[Case]) -> None:
+        """Insert new cases. Only the case door calls this (node/cases/door.py), for cases
+        entering the lifecycle."""
+        conn.executemany(_INSERT_CASE, [case.values() for case in cases])
 
     # What a new version of a peer's case rewrites (its status is the door's, its seq moves
     # with the status).
@@ -209,13 +296,13 @@ class ReportStore:
     )
 
     @staticmethod
-    def set_version_txn(conn: Tx, report_id: str, values: dict[str, Any]) -> None:
+    def set_version_txn(conn: Tx, version: Case) -> None:
         """The content of a peer's new version of its case (`VERSION_COLUMNS`)."""
         columns = ReportStore.VERSION_COLUMNS
         assignments = ", ".join(f"{column} = ?" for column in columns)
         conn.execute(
             f"UPDATE reports SET {assignments} WHERE id = ?",  # noqa: S608 - fixed columns
-            (*(values[column] for column in columns), report_id),
+            (*(getattr(version, column) for column in columns), version.id),
         )
 
     @staticmethod
@@ -329,20 +416,20 @@ class ReportStore:
         )
 
     _INSERT_ACTION = (
-        "INSERT OR IGNORE INTO actions (id, report_id, code, at, by_node, analyst, country,"
-        " reason) VALUES (:id, :report_id, :code, :at, :by_node, :analyst, :country, :reason)"
+        f"INSERT OR IGNORE INTO actions ({', '.join(_ACTION_COLUMNS)})"  # noqa: S608 - fixed columns
+        f" VALUES ({', '.join('?' for _ in _ACTION_COLUMNS)})"
     )
 
     @staticmethod
-    def insert_action(conn: Tx, values: dict[str, Any]) -> bool:
+    def insert_action(conn: Tx, action: CaseAction) -> bool:
         """Insert unless an action with this id exists (actions arrive again on retries)."""
-        cursor = conn.execute(ReportStore._INSERT_ACTION, values)
+        cursor = conn.execute(ReportStore._INSERT_ACTION, _action_values(action))
         return cursor.rowcount == 1
 
     @staticmethod
-    def insert_actions(conn: Tx, rows: list[dict[str, Any]]) -> None:
+    def insert_actions(conn: Tx, actions: list[CaseAction]) -> None:
         """Like insert_action for many; an action whose id exists is skipped."""
-        conn.executemany(ReportStore._INSERT_ACTION, rows)
+        conn.executemany(ReportStore._INSERT_ACTION, [_action_values(a) for a in actions])
 
     @staticmethod
     def replace_addresses(conn: Tx, report_id: str, addresses: list[dict[str, Any]]) -> None:

@@ -255,7 +255,7 @@ async def test_operator_pages_and_roles(console: Console) -> None:
 async def test_full_text_index_follows_the_notes_purge(console: Console) -> None:
     report_id = await _submit(console, "https://fr.example/p.jpg", note="secret words")
     assert [
-        r["id"]
+        r.id
         for r in await console.node.console_context().reads.search(
             "secret words", after=None, limit=5
         )

@@ -29,9 +29,7 @@ async def snapshot(node: Node) -> dict[str, Any]:
     keys = node.keyring.current
     return {
         "cases": [await node.cases.show(row["id"]) for row in rows],
-        "peers": [
-            await node.registry.describe(row["node_id"]) for row in await node.registry.all()
-        ],
+        "peers": [await node.registry.describe(row.node_id) for row in await node.registry.all()],
         "outbox": [
             dict(row)
             for row in await node.db.fetch_all(

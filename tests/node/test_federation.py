@@ -624,7 +624,7 @@ async def test_peer_whose_key_does_not_match_its_pin_is_not_added(
                 fingerprint=it.fingerprint,
                 actor="test",
             )
-    assert [r["node_id"] for r in await pair.fr.node.registry.all()] == ["de-eco"]
+    assert [r.node_id for r in await pair.fr.node.registry.all()] == ["de-eco"]
 
 
 async def test_rejected_record_is_dead_lettered_and_does_not_block_the_queue(
