@@ -64,7 +64,7 @@ class Jobs:
             return False
         keys = self.keyring.rotate(now)
 
-        def transaction(conn: Tx) -> None:
+        def rotate_keys_txn(conn: Tx) -> None:
             audit.append(
                 conn,
                 at=now,
@@ -74,7 +74,7 @@ class Jobs:
                 details={"signing": keys.current_signing(now).kid},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(rotate_keys_txn)
         log.info("rotated our keys")
         return True
 
@@ -82,7 +82,7 @@ class Jobs:
         """Replay caches only need to cover the windows in which messages are accepted."""
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> dict[str, int]:
+        def prune_txn(conn: Tx) -> dict[str, int]:
             return inbound.prune_txn(
                 conn,
                 seen_before=iso(now - DEFAULT_MAX_AGE - DEFAULT_MAX_SKEW),
@@ -90,14 +90,14 @@ class Jobs:
                 answers_before=iso(now - INBOUND_TRANSACTIONS_KEPT),
             )
 
-        return await self.db.run(transaction)
+        return await self.db.run(prune_txn)
 
     async def purge(self) -> int:
         """Personal data past retention is erased; cases and statistics stay."""
         now = self.clock.now()
         horizon = now - timedelta(days=self.config.retention.personal_data_days)
 
-        def transaction(conn: Tx) -> int:
+        def purge_txn(conn: Tx) -> int:
             purged = ReportStore.purge_personal_data(conn, received_before=iso(horizon))
             # Each public submission is kept for the retention from when it was given: a later
             # reporter's words outlive the case's first ones by as long as they came later.
@@ -113,7 +113,7 @@ class Jobs:
                 )
             return purged + words
 
-        purged = await self.db.run(transaction)
+        purged = await self.db.run(purge_txn)
         if purged:
             await self.db.truncate_wal()
         return purged

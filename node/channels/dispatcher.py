@@ -196,7 +196,7 @@ class Dispatcher:
             return item
         payload = {**orjson.loads(row.payload), "abuse_contact": contact}
 
-        def transaction(conn: Tx) -> None:
+        def keep_contact_txn(conn: Tx) -> None:
             channel_outbox.set_payload_txn(conn, row.id, payload)
             ReportStore.set_abuse_contact(conn, item.report_id, contact, source="rdap")
             audit.append(
@@ -208,7 +208,7 @@ class Dispatcher:
                 details={"source": "rdap", "contact": contact},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(keep_contact_txn)
         return replace(item, abuse_contact=contact)
 
     async def run_once(self) -> DispatchReport:
@@ -224,7 +224,7 @@ class Dispatcher:
                 for row in unrouted
             ]
             until = iso(now + NO_CHANNEL_RETRY)
-            await self.db.run(lambda conn: channel_outbox.postpone_txn(conn, waiting, until))
+            await self.db.run(partial(channel_outbox.postpone_txn, rows=waiting, until=until))
             report.unrouted = len(unrouted)
         for plan in planned:
             try:
@@ -386,7 +386,7 @@ class Dispatcher:
             raise NotFound(N_("no channel {name!r} (channels: {known})"), name=name, known=known)
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> int:
+        def requeue_dead_txn(conn: Tx) -> int:
             ids = channel_outbox.requeue_dead_txn(conn, name, iso(now))
             if ids:
                 audit.append(
@@ -399,7 +399,7 @@ class Dispatcher:
                 )
             return len(ids)
 
-        return await self.db.run(transaction)
+        return await self.db.run(requeue_dead_txn)
 
     async def test(self, name: str, to: str | None = None) -> Outcome:
         """Send a clearly marked test message through one channel (nothing is recorded)."""
@@ -426,8 +426,9 @@ class Dispatcher:
         )
         outcome = await self.channels[name].deliver(Message(settings.roles[0], (item,), test=True))
         now = self.clock.now()
-        await self.db.run(
-            lambda conn: audit.append(
+
+        def tested_txn(conn: Tx) -> None:
+            audit.append(
                 conn,
                 at=now,
                 actor="operator",
@@ -435,7 +436,8 @@ class Dispatcher:
                 subject=name,
                 details={"delivered": outcome.delivered, "detail": outcome.detail[:500]},
             )
-        )
+
+        await self.db.run(tested_txn)
         return outcome
 
     # inspection -------------------------------------------------------------------------

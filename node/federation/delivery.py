@@ -351,7 +351,7 @@ class Delivery:
             else:
                 sent.append(row)
 
-        def transaction(conn: Tx) -> None:
+        def settle_txn(conn: Tx) -> None:
             late = peer_outbox.mark_sent_txn(conn, peer_id, [row.seq for row in sent], iso(now))
             if late:
                 self.inbox.cases.router.sent_despite_cancel_txn(conn, peer_id, late, now)
@@ -380,7 +380,7 @@ class Delivery:
                 },
             )
 
-        await self.db.run(transaction)
+        await self.db.run(settle_txn)
         return len(sent), len(dead)
 
     async def _dead_letter(
@@ -391,14 +391,14 @@ class Delivery:
                 "dead-lettered %s %s for %s: %s", row.record_type, row.record_id, peer_id, reason
             )
 
-        def transaction(conn: Tx) -> None:
+        def dead_letter_txn(conn: Tx) -> None:
             _mark_dead(conn, peer_id, rows, now)
 
-        await self.db.run(transaction)
+        await self.db.run(dead_letter_txn)
         return len(rows)
 
     async def _failed(self, peer_id: str, error: str, now: datetime) -> None:
-        def transaction(conn: Tx) -> tuple[int, datetime] | None:
+        def failed_txn(conn: Tx) -> tuple[int, datetime] | None:
             # Read here, not before the push: an answer settled meanwhile may have reset it.
             before = peer_store.backoff_attempts_txn(conn, peer_id)
             if before is None:
@@ -408,7 +408,7 @@ class Delivery:
             peer_store.back_off_txn(conn, peer_id, attempts=attempts, until=iso(until), error=error)
             return attempts, until
 
-        result = await self.db.run(transaction)
+        result = await self.db.run(failed_txn)
         if result is not None:
             attempts, until = result
             log.warning(
@@ -429,10 +429,10 @@ class Delivery:
         """
         until = now + REFUSED_RECHECK
 
-        def transaction(conn: Tx) -> None:
+        def refused_txn(conn: Tx) -> None:
             peer_store.refused_txn(conn, peer_id, error=error, until=iso(until))
 
-        await self.db.run(transaction)
+        await self.db.run(refused_txn)
         log.warning(
             "%s refused our push; its records are held until %s: %s", peer_id, iso(until), error
         )
@@ -470,7 +470,7 @@ class Delivery:
     async def outbox_page(self, peer_id: str, after: int, limit: int) -> OutboxPage:
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def acknowledge_txn(conn: Tx) -> None:
             # The cursor, in a request the peer signed, says it committed everything up to
             # `after`: those rows are delivered, as a push answered `accepted` is.
             peer = peer_store.get_txn(conn, peer_id)
@@ -495,7 +495,7 @@ class Delivery:
                 },
             )
 
-        await self.db.run(transaction)
+        await self.db.run(acknowledge_txn)
         rows = await peer_outbox.pending(self.db, peer_id, after=after, limit=limit + 1)
         page_rows = rows[:limit]
         batch = await self._prepare_rows(peer_id, page_rows, now)

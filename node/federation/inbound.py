@@ -181,7 +181,7 @@ class InboundFederation:
         opening = await self.inbox.start_opening(sender, frames, now)
         pushed: set[str] = set()
 
-        def transaction(conn: Tx) -> bytes:
+        def apply_push_txn(conn: Tx) -> bytes:
             if claim is not None and not claim(conn):
                 cancel_opening(opening)
                 raise ClaimRefused(sender)
@@ -196,7 +196,7 @@ class InboundFederation:
             pushed.update(to_push)
             return answer
 
-        answer = await self.db.run(transaction)
+        answer = await self.db.run(apply_push_txn)
         return answer, sorted(pushed)
 
     # pull ---------------------------------------------------------------------------------
@@ -212,10 +212,10 @@ class InboundFederation:
             raise Conflict(f"{sender} is a push peer: this node delivers to it")
         page = await self.delivery.outbox_page(sender, after, limit)
 
-        def transaction(conn: Tx) -> None:
+        def pull_txn(conn: Tx) -> None:
             peer_store.touched_txn(conn, sender, iso(self.clock.now()))
 
-        await self.db.run(transaction)
+        await self.db.run(pull_txn)
         return page
 
 

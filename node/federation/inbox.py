@@ -139,7 +139,7 @@ class Inbox:
         opening = await self.start_opening(sender, frames, now)
         pushed: set[str] = set()
 
-        def transaction(conn: Tx) -> tuple[int, int]:
+        def apply_pulled_txn(conn: Tx) -> tuple[int, int]:
             accepted = 0
             cursor = after
             digests = [envelope_digest(frame) for frame in frames]
@@ -158,7 +158,7 @@ class Inbox:
             peer_store.heard_from_txn(conn, sender, received=accepted, at=iso(now))
             return cursor, accepted
 
-        cursor, accepted = await self.db.run(transaction)
+        cursor, accepted = await self.db.run(apply_pulled_txn)
         return cursor, sorted(pushed), accepted
 
     # opening ------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ class PeerRegistry:
     ) -> None:
         now = iso(self.clock.now())
 
-        def transaction(conn: Tx) -> None:
+        def add_peer_txn(conn: Tx) -> None:
             existing = peer_store.get_txn(conn, document.node_id)
             if existing is not None and existing.status != PeerStatus.REMOVED:
                 raise Conflict(N_("peer {peer} already exists"), peer=document.node_id)
@@ -161,13 +161,13 @@ class PeerRegistry:
                 },
             )
 
-        await self.db.run(transaction)
+        await self.db.run(add_peer_txn)
         await self.load()
 
     async def set_status(self, node_id: str, status: PeerStatus, actor: str) -> None:
         await self.peer(node_id)
 
-        def transaction(conn: Tx) -> None:
+        def set_status_txn(conn: Tx) -> None:
             peer_store.set_status_txn(conn, node_id, status.value)
             audit.append(
                 conn,
@@ -177,7 +177,7 @@ class PeerRegistry:
                 subject=node_id,
             )
 
-        await self.db.run(transaction)
+        await self.db.run(set_status_txn)
         await self.load()
 
     async def set_policy(
@@ -185,7 +185,7 @@ class PeerRegistry:
     ) -> None:
         peer = await self.peer(node_id)
 
-        def transaction(conn: Tx) -> None:
+        def set_policy_txn(conn: Tx) -> None:
             peer_store.set_policy_txn(
                 conn,
                 node_id,
@@ -205,7 +205,7 @@ class PeerRegistry:
                 },
             )
 
-        await self.db.run(transaction)
+        await self.db.run(set_policy_txn)
         await self.load()
 
     async def store_document(self, node_id: str, wire: bytes, document: KeyDocument) -> None:
@@ -213,7 +213,7 @@ class PeerRegistry:
         peer = await self.peer(node_id)
         revoked = set(orjson.loads(peer.revoked_keys)) | set(document.revoked)
 
-        def transaction(conn: Tx) -> None:
+        def store_document_txn(conn: Tx) -> None:
             peer_store.set_document_txn(conn, node_id, wire, sorted(revoked), iso(self.clock.now()))
             audit.append(
                 conn,
@@ -224,7 +224,7 @@ class PeerRegistry:
                 details={"revoked": sorted(revoked)},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(store_document_txn)
         await self.load()
 
     async def requeue_dead(self, node_id: str, actor: str) -> int:
@@ -237,7 +237,7 @@ class PeerRegistry:
         await self.peer(node_id)
         at = self.clock.now()
 
-        def transaction(conn: Tx) -> int:
+        def requeue_dead_txn(conn: Tx) -> int:
             requeued = peer_outbox.requeue_dead_txn(conn, node_id, iso(at))
             if not requeued:
                 return 0
@@ -251,7 +251,7 @@ class PeerRegistry:
             )
             return len(requeued)
 
-        return await self.db.run(transaction)
+        return await self.db.run(requeue_dead_txn)
 
     async def describe(self, node_id: str) -> dict[str, Any]:
         row = await self.peer(node_id)
