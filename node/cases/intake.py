@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from node.cases.gate import ReviewGate
 from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.cases.router import Router
 from node.clock import Clock, iso
@@ -165,6 +166,7 @@ class CaseIntake:
         *,
         node_id: str,
         wake: Callable[[list[str]], None],
+        four_eyes: ReviewGate,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -172,6 +174,7 @@ class CaseIntake:
         self.router = router
         self.node_id = node_id
         self.wake = wake  # called after a commit with the peers that have new outbox rows
+        self.four_eyes = four_eyes
 
     async def submit(
         self,
@@ -272,6 +275,7 @@ class CaseIntake:
         def transaction(conn: Tx) -> None:
             open_cases = self.store.open_by_urls(conn, [i.intake.url_key for i in items])
             duplicates: dict[str, int] = {}
+            to_review: list[tuple[str, ImportItem]] = []
             rows: list[dict[str, Any]] = []
             entries: list[audit.Entry] = []
             for item in items:
@@ -303,12 +307,18 @@ class CaseIntake:
                     open_cases[key] = (row["id"], 0)
                 if item.verdict is None:
                     continue
-                row.update(
-                    verdict=item.verdict,
-                    legal_basis=item.legal_basis,
-                    assessed_at=stamp,
-                    status=next_status(row["id"], row["status"], CaseEvent.ASSESSMENT).value,
-                )
+                # Four-eyes: such a verdict is not written but put before a reviewer (below,
+                # once its case exists); the case stays new, and nothing routes, until then.
+                waits = self.four_eyes.wants_review(item.verdict, item.intake.category)
+                if waits:
+                    to_review.append((row["id"], item))
+                else:
+                    row.update(
+                        verdict=item.verdict,
+                        legal_basis=item.legal_basis,
+                        assessed_at=stamp,
+                        status=next_status(row["id"], row["status"], CaseEvent.ASSESSMENT).value,
+                    )
                 if item.hosting_country:
                     evidence = {
                         "override": {
@@ -322,6 +332,8 @@ class CaseIntake:
                         trace_status="done",
                         traced_at=stamp,
                     )
+                if waits:
+                    continue
                 entries.append(
                     audit.Entry(
                         stamp,
@@ -333,6 +345,18 @@ class CaseIntake:
                 )
             audit.append_many(conn, entries)
             pushed.extend(self.router.insert_routed(conn, rows, actor))
+            for report_id, item in to_review:
+                assert item.verdict is not None
+                assert item.intake.category is not None
+                self.four_eyes.request_txn(
+                    conn,
+                    report_id,
+                    verdict=item.verdict,
+                    category=item.intake.category,
+                    legal_basis=item.legal_basis,
+                    analyst=actor,
+                    person=actor,
+                )
             self.store.update_many(
                 conn,
                 ["duplicates", "updated_at"],

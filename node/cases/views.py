@@ -15,6 +15,7 @@ from node.cases.wire import hosting_countries
 from node.clock import Clock, iso, parse_iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
 from node.store.reports import ReportStore
+from node.store.reviews import ReviewStore
 from protocol.ids import short_reference
 
 
@@ -106,7 +107,12 @@ class CaseViews:
         addresses = await self.store.addresses(report_id)
         routing = await self.store.latest_routing(report_id)
         queued = self.held(row, await self.store.queued(report_id))
-        return case_view(row, actions, addresses, routing, queued)
+        # A verdict waiting for a reviewer, or rejected by one, is part of the case as shown.
+        review = await ReviewStore(self.store.db).get(report_id)
+        return {
+            **case_view(row, actions, addresses, routing, queued),
+            "review": review.shown() if review else None,
+        }
 
     def held(self, row: aiosqlite.Row, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A host notice waiting for the police shows as held, until when, and who clears it."""

@@ -22,6 +22,7 @@ from node.cases.actionlog import ActionLog
 from node.clock import ManualClock, iso
 from node.datadir import DataDir
 from node.errors import StoreError
+from node.review import FourEyes
 from node.store import audit, channel_outbox
 from node.store.db import Database
 from node.store.migrations import MIGRATIONS
@@ -542,4 +543,5 @@ def _cases(db: Database, clock: ManualClock) -> CaseService:
         actions=ActionLog("fr-pointdecontact", "FR"),
         notices=_EveryRoleServed(),
         wake=lambda peers: None,
+        four_eyes=FourEyes(clock, categories=[]),
     )
