@@ -33,8 +33,9 @@ from node.jurisdiction import JurisdictionError
 from node.output import emit_json, fields, table
 from node.store import audit
 from node.store.db import Database, Tx
+from node.tokens import token_label
 from node.urls import normalise_url
-from node.users import UserRole
+from node.users import UserRole, person_key
 from peers.model import PeerMode
 from protocol.records import Category, Tlp, Verdict
 
@@ -220,7 +221,9 @@ async def cmd_tokens_create(args: argparse.Namespace) -> int:
         token = await node.tokens.create(
             args.role, args.name, actor=_actor(args), person=args.for_person
         )
-        data = {"token": token, "role": args.role, "name": args.name, "person": args.for_person}
+        person = person_key(args.for_person) if args.for_person else None
+        name = token_label(args.name, person)
+        data = {"token": token, "role": args.role, "name": name, "person": person}
         _print(args, data, token)
         if not args.json:
             print("store it now: it is shown only once", file=sys.stderr)

@@ -277,17 +277,10 @@ class ReviewService:
             return name
 
     async def _reviewer(self, name: str) -> str:
-        """The enabled reviewer this name means, by their account's own spelling."""
-        who = await self.users.active(name, UserRole.REVIEWER)
-        if who.password_temporary:
-            raise Forbidden(
-                N_(
-                    "{name} still has the password an operator was given: they set their own"
-                    " in the console before they review"
-                ),
-                name=who.name,
-            )
-        return who.name
+        """The enabled reviewer this name means, by their account's own spelling. (A person
+        still on the password they were given is stopped earlier, by the console's guard; the
+        command line's --as is trusted from whoever runs it, see docs/security.md.)"""
+        return (await self.users.active(name, UserRole.REVIEWER)).name
 
     async def confirm(self, report_id: str, *, reviewer: str, review_id: str) -> None:
         """A second person agrees with the verdict they saw: it is written and the case routes."""

@@ -43,6 +43,11 @@ class Principal:
             )
 
 
+def token_label(name: str | None, person: str | None) -> str:
+    """A token's label: as given, else its person's name (labels take no '.'), else default."""
+    return name or (person.replace(".", "-") if person else "default")
+
+
 def _digest(token: str) -> str:
     # Tokens carry 256 random bits, so a plain hash is as strong as a slow KDF here.
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -69,8 +74,7 @@ class TokenService:
             # An operator token only for an operator: a token never gives more than its person.
             wanted = (UserRole.OPERATOR,) if the_role is Role.OPERATOR else ()
             holder = (await self.users.active(person, *wanted)).name
-        # The label defaults to the person's name (token labels take no '.').
-        name = name or (holder.replace(".", "-") if holder else "default")
+        name = token_label(name, holder)
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise InvalidInput(N_("name must be 1-64 letters, digits, '-' or '_'"))
         token_id = secrets.token_hex(8)
