@@ -235,7 +235,9 @@ async def cmd_tokens_create(args: argparse.Namespace) -> int:
 async def cmd_tokens_list(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         rows = await node.tokens.list_tokens()
-        _print(args, rows, table(rows, ["id", "role", "name", "created_at", "revoked_at"]))
+        _print(
+            args, rows, table(rows, ["id", "role", "name", "person", "created_at", "revoked_at"])
+        )
         return 0
 
     return await with_node(args, run)
@@ -1197,7 +1199,7 @@ def build_parser() -> argparse.ArgumentParser:
         reports,
         "review",
         cmd_reports_review,
-        "four-eyes: confirm or reject another analyst's baseline verdict",
+        "four-eyes: confirm or reject another analyst's verdict waiting for review",
     )
     p.add_argument("id", help=REF_HELP)
     decision = p.add_mutually_exclusive_group(required=True)
@@ -1257,7 +1259,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         required=True,
         choices=values(UserRole),
-        help="analyst: cases; reviewer: also confirms baseline verdicts; operator: the node",
+        help="analyst: cases; reviewer: also confirms verdicts under four-eyes; operator: the node",
     )
     p.add_argument("--totp", action="store_true", help="also a second factor (TOTP)")
     command(users, "list", cmd_users_list, "people with role and state (never a secret)")
