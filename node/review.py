@@ -124,6 +124,19 @@ class FourEyes:
             },
         )
 
+    def check_action_txn(self, conn: Tx, report_id: str, *, code: str) -> None:
+        """Our analyst recording `not_illegal` on our own case closes it: against a verdict that
+        took two people, that is a re-rating, and goes through review like one."""
+        was, was_category = ReviewStore.assessment_txn(conn, report_id)
+        if code == NOT_ILLEGAL and was is not None and self.wants_review(was, was_category):
+            raise Conflict(
+                N_(
+                    "this case's {verdict} verdict was confirmed by a reviewer: assess it"
+                    " not_illegal instead, which waits for a reviewer"
+                ),
+                verdict=was,
+            )
+
     def request_txn(
         self,
         conn: Tx,

@@ -32,6 +32,9 @@ class ReviewGate(Protocol):
         """Refuse a verdict that needs a reviewer and comes without that review's
         confirmation; settle the review it confirms, or cancel one it replaces."""
 
+    def check_action_txn(self, conn: Tx, report_id: str, *, code: str) -> None:
+        """Refuse an action of ours on our own case that would undo a reviewed verdict."""
+
     def wants_review(self, verdict: str, category: str | None) -> bool:
         """Whether this verdict, as a case's first, waits for a reviewer."""
 

@@ -167,6 +167,9 @@ class CaseService:
         now = self.clock.now()
 
         def transaction(conn: Tx) -> Recorded:
+            if row["origin"] == self.node_id:
+                # Four-eyes: our own `not_illegal` would close a case on one person's word.
+                self.four_eyes.check_action_txn(conn, report_id, code=the_code.value)
             recorded = self.actions.record_txn(
                 conn,
                 report_id=report_id,

@@ -101,7 +101,14 @@ async def test_a_re_rating_of_a_confirmed_case_waits_for_a_reviewer_too(console:
     await _assess(alice, report_id, "baseline")
     status, _ = await _decide(rene, report_id, await _seen(rene, report_id), "confirm")
     assert status == 303
-    # Alone, alice cannot undo what two decided, not even towards not_illegal.
+    # Alone, alice cannot undo what two decided: neither by recording not_illegal...
+    response, text = await alice.post(
+        f"/console/case/{report_id}/action", {"code": "not_illegal", "reason": "changed my mind"}
+    )
+    assert response.status == 409
+    assert "confirmed by a reviewer" in text
+    assert (await console.node.cases.show(report_id))["status"] == "routed"
+    # ...nor by a re-rating, not even towards not_illegal.
     assert "review-requested" in await _assess(alice, report_id, "not_illegal")
     case = await console.node.cases.show(report_id)
     assert (case["status"], case["assessment"]["verdict"]) == ("routed", "baseline")
