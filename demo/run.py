@@ -116,6 +116,7 @@ def open_consoles(nodes: list[NodeProcess]) -> None:
             person = cli_json(node.root, "users", "add", name, "--role", role)
             say(f"  {node.url}/console/   {name:<4} ({role:<8}) password {person['password']}")
     say("\n  open a URL above in a browser on this machine; the pages need no JavaScript")
+    say("  (the password shown only sets your own, at the first sign-in)")
     try:
         while all(node.process is not None and node.process.poll() is None for node in nodes):
             time.sleep(1)

@@ -49,7 +49,7 @@ from node.federation.wakeups import PushRequests
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
-from node.review import ReviewService
+from node.review import FourEyes, ReviewService
 from node.store import audit
 from node.store.console import ConsoleStore
 from node.store.db import Database
@@ -321,6 +321,7 @@ async def open_node(
 
             # Cases ask for pushes after their commits; delivery (built later) takes them.
             push_requests = PushRequests()
+            four_eyes = FourEyes(clock, categories=config.console.four_eyes)
             cases = CaseService(
                 db,
                 clock,
@@ -331,6 +332,7 @@ async def open_node(
                 notices=dispatcher,
                 # A routed case is pushed as soon as its transaction commits.
                 wake=push_requests.kick,
+                four_eyes=four_eyes,
             )
             client = PeerClient(
                 session,
@@ -380,6 +382,13 @@ async def open_node(
                 delivery=delivery,
                 refresh_peer_keys=peer_keys.refresh_peer,
             )
+            users = UserService(
+                db,
+                clock,
+                node_id=config.node_id,
+                session_minutes=config.console.session_minutes,
+                totp_required=config.console.totp_required,
+            )
             jobs = Jobs(
                 dispatcher=dispatcher,
                 config=config,
@@ -399,7 +408,7 @@ async def open_node(
                 session=session,
                 tracer=tracer,
                 cases=cases,
-                tokens=TokenService(db, clock),
+                tokens=TokenService(db, clock, users),
                 registry=registry,
                 inbox=inbox,
                 inbound=inbound,
@@ -407,14 +416,8 @@ async def open_node(
                 admin=admin,
                 dispatcher=dispatcher,
                 jobs=jobs,
-                users=UserService(
-                    db,
-                    clock,
-                    node_id=config.node_id,
-                    session_minutes=config.console.session_minutes,
-                    totp_required=config.console.totp_required,
-                ),
-                reviews=ReviewService(db, clock, cases, categories=list(config.console.four_eyes)),
+                users=users,
+                reviews=ReviewService(db, cases, users, four_eyes),
             )
         finally:
             tracer.close()

@@ -33,8 +33,9 @@ from node.jurisdiction import JurisdictionError
 from node.output import emit_json, fields, table
 from node.store import audit
 from node.store.db import Database, Tx
+from node.tokens import token_label
 from node.urls import normalise_url
-from node.users import UserRole
+from node.users import UserRole, person_key
 from peers.model import PeerMode
 from protocol.records import Category, Tlp, Verdict
 
@@ -217,8 +218,13 @@ def _runner_for(node: Node) -> CommandRunner:
 
 async def cmd_tokens_create(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
-        token = await node.tokens.create(args.role, args.name, actor=_actor(args))
-        _print(args, {"token": token, "role": args.role, "name": args.name}, token)
+        token = await node.tokens.create(
+            args.role, args.name, actor=_actor(args), person=args.for_person
+        )
+        person = person_key(args.for_person) if args.for_person else None
+        name = token_label(args.name, person)
+        data = {"token": token, "role": args.role, "name": name, "person": person}
+        _print(args, data, token)
         if not args.json:
             print("store it now: it is shown only once", file=sys.stderr)
         return 0
@@ -229,7 +235,9 @@ async def cmd_tokens_create(args: argparse.Namespace) -> int:
 async def cmd_tokens_list(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         rows = await node.tokens.list_tokens()
-        _print(args, rows, table(rows, ["id", "role", "name", "created_at", "revoked_at"]))
+        _print(
+            args, rows, table(rows, ["id", "role", "name", "person", "created_at", "revoked_at"])
+        )
         return 0
 
     return await with_node(args, run)
@@ -362,6 +370,7 @@ def _case_text(case: dict[str, Any]) -> str:
         f"   duplicates {case['duplicates']}",
         f"assessed {a['verdict'] or '-'} / {a['category'] or '-'}"
         + (f"  ({a['legal_basis']})" if a["legal_basis"] else ""),
+        *_review_lines(case),
         f"hosting  {h['status']}: countries {', '.join(h['countries']) or '-'}"
         f"   cdn {h['cdn_name'] or ('yes' if h['cdn'] else 'no')}"
         f"   abuse {h['abuse_contact'] or '-'}",
@@ -393,6 +402,24 @@ def _case_text(case: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _review_lines(case: dict[str, Any]) -> list[str]:
+    review = case.get("review")
+    if not review:
+        return []
+    given = (
+        f"review   {review['id']} {review['state']}: {review['verdict']} / {review['category']}"
+        f" by {review['analyst']} at {review['requested_at']}"
+    )
+    if review["state"] == "pending":
+        return [
+            given,
+            f"  waiting for a reviewer: hotline-node reports review {case['id']} --confirm"
+            f" --review {review['id']} --as NAME (or --reject --reason TEXT)",
+        ]
+    decided = f"  {review['state']} by {review['reviewer']} at {review['decided_at']}"
+    return [given, decided + (f": {review['reason']}" if review["reason"] else "")]
+
+
 async def cmd_reports_submit(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         result = await node.cases.submit(
@@ -419,21 +446,22 @@ async def cmd_reports_submit(args: argparse.Namespace) -> int:
 async def cmd_reports_assess(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         args.id = await node.cases.resolve_one(args.id)
+        who = await node.reviews.person_named(_actor(args))
         done = await node.reviews.assess(
             args.id,
             verdict=args.verdict,
             category=args.category,
             legal_basis=args.legal_basis,
-            actor=_actor(args),
+            actor=who,
+            person=who,
         )
         case = await node.cases.show(args.id)
-        if done.pending_review:
-            case["review"] = await node.reviews.pending(args.id)
         _print(args, case, _case_text(case))
         if done.pending_review and not args.json:
             print(
-                f"{args.category} baseline verdicts need a second person: it routes once a"
-                f" reviewer runs `hotline-node reports review {args.id} --confirm`",
+                f"this verdict needs a second person: it routes once a reviewer runs"
+                f" `hotline-node reports review {args.id} --confirm --review"
+                f" {case['review']['id']} --as NAME`",
                 file=sys.stderr,
             )
         return 0
@@ -506,9 +534,15 @@ async def cmd_reports_review(args: argparse.Namespace) -> int:
     async def run(node: Node) -> int:
         report_id = await node.cases.resolve_one(args.id)
         if args.confirm:
-            await node.reviews.confirm(report_id, reviewer=_actor(args))
+            if args.review is None:
+                raise UsageError(
+                    "--confirm needs --review ID, the review you read (see reports show)"
+                )
+            await node.reviews.confirm(report_id, reviewer=_actor(args), review_id=args.review)
         else:
-            await node.reviews.reject(report_id, reviewer=_actor(args), reason=args.reason)
+            await node.reviews.reject(
+                report_id, reviewer=_actor(args), reason=args.reason, review_id=args.review
+            )
         case = await node.cases.show(report_id)
         _print(args, case, _case_text(case))
         return 0
@@ -1080,7 +1114,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["analyst", "operator"],
         help="analyst: cases and trace; operator: also peers and channels",
     )
-    p.add_argument("--name", default="default", help="who holds it (shown in the audit log)")
+    p.add_argument("--name", help="a label for the token (default: the person's name)")
+    p.add_argument(
+        "--for",
+        dest="for_person",
+        metavar="NAME",
+        help="the person (see users list) it belongs to: the API records their name, as the"
+        " console does; without it, a token of no one, which gives no verdict needing review",
+    )
 
     command(
         tokens, "list", cmd_tokens_list, "tokens with role, holder and state (never the secret)"
@@ -1164,13 +1205,20 @@ def build_parser() -> argparse.ArgumentParser:
         reports,
         "review",
         cmd_reports_review,
-        "four-eyes: confirm or reject another analyst's baseline verdict",
+        "four-eyes: confirm or reject another analyst's verdict waiting for review",
     )
     p.add_argument("id", help=REF_HELP)
     decision = p.add_mutually_exclusive_group(required=True)
     decision.add_argument("--confirm", action="store_true", help="agree: the case routes")
     decision.add_argument("--reject", action="store_true", help="disagree: assess it again")
-    p.add_argument("--reason", help="why the verdict is rejected (kept in the audit log)")
+    p.add_argument("--reason", help="why the verdict is rejected (required with --reject)")
+    p.add_argument(
+        "--review",
+        metavar="ID",
+        help="the review you read in reports show (required with --confirm): a verdict"
+        " given again since is not confirmed by mistake",
+    )
+    p.set_defaults(needs_as=True)
 
     p = command(
         reports,
@@ -1217,7 +1265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         required=True,
         choices=values(UserRole),
-        help="analyst: cases; reviewer: also confirms baseline verdicts; operator: the node",
+        help="analyst: cases; reviewer: also confirms verdicts under four-eyes; operator: the node",
     )
     p.add_argument("--totp", action="store_true", help="also a second factor (TOTP)")
     command(users, "list", cmd_users_list, "people with role and state (never a secret)")
@@ -1351,6 +1399,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = _thumbprints_as_values(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if getattr(args, "needs_as", False) and args.as_name is None:
+        # Checked before a server is asked, which would otherwise be given the OS user.
+        print(
+            f"hotline-node: error: {args.command} {args.sub} needs --as NAME, the reviewer"
+            " deciding (an active reviewer, see users list)",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(_dispatch(args, argv))

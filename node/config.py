@@ -219,7 +219,8 @@ class ConsoleConfig(_Section):
     # Every sign-in needs a one-time code (accounts without TOTP cannot sign in until reset).
     totp_required: bool = False
     session_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 480
-    # A `baseline` verdict in these categories routes only once a reviewer confirms it.
+    # A verdict other than `not_illegal` in these categories routes only once a reviewer
+    # confirms it, and so does any change of such a verdict (node/review.py).
     four_eyes: list[Category] = Field(default_factory=_csam_only)
     # Sign-in attempts per minute from one address (and to one name).
     sign_ins_per_minute: Annotated[int, Field(ge=1, le=1000)] = 10

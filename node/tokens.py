@@ -12,6 +12,7 @@ from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, Unautho
 from node.store import audit
 from node.store import tokens as store
 from node.store.db import Database, Tx
+from node.users import UserRole, UserService
 
 TOKEN_PREFIX = "hln_"  # noqa: S105 - a public prefix, not a secret
 
@@ -26,10 +27,13 @@ class Principal:
     token_id: str
     role: Role
     name: str
+    person: str | None = None  # the console account the token belongs to
 
     @property
     def actor(self) -> str:
-        return f"{self.role.value}:{self.name}"
+        """The audit log's name: the person's own, as the console and --as record it; a token
+        of no one keeps the name it always had (and never counts as a person for four-eyes)."""
+        return self.person if self.person is not None else f"{self.role.value}:{self.name}"
 
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -39,23 +43,38 @@ class Principal:
             )
 
 
+def token_label(name: str | None, person: str | None) -> str:
+    """A token's label: as given, else its person's name (labels take no '.'), else default."""
+    return name or (person.replace(".", "-") if person else "default")
+
+
 def _digest(token: str) -> str:
     # Tokens carry 256 random bits, so a plain hash is as strong as a slow KDF here.
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class TokenService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, users: UserService) -> None:
         self.db = db
         self.clock = clock
+        self.users = users
 
-    async def create(self, role: str, name: str, actor: str = "cli") -> str:
+    async def create(
+        self, role: str, name: str | None, actor: str = "cli", *, person: str | None = None
+    ) -> str:
+        """A token; with `person`, it belongs to that enabled account and acts in its name."""
         try:
             the_role = Role(role)
         except ValueError:
             raise InvalidInput(
                 N_("role must be analyst or operator (got {value!r})"), value=role
             ) from None
+        holder = None
+        if person is not None:
+            # An operator token only for an operator: a token never gives more than its person.
+            wanted = (UserRole.OPERATOR,) if the_role is Role.OPERATOR else ()
+            holder = (await self.users.active(person, *wanted)).name
+        name = token_label(name, holder)
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
             raise InvalidInput(N_("name must be 1-64 letters, digits, '-' or '_'"))
         token_id = secrets.token_hex(8)
@@ -70,6 +89,7 @@ class TokenService:
                 name=name,
                 token_hash=_digest(token),
                 at=iso(now),
+                person=holder,
             )
             audit.append(
                 conn,
@@ -77,7 +97,7 @@ class TokenService:
                 actor=actor,
                 event="token.created",
                 subject=token_id,
-                details={"role": the_role.value, "name": name},
+                details={"role": the_role.value, "name": name, "person": holder},
             )
 
         await self.db.run(transaction)
@@ -91,6 +111,7 @@ class TokenService:
                 "name": row.name,
                 "created_at": row.created_at,
                 "revoked_at": row.revoked_at,
+                "person": row.person,
             }
             for row in await store.list_all(self.db)
         ]
@@ -127,4 +148,4 @@ class TokenService:
         row = await store.live_by_hash(self.db, _digest(token.strip()))
         if row is None:
             raise Unauthorized(N_("unknown or revoked token"))
-        return Principal(row.id, Role(row.role), row.name)
+        return Principal(row.id, Role(row.role), row.name, row.person)

@@ -40,6 +40,9 @@ class Person:
     name: str
     role: UserRole
     language: str | None
+    # Still on the password an operator was shown (new or reset account): the console lets
+    # it do nothing but set the person's own, so whoever created it cannot act through it.
+    password_temporary: bool = False
 
     def may(self, *roles: UserRole) -> bool:
         return self.role in roles
@@ -75,6 +78,12 @@ class NewSecret:
 def _token_hash(token: str) -> str:
     # Session tokens carry 256 random bits: a plain hash suffices (as for API tokens).
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def person_key(name: str) -> str:
+    """A name as four-eyes compares people: account names are lower case (NAME), and a name
+    typed elsewhere (--as Alice) means the same person."""
+    return name.strip().casefold()
 
 
 def check_name(name: str) -> str:
@@ -143,6 +152,7 @@ class UserService:
                     "language": None,
                     "created_at": now,
                     "password_set_at": now,
+                    "password_temporary": 1,
                 },
             )
             audit.append(
@@ -206,6 +216,7 @@ class UserService:
                     "totp_secret": secret,
                     "disabled_at": None,
                     "password_set_at": iso(now),
+                    "password_temporary": 1,
                 },
             )
             self.store.delete_sessions_of(conn, name)
@@ -220,6 +231,60 @@ class UserService:
 
         await self.db.run(transaction)
         return shown
+
+    async def active(self, name: str, *roles: UserRole) -> Person:
+        """The enabled person this name means (any case), holding one of `roles` if given."""
+        row = await self.store.get(person_key(name)) if NAME.match(person_key(name)) else None
+        if row is None or row.disabled_at is not None:
+            raise NotFound(
+                N_("{name!r} is no active person (see hotline-node users list)"), name=name
+            )
+        found = Person(row.name, UserRole(row.role), row.language, bool(row.password_temporary))
+        if roles:
+            found.require(*roles)
+        return found
+
+    async def change_password(
+        self, name: str, *, current: str, new: str, repeated: str, client: str
+    ) -> None:
+        """A person sets their own password; the one they were given stops working."""
+        row = await self._existing(name)
+        ok: bool
+        try:
+            ok = _HASHER.verify(row.password_hash, current)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            raise Unauthorized(N_("the current password is wrong"))
+        if new != repeated:
+            raise InvalidInput(N_("the two new passwords differ"))
+        if len(new) < MIN_PASSWORD:
+            raise InvalidInput(N_("a password has at least {count} characters"), count=MIN_PASSWORD)
+        if new == current:
+            raise InvalidInput(N_("the new password must differ from the current one"))
+        password_hash = _HASHER.hash(new)
+        now = self.clock.now()
+
+        def transaction(conn: Tx) -> None:
+            self.store.update(
+                conn,
+                name,
+                {
+                    "password_hash": password_hash,
+                    "password_set_at": iso(now),
+                    "password_temporary": 0,
+                },
+            )
+            audit.append(
+                conn,
+                at=now,
+                actor=name,
+                event="user.password_changed",
+                subject=name,
+                details={"client": client},
+            )
+
+        await self.db.run(transaction)
 
     async def set_language(self, name: str, language: str) -> None:
         def transaction(conn: Tx) -> None:
@@ -278,7 +343,11 @@ class UserService:
             # One message for a wrong name or password, so names cannot be probed.
             raise Unauthorized(reason)
         assert row is not None
-        return Session(token, csrf, Person(name, UserRole(row.role), row.language))
+        return Session(
+            token,
+            csrf,
+            Person(name, UserRole(row.role), row.language, bool(row.password_temporary)),
+        )
 
     async def session(self, token: str | None) -> Session | None:
         if not token:
@@ -286,7 +355,11 @@ class UserService:
         row = await self.store.session(_token_hash(token), iso(self.clock.now()))
         if row is None:
             return None
-        return Session(token, row.csrf, Person(row.name, UserRole(row.role), row.language))
+        return Session(
+            token,
+            row.csrf,
+            Person(row.name, UserRole(row.role), row.language, bool(row.password_temporary)),
+        )
 
     async def sign_out(self, session: Session) -> None:
         now = self.clock.now()

@@ -174,10 +174,10 @@ async def assess(request: web.Request) -> web.Response:
         category=body.category,
         legal_basis=body.legal_basis,
         actor=who.actor,
+        person=who.person,
     )
-    case = await ctx.cases.show(report_id)
-    if done.pending_review:
-        case["review"] = await ctx.reviews.pending(report_id)
+    # A verdict waiting for a reviewer shows in the case's `review`, not yet in `assessment`.
+    case = await ctx.cases.show(done.report_id)
     return json_response(_as_seen_by(who.role, case))
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from node.cases.door import admit_txn, entry_status
+from node.cases.gate import ReviewGate
 from node.cases.lifecycle import CaseEvent
 from node.cases.router import Router
 from node.clock import Clock, iso
@@ -183,6 +184,7 @@ class CaseIntake:
         *,
         node_id: str,
         wake: Callable[[list[str]], None],
+        four_eyes: ReviewGate,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -190,6 +192,7 @@ class CaseIntake:
         self.router = router
         self.node_id = node_id
         self.wake = wake  # called after a commit with the peers that have new outbox rows
+        self.four_eyes = four_eyes
 
     async def submit(
         self,
@@ -299,6 +302,7 @@ class CaseIntake:
         def import_txn(conn: Tx) -> None:
             open_cases = self.store.open_by_urls(conn, [i.intake.url_key for i in items])
             duplicates: dict[str, int] = {}
+            to_review: list[tuple[str, ImportItem]] = []
             cases: list[Case] = []
             entries: list[audit.Entry] = []
             for item in items:
@@ -330,13 +334,19 @@ class CaseIntake:
                 if item.verdict is None:
                     cases.append(case)
                     continue
-                case = replace(
-                    case,
-                    verdict=item.verdict,
-                    legal_basis=item.legal_basis,
-                    assessed_at=stamp,
-                    status=entry_status(case.id, [CaseEvent.ASSESSMENT], ours=True).value,
-                )
+                # Four-eyes: such a verdict is not written but put before a reviewer (below,
+                # once its case exists); the case stays new, and nothing routes, until then.
+                waits = self.four_eyes.wants_review(item.verdict, item.intake.category)
+                if waits:
+                    to_review.append((case.id, item))
+                else:
+                    case = replace(
+                        case,
+                        verdict=item.verdict,
+                        legal_basis=item.legal_basis,
+                        assessed_at=stamp,
+                        status=entry_status(case.id, [CaseEvent.ASSESSMENT], ours=True).value,
+                    )
                 if item.hosting_country:
                     evidence = {
                         "override": {
@@ -352,6 +362,8 @@ class CaseIntake:
                         traced_at=stamp,
                     )
                 cases.append(case)
+                if waits:
+                    continue
                 entries.append(
                     audit.Entry(
                         stamp,
@@ -363,6 +375,18 @@ class CaseIntake:
                 )
             audit.append_many(conn, entries)
             pushed.extend(self.router.insert_routed(conn, cases, actor))
+            for report_id, item in to_review:
+                assert item.verdict is not None
+                assert item.intake.category is not None
+                self.four_eyes.request_txn(
+                    conn,
+                    report_id,
+                    verdict=item.verdict,
+                    category=item.intake.category,
+                    legal_basis=item.legal_basis,
+                    analyst=actor,
+                    person=actor,
+                )
             ReportStore.set_duplicates_txn(
                 conn, [(count, stamp, report_id) for report_id, count in duplicates.items()]
             )

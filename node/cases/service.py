@@ -11,6 +11,7 @@ import orjson
 
 from node.cases.actionlog import ActionLog, Recorded
 from node.cases.door import transition_txn
+from node.cases.gate import Confirmation, ReviewGate
 from node.cases.intake import (
     MAX_NOTE,
     CaseIntake,
@@ -58,6 +59,7 @@ class CaseService:
         actions: ActionLog,
         notices: NoticeRules,
         wake: Callable[[list[str]], None],
+        four_eyes: ReviewGate,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -68,8 +70,12 @@ class CaseService:
         self.notices = notices
         # Called after a commit with the peers that got new outbox rows: they are pushed at once.
         self.wake = wake
+        # Four-eyes review guards every write of a verdict (node/review.py holds the rule).
+        self.four_eyes = four_eyes
         self.router = Router(clock, node_id=node_id, country=country)
-        self.intake = CaseIntake(db, clock, self.router, node_id=node_id, wake=wake)
+        self.intake = CaseIntake(
+            db, clock, self.router, node_id=node_id, wake=wake, four_eyes=four_eyes
+        )
         self.views = CaseViews(self.store, clock, notices)
         # Intake and reading are theirs; the service offers them under its own name.
         self.submit = self.intake.submit
@@ -89,7 +95,10 @@ class CaseService:
         category: str,
         legal_basis: str | None,
         actor: str,
+        confirmation: Confirmation | None = None,
     ) -> RoutingDecision | None:
+        """Write a verdict and route. One that needs a reviewer is refused unless it comes
+        with the confirmation of its pending review (ReviewService gives both)."""
         row = await self.views.require(report_id)
         if row.origin != self.node_id:
             raise Conflict(
@@ -102,6 +111,15 @@ class CaseService:
 
         def assess_txn(conn: Tx) -> Routed:
             transition_txn(conn, report_id, CaseEvent.ASSESSMENT, at=iso(now))
+            # Four-eyes: inside the write, so neither a path nor a race can route it alone.
+            self.four_eyes.check_txn(
+                conn,
+                report_id,
+                verdict=the_verdict.value,
+                category=the_category.value,
+                legal_basis=legal_basis,
+                confirmation=confirmation,
+            )
             ReportStore.set_assessment_txn(
                 conn,
                 report_id,
@@ -140,6 +158,9 @@ class CaseService:
         def record_action_txn(conn: Tx) -> Recorded:
             # Refused by the case door, with nothing written, if the table refuses it (a
             # withdrawn case), whatever the case looked like when the analyst read it.
+            if row.origin == self.node_id:
+                # Four-eyes: our own `not_illegal` would close a case on one person's word.
+                self.four_eyes.check_action_txn(conn, report_id, code=the_code.value)
             recorded = self.actions.record_txn(
                 conn,
                 report_id=report_id,

@@ -16,6 +16,7 @@ from node.clock import Clock, iso, parse_iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
 from node.store import submissions
 from node.store.reports import Case, CaseAction, ReportStore, Routing, StoredAddress
+from node.store.reviews import ReviewStore
 from protocol.ids import short_reference
 
 
@@ -112,6 +113,9 @@ class CaseViews:
         case["submissions"] = [
             dataclasses.asdict(s) for s in await submissions.for_case(self.store.db, report_id)
         ]
+        # A verdict waiting for a reviewer, or rejected by one, is part of the case as shown.
+        review = await ReviewStore(self.store.db).get(report_id)
+        case["review"] = review.shown() if review else None
         return case
 
     def held(self, row: Case, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:

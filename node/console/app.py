@@ -70,6 +70,8 @@ def make_console(ctx: ConsoleContext) -> web.Application:
     r.add_post("/sign-in", views.sign_in)
     r.add_post("/sign-out", views.sign_out)
     r.add_post("/language", views.choose_language)
+    r.add_get("/password", views.password_page)
+    r.add_post("/password", views.set_password)
     r.add_get("/queue", views.queue)
     r.add_get("/cases", views.all_cases)
     r.add_get("/search", views.search)

@@ -151,8 +151,9 @@ async def users_form(request: web.Request) -> web.Response:
         made = await ctx.users.reset(name, totp=form.get("totp") == "on", actor=who.name)
         secret = {"name": name, **made.__dict__}
     elif what == "token":
+        # A token made here belongs to the person named: the API records their name.
         token = await ctx.tokens.create(
-            _text(form, "role") or "", _text(form, "name") or "", actor=who.name
+            _text(form, "role") or "", None, actor=who.name, person=_text(form, "name") or ""
         )
         secret = {"name": _text(form, "name"), "password": token, "totp_uri": None}
     elif what == "revoke-token":

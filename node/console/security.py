@@ -31,6 +31,8 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 PUBLIC_PATHS = ("/console/sign-in", "/console/static/")
+# All a person still on the password they were given may reach (see users.Person).
+FIRST_PASSWORD_PATHS = ("/console/password", "/console/sign-out")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STAFF = (UserRole.ANALYST, UserRole.REVIEWER, UserRole.OPERATOR)
 ANALYSTS = (UserRole.ANALYST, UserRole.REVIEWER)
@@ -96,6 +98,12 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     if request.method == "POST":
         form = await request.post()
         check_csrf(session.csrf, form)
+    if session.person.password_temporary and request.path not in FIRST_PASSWORD_PATHS:
+        # The password an operator was shown sets the person's own and nothing else: whoever
+        # created or reset the account cannot assess or review through it.
+        if request.method == "GET":
+            raise web.HTTPSeeOther("/console/password")
+        raise Forbidden(N_("set your own password first: the one you were given does nothing else"))
     return await handler(request)
 
 

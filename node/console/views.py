@@ -129,6 +129,29 @@ async def sign_out(request: web.Request) -> web.Response:
     raise response
 
 
+async def password_page(request: web.Request) -> web.Response:
+    who = session_of(request).person
+    return render(
+        request,
+        "password.html",
+        {"title": "Set your own password", "first": who.password_temporary},
+    )
+
+
+async def set_password(request: web.Request) -> web.Response:
+    """A person sets their own password; until then the one they were given does nothing else."""
+    who = session_of(request).person
+    form = await request.post()
+    await console(request).users.change_password(
+        who.name,
+        current=str(form.get("current", "")),
+        new=str(form.get("new", "")),
+        repeated=str(form.get("repeated", "")),
+        client=request.remote or "unknown",
+    )
+    raise _done("/console/queue", "password-set")
+
+
 async def choose_language(request: web.Request) -> web.Response:
     form = await request.post()
     lang = _text(form, "lang")
@@ -193,7 +216,7 @@ async def waiting_notices(ctx: ConsoleContext, limit: int) -> list[dict[str, Any
 
 async def queue(request: web.Request) -> web.Response:
     """The triage queue: what waits for a person, oldest first, with its age."""
-    person(request, *STAFF)
+    who = person(request, *STAFF)
     ctx = console(request)
     filters = _filters(request, QUEUE_STATUSES)
     rows = await ctx.reads.page(
@@ -208,6 +231,8 @@ async def queue(request: web.Request) -> web.Response:
             "counts": await ctx.reads.status_counts(QUEUE_STATUSES, COUNT_CAP),
             "cap": COUNT_CAP,
             "reviews": await ctx.reviews.store.waiting(20),
+            # The person's own verdicts a reviewer sent back, with the reason, until given again.
+            "rejected": await ctx.reviews.store.rejected_for(who.name, 20),
             "notices": notices,
             "dead_letters": await ctx.reads.dead_letters(20),
             "channel_failures": await ctx.reads.channel_failures(20),
@@ -335,6 +360,7 @@ async def case_form(request: web.Request) -> web.Response:
             category=_text(form, "category") or "",
             legal_basis=_text(form, "legal_basis"),
             actor=who.name,
+            person=who.name,
         )
         raise _done(back, "review-requested" if done.pending_review else "assessed")
     if what == "action":
@@ -358,10 +384,14 @@ async def case_form(request: web.Request) -> web.Response:
         raise _done(back, "withdrawn")
     if what == "review":
         person(request, UserRole.REVIEWER)
+        # The review the page showed: a verdict given again since is not decided by mistake.
+        seen = _text(form, "review") or ""
         if form.get("decision") == "confirm":
-            await ctx.reviews.confirm(report_id, reviewer=who.name)
+            await ctx.reviews.confirm(report_id, reviewer=who.name, review_id=seen)
             raise _done(back, "review-confirmed")
-        await ctx.reviews.reject(report_id, reviewer=who.name, reason=_text(form, "reason"))
+        await ctx.reviews.reject(
+            report_id, reviewer=who.name, reason=_text(form, "reason"), review_id=seen
+        )
         raise _done(back, "review-rejected")
     raise web.HTTPNotFound()
 
@@ -385,6 +415,7 @@ async def bulk(request: web.Request) -> web.Response:
                     category=_text(form, "category") or "",
                     legal_basis=_text(form, "legal_basis"),
                     actor=who.name,
+                    person=who.name,
                 )
             else:
                 await ctx.cases.record_action(

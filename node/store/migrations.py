@@ -389,4 +389,26 @@ MIGRATIONS: list[str] = [
     UPDATE reports SET description = NULL, contact = NULL
         WHERE description IS NOT NULL OR contact IS NOT NULL;
     """,
+    # 13: four-eyes by person. A review has an id (a confirmation names the verdict it saw), a
+    # state (pending, rejected with its reviewer and reason, confirmed) and the analyst as a
+    # person's name, compared case-insensitively; a token may belong to a person; a new or
+    # reset account's password only sets a new one. Tokens of old carry no person (token
+    # names were never people); old reviews name a person only when the analyst was one;
+    # every account so far still had the password it was given (no page changed one), so
+    # each person sets their own at their next sign-in.
+    """
+    ALTER TABLE reviews ADD COLUMN id TEXT;
+    ALTER TABLE reviews ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE reviews ADD COLUMN analyst_person TEXT;
+    ALTER TABLE reviews ADD COLUMN reviewer TEXT;
+    ALTER TABLE reviews ADD COLUMN reason TEXT;
+    ALTER TABLE reviews ADD COLUMN decided_at TEXT;
+    UPDATE reviews SET id = lower(hex(randomblob(8))),
+        analyst_person = CASE WHEN instr(analyst, ':') = 0 THEN lower(analyst) END;
+    CREATE UNIQUE INDEX reviews_id ON reviews(id);
+    CREATE INDEX reviews_rejected ON reviews(analyst_person, state);
+    ALTER TABLE tokens ADD COLUMN person TEXT;
+    ALTER TABLE users ADD COLUMN password_temporary INTEGER NOT NULL DEFAULT 0;
+    UPDATE users SET password_temporary = 1;
+    """,
 ]

@@ -20,6 +20,7 @@ class User:
     created_at: str
     disabled_at: str | None
     password_set_at: str
+    password_temporary: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class LiveSession:
     name: str
     role: str
     language: str | None
+    password_temporary: int
 
 
 class UserStore:
@@ -56,7 +58,7 @@ class UserStore:
     async def get(self, name: str) -> User | None:
         row = await self.db.fetch_one(
             "SELECT name, role, password_hash, totp_secret, language, created_at, disabled_at,"
-            " password_set_at FROM users WHERE name = ?",
+            " password_set_at, password_temporary FROM users WHERE name = ?",
             (name,),
         )
         return None if row is None else User(**dict(row))
@@ -72,8 +74,8 @@ class UserStore:
     def insert(conn: Tx, values: dict[str, Any]) -> None:
         conn.execute(
             "INSERT INTO users (name, role, password_hash, totp_secret, language, created_at,"
-            " password_set_at) VALUES (:name, :role, :password_hash, :totp_secret, :language,"
-            " :created_at, :password_set_at)",
+            " password_set_at, password_temporary) VALUES (:name, :role, :password_hash,"
+            " :totp_secret, :language, :created_at, :password_set_at, :password_temporary)",
             values,
         )
 
@@ -89,7 +91,8 @@ class UserStore:
     async def session(self, id_hash: str, now: str) -> LiveSession | None:
         """A live session with its user, if the user is still enabled."""
         row = await self.db.fetch_one(
-            "SELECT s.id_hash, s.csrf, s.expires_at, u.name, u.role, u.language"
+            "SELECT s.id_hash, s.csrf, s.expires_at, u.name, u.role, u.language,"
+            " u.password_temporary"
             " FROM sessions s JOIN users u ON u.name = s.user_name"
             " WHERE s.id_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL",
             (id_hash, now),

@@ -20,8 +20,9 @@ from tests.browser.conftest import BLOCKING, Person, Site
 from tests.support.cluster import NodeProcess, cli_json, wait_for
 
 
-def check_page(driver: Any, site: Site, name: str) -> None:
-    """axe-core finds no serious or critical violation; a screenshot is kept."""
+def check_page(driver: Any, site: Site, name: str, show: str | None = None) -> None:
+    """axe-core finds no serious or critical violation; a screenshot is kept (of the element
+    with id `show`, scrolled into view, when given)."""
     axe = Axe(driver)
     axe.inject()
     results = axe.run()
@@ -31,6 +32,8 @@ def check_page(driver: Any, site: Site, name: str) -> None:
         if v.get("impact") in BLOCKING
     ]
     assert not blocking, f"{name}: {blocking}"
+    if show is not None:
+        driver.execute_script("arguments[0].scrollIntoView()", driver.find_element(By.ID, show))
     path = site.shots / f"{len(site.pages):02d}-{name}.png"
     driver.save_screenshot(str(path))
     site.pages.append(str(path))
@@ -50,7 +53,22 @@ def sign_in(driver: Any, site: Site, node: NodeProcess, person: Person) -> None:
     driver.find_element(By.ID, "code").send_keys(person.code())
     with navigating(driver):
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait_for(lambda: driver.current_url.endswith("/console/queue"), timeout=5)
+    wait_for(lambda: "/console/queue" in driver.current_url or _on_password_page(driver), 5)
+    if _on_password_page(driver):
+        # The password the operator was shown sets the person's own, and nothing else.
+        check_page(driver, site, f"set-password-{person.name}")
+        own = f"{person.name}-own-password"
+        driver.find_element(By.ID, "current").send_keys(person.password)
+        driver.find_element(By.ID, "new").send_keys(own)
+        driver.find_element(By.ID, "repeated").send_keys(own)
+        with navigating(driver):
+            driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        person.password = own
+    wait_for(lambda: "/console/queue" in driver.current_url, timeout=5)
+
+
+def _on_password_page(driver: Any) -> bool:
+    return bool(driver.current_url.endswith("/console/password"))
 
 
 @contextmanager
@@ -176,6 +194,19 @@ def test_four_eyes_then_the_peer_acts_and_the_outcome_comes_back(driver: Any, si
     wait_for(lambda: "review-requested" in driver.current_url, timeout=5)
     assert fr.report(report_id)["status"] == "new"  # type: ignore[index]
     check_page(driver, site, "case-awaiting-review")
+    sign_in(driver, site, fr, site.people["rene"])
+    driver.get(f"{fr.url}/console/case/{report_id}")
+    # Rene first sends it back, with his reason; alice sees it on the case and in her queue.
+    driver.find_element(By.ID, "review-reason").send_keys("cite the article on images")
+    with navigating(driver):
+        driver.find_element(By.CSS_SELECTOR, "button[name=decision][value=reject]").click()
+    sign_in(driver, site, fr, site.people["alice"])
+    assert "cite the article on images" in driver.page_source  # her triage queue
+    driver.get(f"{fr.url}/console/case/{report_id}")
+    assert "Verdict rejected by a reviewer" in driver.page_source
+    check_page(driver, site, "case-rejected-review", show="h-review")
+    _assess(driver, "baseline", "csam", "Art. 227-23 (images)")
+    wait_for(lambda: "review-requested" in driver.current_url, timeout=5)
     sign_in(driver, site, fr, site.people["rene"])
     driver.get(f"{fr.url}/console/case/{report_id}")
     with navigating(driver):

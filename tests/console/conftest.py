@@ -156,7 +156,13 @@ async def serving(data_dir: DataDir, clock: ManualClock) -> AsyncIterator[Consol
         made = {}
         for name, role in (("alice", "analyst"), ("rene", "reviewer"), ("olga", "operator")):
             secret = await node.users.add(name, role, totp=True, actor="test")
-            made[name] = (secret.password, secret.totp_secret)
+            # Each has set their own password already (the first one does nothing else;
+            # test_four_eyes signs in with one over HTTP).
+            own = f"{name}-own-password"
+            await node.users.change_password(
+                name, current=secret.password, new=own, repeated=own, client="test"
+            )
+            made[name] = (own, secret.totp_secret)
         server = TestServer(node.make_app(), host="127.0.0.1")
         async with TestClient(server) as client:
             yield Console(node, clock, client, made)

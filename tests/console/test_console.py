@@ -11,6 +11,8 @@ import pyotp
 from tests.console.conftest import Browser, Console
 from tests.support.nodes import START
 
+REVIEW_ID = re.compile(r'name="review" value="([0-9a-f]+)"')
+
 
 async def _submit(console: Console, url: str, **kw: str | None) -> str:
     result = await console.node.cases.submit(url, actor="test", **kw)  # type: ignore[arg-type]
@@ -185,7 +187,12 @@ async def test_four_eyes_review_from_the_console(console: Console) -> None:
     rene = await console.browser("rene")
     _, text = await rene.get("/console/queue")
     assert report_id[-8:] in text  # listed under verdicts awaiting a reviewer
-    response, _ = await rene.post(f"/console/case/{report_id}/review", {"decision": "confirm"})
+    _, text = await rene.get(f"/console/case/{report_id}")
+    seen = REVIEW_ID.search(text)
+    assert seen is not None
+    response, _ = await rene.post(
+        f"/console/case/{report_id}/review", {"decision": "confirm", "review": seen.group(1)}
+    )
     assert response.status == 303
     case = await console.node.cases.show(report_id)
     assert case["status"] == "routed"
@@ -294,9 +301,19 @@ async def test_the_api_pages_without_a_cap_and_opens_any_reference(console: Cons
 async def test_a_held_host_notice_shows_until_when_and_charts_are_svg(console: Console) -> None:
     report_id = await _submit(console, "https://fr.example/held.jpg")
     await console.node.trace_pending()
-    await console.node.reviews.assess(
-        report_id, verdict="national", category="csam", legal_basis=None, actor="alice"
+    # A national csam verdict waits for a reviewer; routed once rene confirms it.
+    done = await console.node.reviews.assess(
+        report_id,
+        verdict="national",
+        category="csam",
+        legal_basis=None,
+        actor="alice",
+        person="alice",
     )
+    assert done.pending_review
+    review = await console.node.reviews.pending(report_id)
+    assert review is not None
+    await console.node.reviews.confirm(report_id, reviewer="rene", review_id=review["id"])
     case = await console.node.cases.show(report_id)
     assert case["routing"]["decision"] == "domestic"
     alice = await console.browser("alice")
@@ -324,7 +341,12 @@ async def test_an_operator_requeues_a_channels_dead_deliveries(console: Console)
     report_id = await _submit(console, "https://fr.example/dead.jpg")
     await console.node.trace_pending()
     await console.node.reviews.assess(
-        report_id, verdict="national", category="hate", legal_basis=None, actor="alice"
+        report_id,
+        verdict="national",
+        category="hate",
+        legal_basis=None,
+        actor="alice",
+        person="alice",
     )
     # What the dispatcher leaves when a channel refuses for good (see test_channels).
     with sqlite3.connect(console.node.data_dir.database) as db:

@@ -257,9 +257,16 @@ def test_report_lifecycle(node: Cli) -> None:
     assert assessed["status"] == "new"
     assert assessed["review"]["analyst"] == "alice"
     assert assessed["routing"]["decision"] is None
-    same = node.fails("reports", "review", report_id, "--confirm", "--as", "alice")
+    review = assessed["review"]["id"]
+    node.ok("users", "add", "bob", "--role", "reviewer")
+    node.ok("users", "add", "alice", "--role", "reviewer")
+    same = node.fails(
+        "reports", "review", report_id, "--confirm", "--review", review, "--as", "alice"
+    )
     assert "someone other than the analyst" in same
-    assessed = node.ok("reports", "review", report_id, "--confirm", "--as", "bob", "--json").json()
+    assessed = node.ok(
+        "reports", "review", report_id, "--confirm", "--review", review, "--as", "bob", "--json"
+    ).json()
     assert assessed["status"] == "routed"
     assert assessed["assessment"]["verdict"] == "baseline"
     assert assessed["assessment"]["legal_basis"] == "Art. 227-23"
@@ -304,9 +311,10 @@ def test_report_lifecycle(node: Cli) -> None:
     verified = node.ok("audit", "verify", "--json").json()
     assert verified["ok"] is True
     assert verified["first_broken"] is None
-    # init, submit, trace, review requested, assess, route, review confirmed, two actions
-    assert verified["entries"] == 9
-    assert "audit log intact: 9 entries" in node.ok("audit", "verify").out
+    # init, submit, trace, review requested, two users added, assess, route, review
+    # confirmed, two actions
+    assert verified["entries"] == 11
+    assert "audit log intact: 11 entries" in node.ok("audit", "verify").out
     with sqlite3.connect(node.data_dir / "node.sqlite3") as db:
         actors = dict(
             db.execute("SELECT event, actor FROM audit_log WHERE event != 'report.routed'")

@@ -22,6 +22,7 @@ from node.cases.actionlog import ActionLog
 from node.clock import ManualClock, iso
 from node.datadir import DataDir
 from node.errors import StoreError
+from node.review import FourEyes
 from node.store import audit, channel_outbox, submissions
 from node.store.db import Database
 from node.store.migrations import MIGRATIONS
@@ -580,4 +581,58 @@ def _cases(db: Database, clock: ManualClock) -> CaseService:
         actions=ActionLog("fr-pointdecontact", "FR"),
         notices=_EveryRoleServed(),
         wake=lambda peers: None,
+        four_eyes=FourEyes(clock, categories=[]),
     )
+
+
+async def test_reviews_tokens_and_accounts_of_before_four_eyes_by_person(tmp_path: Path) -> None:
+    """Migration 11: a pending review gets an id and its analyst as a person (a token's name is
+    none), old tokens belong to no one, and every account sets its own password next time."""
+    path = tmp_path / "node.sqlite3"
+    at = "2026-01-01T00:00:00Z"
+    with sqlite3.connect(path) as conn:
+        for script in MIGRATIONS[:12]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 12")
+        for n in (1, 2):
+            conn.execute(
+                "INSERT INTO reports (id, origin, local_ref, seq, url, url_key, source, status,"
+                " tlp, received_at, updated_at, trace_status) VALUES (?, 'fr', ?, 1, ?, ?,"
+                " 'analyst', 'new', 'amber', ?, ?, 'done')",
+                (f"r{n}", f"ref{n}", f"http://x/{n}", f"http://x/{n}", at, at),
+            )
+        conn.executemany(
+            "INSERT INTO reviews (report_id, verdict, category, legal_basis, analyst,"
+            " requested_at) VALUES (?, 'baseline', 'csam', NULL, ?, ?)",
+            [("r1", "Alice", at), ("r2", "analyst:rene", at)],
+        )
+        conn.execute(
+            "INSERT INTO tokens (id, role, name, token_hash, created_at)"
+            " VALUES ('t1', 'analyst', 'rene', 'h', ?)",
+            (at,),
+        )
+        conn.execute(
+            "INSERT INTO users (name, role, password_hash, created_at, password_set_at)"
+            " VALUES ('alice', 'analyst', 'x', ?, ?)",
+            (at, at),
+        )
+    conn.close()
+    db = await Database.open(path)
+    try:
+        assert await user_version(db) == len(MIGRATIONS)
+        rows = await db.fetch_all(
+            "SELECT report_id, id, state, analyst_person FROM reviews ORDER BY report_id"
+        )
+        assert [(r["report_id"], r["state"], r["analyst_person"]) for r in rows] == [
+            ("r1", "pending", "alice"),
+            ("r2", "pending", None),
+        ]
+        assert all(len(r["id"]) == 16 for r in rows)
+        token = await db.fetch_one("SELECT person FROM tokens WHERE id = 't1'")
+        assert token is not None
+        assert token["person"] is None
+        user = await db.fetch_one("SELECT password_temporary FROM users WHERE name = 'alice'")
+        assert user is not None
+        assert user["password_temporary"] == 1
+    finally:
+        await db.close()
