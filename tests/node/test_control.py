@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -155,3 +161,88 @@ async def test_the_server_refuses_to_run_init_or_serve_for_a_caller(tmp_path: Pa
             assert "the following arguments are required: id" in err
         finally:
             await server.close()
+
+
+# who answers, and what the socket is ------------------------------------------------------
+async def test_a_link_planted_at_the_socket_is_refused_and_not_followed(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path / "node")
+    data_dir.root.mkdir()
+    target = tmp_path / "operator-secrets.txt"
+    target.write_text("kept")
+    target.chmod(0o644)
+    control.socket_path(data_dir).symlink_to(target)
+
+    async def run(call: control.Call) -> int:
+        return 0
+
+    with pytest.raises(control.SocketRefused, match="symbolic link this node did not make"):
+        await control.ControlServer(control.socket_path(data_dir), run).start()
+    # Neither chmod-ed nor replaced through the link: the file it points at is as it was.
+    assert target.read_text() == "kept"
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert control.socket_path(data_dir).is_symlink()
+
+
+def test_the_client_checks_the_answering_process_owns_the_data_directory(
+    tmp_path: Path,
+) -> None:
+    mine = DataDir(tmp_path / "mine")
+    mine.root.mkdir()
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        control.check_server(left, mine)  # this process, the directory's owner: trusted
+        other = DataDir(tmp_path / "other")
+        other.root.mkdir()
+        if os.getuid() == 0:
+            os.chown(other.root, 65534, 65534)
+        else:
+            other = DataDir(Path("/"))  # root's: not ours
+        with pytest.raises(control.UntrustedServer, match="nothing was sent"):
+            control.check_server(left, other)
+
+
+IMPOSTOR = """
+import socket, sys
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+server.listen(1)
+print("ready", flush=True)
+server.settimeout(20)
+conn, _ = server.accept()
+conn.settimeout(2)
+received = b""
+try:
+    while chunk := conn.recv(65536):
+        received += chunk
+except OSError:
+    pass
+print(len(received), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="answering as another user needs root (CI runs so)")
+async def test_an_impostor_on_the_socket_reads_nothing() -> None:
+    """Another user who could write to the data directory put their own socket there."""
+    # Not under pytest's tmp_path, whose parent only root may enter; the system's Python, as
+    # the test environment's may not be readable by that user either.
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    data_dir = DataDir(Path(tempfile.mkdtemp(prefix="hotline-impostor-")))
+    data_dir.root.chmod(0o777)  # the mistake that makes it possible; start-up only warns
+    impostor = subprocess.Popen(
+        [python, "-c", IMPOSTOR, str(control.socket_path(data_dir))],
+        user=65534,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert impostor.stdout is not None
+        assert impostor.stdout.readline().strip() == "ready"
+        with pytest.raises(control.UntrustedServer) as refused:
+            await control.send(data_dir, ["tokens", "revoke", "abc"], "alice")
+        assert "uid 65534" in str(refused.value)
+        received = await asyncio.to_thread(impostor.stdout.readline)
+        assert received.strip() == "0"  # not one byte of the command reached it
+    finally:
+        impostor.kill()
+        impostor.communicate(timeout=10)  # closes its pipe too
+        shutil.rmtree(data_dir.root)
