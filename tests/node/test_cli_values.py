@@ -1,7 +1,8 @@
-"""Values stay values: key ids and fingerprints that begin with "-"."""
+"""Values stay values: key ids and fingerprints that begin with "-"; JSON lines nested too deep."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,23 @@ def test_a_dashed_key_id_of_this_node_is_revoked_without_a_server(node: Cli) -> 
     assert node.ok("keys", "revoke", kid, "--json").json()["revoked"] == kid
     err = node.fails("keys", "revoke", "-" + kid[1:])
     assert err == f"hotline-node: error: unknown key -{kid[1:]}\n"
+
+
+def test_a_deeply_nested_json_line_is_a_bad_line_with_its_number(node: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "nested.jsonl"
+    lines = [
+        json.dumps({"url": "http://de.example/fine"}),
+        "[" * 100_000,  # json's own recursion guard
+        '{"url": "http://de.example/deep", "note": ' + "[" * 500 + "]" * 500 + "}",  # parses
+        json.dumps({"url": "http://de.example/also-fine"}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = node.run("reports", "import", str(path))
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert "RecursionError" not in result.err
+    assert "nested.jsonl:2: not JSON we read: nested deeper than 16" in result.err
+    assert "nested.jsonl:3: not JSON we read: nested deeper than 16" in result.err
+    assert "2 line(s) refused, nothing imported" in result.err
+    assert result.err.splitlines()[-1].startswith("hotline-node: error:")
+    assert node.ok("reports", "list", "--json").json()["reports"] == []
