@@ -356,7 +356,9 @@ async def send(
     return status
 
 
-async def wait_for_socket(data_dir: DataDir, still_serving: Callable[[], bool]) -> bool:
+async def wait_for_socket(
+    data_dir: DataDir, still_serving: Callable[[], bool], err: TextIO | None = None
+) -> bool:
     """Wait while a server that holds the directory opens its socket; False if it stopped."""
     path = socket_path(data_dir)
     deadline = asyncio.get_running_loop().time() + STARTING_SERVER_WAIT_SECONDS
@@ -367,7 +369,10 @@ async def wait_for_socket(data_dir: DataDir, still_serving: Callable[[], bool]) 
         if not still_serving():
             return False
         if not told:
-            print("waiting for the starting server to open its control socket…", file=sys.stderr)
+            print(
+                "waiting for the starting server to open its control socket…",
+                file=err or sys.stderr,
+            )
             told = True
         await asyncio.sleep(0.1)
     return False

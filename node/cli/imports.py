@@ -80,9 +80,9 @@ async def _claim(node: Node, file: ImportFile, items: int) -> locks.ImportClaim:
         if running is None or not running.ctx.gone() or loop.time() > deadline:
             progress = await imports.get(node.db, file.digest)
             done = progress.done if progress is not None else 0
-            since = running.started_at if running is not None else "another process"
+            where = f"started {running.started_at}" if running else "in another process"
             raise Conflict(
-                f"{file.path.name} is being imported by another run (started {since},"
+                f"{file.path.name} is being imported by another run ({where},"
                 f" {done} of {items} record(s) committed): let it finish, or stop it and run"
                 " this again to resume"
             )

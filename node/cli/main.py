@@ -136,7 +136,7 @@ async def _dispatch(args: argparse.Namespace, argv: list[str], ctx: Context) -> 
         with locks.working_directly(data_dir) as direct:
             if direct:
                 return await run_args(args, ctx)
-        if await control.wait_for_socket(data_dir, lambda: locks.server_running(data_dir)):
+        if await control.wait_for_socket(data_dir, lambda: locks.server_running(data_dir), ctx.err):
             try:
                 # The server runs as the node's user: the caller's own name travels with the
                 # command, as a field of its own, so that the audit log names the person.
