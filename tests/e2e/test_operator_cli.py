@@ -577,3 +577,41 @@ def test_an_import_whose_client_is_killed_stops_at_a_batch_and_resumes_exactly(
             )
         )
     assert events == {"report.submitted": lines}  # no spurious duplicate entries
+
+
+def test_an_import_run_again_at_once_after_its_client_is_killed_waits_and_resumes(
+    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    """The docs' advice taken at once: the new run waits for the old one's batch, then goes on."""
+    fr, _ = pair
+    lines = 20_000
+    path = tmp_path / "again.csv"
+    path.write_text(
+        "url,category\n" + "".join(f"http://fr.example/again/{i},hate\n" for i in range(lines)),
+        encoding="utf-8",
+    )
+    argv = [sys.executable, "-m", "node", "reports", "import", str(path), "--json",
+            "--data-dir", str(fr.root)]  # fmt: skip
+    first = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: import_progress(fr) > 0 or None, timeout=60, interval=0.02)
+        first.kill()
+    finally:
+        first.communicate(timeout=30)
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    resumed = summary["already_imported"]
+    assert 0 < resumed < lines
+    assert resumed % 500 == 0  # where a batch ended
+    assert (summary["imported"], summary["duplicates"]) == (lines - resumed, 0)
+    with sqlite3.connect(fr.root / "node.sqlite3") as db:
+        assert db.execute(
+            "SELECT COUNT(DISTINCT url), MAX(duplicates) FROM reports"
+        ).fetchone() == (
+            lines,
+            0,
+        )
+        assert db.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE event = 'report.duplicate'"
+        ).fetchone() == (0,)
