@@ -2,12 +2,21 @@
 
 The server owns the live state (peers, keys, tokens, channels, the schedule), so a command that
 changed the files beside it would leave it working from stale copies. Instead the command line
-sends its arguments over a Unix socket in the data directory, and the server runs the very same
-command code on its own services; what the command prints streams back. The socket is guarded
-by the directory's permissions (0700) and by checking that the caller is the same user.
+sends its command over a Unix socket in the data directory, and the server runs the very same
+command code on its own services; what the command prints streams back.
 
-Wire format (private to this program): `POST /v1/run` with JSON {"argv", "cwd", "tty"}; the
-answer is newline-delimited JSON: {"out": text} / {"err": text} chunks, then {"exit": status}.
+Both ends check the other before trusting it:
+- the server answers only a caller of its own user (or root), by SO_PEERCRED;
+- the caller sends nothing until it has checked, by SO_PEERCRED on the connected socket, that the
+  process answering runs as the user who owns the data directory: whoever could replace
+  `control.sock` (a data directory writable by others) must not read the command or answer it.
+The server makes the socket in a private directory, sets its mode there and moves it into place,
+so nothing on the way follows a link someone else planted.
+
+Wire format (private to this program), newline-delimited JSON both ways: one request
+{"argv": [...], "caller": NAME, "cwd", "tty", "colour"}; the answer is {"out": text} /
+{"err": text} chunks, then {"exit": status}. The caller's identity is a field of its own: it is
+never written into argv, where a value could be taken for an option or an option for a value.
 """
 
 from __future__ import annotations
@@ -20,124 +29,128 @@ import os
 import socket
 import struct
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-import aiohttp
 import orjson
-from aiohttp import web
 
 from node.datadir import DataDir
 from node.errors import NodeError
 
 log = logging.getLogger("hotline.control")
 SOCKET_NAME = "control.sock"
-RUN_PATH = "/v1/run"
 MAX_REQUEST_BYTES = 64 * 1024
+# One answer line at most: text is sent in chunks well below it.
+MAX_ANSWER_LINE_BYTES = 1024 * 1024
+_CHUNK_CHARS = 16 * 1024
 # How long a command waits for a server that holds the directory but has not opened its socket
 # yet (it may be migrating a large store).
 STARTING_SERVER_WAIT_SECONDS = 120.0
-
-# Runs a command line (argv, the caller's working directory) on the serving node; its status.
-CommandRunner = Callable[[list[str], str], Awaitable[int]]
 
 
 def socket_path(data_dir: DataDir) -> Path:
     return data_dir.root / SOCKET_NAME
 
 
-# Output of commands run for a caller -----------------------------------------------------------
 @dataclass
-class _Sink:
-    queue: asyncio.Queue[bytes | None]
+class Call:
+    """A command sent by a command line: what the server's runner needs to run it for the caller."""
+
+    argv: list[str]
+    caller: str  # who runs it: the OS user or --as, as the command line determined it
+    cwd: str
+    out: TextIO
+    err: TextIO
     tty: bool
-    # The caller's stdout is a terminal that takes colour (not a pipe, no NO_COLOR there).
-    colour: bool = False
-
-    def write(self, stream: str, text: str) -> None:
-        if text:
-            self.queue.put_nowait(orjson.dumps({stream: text}) + b"\n")
+    colour: bool
+    gone: Callable[[], bool]  # the caller has closed the connection (killed, or Ctrl-C)
 
 
-_SINK: ContextVar[_Sink | None] = ContextVar("hotline_control_sink", default=None)
+# Runs a command sent over the socket on the serving node; its exit status.
+CommandRunner = Callable[[Call], Awaitable[int]]
 
 
-class _RoutedStream(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr while the server runs.
-
-    Commands print as they do in a terminal; inside a command run for a caller (a context
-    variable, so concurrent commands and the server's own tasks never mix) the text goes to
-    that caller, and everywhere else to the real stream.
-    """
-
-    def __init__(self, real: TextIO, name: str) -> None:
-        super().__init__()
-        self.real = real
-        self._name = name
-
-    def write(self, text: str) -> int:
-        sink = _SINK.get()
-        if sink is None:
-            return self.real.write(text)
-        sink.write(self._name, text)
-        return len(text)
-
-    def flush(self) -> None:
-        if _SINK.get() is None:
-            self.real.flush()
-
-    def isatty(self) -> bool:
-        sink = _SINK.get()
-        if sink is None:
-            return self.real.isatty()
-        return sink.colour if self._name == "out" else sink.tty
-
-    def fileno(self) -> int:
-        return self.real.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self.real.encoding
+class SocketRefused(NodeError):
+    """The control socket is not what this node made: a server does not start on it."""
 
 
-def _route_streams() -> None:
-    """Put the routed streams in place (again, if something swapped sys.stdout meanwhile)."""
-    if not isinstance(sys.stdout, _RoutedStream):
-        sys.stdout = _RoutedStream(sys.stdout, "out")
-    if not isinstance(sys.stderr, _RoutedStream):
-        sys.stderr = _RoutedStream(sys.stderr, "err")
+class UntrustedServer(NodeError):
+    """The process answering on the control socket is not the data directory's owner."""
 
 
-def _unroute_streams() -> None:
-    if isinstance(sys.stdout, _RoutedStream):
-        sys.stdout = sys.stdout.real
-    if isinstance(sys.stderr, _RoutedStream):
-        sys.stderr = sys.stderr.real
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket (None: unknown)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 # Server side ---------------------------------------------------------------------------------
-def _same_user(request: web.Request) -> bool:
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return True  # the directory's permissions are the guard where credentials are unknown
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid in (os.getuid(), 0)
+class _CallerStream(io.TextIOBase):
+    """A command's stdout or stderr: text goes to the caller as answer lines."""
+
+    def __init__(self, send: Callable[[str, str], None], name: str, tty: bool) -> None:
+        super().__init__()
+        self._send = send
+        self._name = name
+        self._tty = tty
+
+    def write(self, text: str) -> int:
+        for start in range(0, len(text), _CHUNK_CHARS):
+            self._send(self._name, text[start : start + _CHUNK_CHARS])
+        return len(text)
+
+    def isatty(self) -> bool:
+        return self._tty
 
 
-def _request_fields(body: Any) -> tuple[list[str], str, bool, bool] | None:
+def _request_fields(line: bytes) -> dict[str, Any] | None:
+    try:
+        body = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
     if not isinstance(body, dict):
         return None
-    argv, cwd, tty = body.get("argv"), body.get("cwd"), body.get("tty", False)
-    colour = body.get("colour", False)
+    argv, caller, cwd = body.get("argv"), body.get("caller"), body.get("cwd")
+    tty, colour = body.get("tty", False), body.get("colour", False)
     if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
         return None
-    if not isinstance(cwd, str) or not isinstance(tty, bool) or not isinstance(colour, bool):
+    if not isinstance(caller, str) or not isinstance(cwd, str):
         return None
-    return argv, cwd, tty, colour
+    if not isinstance(tty, bool) or not isinstance(colour, bool):
+        return None
+    return {"argv": argv, "caller": caller, "cwd": cwd, "tty": tty, "colour": colour}
+
+
+def _bind_private(path: Path) -> socket.socket:
+    """A listening socket at `path`, mode 0600, made without following any link on the way.
+
+    bind() and chmod() happen in a fresh 0700 directory nobody else can enter, so no one can
+    swap the socket for a link between the two; rename() then replaces whatever is at `path`
+    (a link included) with it, atomically.
+    """
+    private = Path(tempfile.mkdtemp(prefix=".c", dir=path.parent))  # 0700, short: sun_path
+    made = private / "s"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(made))
+        os.chmod(made, 0o600)
+        sock.listen(64)
+        os.rename(made, path)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            made.unlink()
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            private.rmdir()
+    return sock
 
 
 class ControlServer:
@@ -146,21 +159,28 @@ class ControlServer:
     def __init__(self, path: Path, run: CommandRunner) -> None:
         self.path = path
         self._run = run
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._made: tuple[int, int] | None = None  # (device, inode) of the socket we made
 
     async def start(self) -> bool:
-        """Listen; False (with a warning) where the socket cannot exist, e.g. a path too long."""
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-        app.router.add_post(RUN_PATH, self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+        """Listen; False (with a warning) where the socket cannot exist, e.g. a path too long.
+
+        A link at the socket's place is refused (SocketRefused): this server never makes one,
+        so someone else did, and commands sent there would go to whoever it points at.
+        """
+        if self.path.is_symlink():
+            raise SocketRefused(
+                f"{self.path} is a symbolic link this node did not make: remove it, and check"
+                " who can write to the data directory"
+            )
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by a server that was killed: we hold the directory now
         try:
-            await web.UnixSite(runner, str(self.path)).start()
-            os.chmod(self.path, 0o600)
+            sock = _bind_private(self.path)
+            self._server = await asyncio.start_unix_server(
+                self._handle, sock=sock, limit=MAX_REQUEST_BYTES
+            )
         except OSError as exc:
-            await runner.cleanup()
             log.warning(
                 "no control socket at %s (%s): commands cannot reach this server; "
                 "use the admin API or a shorter data directory path",
@@ -168,54 +188,90 @@ class ControlServer:
                 exc.strerror or exc,
             )
             return False
-        self._runner = runner
+        made = os.lstat(self.path)
+        self._made = (made.st_dev, made.st_ino)
         return True
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        _unroute_streams()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        # Only our own socket: a file someone put there since is not ours to remove.
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            now = os.lstat(self.path)
+            if self._made == (now.st_dev, now.st_ino):
+                self.path.unlink()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if not _same_user(request):
-            return web.json_response({"err": "not the node's user\n", "exit": 1}, status=403)
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            fields = _request_fields(await request.json())
-        except ValueError:
+            await self._serve_one(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        uid = peer_uid(sock) if sock is not None else None
+        if uid is not None and uid not in (os.getuid(), 0):
+            writer.write(orjson.dumps({"err": "not the node's user\n", "exit": 1}) + b"\n")
+            return
+        try:
+            fields = _request_fields(await reader.readuntil(b"\n"))
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             fields = None
         if fields is None:
-            return web.json_response({"err": "malformed control request\n"}, status=400)
-        argv, cwd, tty, colour = fields
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
+            writer.write(orjson.dumps({"err": "malformed control request\n", "exit": 2}) + b"\n")
+            return
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            # The caller sends nothing after its request: end of stream means it went away.
+            with contextlib.suppress(ConnectionError):
+                await reader.read(1)
+            gone.set()
 
         async def pump() -> None:
             while (chunk := await queue.get()) is not None:
-                with contextlib.suppress(ConnectionError):
-                    await response.write(chunk)
+                if gone.is_set():
+                    continue  # nobody reads any more: drop, the command runs to its end
+                try:
+                    writer.write(chunk)
+                    await writer.drain()
+                except ConnectionError:
+                    gone.set()
 
+        def send(stream: str, text: str) -> None:
+            if text:
+                queue.put_nowait(orjson.dumps({stream: text}) + b"\n")
+
+        watching = asyncio.create_task(watch())
         pumping = asyncio.create_task(pump())
-        _route_streams()
-        sink = _Sink(queue, tty, colour)
-        token = _SINK.set(sink)
+        call = Call(
+            argv=fields["argv"],
+            caller=fields["caller"],
+            cwd=fields["cwd"],
+            # A text stream in all but typeshed's name (TextIOBase is not typing.TextIO).
+            out=cast(TextIO, _CallerStream(send, "out", fields["colour"])),
+            err=cast(TextIO, _CallerStream(send, "err", fields["tty"])),
+            tty=fields["tty"],
+            colour=fields["colour"],
+            gone=gone.is_set,
+        )
         try:
-            status = await self._run(argv, cwd)
+            status = await self._run(call)
         except Exception:  # a bug in a command must not take the server down
-            log.exception("command %s failed", " ".join(argv[:2]))
-            sink.write("err", "hotline-node: error: internal error (see the server log)\n")
+            log.exception("command %s failed", " ".join(call.argv[:2]))
+            send("err", "hotline-node: error: internal error (see the server log)\n")
             status = 1
-        finally:
-            _SINK.reset(token)
         queue.put_nowait(orjson.dumps({"exit": status}) + b"\n")
         queue.put_nowait(None)
         await pumping
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
-        return response
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
 
 
 # Client side ---------------------------------------------------------------------------------
@@ -227,43 +283,72 @@ class CommandInterrupted(NodeError):
     """The server stopped while running the command: it may or may not have taken effect."""
 
 
+def check_server(sock: socket.socket, data_dir: DataDir) -> None:
+    """Refuse a socket answered by anyone but the user who owns the data directory."""
+    uid = peer_uid(sock)
+    if uid is None:
+        return  # no SO_PEERCRED here: the directory's permissions are the only guard
+    owner = os.stat(data_dir.root).st_uid
+    if uid != owner:
+        raise UntrustedServer(
+            f"{socket_path(data_dir)} is answered by a process of uid {uid}, not by the owner"
+            f" of {data_dir.root} (uid {owner}): nothing was sent; check who replaced the socket"
+        )
+
+
 async def send(
-    data_dir: DataDir, argv: list[str], out: TextIO | None = None, err: TextIO | None = None
+    data_dir: DataDir,
+    argv: list[str],
+    caller: str,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
-    """Run `argv` on the server holding `data_dir`, printing what it prints; its exit status."""
+    """Run `argv` on the server holding `data_dir` for `caller`, printing what it prints."""
     out = out or sys.stdout
     err = err or sys.stderr
-    path = socket_path(data_dir)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, str(socket_path(data_dir))), 10)
+    except (OSError, TimeoutError) as exc:  # no socket, or nobody listening on it any more
+        sock.close()
+        raise ServerGone(str(exc)) from exc
+    try:
+        check_server(sock, data_dir)
+    except BaseException:
+        sock.close()
+        raise
     body = {
         "argv": argv,
+        "caller": caller,
         "cwd": os.getcwd(),
         "tty": err.isatty(),
         # Colour is the caller's to decide: its stdout and its NO_COLOR, not the server's.
         "colour": out.isatty() and not os.environ.get("NO_COLOR"),
     }
-    connector = aiohttp.UnixConnector(path=str(path))
-    # No total timeout: an import of a large file through the server legitimately takes long.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        try:
-            response = await session.post(f"http://hotline-node{RUN_PATH}", json=body)
-        except (aiohttp.ClientConnectorError, FileNotFoundError) as exc:
-            raise ServerGone(str(exc)) from exc
-        status: int | None = None
-        try:
-            async with response:
-                async for line in response.content:
-                    message = orjson.loads(line)
-                    if "out" in message:
-                        out.write(message["out"])
-                        out.flush()
-                    if "err" in message:
-                        err.write(message["err"])
-                        err.flush()
-                    if "exit" in message:
-                        status = int(message["exit"])
-        except aiohttp.ClientError:
-            status = None
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_ANSWER_LINE_BYTES)
+    status: int | None = None
+    try:
+        writer.write(orjson.dumps(body) + b"\n")
+        await writer.drain()
+        # No overall timeout: an import of a large file through the server legitimately takes long.
+        async for line in reader:
+            message = orjson.loads(line)
+            if "out" in message:
+                out.write(message["out"])
+                out.flush()
+            if "err" in message:
+                err.write(message["err"])
+                err.flush()
+            if "exit" in message:
+                status = int(message["exit"])
+    except (ConnectionError, ValueError):
+        status = None
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
     if status is None:
         raise CommandInterrupted(
             "the server stopped before the command finished: check whether it took effect"
@@ -271,7 +356,9 @@ async def send(
     return status
 
 
-async def wait_for_socket(data_dir: DataDir, still_serving: Callable[[], bool]) -> bool:
+async def wait_for_socket(
+    data_dir: DataDir, still_serving: Callable[[], bool], err: TextIO | None = None
+) -> bool:
     """Wait while a server that holds the directory opens its socket; False if it stopped."""
     path = socket_path(data_dir)
     deadline = asyncio.get_running_loop().time() + STARTING_SERVER_WAIT_SECONDS
@@ -282,7 +369,10 @@ async def wait_for_socket(data_dir: DataDir, still_serving: Callable[[], bool]) 
         if not still_serving():
             return False
         if not told:
-            print("waiting for the starting server to open its control socket…", file=sys.stderr)
+            print(
+                "waiting for the starting server to open its control socket…",
+                file=err or sys.stderr,
+            )
             told = True
         await asyncio.sleep(0.1)
     return False

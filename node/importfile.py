@@ -16,6 +16,8 @@ from node.errors import InvalidInput
 
 FORMATS = ("csv", "jsonl")
 DELIMITERS = (",", ";", "\t")
+# A record is a flat object of texts; a line nested deeper than this is a bad line, not a crash.
+MAX_DEPTH = 16
 # The byte-order marks that name their encoding; UTF-32 first, its LE mark starts like UTF-16's.
 BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -62,6 +64,14 @@ def read_import_file(
             except json.JSONDecodeError as exc:
                 result.errors.append((number, f"not JSON: {exc.msg} (column {exc.colno})"))
                 continue
+            except RecursionError:  # json's own guard against a stack overflow
+                result.errors.append((number, f"not JSON we read: nested deeper than {MAX_DEPTH}"))
+                continue
+            if _depth(data) > MAX_DEPTH:
+                # Parsed, but a value this deep breaks whatever walks it recursively later
+                # (repr in an error message, a serialiser): refused here, as a bad line.
+                result.errors.append((number, f"not JSON we read: nested deeper than {MAX_DEPTH}"))
+                continue
             if isinstance(data, dict):
                 result.rows.append((number, data))
             else:
@@ -72,6 +82,22 @@ def read_import_file(
     if not result.rows and not result.errors:
         result.errors.append((1, "no records: a header line, then one line per report"))
     return result
+
+
+def _depth(value: Any) -> int:
+    """How deep containers nest in a parsed JSON value (1: a flat object), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:  # deeper is refused anyway: no need to walk it all
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _decode(path: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:

@@ -116,3 +116,38 @@ def working_directly(data_dir: DataDir) -> Iterator[bool]:
             yield True
     finally:
         os.close(fd)
+
+
+IMPORTS_DIR = "imports"
+
+
+class ImportClaim:
+    """One run's hold on the import of one file (by its digest); released on close or death."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
+
+
+def claim_import(data_dir: DataDir, digest: str) -> ImportClaim | None:
+    """Hold the import of the file with this digest; None while another run holds it.
+
+    An flock is per open file: two runs in one server conflict as two processes do, and a
+    killed process releases its hold at once. Two runs of one file at the same time would
+    both find the other's fresh cases open and count false duplicates.
+    """
+    directory = data_dir.root / IMPORTS_DIR
+    directory.mkdir(mode=0o700, exist_ok=True)
+    fd = _open(directory / f"{digest}.lock")
+    if fd is None:
+        raise NodeError(f"{directory}: cannot hold the import (not writable)")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return ImportClaim(fd)

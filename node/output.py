@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -24,13 +24,13 @@ _COLOURS = {
 _COLOUR_OF = {word: code for code, words in _COLOURS.items() for word in words}
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+def emit_json(data: Any, out: TextIO | None = None) -> None:
+    (out or sys.stdout).write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def colour_enabled() -> bool:
+def colour_enabled(out: TextIO | None = None) -> bool:
     """Only on a terminal, and never when NO_COLOR is set to anything (no-color.org)."""
-    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+    return not os.environ.get("NO_COLOR") and (out or sys.stdout).isatty()
 
 
 def paint(text: str, word: str, enabled: bool) -> str:
@@ -49,10 +49,13 @@ def local_time(value: str | int) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], colour: bool | None = None
+) -> str:
+    """Aligned columns; `colour` None means: if this process's stdout takes colour."""
     if not rows:
         return "(none)"
-    colour = colour_enabled()
+    colour = colour_enabled() if colour is None else colour
     cells = [[_cell(row.get(col), col) for col in columns] for row in rows]
     widths = [max(len(col), *(len(line[i]) for line in cells)) for i, col in enumerate(columns)]
     header = "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))
@@ -64,11 +67,13 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join([header.rstrip(), *body])
 
 
-def fields(data: dict[str, Any], keys: Sequence[str] | None = None) -> str:
+def fields(
+    data: dict[str, Any], keys: Sequence[str] | None = None, colour: bool | None = None
+) -> str:
     """One `name  value` line per field, the names aligned, values as in tables."""
     names = [k for k in (keys or list(data)) if k in data]
     width = max((len(k) for k in names), default=0)
-    colour = colour_enabled()
+    colour = colour_enabled() if colour is None else colour
     lines = []
     for key in names:
         value = _cell(data[key], key)

@@ -167,7 +167,7 @@ def _count_rows(counts: dict[str, int], key: str) -> list[dict[str, Any]]:
     return [{key: name, "count": count} for name, count in counts.items()]
 
 
-def render_text(doc: dict[str, Any]) -> str:
+def render_text(doc: dict[str, Any], colour: bool | None = None) -> str:
     period = doc["period"]
     removal, forwarding = doc["time_to_removal"], doc["time_to_forwarding"]
     parts = [
@@ -192,11 +192,11 @@ def render_text(doc: dict[str, Any]) -> str:
         ("by hosting country", "by_hosting_country", "country"),
         ("rerouted to the fallback although a peer hotline exists", "rerouted", "reason"),
     ):
-        parts += ["", title, table(_count_rows(doc[key], column), [column, "count"])]
+        parts += ["", title, table(_count_rows(doc[key], column), [column, "count"], colour)]
     parts += [
         "",
         "by peer (forwarded/queued/dead: our reports; received: theirs)",
-        table(doc["by_peer"], ["peer", "forwarded", "queued", "dead", "received"]),
+        table(doc["by_peer"], ["peer", "forwarded", "queued", "dead", "received"], colour),
     ]
     return "\n".join(parts)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +26,7 @@ import pytest
 
 from keys import PublicKeySet, load_keys, verify_key_document
 from keys.material import Validity
+from node import control, locks
 from node.config import parse_config, render_config
 from node.datadir import DataDir
 from peers.client import signed_headers
@@ -391,7 +395,6 @@ def test_a_command_sent_to_the_server_is_audited_under_the_callers_name(
     # A user added on the command line can sign in to the running server's console at once.
     with urlrequest.urlopen(fr.url + "/console/sign-in", timeout=10) as response:
         assert response.status == 200
-    import sqlite3
 
     with sqlite3.connect(fr.root / "node.sqlite3") as db:
         actors = dict(
@@ -405,3 +408,210 @@ def test_a_command_sent_to_the_server_is_audited_under_the_callers_name(
         "action.recorded": "dave",
         "user.added": "carol",
     }
+
+
+# commands reach the server as structured data ------------------------------------------------
+def through_socket(node: NodeProcess, caller: str, *argv: str) -> Any:
+    """One command over the running server's control socket, as the command line sends it."""
+    out, err = io.StringIO(), io.StringIO()
+    status = asyncio.run(control.send(DataDir(node.root), [*argv, "--json"], caller, out, err))
+    assert status == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def test_a_key_id_beginning_with_a_dash_is_revoked_through_the_running_server(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    """About 1 key id in 64 begins with '-': rotate until one does, then revoke it."""
+    fr, _ = pair
+    dashed = None
+    for _ in range(300):  # 3 new ids a rotation: P(none in 900) < 1e-6
+        keys = through_socket(fr, "operator", "keys", "rotate")["keys"]
+        dashed = next((k["kid"] for k in keys if k["kid"].startswith("-")), None)
+        if dashed is not None:
+            break
+        # Older keys stay valid for the overlap, and a key document holds at most 64 of each
+        # kind: retire them as an operator would, so that rotating can go on.
+        newest = {max((k for k in keys if k["purpose"] == p), key=lambda k: k["not_before"])["kid"]
+                  for p in {k["purpose"] for k in keys}}  # fmt: skip
+        for key in keys:
+            if key["kid"] not in newest and key["state"] != "revoked":
+                through_socket(fr, "operator", "keys", "revoke", key["kid"])
+    assert dashed is not None
+    assert locks.server_running(DataDir(fr.root))  # so the command goes through the server
+    revoked = cli(fr.root, "keys", "revoke", dashed, check=False)
+    assert (revoked.returncode, revoked.stderr) == (0, "")
+    assert revoked.stdout == f"revoked {dashed}\n"
+    states = {k["kid"]: k["state"] for k in cli_json(fr.root, "keys", "show")["keys"]}
+    assert states[dashed] == "revoked"
+    with urlrequest.urlopen(fr.url + "/.well-known/hotline-node", timeout=10) as response:
+        document = verify_key_document(response.read(), pinned_fingerprint=fr.fingerprint)
+    assert dashed in document.revoked  # the running node publishes it at once
+    # A fingerprint that begins with "-", as two words: taken as the fingerprint (and refused
+    # because it is not de-eco's), never as an unknown option.
+    added = cli(fr.root, "peers", "add", "--node-id", "de-eco", "--country", "DE",
+                "--endpoint", "http://127.0.0.1:9", "--fingerprint", "-" + "A" * 42,
+                check=False)  # fmt: skip
+    assert added.returncode == 1
+    assert added.stderr.startswith("hotline-node: error:")
+    assert "usage:" not in added.stderr
+    assert len(added.stderr.splitlines()) == 1
+
+
+def test_the_callers_name_travels_as_a_field_and_a_note_is_never_an_option(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    fr, _ = pair
+    env = {**os.environ, "LOGNAME": "carol", "USER": "carol"}
+
+    def run(*args: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "node", *args, "--data-dir", str(fr.root), "--json"],
+            capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    joined = run("reports", "submit", "https://fr.example/as/1", "--no-trace", "--note=--as root")
+    spaced = run("reports", "submit", "https://fr.example/as/2", "--no-trace",
+                 "--note", "--as mallory", "--as", "dave")  # fmt: skip
+    # On the wire: no --as in argv at all; the name is the request's own field.
+    through_socket(fr, "erin", "reports", "action", joined["id"], "--code", "moved")
+    with sqlite3.connect(fr.root / "node.sqlite3") as db:
+        actors = dict(
+            db.execute(
+                "SELECT subject || ' ' || event, actor FROM audit_log"
+                " WHERE event IN ('report.submitted', 'action.recorded')"
+            )
+        )
+    assert actors == {
+        f"{joined['id']} report.submitted": "carol",
+        f"{spaced['id']} report.submitted": "dave",
+        f"{joined['id']} action.recorded": "erin",
+    }
+    assert cli_json(fr.root, "reports", "show", joined["id"])["notes"] == "--as root"
+    assert cli_json(fr.root, "reports", "show", spaced["id"])["notes"] == "--as mallory"
+
+
+# an import whose command line goes away ------------------------------------------------------
+def import_progress(node: NodeProcess) -> int:
+    with sqlite3.connect(node.root / "node.sqlite3", timeout=30) as db:
+        row = db.execute("SELECT done FROM import_runs").fetchone()
+    return int(row[0]) if row else 0
+
+
+def settled_progress(node: NodeProcess, quiet: float = 1.0, timeout: float = 60.0) -> int:
+    """The import's progress once it has not moved for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last = import_progress(node)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = import_progress(node)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the import still moves after {timeout} s")
+
+
+def test_an_import_whose_client_is_killed_stops_at_a_batch_and_resumes_exactly(
+    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    fr, _ = pair
+    lines = 30_000
+    path = tmp_path / "backlog.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"url": f"http://fr.example/backlog/{i}", "category": "hate"}) + "\n"
+            for i in range(lines)
+        ),
+        encoding="utf-8",
+    )
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "node", "reports", "import", str(path), "--json",
+             "--data-dir", str(fr.root)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    first = start()
+    try:
+        wait_for(lambda: import_progress(fr) > 0 or None, timeout=60, interval=0.02)
+        # A second run of the same file while the first one's caller is there: refused, and
+        # it names the run, rather than racing it.
+        second = cli(fr.root, "reports", "import", str(path), check=False)
+        assert second.returncode == 1
+        assert second.stderr.startswith(
+            "hotline-node: error: backlog.jsonl is being imported by another run (started "
+        )
+        assert len(second.stderr.splitlines()) == 1
+        first.kill()  # SIGKILL: the control connection closes, nothing said
+    finally:
+        first.communicate(timeout=30)
+    # The server stops at the next batch boundary: the progress settles, short of the end.
+    settled = settled_progress(fr)
+    assert 0 < settled < lines
+    assert settled % 500 == 0
+    with sqlite3.connect(fr.root / "node.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == settled
+    assert "stopped after" in (fr.log_path or path).read_text()
+    # Run again, as the docs advise: it takes up from the batch where the server stopped.
+    again = start()
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert f"an earlier run stopped after {settled} of {lines}" in err
+    summary = json.loads(out)
+    assert (summary["imported"], summary["duplicates"], summary["already_imported"]) == (
+        lines - settled,
+        0,
+        settled,
+    )
+    with sqlite3.connect(fr.root / "node.sqlite3") as db:
+        urls = db.execute("SELECT COUNT(*), COUNT(DISTINCT url) FROM reports").fetchone()
+        assert urls == (lines, lines)  # every line exactly one case
+        assert db.execute("SELECT MAX(duplicates) FROM reports").fetchone()[0] == 0
+        events = dict(
+            db.execute(
+                "SELECT event, COUNT(*) FROM audit_log"
+                " WHERE event IN ('report.submitted', 'report.duplicate') GROUP BY event"
+            )
+        )
+    assert events == {"report.submitted": lines}  # no spurious duplicate entries
+
+
+def test_an_import_run_again_at_once_after_its_client_is_killed_waits_and_resumes(
+    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    """The docs' advice taken at once: the new run waits for the old one's batch, then goes on."""
+    fr, _ = pair
+    lines = 20_000
+    path = tmp_path / "again.csv"
+    path.write_text(
+        "url,category\n" + "".join(f"http://fr.example/again/{i},hate\n" for i in range(lines)),
+        encoding="utf-8",
+    )
+    argv = [sys.executable, "-m", "node", "reports", "import", str(path), "--json",
+            "--data-dir", str(fr.root)]  # fmt: skip
+    first = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: import_progress(fr) > 0 or None, timeout=60, interval=0.02)
+        first.kill()
+    finally:
+        first.communicate(timeout=30)
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    resumed = summary["already_imported"]
+    assert 0 < resumed < lines
+    assert resumed % 500 == 0  # where a batch ended
+    assert (summary["imported"], summary["duplicates"]) == (lines - resumed, 0)
+    with sqlite3.connect(fr.root / "node.sqlite3") as db:
+        assert db.execute(
+            "SELECT COUNT(DISTINCT url), MAX(duplicates) FROM reports"
+        ).fetchone() == (
+            lines,
+            0,
+        )
+        assert db.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE event = 'report.duplicate'"
+        ).fetchone() == (0,)

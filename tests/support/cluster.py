@@ -171,9 +171,10 @@ class NodeProcess:
             other.country,
             "--endpoint",
             other.url,
-            # One word: a base64url fingerprint can start with "-", which argparse would
-            # take for an option (1 run in 64 failed so).
-            f"--fingerprint={other.fingerprint}",
+            # Two words, as people type it: a fingerprint that begins with "-" (1 in 64) is
+            # still the value (the parser takes a thumbprint's shape as one).
+            "--fingerprint",
+            other.fingerprint,
             *extra,
             "--json",
             check=False,
