@@ -262,7 +262,7 @@ class ReviewService:
         next_status(report_id, row.status, CaseEvent.ASSESSMENT)  # refused if finished
         basis = text_field(legal_basis, "legal_basis", 256)
 
-        def transaction(conn: Tx) -> None:
+        def request_review_txn(conn: Tx) -> None:
             self.gate.request_txn(
                 conn,
                 report_id,
@@ -273,7 +273,7 @@ class ReviewService:
                 person=person,
             )
 
-        await self.db.run(transaction)
+        await self.db.run(request_review_txn)
         return Assessed(report_id, True)
 
     async def pending(self, report_id: str) -> dict[str, Any] | None:
@@ -323,7 +323,7 @@ class ReviewService:
             raise InvalidInput(N_("a rejection needs a reason"))
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def reject_txn(conn: Tx) -> None:
             review = ReviewStore.get_txn(conn, report_id)
             if review is None or review.state != PENDING:
                 raise NotFound(
@@ -357,4 +357,4 @@ class ReviewService:
                 },
             )
 
-        await self.db.run(transaction)
+        await self.db.run(reject_txn)

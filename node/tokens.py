@@ -81,7 +81,7 @@ class TokenService:
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def create_token_txn(conn: Tx) -> None:
             store.insert_txn(
                 conn,
                 token_id=token_id,
@@ -100,7 +100,7 @@ class TokenService:
                 details={"role": the_role.value, "name": name, "person": holder},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(create_token_txn)
         return token
 
     async def list_tokens(self) -> list[dict[str, str | None]]:
@@ -131,11 +131,11 @@ class TokenService:
             )
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def revoke_token_txn(conn: Tx) -> None:
             store.revoke_txn(conn, token_id, iso(now))
             audit.append(conn, at=now, actor=actor, event="token.revoked", subject=token_id)
 
-        await self.db.run(transaction)
+        await self.db.run(revoke_token_txn)
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:

@@ -141,7 +141,7 @@ class UserService:
         shown, password_hash, secret = self._secret(name, totp)
         now = iso(self.clock.now())
 
-        def transaction(conn: Tx) -> None:
+        def add_user_txn(conn: Tx) -> None:
             self.store.insert(
                 conn,
                 {
@@ -164,7 +164,7 @@ class UserService:
                 details={"role": the_role.value, "totp": secret is not None},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(add_user_txn)
         return shown
 
     async def _existing(self, name: str) -> User:
@@ -187,7 +187,7 @@ class UserService:
             )
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def disable_txn(conn: Tx) -> None:
             self.store.update(conn, name, {"disabled_at": iso(now)})
             ended = self.store.delete_sessions_of(conn, name)
             audit.append(
@@ -199,7 +199,7 @@ class UserService:
                 details={"sessions_ended": ended},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(disable_txn)
 
     async def reset(self, name: str, *, totp: bool, actor: str) -> NewSecret:
         """A new password (and a new TOTP secret where one is used); enabled again; signed out."""
@@ -207,7 +207,7 @@ class UserService:
         shown, password_hash, secret = self._secret(name, totp or row.totp_secret is not None)
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def reset_txn(conn: Tx) -> None:
             self.store.update(
                 conn,
                 name,
@@ -229,7 +229,7 @@ class UserService:
                 details={"totp": secret is not None},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(reset_txn)
         return shown
 
     async def active(self, name: str, *roles: UserRole) -> Person:
@@ -265,7 +265,7 @@ class UserService:
         password_hash = _HASHER.hash(new)
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def change_password_txn(conn: Tx) -> None:
             self.store.update(
                 conn,
                 name,
@@ -284,13 +284,13 @@ class UserService:
                 details={"client": client},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(change_password_txn)
 
     async def set_language(self, name: str, language: str) -> None:
-        def transaction(conn: Tx) -> None:
+        def set_language_txn(conn: Tx) -> None:
             self.store.update(conn, name, {"language": language})
 
-        await self.db.run(transaction)
+        await self.db.run(set_language_txn)
 
     # sign-in -------------------------------------------------------------------------------
     async def sign_in(self, name: str, password: str, code: str | None, *, client: str) -> Session:
@@ -318,7 +318,7 @@ class UserService:
         now = self.clock.now()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 
-        def transaction(conn: Tx) -> None:
+        def sign_in_txn(conn: Tx) -> None:
             self.store.delete_expired(conn, iso(now))
             if reason is None:
                 self.store.insert_session(
@@ -338,7 +338,7 @@ class UserService:
                 details={"client": client, **({"reason": reason} if reason else {})},
             )
 
-        await self.db.run(transaction)
+        await self.db.run(sign_in_txn)
         if reason is not None:
             # One message for a wrong name or password, so names cannot be probed.
             raise Unauthorized(reason)
@@ -364,7 +364,7 @@ class UserService:
     async def sign_out(self, session: Session) -> None:
         now = self.clock.now()
 
-        def transaction(conn: Tx) -> None:
+        def sign_out_txn(conn: Tx) -> None:
             self.store.delete_session(conn, _token_hash(session.token))
             audit.append(
                 conn,
@@ -374,4 +374,4 @@ class UserService:
                 subject=session.person.name,
             )
 
-        await self.db.run(transaction)
+        await self.db.run(sign_out_txn)

@@ -67,7 +67,7 @@ async def cmd_keys_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def _audit_keys(node: Node, event: str, details: dict[str, Any], actor: str) -> None:
-    def transaction(conn: Tx) -> None:
+    def audit_keys_txn(conn: Tx) -> None:
         audit.append(
             conn,
             at=node.clock.now(),
@@ -77,7 +77,7 @@ async def _audit_keys(node: Node, event: str, details: dict[str, Any], actor: st
             details=details,
         )
 
-    await node.db.run(transaction)
+    await node.db.run(audit_keys_txn)
 
 
 async def cmd_keys_rotate(args: argparse.Namespace, ctx: Context) -> int:

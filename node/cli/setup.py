@@ -38,7 +38,7 @@ async def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
     db = await Database.open(data_dir.database)
     try:
 
-        def transaction(conn: Tx) -> None:
+        def init_txn(conn: Tx) -> None:
             audit.append(
                 conn,
                 at=clock.now(),
@@ -53,7 +53,7 @@ async def cmd_init(args: argparse.Namespace, ctx: Context) -> int:
                 },
             )
 
-        await db.run(transaction)
+        await db.run(init_txn)
     finally:
         await db.close()
     ctx.show(

@@ -36,9 +36,13 @@ async def test_a_case_sent_to_the_fallback_while_its_peer_is_suspended_waits_in_
             submitted.report_id, verdict="national", category="hate", legal_basis=None, actor="ana"
         )
         made = await fr.users.add("alice", "analyst", totp=False, actor="test")
+        own = "alice-own-password"  # the first password only sets one's own
+        await fr.users.change_password(
+            "alice", current=made.password, new=own, repeated=own, client="test"
+        )
         async with TestClient(TestServer(fr.make_app(), host="127.0.0.1")) as client:
             alice = Browser(client)
-            await alice.sign_in("alice", made.password, None, clock.now())
+            await alice.sign_in("alice", own, None, clock.now())
             _, page = await alice.get("/console/queue")
             listed = suspended_section(page)
             assert f"/console/case/{submitted.report_id}" in listed
