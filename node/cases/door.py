@@ -64,11 +64,16 @@ def entry_status(report_id: str, events: Sequence[CaseEvent], *, ours: bool) -> 
     return status
 
 
-def admit_txn(conn: Tx, cases: list[Case]) -> None:
-    """Insert new cases. Their status comes from `entry_status` (or routing, which asks the
-    table the same way); only an assessed case gets beyond where cases enter, and a case that
-    breaks this is a bug, refused."""
+def admit_txn(
+    conn: Tx, cases: list[Case], *, routed: dict[str, tuple[str, int]] | None = None
+) -> None:
+    """Insert new cases. Their status comes from `entry_status`, or from routing as they are
+    inserted (`routed`: id -> (status, seq), which routing asked of the table the same way);
+    only an assessed case gets beyond where cases enter, and a case that breaks this is a bug,
+    refused."""
+    routed = routed or {}
     for case in cases:
-        if CaseStatus(case.status) not in ENTRY_STATUSES and not case.verdict:
-            raise ValueError(f"a new case cannot enter as {case.status}: {case.id}")
-    ReportStore.insert_many(conn, cases)
+        status = routed[case.id][0] if case.id in routed else case.status
+        if CaseStatus(status) not in ENTRY_STATUSES and not case.verdict:
+            raise ValueError(f"a new case cannot enter as {status}: {case.id}")
+    ReportStore.insert_many(conn, cases, routed)

@@ -6,7 +6,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -245,22 +245,36 @@ class CaseIntake:
         keep_words_txn(conn, case.id, intake, source, now)
         return Submitted(case.id, False, 0)
 
-    def _new_case(self, intake: Intake, *, case_id: uuid.UUID, source: str, now: str) -> Case:
-        """A new case of ours, as submitted (not yet assessed)."""
+    def _new_case(
+        self,
+        intake: Intake,
+        *,
+        case_id: uuid.UUID,
+        source: str,
+        now: str,
+        assessed: tuple[str, str | None] | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> Case:
+        """A new case of ours as submitted or imported: with an import's verdict and legal
+        basis (`assessed`), and the hosting evidence it gave (`evidence`), if any. Built once
+        with its final values: an import builds a hundred thousand of them."""
+        report_id = str(case_id)
         # 64 random bits: with 32, a hundred thousand cases collide on the unique index.
         local_ref = f"{self.node_id}-{now[:10].replace('-', '')}-{secrets.token_hex(8)}"
+        verdict, legal_basis = assessed if assessed is not None else (None, None)
+        events = [CaseEvent.ASSESSMENT] if assessed is not None else []
         return Case(
-            id=str(case_id),
+            id=report_id,
             origin=self.node_id,
             local_ref=local_ref,
             seq=1,
             url=intake.url_key,
             url_key=intake.url_key,
             source=source,
-            status=entry_status(str(case_id), [], ours=True).value,
-            verdict=None,
+            status=entry_status(report_id, events, ours=True).value,
+            verdict=verdict,
             category=intake.category,
-            legal_basis=None,
+            legal_basis=legal_basis,
             tlp=intake.tlp.value,
             # A reporter's words are kept as submissions (node.store.submissions), in one place.
             description=None,
@@ -268,11 +282,11 @@ class CaseIntake:
             notes=intake.note,
             duplicates=0,
             received_at=now,
-            assessed_at=None,
+            assessed_at=now if assessed is not None else None,
             updated_at=now,
-            trace_status="pending",
-            trace_json=None,
-            traced_at=None,
+            trace_status="pending" if evidence is None else "done",
+            trace_json=None if evidence is None else orjson.dumps(evidence).decode(),
+            traced_at=None if evidence is None else now,
         )
 
     async def import_batch(
@@ -318,9 +332,36 @@ class CaseIntake:
                     )
                     results.append(Submitted(report_id, True, count))
                     continue
-                case = self._new_case(
-                    item.intake, case_id=next(case_ids), source="import", now=stamp
+                # Four-eyes: a verdict that needs a reviewer is not written but put before one
+                # (below, once its case exists); the case stays new, and nothing routes, until
+                # then.
+                waits = item.verdict is not None and self.four_eyes.wants_review(
+                    item.verdict, item.intake.category
                 )
+                evidence = (
+                    {
+                        "override": {
+                            "country": item.hosting_country,
+                            "reason": "hosting country given at import",
+                            "by": actor,
+                        }
+                    }
+                    if item.hosting_country and item.verdict is not None
+                    else None
+                )
+                case = self._new_case(
+                    item.intake,
+                    case_id=next(case_ids),
+                    source="import",
+                    now=stamp,
+                    assessed=(
+                        (item.verdict, item.legal_basis)
+                        if item.verdict is not None and not waits
+                        else None
+                    ),
+                    evidence=evidence,
+                )
+                cases.append(case)
                 entries.append(submitted_entry(case, stamp, actor, "import"))
                 results.append(Submitted(case.id, False, 0))
                 # A case assessed as not illegal is closed by its routing below (which needs
@@ -332,37 +373,9 @@ class CaseIntake:
                 if not closed_by_routing:
                     open_cases[key] = (case.id, 0)
                 if item.verdict is None:
-                    cases.append(case)
                     continue
-                # Four-eyes: such a verdict is not written but put before a reviewer (below,
-                # once its case exists); the case stays new, and nothing routes, until then.
-                waits = self.four_eyes.wants_review(item.verdict, item.intake.category)
                 if waits:
                     to_review.append((case.id, item))
-                else:
-                    case = replace(
-                        case,
-                        verdict=item.verdict,
-                        legal_basis=item.legal_basis,
-                        assessed_at=stamp,
-                        status=entry_status(case.id, [CaseEvent.ASSESSMENT], ours=True).value,
-                    )
-                if item.hosting_country:
-                    evidence = {
-                        "override": {
-                            "country": item.hosting_country,
-                            "reason": "hosting country given at import",
-                            "by": actor,
-                        }
-                    }
-                    case = replace(
-                        case,
-                        trace_json=orjson.dumps(evidence).decode(),
-                        trace_status="done",
-                        traced_at=stamp,
-                    )
-                cases.append(case)
-                if waits:
                     continue
                 entries.append(
                     audit.Entry(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -229,15 +229,7 @@ class Router:
         """Insert new cases with their routing decided first, so that each is written once,
         with its final status and seq; returns the peers to push to after the commit."""
         plan = self.plan_routes(conn, cases, actor, force)
-        admit_txn(
-            conn,
-            [
-                replace(case, status=plan.states[case.id][0], seq=plan.states[case.id][1])
-                if case.id in plan.states
-                else case
-                for case in cases
-            ],
-        )
+        admit_txn(conn, cases, routed=plan.states)
         return self.write_routes(conn, plan)
 
     def plan_routes(

@@ -84,6 +84,7 @@ class Case:
 
 CASE_COLUMNS = tuple(Case.__dataclass_fields__)
 _case_values = attrgetter(*CASE_COLUMNS)
+_SEQ, _STATUS = CASE_COLUMNS.index("seq"), CASE_COLUMNS.index("status")
 _SELECT_CASE = f"SELECT {', '.join(CASE_COLUMNS)} FROM reports"  # noqa: S608 - fixed columns
 
 
@@ -275,10 +276,27 @@ class ReportStore:
         return found
 
     @staticmethod
-    def insert_many(conn: Tx, cases: list[Case]) -> None:
-        """Insert new cases. Only the case door calls this (node/cases/door.py), for cases
-        entering the lifecycle."""
-        conn.executemany(_INSERT_CASE, [case.values() for case in cases])
+    def insert_many(
+        conn: Tx, cases: list[Case], routed: dict[str, tuple[str, int]] | None = None
+    ) -> None:
+        """Insert new cases, each with the (status, seq) routing gave it in `routed`, if any.
+        Only the case door calls this (node/cases/door.py), for cases entering the lifecycle.
+        (No copy of a case per state: an import or a received batch inserts thousands.)"""
+        routed = routed or {}
+        rows = []
+        for case in cases:
+            values = case.values()
+            if case.id in routed:
+                status, seq = routed[case.id]
+                values = (
+                    *values[:_SEQ],
+                    seq,
+                    *values[_SEQ + 1 : _STATUS],
+                    status,
+                    *values[_STATUS + 1 :],
+                )
+            rows.append(values)
+        conn.executemany(_INSERT_CASE, rows)
 
     # What a new version of a peer's case rewrites (its status is the door's, its seq moves
     # with the status).
