@@ -91,15 +91,7 @@ class FourEyes:
             review.category,
             review.legal_basis,
         ) != (verdict, category, legal_basis):
-            raise Conflict(
-                N_(
-                    "the verdict changed since you opened the case: it is now {verdict} /"
-                    " {category} by {analyst}; reload the case and review that one"
-                ),
-                verdict=review.verdict,
-                category=review.category,
-                analyst=review.analyst,
-            )
+            raise _changed_since(review)
         _not_the_analyst(review, confirmation.reviewer)
         ReviewStore.decide_txn(
             conn,
@@ -199,6 +191,19 @@ def _cancelled(conn: Tx, review: Review, now: Any, *, replaced_by: str | None) -
             "category": review.category,
             "replaced_by": replaced_by,
         },
+    )
+
+
+def _changed_since(review: Review) -> Conflict:
+    """A decision on a review other than the one pending now: the verdict was given again."""
+    return Conflict(
+        N_(
+            "the verdict changed since you opened the case: it is now {verdict} /"
+            " {category} by {analyst}; reload the case and review that one"
+        ),
+        verdict=review.verdict,
+        category=review.category,
+        analyst=review.analyst,
     )
 
 
@@ -330,15 +335,7 @@ class ReviewService:
                     N_("report {report} has no verdict waiting for review"), report=report_id
                 )
             if review_id is not None and review.id != review_id:
-                raise Conflict(
-                    N_(
-                        "the verdict changed since you opened the case: it is now {verdict} /"
-                        " {category} by {analyst}; reload the case and review that one"
-                    ),
-                    verdict=review.verdict,
-                    category=review.category,
-                    analyst=review.analyst,
-                )
+                raise _changed_since(review)
             _not_the_analyst(review, reviewer, confirming=False)
             ReviewStore.decide_txn(
                 conn, review.id, state=REJECTED, reviewer=reviewer, reason=reason_text, at=iso(now)
