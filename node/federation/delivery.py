@@ -111,6 +111,9 @@ class Delivery:
         self.rng = rng
         self.batch_size = batch_size
         self._locks: dict[str, asyncio.Lock] = {}
+        # Per pulling peer: the versions of cases served in pages it has not acknowledged yet.
+        # One cancelled meanwhile reached the peer all the same (`sent_though_cancelled_txn`).
+        self._served: dict[str, set[int]] = {}
         # Fetch a peer's key document now (after its rotation): False when it was not.
         self.refresh_peer_keys = refresh_peer_keys
         self.requests = requests
@@ -469,6 +472,8 @@ class Delivery:
     # serving pull (peers collect from us) ---------------------------------------------------
     async def outbox_page(self, peer_id: str, after: int, limit: int) -> OutboxPage:
         now = self.clock.now()
+        served = self._served.setdefault(peer_id, set())
+        covered = sorted(seq for seq in served if seq <= after)
 
         def acknowledge_txn(conn: Tx) -> None:
             # The cursor, in a request the peer signed, says it committed everything up to
@@ -476,6 +481,9 @@ class Delivery:
             peer = peer_store.get_txn(conn, peer_id)
             if peer is None:
                 return
+            late = peer_outbox.sent_though_cancelled_txn(conn, peer_id, covered, iso(now))
+            if late:
+                self.inbox.cases.router.sent_despite_cancel_txn(conn, peer_id, late, now)
             acknowledged = peer_outbox.acknowledge_txn(conn, peer_id, up_to=after, at=iso(now))
             if not acknowledged:
                 return
@@ -496,8 +504,10 @@ class Delivery:
             )
 
         await self.db.run(acknowledge_txn)
+        served.difference_update(covered)
         rows = await peer_outbox.pending(self.db, peer_id, after=after, limit=limit + 1)
         page_rows = rows[:limit]
+        served.update(row.seq for row in page_rows if row.record_type == peer_outbox.REPORT_TYPE)
         batch = await self._prepare_rows(peer_id, page_rows, now)
         if batch.unsealable:
             await self._dead_letter(peer_id, batch.unsealable, now)

@@ -168,22 +168,32 @@ def cancel_reports_txn(conn: Tx, report_id: str, *, keep: Collection[str], reaso
     )
 
 
-def mark_sent_txn(conn: Tx, peer_id: str, seqs: list[int], at: str) -> list[str]:
-    """Items the peer answered as taken (or as copies of what it holds). Returns the cases
-    whose version was cancelled while it was on its way: the peer has it all the same."""
-    late = [
-        row[0]
-        for row in select_in(
-            conn,
-            "SELECT report_id FROM peer_outbox WHERE peer_id = ? AND state = 'cancelled'"
-            " AND record_type = 'report' AND seq IN ({marks})",
-            seqs,
-            peer_id,
-        )
-    ]
+def sent_though_cancelled_txn(conn: Tx, peer_id: str, seqs: list[int], at: str) -> list[str]:
+    """Versions among these items, which the peer took, that were cancelled after they had
+    left for it (a push under way, a pulled page): the peer has them all the same, so they
+    are sent. Returns their cases."""
+    late = select_in(
+        conn,
+        "SELECT seq, report_id FROM peer_outbox WHERE peer_id = ? AND state = 'cancelled'"
+        " AND record_type = 'report' AND seq IN ({marks})",
+        seqs,
+        peer_id,
+    )
     conn.executemany(
         "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
         " WHERE peer_id = ? AND seq = ?",
+        [(at, peer_id, row[0]) for row in late],
+    )
+    return [row[1] for row in late]
+
+
+def mark_sent_txn(conn: Tx, peer_id: str, seqs: list[int], at: str) -> list[str]:
+    """Items the peer answered as taken (or as copies of what it holds). Returns the cases
+    whose version was cancelled while it was on its way (`sent_though_cancelled_txn`)."""
+    late = sent_though_cancelled_txn(conn, peer_id, seqs, at)
+    conn.executemany(
+        "UPDATE peer_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
+        " WHERE peer_id = ? AND seq = ? AND state = 'pending'",
         [(at, peer_id, seq) for seq in seqs],
     )
     return late

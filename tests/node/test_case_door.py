@@ -18,7 +18,7 @@ from node.store.db import Database, Tx
 from tests.node.test_channels import WINDOW, Setup, make_setup
 from tests.node.test_federation import forward_case
 from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import Pair
+from tests.support.federation import Pair, live_pull_pair
 from tests.support.rdap_server import RdapStub
 from tests.support.sinks import SmtpSink, WebhookSink
 
@@ -300,3 +300,41 @@ async def test_a_version_cancelled_while_a_push_carries_it_is_withdrawn_at_the_p
         ("withdrawal", "sent"),
     ]
     assert (await pair.de.node.cases.show(submitted.report_id))["status"] == "withdrawn"
+
+
+async def test_a_version_cancelled_after_a_pulling_peer_took_it_is_withdrawn_there(
+    tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    async with live_pull_pair(tmp_path, clock, dns_server.nameserver) as pair:
+        fr, de = pair.fr.node, pair.de.node
+        submitted = await fr.cases.submit(
+            "http://de.example/pulled.jpg", actor="ana", category="hate"
+        )
+        await fr.trace_pending()
+        await fr.cases.assess(
+            submitted.report_id, verdict="national", category="hate", legal_basis=None, actor="ana"
+        )
+
+        async def re_rate() -> None:
+            await fr.cases.assess(
+                submitted.report_id,
+                verdict="not_illegal",
+                category="hate",
+                legal_basis=None,
+                actor="ana",
+            )
+
+        # DE has FR's page in hand when FR re-rates the case; DE stores the version, and its
+        # next request acknowledges it.
+        interleave(de.db, re_rate)
+        await de.delivery.pull("fr-pdc")
+        await de.delivery.pull("fr-pdc")
+        rows = await fr.db.fetch_all(
+            "SELECT record_type, state FROM peer_outbox WHERE report_id = ? ORDER BY seq",
+            (submitted.report_id,),
+        )
+        assert [(r["record_type"], r["state"]) for r in rows] == [
+            ("report", "sent"),
+            ("withdrawal", "sent"),
+        ]
+        assert (await de.cases.show(submitted.report_id))["status"] == "withdrawn"
