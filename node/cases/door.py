@@ -13,7 +13,6 @@ analyst's look and their assessment): the door reads `closed`, and the table ref
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
 from node.errors import N_, NotFound
@@ -24,16 +23,6 @@ from node.store.reports import Case, ReportStore
 ENTRY_STATUSES = frozenset({CaseStatus.NEW, CaseStatus.RECEIVED})
 
 
-@dataclass(frozen=True)
-class Moved:
-    """A case's status before and after an event (the same when the event keeps it)."""
-
-    report_id: str
-    origin: str
-    before: CaseStatus
-    after: CaseStatus
-
-
 class StaleCaseError(RuntimeError):
     """The guarded write found the case in another status than the one just read. One writer
     connection makes this impossible; it is raised, not ignored, should that ever change."""
@@ -41,9 +30,10 @@ class StaleCaseError(RuntimeError):
 
 def transition_txn(
     conn: Tx, report_id: str, event: CaseEvent, *, at: str, seq: int | None = None
-) -> Moved:
-    """Apply `event` to the case: CaseStateError (nothing written) when the table refuses it,
-    NotFound when there is no such case. `seq` moves the case to a new version with it."""
+) -> CaseStatus:
+    """Apply `event` to the case and return its new status (the same when the event keeps
+    it): CaseStateError (nothing written) when the table refuses it, NotFound when there is
+    no such case. `seq` moves the case to a new version with it."""
     head = ReportStore.head_txn(conn, report_id)
     if head is None:
         raise NotFound(N_("no report with id {report!r}"), report=report_id)
@@ -52,7 +42,7 @@ def transition_txn(
         conn, report_id, expected=head.status, status=after.value, at=at, seq=seq
     ):
         raise StaleCaseError(f"report {report_id} changed under its own write transaction")
-    return Moved(report_id, head.origin, CaseStatus(head.status), after)
+    return after
 
 
 def entry_status(report_id: str, events: Sequence[CaseEvent], *, ours: bool) -> CaseStatus:

@@ -422,7 +422,7 @@ class Inbox:
         except InvalidInput as exc:
             raise RecordRefused(f"report url refused: {exc}") from exc
         try:  # the status stays: a new version updates what we hold
-            moved = transition_txn(
+            status = transition_txn(
                 conn, report_id, CaseEvent.VERSION_RECEIVED, at=iso(now), seq=report.seq
             )
         except CaseStateError as exc:
@@ -439,7 +439,7 @@ class Inbox:
             subject=report_id,
             details={"seq": report.seq},
         )
-        if allows(moved.after, CaseEvent.ROUTED):
+        if allows(status, CaseEvent.ROUTED):
             # The origin's new verdict, category or hosting is a new decision here too: what
             # our channels still hold for the case is re-planned with it.
             self.cases.router.route_txn(conn, report_id, f"peer:{sender}", force=True)
