@@ -221,20 +221,23 @@ class ReportStore:
     ) -> list[WaitingForPeer]:
         """Open cases whose current routing sent them to the fallback because the peer of
         their hosting country (`country`, if given) is suspended, oldest first."""
+        # The partial index holds only such routings; the page is cut in SQL, so a console
+        # page costs `limit` rows however many cases wait.
         rows = await self.db.fetch_all(
             "SELECT d.report_id, r.url, d.suspended_in, d.reasons, d.decided_at"
             " FROM routing_decisions d JOIN reports r ON r.id = d.report_id"
             " WHERE d.suspended_in IS NOT NULL AND r.status IN ('routed', 'manual')"
             " AND d.id = (SELECT MAX(id) FROM routing_decisions WHERE report_id = d.report_id)"
-            " ORDER BY d.id",
+            " AND (? IS NULL OR ',' || d.suspended_in || ',' LIKE '%,' || ? || ',%')"
+            " ORDER BY d.id LIMIT ?",
+            (country, country, limit),
         )
-        waiting = [
+        return [
             WaitingForPeer(
                 row[0], row[1], tuple(row[2].split(",")), tuple(orjson.loads(row[3])), row[4]
             )
             for row in rows
         ]
-        return [w for w in waiting if country is None or country in w.countries][:limit]
 
     async def ids_by_reference(self, ref: str) -> list[str]:
         """Cases a short reference names: the public 8-character one, a notice's, a local_ref."""
