@@ -7,11 +7,13 @@ from __future__ import annotations
 import ast
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from node.app import Node
 from node.cases.lifecycle import CaseStateError
 from node.clock import ManualClock
 from node.store.db import Database, Tx
@@ -74,6 +76,20 @@ async def test_a_peers_removal_between_an_analysts_read_and_write_keeps_the_case
             report_id, country="FR", reason="moved home", actor="ana"
         )
     assert await status(fr.db, report_id) == "closed"
+
+
+async def routed_to_de(fr: Node, url: str) -> str:
+    """A case of FR's hosted in DE, assessed illegal: a version of it queued for DE."""
+    submitted = await fr.cases.submit(url, actor="ana", category="hate")
+    await fr.trace_pending()
+    await re_rate(fr, submitted.report_id, "national")
+    return submitted.report_id
+
+
+async def re_rate(fr: Node, report_id: str, verdict: str) -> None:
+    await fr.cases.assess(
+        report_id, verdict=verdict, category="hate", legal_basis=None, actor="ana"
+    )
 
 
 @pytest.fixture
@@ -196,17 +212,11 @@ async def test_a_version_not_yet_sent_to_a_dropped_peer_is_cancelled_not_withdra
 ) -> None:
     await pair.de.stop_http()  # DE is unreachable: FR's version waits in its outbox
     fr = pair.fr.node
-    submitted = await fr.cases.submit("http://de.example/wait.jpg", actor="ana", category="hate")
-    await fr.trace_pending()
-    await fr.cases.assess(
-        submitted.report_id, verdict="national", category="hate", legal_basis=None, actor="ana"
-    )
-    await fr.cases.assess(
-        submitted.report_id, verdict="not_illegal", category="hate", legal_basis=None, actor="ana"
-    )
+    report_id = await routed_to_de(fr, "http://de.example/wait.jpg")
+    await re_rate(fr, report_id, "not_illegal")
     rows = await fr.db.fetch_all(
         "SELECT record_type, state, last_error FROM peer_outbox WHERE report_id = ? ORDER BY seq",
-        (submitted.report_id,),
+        (report_id,),
     )
     # No withdrawal: DE never got the report, so it has nothing to withdraw.
     assert [(r["record_type"], r["state"]) for r in rows] == [("report", "cancelled")]
@@ -214,10 +224,7 @@ async def test_a_version_not_yet_sent_to_a_dropped_peer_is_cancelled_not_withdra
     await pair.de.start_http()
     await pair.fr.settle()
     assert (
-        await pair.de.node.db.fetch_one(
-            "SELECT id FROM reports WHERE id = ?", (submitted.report_id,)
-        )
-        is None
+        await pair.de.node.db.fetch_one("SELECT id FROM reports WHERE id = ?", (report_id,)) is None
     )
 
 
@@ -266,40 +273,29 @@ def test_only_the_door_writes_a_case_status() -> None:
     assert sql.count("UPDATE reports SET status") == 1
 
 
-async def test_a_version_cancelled_while_a_push_carries_it_is_withdrawn_at_the_peer(
-    pair: Pair,
-) -> None:
-    fr = pair.fr.node
-    submitted = await fr.cases.submit(
-        "http://de.example/in-flight.jpg", actor="ana", category="hate"
-    )
-    await fr.trace_pending()
-    await fr.cases.assess(
-        submitted.report_id, verdict="national", category="hate", legal_basis=None, actor="ana"
-    )
-
-    async def re_rate() -> None:
-        await fr.cases.assess(
-            submitted.report_id,
-            verdict="not_illegal",
-            category="hate",
-            legal_basis=None,
-            actor="ana",
-        )
-
-    # FR re-rates the case while its push is at DE, after the version left FR's outbox.
-    interleave(pair.de.node.db, re_rate)
-    await pair.fr.settle()
-    await pair.fr.settle()
+async def assert_withdrawn_at_the_peer(fr: Node, peer: Node, report_id: str) -> None:
+    """The version went out (cancelled too late), and a withdrawal followed it."""
     rows = await fr.db.fetch_all(
         "SELECT record_type, state FROM peer_outbox WHERE report_id = ? ORDER BY seq",
-        (submitted.report_id,),
+        (report_id,),
     )
     assert [(r["record_type"], r["state"]) for r in rows] == [
         ("report", "sent"),
         ("withdrawal", "sent"),
     ]
-    assert (await pair.de.node.cases.show(submitted.report_id))["status"] == "withdrawn"
+    assert (await peer.cases.show(report_id))["status"] == "withdrawn"
+
+
+async def test_a_version_cancelled_while_a_push_carries_it_is_withdrawn_at_the_peer(
+    pair: Pair,
+) -> None:
+    fr = pair.fr.node
+    report_id = await routed_to_de(fr, "http://de.example/in-flight.jpg")
+    # FR re-rates the case while its push is at DE, after the version left FR's outbox.
+    interleave(pair.de.node.db, partial(re_rate, fr, report_id, "not_illegal"))
+    await pair.fr.settle()
+    await pair.fr.settle()
+    await assert_withdrawn_at_the_peer(fr, pair.de.node, report_id)
 
 
 async def test_a_version_cancelled_after_a_pulling_peer_took_it_is_withdrawn_there(
@@ -307,34 +303,10 @@ async def test_a_version_cancelled_after_a_pulling_peer_took_it_is_withdrawn_the
 ) -> None:
     async with live_pull_pair(tmp_path, clock, dns_server.nameserver) as pair:
         fr, de = pair.fr.node, pair.de.node
-        submitted = await fr.cases.submit(
-            "http://de.example/pulled.jpg", actor="ana", category="hate"
-        )
-        await fr.trace_pending()
-        await fr.cases.assess(
-            submitted.report_id, verdict="national", category="hate", legal_basis=None, actor="ana"
-        )
-
-        async def re_rate() -> None:
-            await fr.cases.assess(
-                submitted.report_id,
-                verdict="not_illegal",
-                category="hate",
-                legal_basis=None,
-                actor="ana",
-            )
-
+        report_id = await routed_to_de(fr, "http://de.example/pulled.jpg")
         # DE has FR's page in hand when FR re-rates the case; DE stores the version, and its
         # next request acknowledges it.
-        interleave(de.db, re_rate)
+        interleave(de.db, partial(re_rate, fr, report_id, "not_illegal"))
         await de.delivery.pull("fr-pdc")
         await de.delivery.pull("fr-pdc")
-        rows = await fr.db.fetch_all(
-            "SELECT record_type, state FROM peer_outbox WHERE report_id = ? ORDER BY seq",
-            (submitted.report_id,),
-        )
-        assert [(r["record_type"], r["state"]) for r in rows] == [
-            ("report", "sent"),
-            ("withdrawal", "sent"),
-        ]
-        assert (await de.cases.show(submitted.report_id))["status"] == "withdrawn"
+        await assert_withdrawn_at_the_peer(fr, de, report_id)
