@@ -89,6 +89,7 @@ class LocationBasis(StrEnum):
 
 class HashAlgorithm(StrEnum):
     SHA256 = "sha256"
+    SHA1 = "sha1"
     MD5 = "md5"
     PDQ = "pdq"
 

@@ -411,4 +411,61 @@ MIGRATIONS: list[str] = [
     ALTER TABLE users ADD COLUMN password_temporary INTEGER NOT NULL DEFAULT 0;
     UPDATE users SET password_temporary = 1;
     """,
+    # 14: known content. Hashes on cases (from the analyst's tools, the reporter, an import or
+    # a peer's report), hash lists (ours, and those peers share with us, named after them), and
+    # the matches between the two. Digests are raw bytes: exact types are looked up by value,
+    # PDQ is matched in memory by Hamming distance (node.hashes.index) and its matches kept here.
+    """
+    CREATE TABLE report_hashes (
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        alg TEXT NOT NULL,
+        value BLOB NOT NULL,
+        quality INTEGER,
+        source TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (report_id, alg, value)
+    ) WITHOUT ROWID;
+    CREATE INDEX report_hashes_value ON report_hashes(alg, value);
+
+    CREATE TABLE hash_lists (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        origin_name TEXT NOT NULL,
+        shared INTEGER NOT NULL DEFAULT 0,
+        seq INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX hash_lists_origin ON hash_lists(owner, origin_name);
+
+    CREATE TABLE hash_entries (
+        id INTEGER PRIMARY KEY,
+        list_id INTEGER NOT NULL REFERENCES hash_lists(id),
+        alg TEXT NOT NULL,
+        value BLOB NOT NULL,
+        quality INTEGER,
+        category TEXT NOT NULL,
+        grade TEXT,
+        use TEXT NOT NULL DEFAULT 'hotlines',
+        note TEXT,
+        source TEXT,
+        added_at TEXT NOT NULL,
+        removed_at TEXT
+    );
+    CREATE UNIQUE INDEX hash_entries_key ON hash_entries(list_id, alg, value);
+    CREATE INDEX hash_entries_value ON hash_entries(alg, value) WHERE removed_at IS NULL;
+
+    CREATE TABLE hash_matches (
+        report_id TEXT NOT NULL REFERENCES reports(id),
+        entry_id INTEGER NOT NULL REFERENCES hash_entries(id),
+        alg TEXT NOT NULL,
+        distance INTEGER NOT NULL,
+        matched_at TEXT NOT NULL,
+        PRIMARY KEY (report_id, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX hash_matches_entry ON hash_matches(entry_id);
+
+    ALTER TABLE peers ADD COLUMN share_hashes INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
