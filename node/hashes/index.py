@@ -140,6 +140,8 @@ class _Table:
         try:
             with self.write_lock:
                 parts = (*self.parts, self.delta) if self.delta.count else self.parts
+                if not parts:
+                    return
                 dead_before = [frozenset(part.dead) for part in parts]
                 with self.state_lock:
                     self.parts = parts  # the delta, frozen: no more rows go into it
