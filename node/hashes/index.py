@@ -228,6 +228,8 @@ def _collect(
     found: dict[int, int], ids: Array, dead: set[int], rows: Array, distances: Array
 ) -> None:
     """Add the live rows' (id, distance) to `found` (a row read from several tables once)."""
+    if rows.size == 0:
+        return
     for row, distance in zip(rows.tolist(), distances.tolist(), strict=True):
         if row in dead:
             continue

@@ -343,6 +343,8 @@ class Delta(Part):
         return self.data.nbytes + self.ids.nbytes + set_bytes(self.dead)
 
     def view(self) -> DeltaView:
+        if self.count == 0:
+            return EMPTY_VIEW
         return DeltaView(self.data[: self.count], self.ids[: self.count], self.dead)
 
 
@@ -368,3 +370,6 @@ class DeltaView:
         query = np.frombuffer(digest, dtype=np.uint8)
         same = [row for row in rows.tolist() if np.array_equal(self.data[row], query)]
         return np.array(same, dtype=np.intp)
+
+
+EMPTY_VIEW = DeltaView(np.empty((0, PDQ_BYTES), dtype=np.uint8), _EMPTY_ROWS, set())
