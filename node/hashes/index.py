@@ -38,8 +38,8 @@ from node.hashes.values import DIGEST_BYTES, PDQ_DEFAULT_MAX_DISTANCE
 from protocol.records import HashAlgorithm
 
 MAX_PDQ_DISTANCE = 8 * PDQ_BYTES
-# Below this a delta is scanned in about 20 us; a merge of a million rows takes about a second
-# of a background thread, so merging every 8,192 additions costs little.
+# A full delta of 8,192 PDQ rows is scanned in about 25 us; a merge of a million rows takes
+# about a second of a background thread, so merging every 8,192 additions costs little.
 DEFAULT_MERGE_AT = 8192
 
 
