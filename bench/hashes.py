@@ -13,8 +13,8 @@ each word a contiguous column: the fastest numpy layout found, about 6 times fas
 rows), in blocks of 100 queries each side in turn; then the index once more with every query
 right after a floor scan (its caches cold). The floor's answer is checked to be the index's.
 Exact matching (SHA-256, half hits). The delay from `add` to a `match` that returns the new
-entry, over 10,000 additions in a row (a background merge of the whole table starts on the
-way). The memory per hash (the index's arrays over all the hashes, and the growth of the
+entry, over 10,000 additions in a row (at a million, background merges of the whole table run
+on the way). The memory per hash (the index's arrays over all the hashes, and the growth of the
 process's RSS).
 
 Ends with one line:
@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.hashes.index import DEFAULT_MERGE_AT, KnownHashIndex
+from node.hashes.index import KnownHashIndex, merge_threshold
 from node.store.migrations import MIGRATIONS
 from protocol.records import HashAlgorithm
 
@@ -238,7 +238,7 @@ def main() -> int:
 
     # Between two merges the delta holds up to merge_at single additions, scanned in full by
     # every match: measure with it half full, as a node would be on average.
-    recent = pdq_set(max(DEFAULT_MERGE_AT, pdq_count // 128) // 2, rng)  # see _Table
+    recent = pdq_set(merge_threshold(pdq_count) // 2, rng)
     recent_ids = np.arange(total + 1, total + 1 + len(recent))
     for entry_id, words in zip(recent_ids.tolist(), recent, strict=True):
         index.add(entry_id, HashAlgorithm.PDQ, words.tobytes())

@@ -3,7 +3,7 @@
 One table per hash type. A table is a few immutable segments (node.hashes.segments: multi-index
 hashing for PDQ, sorted digests for the exact types) and one append-only delta that a single
 addition lands in, scanned in full by each match while it is small. When the delta grows past
-`merge_at` (or past 1/128 of the table) a background thread rebuilds one segment from all the
+`merge_at` (or past 1/256 of the table) a background thread rebuilds one segment from all the
 live rows; matches go on meanwhile against the old parts, and removals made during the rebuild
 are replayed on the new segment before it replaces them. A large `add_many` builds its own
 segment at once, so a node that loads its lists at start answers at full speed when it returns.
@@ -38,9 +38,17 @@ from node.hashes.values import DIGEST_BYTES, PDQ_DEFAULT_MAX_DISTANCE
 from protocol.records import HashAlgorithm
 
 MAX_PDQ_DISTANCE = 8 * PDQ_BYTES
-# A full delta of 8,192 PDQ rows is scanned in about 25 us; a merge of a million rows takes
-# about a second of a background thread, so merging every 8,192 additions costs little.
-DEFAULT_MERGE_AT = 8192
+# Every match scans the whole delta: 4,096 PDQ rows take about 20 us. A merge rebuilds the
+# whole table (a million PDQ rows: about a second of a background thread), so past a million
+# rows the delta may grow to 1/256 of the table before one: at ten million, 39,000 rows,
+# scanned in about 0.2 ms, against a merge of some ten seconds.
+DEFAULT_MERGE_AT = 4096
+TABLE_SHARE = 256
+
+
+def merge_threshold(rows: int, merge_at: int = DEFAULT_MERGE_AT) -> int:
+    """How many rows the delta takes before a merge, for a table of `rows` merged rows."""
+    return max(merge_at, rows // TABLE_SHARE)
 
 
 class _Table:
@@ -123,7 +131,7 @@ class _Table:
         rows = sum(part.rows for part in self.parts)
         dead = sum(len(part.dead) for part in (*self.parts, self.delta))
         return (
-            self.delta.count >= max(self.merge_at, rows // 128)
+            self.delta.count >= merge_threshold(rows, self.merge_at)
             or len(self.parts) > 1
             or dead > max(self.merge_at, rows // 8)
         )
