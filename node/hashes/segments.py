@@ -145,9 +145,11 @@ def pdq_distances(head: Array, tail: Array, rows: Array, query: PdqQuery) -> tup
 
 def scan_distances(words: Array, query: PdqQuery) -> tuple[Array, Array]:
     """Every row of `words` (n, 4, C order) within the query's distance: a full scan."""
+    block = 1 << 16
+    if len(words) <= block:  # a delta: one block
+        return _within(words, query)
     rows: list[Array] = []
     distances: list[Array] = []
-    block = 1 << 16
     for start in range(0, len(words), block):
         hits, found = _within(words[start : start + block], query)
         rows.append(hits + start)
