@@ -12,6 +12,7 @@ import orjson
 from node.cases.actionlog import ActionLog, Recorded
 from node.cases.door import transition_txn
 from node.cases.gate import Confirmation, ReviewGate
+from node.cases.hashes import attach_hashes_txn, checked_hashes
 from node.cases.intake import (
     MAX_NOTE,
     CaseIntake,
@@ -24,6 +25,7 @@ from node.cases.views import CaseViews, NoticeRules
 from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
 from node.errors import N_, Conflict, InvalidInput
+from node.hashes.values import HashValue
 from node.routing import RoutingDecision
 from node.store import audit, channel_outbox
 from node.store.db import Database, Tx
@@ -187,6 +189,25 @@ class CaseService:
         recorded = await self.db.run(record_action_txn)
         self.wake(recorded.told)
         return recorded.action_id
+
+    async def add_hashes(
+        self, report_id: str, hashes: object, *, actor: str, source: str = "analyst"
+    ) -> list[HashValue]:
+        """Put hashes (TYPE:VALUE texts) on an existing case; returns those it did not hold.
+        A case of ours that peers hold already goes to them again, carrying them."""
+        await self.views.require(report_id)
+        values = checked_hashes(hashes)
+        if not values:
+            raise InvalidInput(N_("give at least one hash (TYPE:VALUE)"))
+        now = iso(self.clock.now())
+
+        def add_hashes_txn(conn: Tx) -> tuple[list[HashValue], list[str]]:
+            added = attach_hashes_txn(conn, report_id, values, source=source, at=now, actor=actor)
+            return added, self.router.hashes_added_txn(conn, report_id, actor) if added else []
+
+        added, peers = await self.db.run(add_hashes_txn)
+        self.wake(peers)
+        return added
 
     async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> int:
         """Police cleared the case: a host notice held for them may go now. Returns how many

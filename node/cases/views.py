@@ -9,12 +9,13 @@ from typing import Any, Protocol
 
 import orjson
 
+from node.cases.hashes import hashes_view
 from node.cases.intake import choice
 from node.cases.lifecycle import CaseStatus
 from node.cases.wire import hosting_countries
 from node.clock import Clock, iso, parse_iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
-from node.store import submissions
+from node.store import report_hashes, submissions
 from node.store.reports import Case, CaseAction, ReportStore, Routing, StoredAddress
 from node.store.reviews import ReviewStore
 from protocol.ids import short_reference
@@ -113,6 +114,8 @@ class CaseViews:
         case["submissions"] = [
             dataclasses.asdict(s) for s in await submissions.for_case(self.store.db, report_id)
         ]
+        # Hashes given with the case, and why a low-quality PDQ hash is never matched.
+        case["hashes"] = hashes_view(await report_hashes.for_report(self.store.db, report_id))
         # A verdict waiting for a reviewer, or rejected by one, is part of the case as shown.
         review = await ReviewStore(self.store.db).get(report_id)
         case["review"] = review.shown() if review else None
