@@ -232,8 +232,8 @@ class Router:
         head = ReportStore.head_txn(conn, report_id)
         if head is None or head.origin != self.node_id or not allows(head.status, CaseEvent.ROUTED):
             return []
-        if not peer_outbox.holders_txn(conn, report_id):
-            return []
+        if not peer_outbox.current_holders_txn(conn, report_id):
+            return []  # no peer holds it now (never sent, or withdrawn from those that did)
         return self.route_txn(conn, report_id, actor, force=True)[1]
 
     def insert_routed(

@@ -13,7 +13,7 @@ from node.errors import InvalidInput
 from node.store import report_hashes
 from protocol.records import ContentHash
 from tests.factories import sample_report
-from tests.node.test_federation import record_frame, signed_push
+from tests.node.test_federation import forward_case, record_frame, signed_push
 from tests.node.test_openapi import exchange
 from tests.support.federation import Pair
 from tests.support.nodes import ApiHarness, table_counts
@@ -270,3 +270,22 @@ async def test_a_peers_hash_of_the_wrong_length_is_dropped_and_the_case_says_so(
         " digits (got 64)" in error
         for error in at_de["hosting"]["errors"]
     ), at_de["hosting"]["errors"]
+
+
+async def test_a_hash_added_once_the_peer_no_longer_holds_the_case_sends_it_nothing(
+    pair: Pair,
+) -> None:
+    cases, db = pair.fr.node.cases, pair.fr.node.db
+    report_id = await forward_case(pair, "http://de.example/moved.jpg")
+    # Found to be hosted at home after all: DE is sent a withdrawal, and holds it no more.
+    await cases.override_jurisdiction(
+        report_id, country="FR", reason="the host moved it to France", actor="ana"
+    )
+    await pair.fr.settle()
+    queued = "SELECT record_type FROM peer_outbox WHERE report_id = ? ORDER BY seq"
+    before = [r["record_type"] for r in await db.fetch_all(queued, (report_id,))]
+    assert before[-1] == "withdrawal"
+    added = await cases.add_hashes(report_id, [SHA256], actor="ana")
+    assert [value.text for value in added] == [SHA256]
+    assert [r["record_type"] for r in await db.fetch_all(queued, (report_id,))] == before
+    assert (await cases.show(report_id))["routing"]["decision"] == "domestic"
