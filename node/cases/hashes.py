@@ -39,6 +39,19 @@ def checked_hashes(given: object) -> tuple[HashValue, ...]:
     return tuple(parse_hash(text) for text in texts)
 
 
+def check_room(report_id: str, values: Sequence[HashValue]) -> None:
+    """InvalidInput when `values` (duplicates counted once) are more than a case may hold:
+    for hashes gathered for a case before it is stored (an import's lines of one URL)."""
+    if len({(value.alg, value.digest) for value in values}) > MAX_HASHES:
+        raise _too_many(report_id, MAX_HASHES)
+
+
+def _too_many(report_id: str, limit: int) -> InvalidInput:
+    return InvalidInput(
+        N_("a case holds at most {limit} hashes (report {report})"), limit=limit, report=report_id
+    )
+
+
 def attach_hashes_txn(
     conn: Tx,
     report_id: str,
@@ -62,11 +75,7 @@ def attach_hashes_txn(
     if not added:
         return []
     if limit is not None and report_hashes.count_txn(conn, report_id) > limit:
-        raise InvalidInput(
-            N_("a case holds at most {limit} hashes (report {report})"),
-            limit=limit,
-            report=report_id,
-        )
+        raise _too_many(report_id, limit)
     audit.append_many(
         conn,
         [

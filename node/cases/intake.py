@@ -13,7 +13,7 @@ import orjson
 
 from node.cases.door import admit_txn, entry_status
 from node.cases.gate import ReviewGate
-from node.cases.hashes import attach_hashes_txn, checked_hashes
+from node.cases.hashes import attach_hashes_txn, check_room, checked_hashes
 from node.cases.lifecycle import CaseEvent
 from node.cases.router import Router
 from node.clock import Clock, iso
@@ -422,6 +422,8 @@ class CaseIntake:
                     )
                 )
             audit.append_many(conn, entries)
+            for report_id, values in new_hashes.items():
+                check_room(report_id, values)  # before its version is built with them
             pushed.extend(self.router.insert_routed(conn, cases, actor, hashes=new_hashes))
             for report_id, values in new_hashes.items():
                 attach_hashes_txn(conn, report_id, values, source="import", at=stamp, actor=actor)

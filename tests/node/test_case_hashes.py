@@ -289,3 +289,27 @@ async def test_a_hash_added_once_the_peer_no_longer_holds_the_case_sends_it_noth
     assert [value.text for value in added] == [SHA256]
     assert [r["record_type"] for r in await db.fetch_all(queued, (report_id,))] == before
     assert (await cases.show(report_id))["routing"]["decision"] == "domestic"
+
+
+async def test_a_case_holds_at_most_256_hashes_the_most_a_report_record_carries(
+    pair: Pair,
+) -> None:
+    many = [f"sha256:{n:064x}" for n in range(257)]
+    cases, db = pair.fr.node.cases, pair.fr.node.db
+    # Two lines of one URL, routed to DE at once: refused before its version is built.
+    line = {"url": "http://de.example/many", "category": "csam", "verdict": "baseline"}
+    with pytest.raises(InvalidInput, match=r"a case holds at most 256 hashes \(report "):
+        await cases.import_batch(
+            [
+                ImportItem.check({**line, "hosting_country": "DE", "hashes": many[:200]}),
+                ImportItem.check({"url": line["url"], "hashes": many[200:]}),
+            ],
+            actor="import:test",
+        )
+    assert await db.fetch_all("SELECT id FROM reports") == []
+    submitted = await cases.submit("http://de.example/many-2", actor="ana", hashes=many[:256])
+    with pytest.raises(InvalidInput, match=r"a case holds at most 256 hashes \(report "):
+        await cases.add_hashes(submitted.report_id, many[256:], actor="ana")
+    assert len(await report_hashes.for_report(db, submitted.report_id)) == 256
+    with pytest.raises(InvalidInput, match="at most 256 hashes at once"):
+        await cases.submit("http://de.example/many-3", actor="ana", hashes=many)
