@@ -262,3 +262,30 @@ def test_an_operator_suspends_a_peer(driver: Any, site: Site) -> None:
         driver.find_element(By.CSS_SELECTOR, "#lang-choice + button").click()
     wait_for(lambda: driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr", 5)
     check_page(driver, site, "audit-fr")
+
+
+def test_a_cases_hashes_are_shown_and_added_on_its_page(driver: Any, site: Site) -> None:
+    fr = site.fr
+    sha256, md5 = "sha256:" + "ab" * 32, "md5:" + "ef" * 16
+    status, body = fr.post(
+        "/api/v1/reports",
+        {"url": "http://de.example/h/9.jpg", "hashes": ["pdq:" + "0f" * 32 + ":30"]},
+    )
+    assert status == 201
+    report_id = body["id"]
+    sign_in(driver, site, fr, site.people["alice"])
+    driver.get(f"{fr.url}/console/case/{report_id}")
+
+    def hashes_section() -> str:
+        return str(driver.find_element(By.ID, "h-hashes").find_element(By.XPATH, "..").text)
+
+    assert "never: PDQ quality 30 is below 50: kept, but never matched" in hashes_section()
+    driver.find_element(By.ID, "h-values").send_keys(f"{sha256}\n{md5}")
+    with navigating(driver):
+        driver.find_element(By.ID, "h-values").submit()
+    wait_for(lambda: "hashes-added" in driver.current_url, timeout=5)
+    check_page(driver, site, "case-hashes", show="h-hashes")
+    assert "ab" * 32 in hashes_section()
+    assert "ef" * 16 in hashes_section()
+    shown = fr.report(report_id)["hashes"]  # type: ignore[index]
+    assert sorted(h["type"] for h in shown) == ["md5", "pdq", "sha256"]
