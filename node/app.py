@@ -46,6 +46,7 @@ from node.federation.inbox import Inbox
 from node.federation.peer_keys import PeerKeyRefresher
 from node.federation.registry import PeerRegistry
 from node.federation.wakeups import PushRequests
+from node.hashes.service import KnownContent
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
@@ -93,6 +94,7 @@ class Node:
     jobs: Jobs
     users: UserService
     reviews: ReviewService
+    known: KnownContent
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -350,6 +352,10 @@ async def open_node(
                 cases=cases,
                 crypto=crypto,
             )
+            known = KnownContent(
+                db, clock, node_id=config.node_id, pdq_max_distance=config.hashes.pdq_max_distance
+            )
+            await known.load()
             peer_keys = PeerKeyRefresher(registry, client, clock)
             delivery = Delivery(
                 db,
@@ -418,6 +424,7 @@ async def open_node(
                 jobs=jobs,
                 users=users,
                 reviews=ReviewService(db, cases, users, four_eyes),
+                known=known,
             )
         finally:
             tracer.close()

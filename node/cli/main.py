@@ -14,7 +14,7 @@ from pathlib import Path
 from keys import KeysError
 from node import control, locks
 from node.app import Node
-from node.cli import channels, keys, operations, peers, reports, setup, tokens, users
+from node.cli import channels, hashes, keys, operations, peers, reports, setup, tokens, users
 from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageError
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
@@ -34,7 +34,7 @@ EPILOG = """examples:
 """
 
 # In the order `hotline-node --help` lists them.
-GROUPS = (setup, tokens, keys, reports, users, channels, peers, operations)
+GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations)
 # Commands that never go through a running server: they create or are the server.
 LOCAL_COMMANDS = frozenset({"init", "serve"})
 # Arguments naming files: made absolute, since the server does not share the caller's directory.

@@ -300,3 +300,67 @@ def matches_for_txn(conn: Tx, report_ids: list[str]) -> dict[str, list[CaseMatch
 async def matches_for(db: Database, report_ids: list[str]) -> dict[str, list[CaseMatch]]:
     """Each case's matches, closest first (on the reader)."""
     return _by_case(await db.fetch_in(_MATCHES_SQL, report_ids))
+
+
+def entry_categories_txn(conn: Tx, entry_ids: list[int]) -> dict[int, str]:
+    """The category of each entry that exists (the index may briefly hold one that does not)."""
+    rows = select_in(conn, "SELECT id, category FROM hash_entries WHERE id IN ({marks})", entry_ids)
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
+async def entries_by_id(
+    db: Database, entry_ids: list[int]
+) -> dict[int, tuple[str, str, ListEntry]]:
+    """(list name, list owner, entry) of each entry id."""
+    rows = await db.fetch_in(
+        "SELECT e.id, l.name, l.owner, e.alg, e.value, e.quality, e.category, e.grade, e.use,"
+        " e.note, e.source, e.added_at FROM hash_entries e JOIN hash_lists l ON l.id = e.list_id"
+        " WHERE e.id IN ({marks})",
+        entry_ids,
+    )
+    return {
+        int(row[0]): (
+            str(row[1]),
+            str(row[2]),
+            ListEntry(
+                value=_value(row[3], row[4], row[5]),
+                category=row[6],
+                grade=row[7],
+                use=row[8],
+                note=row[9],
+                source=row[10],
+                added_at=row[11],
+            ),
+        )
+        for row in rows
+    }
+
+
+def open_case_hashes_txn(
+    conn: Tx, alg: HashAlgorithm, digests: list[bytes], statuses: tuple[str, ...]
+) -> list[tuple[str, bytes]]:
+    """(case id, digest) of the open cases that carry one of these exact digests."""
+    marks = ", ".join("?" for _ in statuses)
+    rows = select_in(
+        conn,
+        "SELECT h.report_id, h.value FROM report_hashes h"  # noqa: S608 - placeholders only
+        " JOIN reports r ON r.id = h.report_id"
+        f" WHERE r.status IN ({marks}) AND h.alg = ? AND h.value IN ({{marks}})",
+        digests,
+        *statuses,
+        alg.value,
+    )
+    return [(str(row[0]), bytes(row[1])) for row in rows]
+
+
+def open_case_pdq_txn(conn: Tx, statuses: tuple[str, ...]) -> Iterator[tuple[str, HashValue]]:
+    """(case id, PDQ hash) of every open case that carries one."""
+    marks = ", ".join("?" for _ in statuses)
+    rows = conn.execute(
+        "SELECT h.report_id, h.value, h.quality FROM report_hashes h"  # noqa: S608 - placeholders
+        " JOIN reports r ON r.id = h.report_id"
+        f" WHERE h.alg = 'pdq' AND r.status IN ({marks})",
+        statuses,
+    )
+    for row in rows:
+        yield str(row[0]), _value("pdq", row[1], row[2])

@@ -467,5 +467,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX hash_matches_entry ON hash_matches(entry_id);
 
     ALTER TABLE peers ADD COLUMN share_hashes INTEGER NOT NULL DEFAULT 0;
+    -- When a case's hash was first found on a list: such cases come first in the triage queue
+    -- (a partial index: few cases match).
+    ALTER TABLE reports ADD COLUMN known_since TEXT;
+    CREATE INDEX reports_known ON reports(status, known_since) WHERE known_since IS NOT NULL;
     """,
 ]
