@@ -77,6 +77,7 @@ class CaseMatch:
     since: str  # when the entry was added to its list (at its owner)
     matched_at: str
     removed_at: str | None  # the entry left its list since
+    owner_country: str | None  # a peer's list: the peer's country (None: ours)
 
 
 _LIST_COLUMNS = (
@@ -259,7 +260,7 @@ def add_matches_txn(
 
 _MATCH_COLUMNS = (
     "l.name, l.owner, e.id, e.alg, e.value, e.quality, e.category, e.grade, m.distance,"
-    " e.added_at, m.matched_at, e.removed_at, m.report_id"
+    " e.added_at, m.matched_at, e.removed_at, m.report_id, p.country"
 )
 
 
@@ -275,12 +276,14 @@ def _case_match(row: Row) -> CaseMatch:
         since=str(row[9]),
         matched_at=str(row[10]),
         removed_at=row[11],
+        owner_country=row[13],
     )
 
 
 _MATCHES_SQL = (
     f"SELECT {_MATCH_COLUMNS} FROM hash_matches m"  # noqa: S608 - fixed columns
     " JOIN hash_entries e ON e.id = m.entry_id JOIN hash_lists l ON l.id = e.list_id"
+    " LEFT JOIN peers p ON p.node_id = l.owner"
     " WHERE m.report_id IN ({marks}) ORDER BY m.distance, e.added_at, e.id"
 )
 
