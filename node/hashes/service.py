@@ -31,7 +31,10 @@ log = logging.getLogger("hotline.hashes")
 LIST_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 # What a changed list hands to the peers that receive it (node.hashes.sharing), in the same
 # transaction: (conn, list, what changed, at).
-ShareHook = Callable[[Tx, HashList, Applied, str], None]
+ShareHook = Callable[[Tx, HashList, Applied, str], object]
+# What a list of ours newly marked shared hands to the peers, in the same transaction: the list
+# goes whole (node.hashes.sharing): (conn, list, at).
+ShareListHook = Callable[[Tx, HashList, str], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,14 @@ class KnownContent:
         node_id: str,
         pdq_max_distance: int,
         share: ShareHook | None = None,
+        share_list: ShareListHook | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.node_id = node_id
         self.index = KnownHashIndex(pdq_max_distance=pdq_max_distance)
         self.share = share
+        self.share_list = share_list
 
     async def load(self) -> int:
         """Every active, matchable entry into the index: what a node does at start."""
@@ -170,6 +175,9 @@ class KnownContent:
         if share is not None and share != hash_list.shared:
             hashlists.set_shared_txn(conn, hash_list.id, share, at)
             hash_list = hashlists.list_named_txn(conn, name) or hash_list
+            if share and self.share_list is not None:
+                # What it held before goes whole; this change follows as its own records.
+                self.share_list(conn, hash_list, at)
         return hash_list
 
     def changed_txn(self, conn: Tx, hash_list: HashList, applied: Applied, at: str) -> ChangeResult:

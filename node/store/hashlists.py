@@ -367,3 +367,27 @@ def open_case_pdq_txn(conn: Tx, statuses: tuple[str, ...]) -> Iterator[tuple[str
     )
     for row in rows:
         yield str(row[0]), _value("pdq", row[1], row[2])
+
+
+# sharing with peers (node.hashes.sharing) ---------------------------------------------------
+def shared_lists_txn(conn: Tx, owner: str) -> list[HashList]:
+    """`owner`'s lists marked shared, by name: what a peer that starts receiving our lists is
+    sent whole."""
+    rows = conn.execute(
+        f"SELECT {_LIST_COLUMNS} FROM hash_lists l"  # noqa: S608 - fixed columns
+        " WHERE l.owner = ? AND l.shared = 1 ORDER BY l.name",
+        (owner,),
+    )
+    return [_hash_list(row) for row in rows]
+
+
+def removed_values_txn(conn: Tx, list_id: int) -> Iterator[HashValue]:
+    """The hashes that left a list and are not back in it: a peer sent the list whole is told
+    they left too, in case it holds them from earlier (removals made while it was not sent
+    anything). Read in rowid order, streamed."""
+    for row in conn.execute(
+        "SELECT alg, value, quality FROM hash_entries WHERE list_id = ?"
+        " AND removed_at IS NOT NULL ORDER BY id",
+        (list_id,),
+    ):
+        yield _value(row[0], row[1], row[2])
