@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pytest
 
 from keys import build_key_document, sign_key_document, verify_key_document
 from node.clock import ManualClock, iso
-from node.hashes.sharing import HashSharing
+from node.hashes.sharing import HashSharing, OnChange
 from node.hashes.values import parse_hash
 from node.store import hashlists, peer_outbox
 from node.store.db import Tx
@@ -34,7 +34,7 @@ def sha256(text: str) -> str:
 
 A, B, C, D = (sha256(name) for name in "abcd")
 PDQ = "pdq:" + hashlib.sha256(b"pdq").hexdigest() + ":87"
-MD5 = "md5:" + hashlib.md5(b"md5").hexdigest()  # noqa: S324 - a list's MD5, not security
+MD5 = "md5:" + hashlib.md5(b"md5").hexdigest()
 
 
 def entry(
@@ -45,9 +45,10 @@ def entry(
 
 @dataclass
 class Recorder:
-    """The hook KnownContent gives (index and matching): what it was called with, and the list
-    as the transaction saw it."""
+    """Around the hook KnownContent gives (index and matching): what it was called with, and
+    the list as the transaction saw it."""
 
+    then: OnChange | None
     calls: list[tuple[str, int, list[str], list[str]]] = field(default_factory=list)
 
     def __call__(self, conn: Tx, hash_list: HashList, applied: Applied, at: str) -> None:
@@ -59,34 +60,25 @@ class Recorder:
                 sorted(v.text for _, v in applied.removed),
             )
         )
+        if self.then is not None:
+            self.then(conn, hash_list, applied, at)
 
 
 async def change(
     node: LiveNode,
     name: str,
     *,
-    add: Iterable[ListEntry] = (),
-    remove: Iterable[str] = (),
-    shared: bool = True,
-) -> list[str]:
-    """A change of one of our lists as KnownContent makes it: the change and its queueing in
-    one transaction, then a push to the peers queued for."""
-    at = iso(node.node.clock.now())
-    sharing = node.node.hash_sharing
-
-    def change_txn(conn: Tx) -> list[str]:
-        hash_list = hashlists.list_of_owner_txn(conn, node.node_id, name)
-        if hash_list is None:
-            hash_list = hashlists.create_list_txn(
-                conn, name=name, owner=node.node_id, origin_name=name, shared=shared, at=at
-            )
-        gone = hashlists.remove_entries_txn(conn, hash_list.id, map(parse_hash, remove), at)
-        came = hashlists.upsert_entries_txn(conn, hash_list.id, add, at)
-        return sharing.queue_txn(conn, hash_list, Applied(came.added, gone.removed), at)
-
-    peers = await node.node.db.run(change_txn)
-    sharing.kick(peers)
-    return peers
+    add: Sequence[ListEntry] = (),
+    remove: Sequence[str] = (),
+    shared: bool | None = True,
+) -> None:
+    """A change of one of our lists, as `hashes import` / `hashes remove` make it (KnownContent:
+    the change, the index, and the queueing for peers, in one transaction)."""
+    known = node.node.known
+    if remove:
+        await known.remove_entries(name, [parse_hash(t) for t in remove], actor="olga")
+    if add or shared is not None:
+        await known.add_entries(name, add, share=shared, actor="olga")
 
 
 async def share_hashes(node: LiveNode, peer: str, on: bool = True) -> None:
@@ -128,7 +120,7 @@ async def hashset_rows(node: LiveNode, peer: str) -> list[tuple[str, HashSet]]:
 
 @pytest.fixture
 def recorder(pair: Pair) -> Recorder:
-    hook = Recorder()
+    hook = Recorder(pair.de.node.hash_sharing.on_change)
     pair.de.node.hash_sharing.on_change = hook
     return hook
 
@@ -145,12 +137,11 @@ async def test_a_shared_list_reaches_the_peer_as_node_slash_list(
     pair: Pair, recorder: Recorder
 ) -> None:
     await both_share(pair)
-    peers = await change(
+    await change(
         pair.fr,
         "known-fr",
         add=[entry(A, grade="A"), entry(PDQ, use="industry"), entry(MD5, category="csem")],
     )
-    assert peers == ["de-eco"]
     await pair.fr.settle()
 
     received = await the_list(pair.de, "fr-pdc/known-fr")
@@ -171,6 +162,10 @@ async def test_a_shared_list_reaches_the_peer_as_node_slash_list(
         t: e.added_at for t, e in fr_entries.items()
     }
     assert recorder.calls == [("fr-pdc/known-fr", 3, sorted([A, PDQ, MD5]), [])]
+    # Matchable at DE at once, as DE's own lists are: "known to fr-pdc since ...".
+    [found] = await pair.de.node.known.match(parse_hash(A))
+    assert (found.list_name, found.list_owner) == ("fr-pdc/known-fr", "fr-pdc")
+    assert found.since == fr_entries[A].added_at
     # Delivered like any record, with a signed receipt; no case bookkeeping for it.
     assert [state for state, _ in await hashset_rows(pair.fr, "de-eco")] == ["sent"]
     actions = await pair.fr.node.db.fetch_all("SELECT * FROM actions WHERE report_id = ''")
@@ -203,7 +198,7 @@ async def test_the_same_change_twice_changes_nothing(pair: Pair, recorder: Recor
     await change(pair.fr, "known-fr", add=[entry(A), entry(B)])
     await pair.fr.settle()
     # The same import again at the origin: nothing changed, nothing queued.
-    assert await change(pair.fr, "known-fr", add=[entry(A), entry(B)]) == []
+    await change(pair.fr, "known-fr", add=[entry(A), entry(B)])
     assert len(await hashset_rows(pair.fr, "de-eco")) == 1
 
     # The same record delivered again (a copy in the queue): a duplicate, nothing changes.
@@ -277,7 +272,7 @@ async def test_a_policy_that_withholds_hashes_sends_nothing_and_enabling_sends_t
     described = await pair.fr.node.registry.describe("de-eco")
     assert described["share_hashes"] is False
     assert described["accepts"] == ["hashset", "pdq-quality", "sha1"]
-    assert await change(pair.fr, "known-fr", add=[entry(A), entry(B), entry(C)]) == []
+    await change(pair.fr, "known-fr", add=[entry(A), entry(B), entry(C)])
     await change(pair.fr, "known-fr", remove=[B])
     await change(pair.fr, "private", add=[entry(D)], shared=False)
     assert await hashset_rows(pair.fr, "de-eco") == []
@@ -317,19 +312,17 @@ async def test_a_removal_made_while_withheld_reaches_the_peer_when_its_policy_al
 async def test_a_list_marked_shared_goes_whole_to_every_peer_that_takes_lists(pair: Pair) -> None:
     await both_share(pair)
     await change(pair.fr, "later", add=[entry(A), entry(B)], shared=False)
+    await change(pair.fr, "later", remove=[B], shared=None)
     assert await hashset_rows(pair.fr, "de-eco") == []
-    sharing = pair.fr.node.hash_sharing
-    at = iso(START)
-
-    def mark_shared_txn(conn: Tx) -> list[str]:
-        found = hashlists.list_of_owner_txn(conn, "fr-pdc", "later")
-        assert found is not None
-        hashlists.set_shared_txn(conn, found.id, True, at)
-        return sharing.share_list_txn(conn, found, at)
-
-    assert await pair.fr.node.db.run(mark_shared_txn) == ["de-eco"]
+    # `hashes import FILE --list later --share`: what it held goes whole, then the new entry.
+    await change(pair.fr, "later", add=[entry(C)], shared=True)
+    rows = [record for _, record in await hashset_rows(pair.fr, "de-eco")]
+    assert [(r.seq, len(r.remove), len(r.add)) for r in rows] == [(1, 1, 0), (2, 0, 1), (3, 0, 1)]
     await pair.fr.settle()
-    assert set(await held(pair.de, "fr-pdc/later")) == {A, B}
+    assert set(await held(pair.de, "fr-pdc/later")) == {A, C}
+    # Marked private again: its changes stay here.
+    await change(pair.fr, "later", add=[entry(D)], shared=False)
+    assert len(await hashset_rows(pair.fr, "de-eco")) == 3
 
 
 async def test_a_peer_that_does_not_announce_hashset_is_never_sent_one(pair: Pair) -> None:
@@ -347,7 +340,7 @@ async def test_a_peer_that_does_not_announce_hashset_is_never_sent_one(pair: Pai
     await registry.store_document("de-eco", old, document)
     assert (await registry.describe("de-eco"))["accepts"] == []
     await both_share(pair)
-    assert await change(pair.fr, "known-fr", add=[entry(A)]) == []
+    await change(pair.fr, "known-fr", add=[entry(A)])
     assert await hashset_rows(pair.fr, "de-eco") == []
 
     new = pair.de.node.key_document()
@@ -392,7 +385,6 @@ async def test_a_peer_writes_only_its_own_lists(pair: Pair) -> None:
     await change(pair.de, "known-de", add=[entry(A)], shared=False)
     # FR names DE's list: it lands in FR's own list of that name at DE, DE's list is untouched.
     await change(pair.fr, "known-de", add=[entry(B)])
-    await change(pair.fr, "known-de", remove=[A])
     await pair.fr.settle()
     assert set(await held(pair.de, "known-de")) == {A}
     assert set(await held(pair.de, "fr-pdc/known-de")) == {B}
@@ -422,13 +414,25 @@ async def test_a_peer_writes_only_its_own_lists(pair: Pair) -> None:
     )
     status, answer, _, _ = await signed_push(pair.fr, pair.de.url, "txn-forged-list", [frame])
     assert status == 200
-    assert [r["status"] for r in answer["results"]] == ["rejected"]  # type: ignore[index]
+    results = answer["results"]
+    assert isinstance(results, list)
+    assert [r["status"] for r in results] == ["rejected"]
     assert set(await held(pair.de, "known-de")) == {A}
 
 
 async def test_a_local_list_holding_a_peers_name_is_not_taken_over(pair: Pair) -> None:
     await both_share(pair)
-    await change(pair.de, "fr-pdc/known-fr", add=[entry(A)], shared=False)
+    # Our list names have no "/" (KnownContent refuses one): a list of that name that is not
+    # the peer's can only be left from elsewhere. It is not taken over.
+    at = iso(START)
+
+    def odd_list_txn(conn: Tx) -> None:
+        made = hashlists.create_list_txn(
+            conn, name="fr-pdc/known-fr", owner="de-eco", origin_name="odd", shared=False, at=at
+        )
+        hashlists.upsert_entries_txn(conn, made.id, [entry(A)], at)
+
+    await pair.de.node.db.run(odd_list_txn)
     await change(pair.fr, "known-fr", add=[entry(B)])
     assert (await pair.fr.node.delivery.push("de-eco")).rejected == 1
     [dead] = await pair.fr.node.db.fetch_all("SELECT reason FROM dead_letters")
