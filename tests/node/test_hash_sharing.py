@@ -24,7 +24,15 @@ from protocol import HashSet, parse_record, record_bytes, seal_payload
 from protocol.records import HashAddition, HashRemoval
 from tests.node.test_federation import signed_push
 from tests.support.dns_server import ZoneDnsServer
-from tests.support.federation import LiveNode, Pair, befriend, live_node, live_pull_pair, node_dir
+from tests.support.federation import (
+    LiveNode,
+    Pair,
+    befriend,
+    http_json,
+    live_node,
+    live_pull_pair,
+    node_dir,
+)
 from tests.support.nodes import START
 
 
@@ -350,6 +358,32 @@ async def test_a_peer_that_does_not_announce_hashset_is_never_sent_one(pair: Pai
     assert (await registry.describe("de-eco"))["accepts"] == ["hashset", "pdq-quality", "sha1"]
     await pair.fr.settle()
     assert set(await held(pair.de, "fr-pdc/known-fr")) == {A}
+
+
+async def test_a_suspended_peer_gets_the_changes_made_meanwhile_when_resumed(pair: Pair) -> None:
+    await both_share(pair)
+    await pair.fr.node.admin.set_status("de-eco", "suspended", "operator:olga")
+    await change(pair.fr, "known-fr", add=[entry(A), entry(B)])
+    await change(pair.fr, "known-fr", remove=[A])
+    await pair.fr.settle()
+    assert [state for state, _ in await hashset_rows(pair.fr, "de-eco")] == ["pending"] * 2
+    await pair.fr.node.admin.set_status("de-eco", "active", "operator:olga")
+    await pair.fr.settle()
+    assert set(await held(pair.de, "fr-pdc/known-fr")) == {B}
+
+
+async def test_the_admin_api_sets_the_policy_and_refuses_a_bad_value(pair: Pair) -> None:
+    url = f"{pair.fr.url}/admin/v1/peers/de-eco"
+    status, body = await http_json("PATCH", url, pair.fr.operator, {"share_hashes": True})
+    assert status == 200
+    assert body["share_hashes"] is True
+    assert body["categories"]  # the rest of the policy as it was
+    status, body = await http_json("PATCH", url, pair.fr.operator, {"share_hashes": "yes"})
+    assert status == 422
+    assert body["type"].endswith("/invalid-input")
+    assert "share_hashes" in body["detail"]
+    status, body = await http_json("GET", f"{pair.fr.url}/admin/v1/peers", pair.fr.operator)
+    assert [p["share_hashes"] for p in body["peers"]] == [True]
 
 
 # --- what a receiver refuses ---------------------------------------------------------------------
