@@ -1,9 +1,8 @@
-"""What a node announces it reads beyond protocol v1 (key document `accepts`), and how a record
-is written for a peer that does not announce it (protocol.md §11).
+"""What a node reads beyond protocol v1 (key document `accepts`), and records for those that don't.
 
-A v1 reader refuses a record type, an enum value or a member it does not know, so a sender
-sends each of these only to the peers whose key document lists its name, and writes the rest
-as v1 does.
+A v1 reader refuses a record type, an enum value or a member it does not know, so a sender sends
+each of these only to the peers whose key document announces its name, and writes the rest as v1
+does (protocol.md §11.1).
 """
 
 from __future__ import annotations

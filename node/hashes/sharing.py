@@ -1,5 +1,7 @@
-"""Hash lists shared between hotlines: our shared lists' changes go to peers as `hashset`
-records through the peer outbox, and a peer's records are applied into the list named after it.
+"""Hash lists shared between hotlines: ours go to peers as `hashset` records, theirs come in.
+
+Our shared lists' changes go through the peer outbox; a peer's records are applied into the
+list named after it.
 
 Sending. Every change of one of our lists marked shared is queued, in the transaction of the
 change, for every peer whose policy shares hashes and whose key document announces the hashset
