@@ -46,6 +46,8 @@ from node.federation.inbox import Inbox
 from node.federation.peer_keys import PeerKeyRefresher
 from node.federation.registry import PeerRegistry
 from node.federation.wakeups import PushRequests
+from node.hashes.service import KnownContent
+from node.hashes.sharing import HashSharing
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
@@ -56,6 +58,7 @@ from node.store.db import Database
 from node.tokens import TokenService
 from node.users import UserService
 from peers.client import PeerClient, authority
+from protocol import features
 
 log = logging.getLogger("hotline.node")
 TRACE_SWEEP_SECONDS = 10
@@ -93,6 +96,8 @@ class Node:
     jobs: Jobs
     users: UserService
     reviews: ReviewService
+    known: KnownContent
+    hash_sharing: HashSharing
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -108,6 +113,8 @@ class Node:
             country=self.config.country,
             endpoint=self.config.endpoint,
             now=self.clock.now(),
+            # What we read beyond protocol v1: peers send it to us only once we announce it.
+            accepts=features.ACCEPTED,
         )
         return sign_key_document(document, keys)
 
@@ -304,7 +311,12 @@ async def open_node(
         await _check_country(db, config, data_dir)
         tracer = _tracer(config, data_dir, clock, session)
         try:
-            registry = PeerRegistry(db, clock)
+            # Whoever queues records asks for pushes after the commit; delivery (built later)
+            # takes them.
+            push_requests = PushRequests()
+            hash_sharing = HashSharing(node_id=config.node_id, wake=push_requests.kick)
+            # A peer that starts receiving our hash lists gets them whole, in that transaction.
+            registry = PeerRegistry(db, clock, hashes_opened=hash_sharing.share_all_txn)
             await registry.load()
             actions = ActionLog(config.node_id, config.country)
             dispatcher = Dispatcher(
@@ -319,8 +331,6 @@ async def open_node(
                 abuse_contact_for=tracer.abuse_contact_for,
             )
 
-            # Cases ask for pushes after their commits; delivery (built later) takes them.
-            push_requests = PushRequests()
             four_eyes = FourEyes(clock, categories=config.console.four_eyes)
             cases = CaseService(
                 db,
@@ -349,7 +359,20 @@ async def open_node(
                 registry=registry,
                 cases=cases,
                 crypto=crypto,
+                hashes=hash_sharing,
             )
+            known = KnownContent(
+                db,
+                clock,
+                node_id=config.node_id,
+                pdq_max_distance=config.hashes.pdq_max_distance,
+                # Our shared lists' changes, and a list newly shared, go to the peers.
+                share=hash_sharing.queue_txn,
+                share_list=hash_sharing.share_list_txn,
+            )
+            # A peer's change to its list takes effect as ours do (index, open cases).
+            hash_sharing.on_change = known.changed_txn
+            await known.load()
             peer_keys = PeerKeyRefresher(registry, client, clock)
             delivery = Delivery(
                 db,
@@ -418,6 +441,8 @@ async def open_node(
                 jobs=jobs,
                 users=users,
                 reviews=ReviewService(db, cases, users, four_eyes),
+                known=known,
+                hash_sharing=hash_sharing,
             )
         finally:
             tracer.close()

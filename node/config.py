@@ -228,6 +228,11 @@ class ConsoleConfig(_Section):
     language: Literal["en", "fr"] | None = None
 
 
+class HashesConfig(_Section):
+    # Meta's guidance for PDQ: a match at a Hamming distance of 31 or less of 256 bits.
+    pdq_max_distance: Annotated[int, Field(ge=0, le=128)] = 31
+
+
 class NodeConfig(_Section):
     node_id: NodeId
     country: Country
@@ -242,6 +247,7 @@ class NodeConfig(_Section):
     channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
     notices: NoticesConfig = Field(default_factory=NoticesConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    hashes: HashesConfig = Field(default_factory=HashesConfig)
 
     @field_validator("endpoint")
     @classmethod

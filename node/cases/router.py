@@ -33,8 +33,9 @@ from node.store.db import Tx
 from node.store.peer_outbox import Queued
 from node.store.peers import PeerRow
 from node.store.reports import Case, ReportStore, Routing, Version
+from protocol.features import report_for
 from protocol.ids import new_id
-from protocol.records import Tlp, Withdrawal, record_bytes
+from protocol.records import Report, Tlp, Withdrawal, record_bytes
 
 Routed = tuple[RoutingDecision | None, list[str]]  # the decision, and the peers to push to
 ROUTING_EVENTS = {
@@ -269,6 +270,7 @@ class Router:
         stamp = iso(self.clock.now())
         # Suspended peers too: routing records that a case would have gone to one.
         peers = [peer_view(p) for p in peer_store.routable_txn(conn)]
+        reads = {p.node_id: p.reads for p in peers}
         plan = RoutePlan()
         for row in cases:
             report_id = row.id
@@ -293,6 +295,7 @@ class Router:
             plan.decisions[report_id] = decision
             seq = int(row.seq)
             payload = b""
+            record = None
             if any(t.kind == "peer" for t in decision.targets):
                 # Only the origin has peer targets (decide() never relays): a new version goes out.
                 seq += 1
@@ -301,12 +304,20 @@ class Router:
                     if hashes is not None and report_id in hashes
                     else [h.value for h in report_hashes.for_report_txn(conn, report_id)]
                 )
-                payload = record_bytes(build_report_record(row, evidence, seq=seq, hashes=carried))
+                record = build_report_record(row, evidence, seq=seq, hashes=carried)
+                payload = record_bytes(record)
                 plan.versions.append(Version(report_id, seq, payload, stamp))
             for target in decision.targets:
                 if target.kind == "peer":
+                    assert record is not None  # made above for any peer target
                     plan.outbox.setdefault(target.name, []).append(
-                        Queued("report", report_id, report_id, payload, stamp)
+                        Queued(
+                            "report",
+                            report_id,
+                            report_id,
+                            _payload_for(record, payload, reads.get(target.name, frozenset())),
+                            stamp,
+                        )
                     )
                 else:
                     plan.channels.append(
@@ -380,6 +391,14 @@ class Router:
         return sorted(plan.outbox)
 
 
+def _payload_for(record: Report, payload: bytes, reads: frozenset[str]) -> bytes:
+    """The version's bytes as this peer can read them: the same bytes, unless the report
+    carries what the peer does not announce it reads (sha1 hashes, a PDQ quality), which it
+    goes without (protocol.md §11). Made here, so the outbox keeps the bytes that are signed."""
+    readable = report_for(record, reads)
+    return payload if readable is record else record_bytes(readable)
+
+
 def _channel_key(role: str, payload: dict[str, Any]) -> tuple[str, str | None]:
     """A case's message is one per role and hosting country."""
     return role, payload.get("country")
@@ -415,4 +434,5 @@ def peer_view(peer: PeerRow) -> PeerView:
         categories=frozenset(orjson.loads(peer.categories)),
         max_tlp=Tlp(peer.max_tlp),
         active=peer.status == "active",
+        reads=frozenset(orjson.loads(peer.accepts)),
     )

@@ -74,8 +74,12 @@ def build_report_record(
 
 
 def content_hashes(hashes: Sequence[HashValue]) -> tuple[ContentHash, ...]:
-    """A case's hashes as a report record carries them, each digest once."""
+    """A case's hashes as a report record carries them, each digest once, a PDQ hash with its
+    quality (routing leaves out, per peer, what that peer does not read: protocol.features)."""
     unique: dict[tuple[str, bytes], HashValue] = {}
     for value in hashes:
         unique.setdefault((value.alg.value, value.digest), value)
-    return tuple(ContentHash(alg=value.alg, value=value.hex) for value in unique.values())
+    return tuple(
+        ContentHash(alg=value.alg, value=value.hex, quality=value.quality)
+        for value in unique.values()
+    )

@@ -1,4 +1,4 @@
-"""Known content: `hashes compute` (here, in the caller's process; lists and matching join it)."""
+"""Known content: `hashes compute` (here, in the caller's process), and hash lists."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from node.cli import hashlists
 from node.cli.base import Context, Declare
 from node.hashes.compute import FileHashes, hash_file
 from node.hashes.values import PDQ_MIN_QUALITY
@@ -56,7 +57,7 @@ async def cmd_hashes_compute(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(cli: Declare) -> None:
-    hashes = cli.group("hashes", "known content: hashes of files, hash lists and matches")
+    hashes = cli.group("hashes", "known content: hashes of files, hash lists and what they match")
     p = cli.command(
         hashes,
         "compute",
@@ -65,3 +66,4 @@ def register(cli: Declare) -> None:
         " the files and keeps nothing",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="the files (only read)")
+    hashlists.register(cli, hashes)

@@ -55,6 +55,10 @@ def _case_text(case: dict[str, Any], colour: bool) -> str:
         f"assessed {a['verdict'] or '-'} / {a['category'] or '-'}"
         + (f"  ({a['legal_basis']})" if a["legal_basis"] else ""),
         *_review_lines(case),
+        *(
+            f"known    {m['known']}: {m['entry']} (distance {m['distance']}, {m['category']})"
+            for m in case.get("matches", [])
+        ),
         f"hosting  {h['status']}: countries {', '.join(h['countries']) or '-'}"
         f"   cdn {h['cdn_name'] or ('yes' if h['cdn'] else 'no')}"
         f"   abuse {h['abuse_contact'] or '-'}",

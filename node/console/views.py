@@ -239,6 +239,8 @@ async def queue(request: web.Request) -> web.Response:
             "dead_letters": await ctx.reads.dead_letters(20),
             "channel_failures": await ctx.reads.channel_failures(20),
             "waiting_for_peer": await ctx.cases.store.waiting_for_peer(limit=20),
+            # A case whose hash is on a hash list is looked at before the others.
+            "known": await ctx.reads.known_cases(QUEUE_STATUSES, limit=20),
         },
     )
 

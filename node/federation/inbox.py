@@ -22,6 +22,7 @@ from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
+from node.hashes.sharing import HashSetRefused, HashSharing
 from node.hashes.values import HashValue, parse_hash
 from node.store import audit, dead_letters, inbound, peer_outbox
 from node.store import peers as peer_store
@@ -34,6 +35,7 @@ from node.urls import normalise_url
 from protocol import (
     Action,
     ActionCode,
+    HashSet,
     MemoryReplayGuard,
     Opened,
     OpenError,
@@ -88,8 +90,11 @@ class Inbox:
         registry: PeerRegistry,
         cases: CaseService,
         crypto: CryptoPool,
+        hashes: HashSharing | None = None,
     ) -> None:
         self.db = db
+        # Applies peers' hash lists (`hashset` records); without it they are refused.
+        self.hashes = hashes
         self.crypto = crypto
         self.clock = clock
         self.node_id = node_id
@@ -359,13 +364,19 @@ class Inbox:
                 result = self._apply_action(conn, sender, record, now)
             elif isinstance(record, Withdrawal):
                 result = self._apply_withdrawal(conn, sender, record, now)
+            elif isinstance(record, HashSet):
+                result = self._apply_hashset(conn, sender, record, now)
             else:
                 raise RecordRefused("receipts travel in transaction answers, not as records")
         except RecordRefused as exc:
             self._reject(conn, sender, item, str(exc), str(exc), now)
             return Applied(ItemStatus.REJECTED, str(exc))
         if result.status is ItemStatus.ACCEPTED:
-            report_id = str(getattr(record, "report_id", getattr(record, "id", "")))
+            report_id = (
+                ""  # about no case: a hash list's change
+                if isinstance(record, HashSet)
+                else str(getattr(record, "report_id", getattr(record, "id", "")))
+            )
             # The exact bytes received are kept as evidence (non-repudiation).
             inbound.keep_envelopes_txn(
                 conn,
@@ -513,6 +524,16 @@ class Inbox:
             withdrawal_id=str(withdrawal.id),
         )
         return Applied(ItemStatus.ACCEPTED)
+
+    def _apply_hashset(self, conn: Tx, sender: str, record: HashSet, now: datetime) -> Applied:
+        """A change to one of the sender's hash lists (node.hashes.sharing)."""
+        if self.hashes is None:
+            raise RecordRefused("this node does not take hash lists")
+        try:
+            changed = self.hashes.apply_txn(conn, sender, record, iso(now))
+        except HashSetRefused as exc:
+            raise RecordRefused(str(exc)) from exc
+        return Applied(ItemStatus.ACCEPTED if changed else ItemStatus.DUPLICATE)
 
     # answers ------------------------------------------------------------------------------
     def _receipt(self, sender: str, txn_id: str, digests: list[str], now: datetime) -> str | None:
@@ -699,7 +720,8 @@ def received_hashes(report: Report) -> tuple[list[HashValue], list[str]]:
     problems: list[str] = []
     for given in report.hashes:
         try:
-            values.append(parse_hash(f"{given.alg.value}:{given.value}"))
+            quality = f":{given.quality}" if given.quality is not None else ""
+            values.append(parse_hash(f"{given.alg.value}:{given.value}{quality}"))
         except InvalidInput as exc:
             problems.append(
                 f"the origin's hash {given.alg.value}:{given.value:.16}… dropped: {exc}"

@@ -223,10 +223,10 @@ async def test_hashes_reach_the_peer_holding_the_case_and_later_ones_follow(pair
     await pair.fr.settle()
     report_id = submitted.report_id
     at_de = await pair.de.node.cases.show(report_id)
-    # The wire carries no quality yet: the peer keeps the digest.
-    assert [(h["type"], h["value"], h["source"]) for h in at_de["hashes"]] == [
-        ("pdq", "f0" * 32, "peer:fr-pdc"),
-        ("sha256", "ab" * 32, "peer:fr-pdc"),
+    # DE announces it reads a PDQ quality: the quality travels with the digest.
+    assert [(h["type"], h["value"], h["quality"], h["source"]) for h in at_de["hashes"]] == [
+        ("pdq", "f0" * 32, 88, "peer:fr-pdc"),
+        ("sha256", "ab" * 32, None, "peer:fr-pdc"),
     ]
     added = await cases.add_hashes(report_id, [SHA1], actor="ana")
     assert [value.text for value in added] == [SHA1]
