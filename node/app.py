@@ -331,6 +331,18 @@ async def open_node(
                 abuse_contact_for=tracer.abuse_contact_for,
             )
 
+            known = KnownContent(
+                db,
+                clock,
+                node_id=config.node_id,
+                pdq_max_distance=config.hashes.pdq_max_distance,
+                # Our shared lists' changes, and a list newly shared, go to the peers.
+                share=hash_sharing.queue_txn,
+                share_list=hash_sharing.share_list_txn,
+            )
+            # A peer's change to its list takes effect as ours do (index, open cases).
+            hash_sharing.on_change = known.changed_txn
+            await known.load()
             four_eyes = FourEyes(clock, categories=config.console.four_eyes)
             cases = CaseService(
                 db,
@@ -343,6 +355,7 @@ async def open_node(
                 # A routed case is pushed as soon as its transaction commits.
                 wake=push_requests.kick,
                 four_eyes=four_eyes,
+                hash_lists=known,
             )
             client = PeerClient(
                 session,
@@ -361,18 +374,6 @@ async def open_node(
                 crypto=crypto,
                 hashes=hash_sharing,
             )
-            known = KnownContent(
-                db,
-                clock,
-                node_id=config.node_id,
-                pdq_max_distance=config.hashes.pdq_max_distance,
-                # Our shared lists' changes, and a list newly shared, go to the peers.
-                share=hash_sharing.queue_txn,
-                share_list=hash_sharing.share_list_txn,
-            )
-            # A peer's change to its list takes effect as ours do (index, open cases).
-            hash_sharing.on_change = known.changed_txn
-            await known.load()
             peer_keys = PeerKeyRefresher(registry, client, clock)
             delivery = Delivery(
                 db,

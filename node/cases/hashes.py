@@ -9,7 +9,7 @@ path, once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from node.errors import N_, InvalidInput, Sentence
 from node.hashes.values import PDQ_MIN_QUALITY, HashValue, parse_hash
@@ -39,6 +39,13 @@ def checked_hashes(given: object) -> tuple[HashValue, ...]:
     return tuple(parse_hash(text) for text in texts)
 
 
+class HashMatcher(Protocol):
+    """What a case's new hashes are matched against: the hash lists (node.hashes.service)."""
+
+    def match_case_txn(self, conn: Tx, report_id: str, values: Iterable[HashValue], at: str) -> int:
+        """Record the list entries `values` match as evidence on the case; how many are new."""
+
+
 def check_room(report_id: str, values: Sequence[HashValue]) -> None:
     """InvalidInput when `values` (duplicates counted once) are more than a case may hold:
     for hashes gathered for a case before it is stored (an import's lines of one URL)."""
@@ -57,6 +64,7 @@ def attach_hashes_txn(
     report_id: str,
     values: Sequence[HashValue],
     *,
+    matcher: HashMatcher,
     source: str,
     at: str,
     actor: str | None = None,
@@ -65,6 +73,7 @@ def attach_hashes_txn(
     """Put hashes on a case inside the caller's write transaction; returns those it did not
     hold yet (the same hash twice changes nothing). `source` is where they came from
     (`analyst`, `import`, `peer:<node id>`); `actor` who the audit log names (else `source`).
+    The new ones are matched against the hash lists at once (`matcher`), in this transaction.
     A PDQ hash of low quality is kept like any other: it is never matched (HashValue.matchable).
     `limit`: how many hashes the case may hold (InvalidInput beyond); None for a peer's case,
     which holds what its origin sent and is never sent on.
@@ -88,6 +97,7 @@ def attach_hashes_txn(
             )
         ],
     )
+    matcher.match_case_txn(conn, report_id, added, at)
     return added
 
 

@@ -13,7 +13,7 @@ import orjson
 
 from node.cases.door import admit_txn, entry_status
 from node.cases.gate import ReviewGate
-from node.cases.hashes import attach_hashes_txn, check_room, checked_hashes
+from node.cases.hashes import HashMatcher, attach_hashes_txn, check_room, checked_hashes
 from node.cases.lifecycle import CaseEvent
 from node.cases.router import Router
 from node.clock import Clock, iso
@@ -198,6 +198,7 @@ class CaseIntake:
         node_id: str,
         wake: Callable[[list[str]], None],
         four_eyes: ReviewGate,
+        hash_lists: HashMatcher,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -206,6 +207,7 @@ class CaseIntake:
         self.node_id = node_id
         self.wake = wake  # called after a commit with the peers that have new outbox rows
         self.four_eyes = four_eyes
+        self.hash_lists = hash_lists  # every hash given to a case is matched against them
 
     async def submit(
         self,
@@ -261,7 +263,13 @@ class CaseIntake:
             )
             keep_words_txn(conn, report_id, intake, source, now)
             if attach_hashes_txn(
-                conn, report_id, intake.hashes, source=source, at=now, actor=actor
+                conn,
+                report_id,
+                intake.hashes,
+                matcher=self.hash_lists,
+                source=source,
+                at=now,
+                actor=actor,
             ):
                 pushed.extend(self.router.hashes_added_txn(conn, report_id, actor))
             return Submitted(report_id, True, count)
@@ -269,7 +277,15 @@ class CaseIntake:
         admit_txn(conn, [case])
         audit.append_many(conn, [submitted_entry(case, now, actor, source)])
         keep_words_txn(conn, case.id, intake, source, now)
-        attach_hashes_txn(conn, case.id, intake.hashes, source=source, at=now, actor=actor)
+        attach_hashes_txn(
+            conn,
+            case.id,
+            intake.hashes,
+            matcher=self.hash_lists,
+            source=source,
+            at=now,
+            actor=actor,
+        )
         return Submitted(case.id, False, 0)
 
     def _new_case(
@@ -426,10 +442,24 @@ class CaseIntake:
                 check_room(report_id, values)  # before its version is built with them
             pushed.extend(self.router.insert_routed(conn, cases, actor, hashes=new_hashes))
             for report_id, values in new_hashes.items():
-                attach_hashes_txn(conn, report_id, values, source="import", at=stamp, actor=actor)
+                attach_hashes_txn(
+                    conn,
+                    report_id,
+                    values,
+                    matcher=self.hash_lists,
+                    source="import",
+                    at=stamp,
+                    actor=actor,
+                )
             for report_id, values in old_hashes.items():
                 if attach_hashes_txn(
-                    conn, report_id, values, source="import", at=stamp, actor=actor
+                    conn,
+                    report_id,
+                    values,
+                    matcher=self.hash_lists,
+                    source="import",
+                    at=stamp,
+                    actor=actor,
                 ):
                     pushed.extend(self.router.hashes_added_txn(conn, report_id, actor))
             for report_id, item in to_review:

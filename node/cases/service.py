@@ -12,7 +12,7 @@ import orjson
 from node.cases.actionlog import ActionLog, Recorded
 from node.cases.door import transition_txn
 from node.cases.gate import Confirmation, ReviewGate
-from node.cases.hashes import attach_hashes_txn, checked_hashes
+from node.cases.hashes import HashMatcher, attach_hashes_txn, checked_hashes
 from node.cases.intake import (
     MAX_NOTE,
     CaseIntake,
@@ -62,6 +62,7 @@ class CaseService:
         notices: NoticeRules,
         wake: Callable[[list[str]], None],
         four_eyes: ReviewGate,
+        hash_lists: HashMatcher,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -74,9 +75,17 @@ class CaseService:
         self.wake = wake
         # Four-eyes review guards every write of a verdict (node/review.py holds the rule).
         self.four_eyes = four_eyes
+        # Every hash a case gets is matched against the hash lists (node.cases.hashes).
+        self.hash_lists = hash_lists
         self.router = Router(clock, node_id=node_id, country=country)
         self.intake = CaseIntake(
-            db, clock, self.router, node_id=node_id, wake=wake, four_eyes=four_eyes
+            db,
+            clock,
+            self.router,
+            node_id=node_id,
+            wake=wake,
+            four_eyes=four_eyes,
+            hash_lists=hash_lists,
         )
         self.views = CaseViews(self.store, clock, notices)
         # Intake and reading are theirs; the service offers them under its own name.
@@ -202,7 +211,15 @@ class CaseService:
         now = iso(self.clock.now())
 
         def add_hashes_txn(conn: Tx) -> tuple[list[HashValue], list[str]]:
-            added = attach_hashes_txn(conn, report_id, values, source=source, at=now, actor=actor)
+            added = attach_hashes_txn(
+                conn,
+                report_id,
+                values,
+                matcher=self.hash_lists,
+                source=source,
+                at=now,
+                actor=actor,
+            )
             return added, self.router.hashes_added_txn(conn, report_id, actor) if added else []
 
         added, peers = await self.db.run(add_hashes_txn)

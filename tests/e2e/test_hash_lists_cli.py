@@ -79,6 +79,69 @@ def test_a_list_imported_twice_changes_nothing_and_matches_at_once(
     assert text.strip() == f"sha256:{'cd' * 32}: on no list"
 
 
+def test_a_case_is_matched_when_it_gets_its_hashes_on_every_entry(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """Run after the list above is imported: submit, import and a later hash are matched."""
+    matched = cli_json(
+        node.root,
+        "reports",
+        "submit",
+        "https://fr.example/h/1.jpg",
+        "--hash",
+        f"pdq:{flipped(PDQ, 31)}:80",
+        "--hash",
+        f"md5:{'e' * 32}",
+    )["id"]
+    case = cli_json(node.root, "reports", "show", matched)
+    [match] = case["matches"]
+    assert (match["list"], match["distance"], match["type"]) == ("known-fr", 31, "pdq")
+    assert match["known"].startswith("on our list known-fr since ")
+    assert (case["assessment"]["category"], case["assessment"]["verdict"]) == ("csam", None)
+    assert (
+        "known    on our list known-fr since" in cli(node.root, "reports", "show", matched).stdout
+    )
+
+    missed = cli_json(
+        node.root,
+        "reports",
+        "submit",
+        "https://fr.example/h/2.jpg",
+        "--hash",
+        f"pdq:{flipped(PDQ, 32)}",
+    )["id"]
+    assert cli_json(node.root, "reports", "show", missed)["matches"] == []
+
+    # The very hash of the list, of low quality on the case: kept, never matched, and why.
+    poor = cli_json(
+        node.root,
+        "reports",
+        "submit",
+        "https://fr.example/h/3.jpg",
+        "--hash",
+        f"pdq:{PDQ.hex()}:20",
+    )["id"]
+    case = cli_json(node.root, "reports", "show", poor)
+    assert case["matches"] == []
+    [kept] = case["hashes"]
+    assert kept["matchable"] is False
+    assert "below 50" in kept["unmatched_reason"]
+
+    # An import's hashes column, and a hash added later to a case, are matched the same way.
+    batch = tmp_path / "cases.csv"
+    batch.write_text(f"url,hashes\nhttps://fr.example/h/4.jpg,sha256:{SHA}\n", encoding="utf-8")
+    cli(node.root, "reports", "import", str(batch))
+    [row] = [
+        r
+        for r in cli_json(node.root, "reports", "list")["reports"]
+        if r["url"] == "https://fr.example/h/4.jpg"
+    ]
+    imported = cli_json(node.root, "reports", "show", row["id"])
+    assert [m["entry"] for m in imported["matches"]] == [f"sha256:{SHA}"]
+    cli(node.root, "reports", "hashes", missed, "--add", f"sha256:{SHA}")
+    assert [m["distance"] for m in cli_json(node.root, "reports", "show", missed)["matches"]] == [0]
+
+
 def test_a_removal_stops_matching_and_a_second_removal_changes_nothing(
     node: NodeProcess, tmp_path: Path
 ) -> None:

@@ -95,6 +95,13 @@ def test_a_list_shared_from_one_node_reaches_the_other_and_removals_follow(
     assert received["shared"] is False
     [found] = cli_json(de.root, "hashes", "match", f"sha256:{a}")
     assert (found["list"], found["category"], found["grade"]) == ("fr-pdc/known-fr", "csam", "A")
+    # A case at DE whose hash is on FR's list tells the analyst so, and comes first.
+    report_id = cli_json(
+        de.root, "reports", "submit", "https://de.example/x/1.jpg", "--hash", f"sha256:{a}"
+    )["id"]
+    [match] = cli_json(de.root, "reports", "show", report_id)["matches"]
+    assert match["known"].startswith("known to FR (fr-pdc) since ")
+    assert (match["list"], match["distance"], match["category"]) == ("fr-pdc/known-fr", 0, "csam")
 
     # The same import twice changes nothing, here or there.
     rows = hashset_rows(fr, "de-eco")
