@@ -14,11 +14,22 @@ from pathlib import Path
 from keys import KeysError
 from node import control, locks
 from node.app import Node
-from node.cli import channels, hashes, keys, operations, peers, reports, setup, tokens, users
+from node.cli import (
+    backup,
+    channels,
+    hashes,
+    keys,
+    operations,
+    peers,
+    reports,
+    setup,
+    tokens,
+    users,
+)
 from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageError
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
-from node.errors import NodeError
+from node.errors import NodeError, StorageFull, is_disk_full
 from node.jurisdiction import JurisdictionError
 
 EPILOG = """examples:
@@ -34,9 +45,10 @@ EPILOG = """examples:
 """
 
 # In the order `hotline-node --help` lists them.
-GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations)
-# Commands that never go through a running server: they create or are the server.
-LOCAL_COMMANDS = frozenset({"init", "serve"})
+GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations, backup)
+# Commands that never go through a running server: they create or are the server (`restore`
+# makes a new data directory, as `init` does).
+LOCAL_COMMANDS = frozenset({"init", "serve", "restore"})
 # Arguments naming files: made absolute, since the server does not share the caller's directory.
 PATH_ARGUMENTS = ("file", "csv", "key_document", "output")
 
@@ -99,6 +111,9 @@ def runner_for(node: Node) -> CommandRunner:
         if args.command in LOCAL_COMMANDS:
             ctx.note(f"hotline-node: error: {args.command} cannot run inside a server")
             return 2
+        if runs_here(args):
+            ctx.note(f"hotline-node: error: {args.command} runs on the command line only")
+            return 2
         for name in PATH_ARGUMENTS:
             value = getattr(args, name, None)
             if value:
@@ -106,6 +121,12 @@ def runner_for(node: Node) -> CommandRunner:
         return await run_args(args, ctx)
 
     return run
+
+
+def runs_here(args: argparse.Namespace) -> bool:
+    """A command that never touches the data directory (it reads a file): no server needed."""
+    here = getattr(args, "runs_here", None)
+    return bool(here is not None and here(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, argv: list[str], ctx: Context) -> int:
     """Run the command here, or in the server that holds the data directory when one runs."""
-    if args.command in LOCAL_COMMANDS:
+    if args.command in LOCAL_COMMANDS or runs_here(args):
         return await run_args(args, ctx)
     data_dir = DataDir.resolve(args.data_dir)
     for _ in range(3):  # a server stopping while we look: look again
@@ -177,6 +198,10 @@ async def run_args(args: argparse.Namespace, ctx: Context) -> int:
         ctx.note(f"hotline-node: error: database: {exc}")
         return 1
     except OSError as exc:
+        if is_disk_full(exc):
+            where = f" ({exc.filename})" if exc.filename else ""
+            ctx.note(f"hotline-node: error: {StorageFull()}{where}")
+            return 1
         # A port in use, a path that cannot be written: the system's own words, one line.
         ctx.note(
             f"hotline-node: error: {exc.strerror or exc}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet
 from node.clock import Clock, iso
+from node.errors import StorageFull
 from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
@@ -55,6 +56,7 @@ DEFAULT_BATCH = 200
 # How often records held by a peer's outright refusal are offered again when nothing else
 # (the peer calling us, the operator) clears the refusal first.
 REFUSED_RECHECK = timedelta(minutes=5)
+WAITING_FOR_SPACE = "our disk is full: waiting for space"
 
 Progress = Callable[[str, int, int], None]
 
@@ -145,9 +147,18 @@ class Delivery:
         self, peer_id: str, *, force: bool = False, progress: Progress | None = None
     ) -> DeliveryReport:
         report = DeliveryReport(peer_id)
+        if self.db.disk.waiting():
+            # Whatever the peer took could not be recorded: send nothing until space returns.
+            report.skipped = WAITING_FOR_SPACE
+            return report
         try:
             async with self._lock(peer_id):
                 await self._push_locked(peer_id, force, report, progress)
+        except StorageFull:
+            # Our disk, not the peer: no backoff for it, nothing dead-lettered. A batch the
+            # peer took but we could not record stays pending and goes again once space
+            # returns; the peer answers it as a duplicate, and it is recorded then.
+            report.error = WAITING_FOR_SPACE
         except Exception as exc:  # a bug here must not kill the worker
             log.exception("push to %s failed", peer_id)
             report.error = f"{type(exc).__name__}: {exc}"

@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from node.clock import Clock, iso
-from node.errors import Conflict, MalformedRequest, SignatureRefused
+from node.errors import Conflict, MalformedRequest, SignatureRefused, StorageFull
 from node.federation.delivery import Delivery
 from node.federation.inbox import Inbox, cancel_opening
 from node.federation.registry import PeerRegistry
@@ -154,6 +154,10 @@ class InboundFederation:
             )
         except ClaimRefused as exc:
             raise _replayed(sender) from exc
+        except StorageFull:
+            # Nothing was applied, and the claim cannot be written either: the sender backs
+            # off and sends the transaction again (a new request, with a new nonce).
+            raise
         except Exception:
             # Nothing was applied, and the claim rolled back with the rest: spend the nonce all
             # the same, so that copies of this request cannot make us do the work again.
