@@ -360,12 +360,13 @@ def _opened(path: Path) -> Iterator[tarfile.TarFile]:
     if not path.is_file():
         raise BackupRefused(f"{path} is not a file")
     try:
-        with tarfile.open(path, mode="r:*") as tar:
+        with tarfile.open(path, mode="r:gz") as tar:  # what `take` writes, nothing else
             yield tar
     # What a damaged, truncated or foreign file raises while it is read (BadGzipFile is an
     # OSError: kept apart from the others, a file that cannot be read at all, say).
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, UnicodeError) as exc:
-        raise BackupRefused(f"{path} is not a readable backup archive ({exc})") from exc
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BackupRefused(f"{path} is not a readable backup archive ({why})") from exc
 
 
 def _members(
