@@ -466,7 +466,10 @@ def restore(path: Path, root: Path) -> Restored:
     staging = Path(tempfile.mkdtemp(prefix=".restoring-", dir=root))
     try:
         manifest = _unpack(path, staging)
-        facts = inspect_database(staging / DATABASE)
+        try:
+            facts = inspect_database(staging / DATABASE)
+        except SnapshotError as exc:
+            raise BackupRefused(str(exc)) from exc
         if facts.integrity != "ok":
             raise BackupRefused(f"its database fails the integrity check: {facts.integrity}")
         for entry in sorted(staging.iterdir()):

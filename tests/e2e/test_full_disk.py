@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import pytest
 
 from node.config import parse_config, render_config
+from tests.node.test_openapi import check_response
 from tests.support import disk
 from tests.support.cluster import NodeProcess, cli, cli_json, wait_for
 from tests.support.dns_server import ZoneDnsServer
@@ -117,6 +118,7 @@ def test_a_full_disk_is_answered_507_loses_nothing_and_work_resumes(
         assert problem["status"] == 507
         assert "disk is full" in problem["detail"]
         assert headers["Retry-After"] == "60"
+        check_response("POST", "/api/v1/reports", 507, "application/problem+json", problem)
 
         # The public API and the public form (French and English), and the console.
         status, _, body = call(
@@ -128,6 +130,9 @@ def test_a_full_disk_is_answered_507_loses_nothing_and_work_resumes(
         )
         assert status == 507
         assert json.loads(body)["type"].endswith("/storage-full")
+        check_response(
+            "POST", "/api/v1/public/reports", 507, "application/problem+json", json.loads(body)
+        )
         for lang, words in (
             ("fr", "Votre signalement n&#39;a pas pu être enregistré"),
             ("en", "Your report could not be saved"),

@@ -3,6 +3,7 @@ checks, progress on a terminal, and every refusal in one line."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -304,3 +305,39 @@ def test_restore_refuses_what_is_not_an_archive(tmp_path: Path) -> None:
     assert "is not a file" in one_line(
         hotline("restore", str(tmp_path / "none.tgz"), "--data-dir", str(empty))
     )
+
+
+def test_restore_refuses_a_database_newer_than_this_program(
+    node_dir: DataDir, tmp_path: Path
+) -> None:
+    archive = tmp_path / "fr.tar.gz"
+    assert take(node_dir, archive).returncode == 0
+    newer = tmp_path / "newer.sqlite3"
+    with tarfile.open(archive) as tar:
+        stream = tar.extractfile("node.sqlite3")
+        assert stream is not None
+        newer.write_bytes(stream.read())
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    body = newer.read_bytes()
+
+    def change(member: tarfile.TarInfo, data: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
+        if member.name == "node.sqlite3":
+            member.size = len(body)
+            return [(member, body)]
+        if member.name == "manifest.json":
+            manifest = orjson.loads(data)
+            for entry in manifest["files"]:
+                if entry["name"] == "node.sqlite3":
+                    entry["size"], entry["sha256"] = len(body), hashlib.sha256(body).hexdigest()
+            text = orjson.dumps(manifest)
+            member.size = len(text)
+            return [(member, text)]
+        return [(member, data)]
+
+    bad = rebuild(archive, tmp_path / "newer.tar.gz", change)
+    target = tmp_path / "target"
+    said = one_line(hotline("restore", str(bad), "--data-dir", str(target)))
+    assert "schema version 999, newer than this program" in said
+    assert not target.exists()
