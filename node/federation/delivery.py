@@ -27,7 +27,7 @@ from node.store.peer_outbox import OutboxItem
 from node.store.peers import PeerRow
 from node.store.reports import CaseAction, ReportStore
 from peers.backoff import backoff_delay
-from peers.client import PeerClient, PeerError, PeerProtocolError
+from peers.client import PeerClient, PeerError, PeerProtocolError, PeerRefused
 from protocol import (
     ActionCode,
     MemoryReplayGuard,
@@ -233,7 +233,8 @@ class Delivery:
                     if isinstance(exc, PeerError) and not exc.retryable:
                         await self._refused(peer_id, str(exc), now)
                     else:
-                        await self._failed(peer_id, str(exc), now)
+                        asked = exc.retry_after if isinstance(exc, PeerRefused) else None
+                        await self._failed(peer_id, str(exc), now, retry_after=asked)
                     report.error = str(exc)
                     return
                 digests = [envelope_digest(frame) for frame in batch.frames]
@@ -411,14 +412,22 @@ class Delivery:
         await self.db.run(dead_letter_txn)
         return len(rows)
 
-    async def _failed(self, peer_id: str, error: str, now: datetime) -> None:
+    async def _failed(
+        self, peer_id: str, error: str, now: datetime, *, retry_after: int | None = None
+    ) -> None:
         def failed_txn(conn: Tx) -> tuple[int, datetime] | None:
             # Read here, not before the push: an answer settled meanwhile may have reset it.
             before = peer_store.backoff_attempts_txn(conn, peer_id)
             if before is None:
                 return None
             attempts = before + 1
-            until = now + backoff_delay(attempts, self.rng)
+            delay = backoff_delay(attempts, self.rng)
+            if retry_after is not None:
+                # The peer said when to try again (a full disk answers 507 with Retry-After):
+                # the backoff grows as usual but never past that, so that a peer whose disk was
+                # full for hours is tried again within a minute of its recovery, not an hour.
+                delay = min(delay, timedelta(seconds=max(1, retry_after)))
+            until = now + delay
             peer_store.back_off_txn(conn, peer_id, attempts=attempts, until=iso(until), error=error)
             return attempts, until
 

@@ -87,6 +87,10 @@ class InboundFederation:
         if not self.registry.is_active(sender):
             log.warning("refused federation request from %s: not an active peer", sender)
             raise SignatureRefused(f"{sender} is not a peer of this node")
+        if self.db.disk.waiting():
+            # Our disk is full: nothing the request carries could be kept. Said before its body
+            # is read and its envelopes opened; the peer backs off and sends it again.
+            raise StorageFull()
 
     async def verified(self, request: SignedRequest, headers: Mapping[str, str]) -> Nonce:
         """Who signed the request, and its nonce: checked, not yet recorded (the caller records

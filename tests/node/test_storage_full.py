@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
 from node.app import open_node
-from node.clock import ManualClock
+from node.clock import ManualClock, parse_iso
 from node.errors import StorageFull
 from node.store.db import Database, Tx
 from node.store.disk import RESUME_MARGIN_BYTES, RETRY_SECONDS, DiskSpace
@@ -217,3 +218,44 @@ async def test_a_channel_message_waits_for_space_and_is_neither_failed_nor_dead(
         ] * 2
         codes = [a["code"] for a in (await node.cases.show(submitted.report_id))["actions"]]
         assert codes.count("lea_referred") == 1
+
+
+async def test_a_peer_refused_for_a_full_disk_retries_within_its_retry_after(
+    small_disk: Path, tmp_path: Path, clock: ManualClock, dns_server: ZoneDnsServer
+) -> None:
+    fr_dir, fr_url = node_dir(small_disk, "fr-pdc", "FR", clock, dns_server.nameserver)
+    de_dir, de_url = node_dir(tmp_path, "de-eco", "DE", clock, dns_server.nameserver)
+    async with live_node(fr_dir, fr_url, clock) as fr, live_node(de_dir, de_url, clock) as de:
+        await befriend(fr, de)
+        cases = de.node.cases
+        submitted = await cases.submit("http://fr.example/for-fr", actor="b", category="csam")
+        await de.node.trace_pending()
+        await cases.assess(
+            submitted.report_id, verdict="baseline", category="csam", legal_basis=None, actor="b"
+        )
+        filler = disk.fill(small_disk)
+        with pytest.raises(StorageFull):
+            await fr.node.cases.submit("http://fr.example/refused", actor="a")
+
+        # DE has been failing to reach FR for a long time: its backoff would be an hour.
+        def long_outage_txn(conn: Tx) -> None:
+            conn.execute("UPDATE peers SET backoff_attempts = 20 WHERE node_id = 'fr-pdc'")
+
+        await de.node.db.run(long_outage_txn)
+        pushed = await de.node.delivery.push("fr-pdc", force=True)
+        assert pushed.error is not None
+        assert "peer answered 507" in pushed.error
+        peer = await de.node.registry.describe("fr-pdc")
+        assert peer["backoff_attempts"] == 21
+        # FR said when (Retry-After: 60): no later than that, whatever the attempts.
+        waited = parse_iso(peer["backoff_until"]) - clock.now()
+        assert timedelta(seconds=1) <= waited <= timedelta(seconds=60)
+        assert await de.node.db.fetch_all("SELECT * FROM dead_letters") == []
+        outbox = await de.node.db.fetch_all("SELECT state FROM peer_outbox")
+        assert [row["state"] for row in outbox] == ["pending"]
+
+        filler.unlink()
+        clock.advance(timedelta(seconds=61))
+        resumed = await de.node.delivery.push("fr-pdc")
+        assert (resumed.sent, resumed.error) == (1, None)
+        assert await fr.node.cases.show(submitted.report_id)
