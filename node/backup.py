@@ -61,8 +61,14 @@ class BackupRefused(NodeError):
     title = "Backup refused"
 
 
-class BackupCancelled(Exception):
+class BackupCancelled(NodeError):
     """The caller went away while the backup was being taken: nothing is left behind."""
+
+    kind = "backup-cancelled"
+    title = "Backup cancelled"
+
+    def __init__(self) -> None:
+        super().__init__("the backup was stopped before it was complete: nothing was written")
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,13 @@ def check_output(output: Path, force: bool) -> None:
     if not output.parent.is_dir():
         raise BackupRefused(f"{output.parent} does not exist")
     if output.exists() and not force:
-        raise BackupRefused(f"{output} already exists: give --force to replace it")
+        raise _exists(output)
+
+
+def _exists(output: Path) -> BackupRefused:
+    empty = output.is_file() and output.stat().st_size == 0
+    why = " (empty: a backup still being written, or one that was killed)" if empty else ""
+    return BackupRefused(f"{output} already exists{why}: give --force to replace it")
 
 
 def take(
@@ -169,12 +181,13 @@ def take(
             # The name is ours from now on: a second backup to it is refused, not mixed in.
             reserved = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError as exc:
-            raise BackupRefused(f"{output} already exists: give --force to replace it") from exc
+            raise _exists(output) from exc
         os.close(reserved)
-    work = Path(tempfile.mkdtemp(prefix=".hotline-backup-", dir=output.parent))  # 0700
-    partial = output.with_name(f".{output.name}.partial")
+    work: Path | None = None
+    partial: Path | None = None
     done = False
     try:
+        work = Path(tempfile.mkdtemp(prefix=".hotline-backup-", dir=output.parent))  # 0700
         config = _read_regular(source.root / CONFIG_FILE)
         keys = _read_keys(source.root / KEYS)
         copy = work / DATABASE
@@ -201,9 +214,10 @@ def take(
             database=facts,
             files=files,
         )
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()  # left by a backup that was killed
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Beside FILE (so the rename is atomic), a name of its own (O_EXCL, 0600): two backups
+        # at once never write into one file.
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+        partial = Path(name)
         with os.fdopen(fd, "wb") as handle:
             _write_archive(handle, manifest, config, keys, copy, now, progress)
             handle.flush()
@@ -215,13 +229,14 @@ def take(
     except SnapshotError as exc:
         raise BackupRefused(str(exc)) from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if not done:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        if not done and partial is not None:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
-            if reserved is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    output.unlink()
+        if not done and reserved is not None:
+            with contextlib.suppress(FileNotFoundError):
+                output.unlink()
 
 
 def _write_archive(

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -121,6 +122,22 @@ async def test_a_terminal_sees_the_copy_and_the_archive_progress(
     assert facts.cases == 3
 
 
+async def test_a_caller_that_goes_away_stops_the_backup_and_leaves_nothing(
+    node_dir: DataDir, tmp_path: Path
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(out, err, gone=lambda: True)  # as the control socket says of a Ctrl-C
+    archive = tmp_path / "out" / "gone.tar.gz"
+    archive.parent.mkdir()
+    args = parse(["backup", "--output", str(archive), "--data-dir", str(node_dir.root)], ctx)
+    assert not isinstance(args, int)
+    assert await run_args(args, ctx) == 1
+    assert err.getvalue() == (
+        "hotline-node: error: the backup was stopped before it was complete: nothing was written\n"
+    )
+    assert list(archive.parent.iterdir()) == []
+
+
 def test_the_archive_is_0600_whatever_the_umask_and_never_overwritten(
     node_dir: DataDir, tmp_path: Path
 ) -> None:
@@ -143,6 +160,15 @@ def test_the_archive_is_0600_whatever_the_umask_and_never_overwritten(
 
     assert "is a directory" in one_line(take(node_dir, tmp_path))
     assert "does not exist" in one_line(take(node_dir, tmp_path / "nowhere" / "x.tar.gz"))
+
+    # A backup that fails half-way leaves nothing behind: no FILE, no temporary files.
+    broken = DataDir(tmp_path / "broken")
+    shutil.copytree(node_dir.root, broken.root)
+    shutil.rmtree(broken.keys)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert "keys is missing" in one_line(take(broken, out / "broken.tar.gz"))
+    assert list(out.iterdir()) == []
 
 
 def test_list_shows_names_sizes_who_when_and_what_the_database_holds(
