@@ -27,6 +27,8 @@ from node.store.migrations import MIGRATIONS
 
 log = logging.getLogger("hotline.store")
 BUSY_TIMEOUT_MS = 10_000
+# Less than this free, and an I/O error from SQLite is taken for the full disk it most likely is.
+NO_ROOM_BYTES = 1024 * 1024
 T = TypeVar("T")
 P = ParamSpec("P")
 Row = sqlite3.Row
@@ -77,13 +79,20 @@ async def _open_reader(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-def disk_full(exc: BaseException) -> bool:
-    """SQLite's SQLITE_FULL ("database or disk is full"), or the system's ENOSPC itself."""
+def disk_full(exc: BaseException, disk: DiskSpace | None = None) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"), the system's ENOSPC itself, or (with
+    `disk`) an I/O error on a file system with no space left: SQLite says "disk I/O error" when
+    it cannot grow the -shm file or make the -wal one."""
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
-        if isinstance(code, int):
-            return code & 0xFF == sqlite3.SQLITE_FULL
-        return "disk is full" in str(exc)
+        if not isinstance(code, int):
+            return "disk is full" in str(exc)
+        if code & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        if code & 0xFF == sqlite3.SQLITE_IOERR and disk is not None:
+            free = disk.free_bytes(fresh=True)
+            return free is not None and free < NO_ROOM_BYTES
+        return False
     return is_disk_full(exc)
 
 
@@ -109,6 +118,7 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path, disk: DiskSpace | None = None) -> Database:
+        disk = disk or DiskSpace(path.parent)
         if not path.exists():
             # The database holds personal data; SQLite gives its -wal/-shm files the same mode.
             path.touch(mode=0o600)
@@ -118,7 +128,7 @@ class Database:
             writer = await loop.run_in_executor(executor, _open_writer, path)
         except BaseException as exc:
             executor.shutdown(wait=True)
-            if disk_full(exc):
+            if disk_full(exc, disk):
                 raise StorageFull() from exc
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"cannot open database {path}: {exc}") from exc
@@ -128,6 +138,8 @@ class Database:
         except BaseException as exc:
             await loop.run_in_executor(executor, writer.close)
             executor.shutdown(wait=True)
+            if disk_full(exc, disk):
+                raise StorageFull() from exc
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"cannot open database {path}: {exc}") from exc
             raise
@@ -156,7 +168,7 @@ class Database:
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
-            if not disk_full(exc):
+            if not disk_full(exc, self.disk):
                 raise
             self.disk.found_full()
             raise StorageFull() from exc

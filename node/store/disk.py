@@ -70,8 +70,8 @@ class DiskSpace:
         self._measured = (now, usage)
         return usage
 
-    def free_bytes(self) -> int | None:
-        usage = self.usage()
+    def free_bytes(self, fresh: bool = False) -> int | None:
+        usage = self.usage(fresh)
         return usage.free if usage else None
 
     # full or not ----------------------------------------------------------------------------

@@ -3,8 +3,11 @@ a typed error, a clean rollback, nothing dead-lettered or failed, and work going
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +21,7 @@ from node.errors import StorageFull
 from node.store.db import Database, Tx
 from node.store.disk import RESUME_MARGIN_BYTES, RETRY_SECONDS, DiskSpace
 from tests.support import disk
+from tests.support.cluster import REPO
 from tests.support.dns_server import ZoneDnsServer
 from tests.support.federation import befriend, live_node, node_dir
 from tests.support.nodes import init_node
@@ -259,3 +263,32 @@ async def test_a_peer_refused_for_a_full_disk_retries_within_its_retry_after(
         resumed = await de.node.delivery.push("fr-pdc")
         assert (resumed.sent, resumed.error) == (1, None)
         assert await fr.node.cases.show(submitted.report_id)
+
+
+def test_a_node_that_starts_on_a_full_disk_says_so_in_one_line(
+    small_disk: Path, clock: ManualClock
+) -> None:
+    data_dir = init_node(small_disk / "fr", clock=clock)
+
+    def hotline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "node", *args, "--data-dir", str(data_dir.root)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+
+    assert hotline("reports", "submit", "http://fr.example/kept").returncode == 0
+    filler = disk.fill(small_disk)
+    # Its -wal and -shm files cannot even be made: SQLite's "disk I/O error" is the full disk.
+    for args in (("serve",), ("reports", "list"), ("reports", "submit", "http://fr.example/x")):
+        result = hotline(*args)
+        assert result.returncode == 1, result
+        assert result.stderr.startswith("hotline-node: error: the node's disk is full"), result
+        assert result.stderr.count("\n") == 1, result.stderr
+    filler.unlink()
+    listed = hotline("reports", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["url"] for r in json.loads(listed.stdout)["reports"]] == ["http://fr.example/kept"]
