@@ -14,18 +14,8 @@ from pathlib import Path
 from keys import KeysError
 from node import control, locks
 from node.app import Node
-from node.cli import (
-    backup,
-    channels,
-    hashes,
-    keys,
-    operations,
-    peers,
-    reports,
-    setup,
-    tokens,
-    users,
-)
+from node.cli import backup as backups
+from node.cli import channels, hashes, keys, operations, peers, reports, setup, tokens, users
 from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageError
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
@@ -45,7 +35,7 @@ EPILOG = """examples:
 """
 
 # In the order `hotline-node --help` lists them.
-GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations, backup)
+GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations, backups)
 # Commands that never go through a running server: they create or are the server (`restore`
 # makes a new data directory, as `init` does).
 LOCAL_COMMANDS = frozenset({"init", "serve", "restore"})
