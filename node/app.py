@@ -37,7 +37,7 @@ from node.console.app import make_console
 from node.console.context import ConsoleContext
 from node.control import CommandRunner, ControlServer, socket_path
 from node.datadir import DataDir, loose_modes
-from node.errors import ConfigError
+from node.errors import ConfigError, StorageFull
 from node.federation.admin import PeerAdmin
 from node.federation.crypto_pool import CryptoPool
 from node.federation.delivery import Delivery
@@ -55,6 +55,7 @@ from node.review import FourEyes, ReviewService
 from node.store import audit
 from node.store.console import ConsoleStore
 from node.store.db import Database
+from node.store.disk import MIB, DiskSpace
 from node.tokens import TokenService
 from node.users import UserService
 from peers.client import PeerClient, authority
@@ -193,9 +194,13 @@ class Node:
         while True:
             await self._trace_wanted.wait()
             self._trace_wanted.clear()
+            if self.db.disk.waiting():
+                continue  # the disk is full: the sweep after space returns traces them
             try:
                 while await self.trace_pending():
                     pass
+            except StorageFull:
+                pass  # said once by the store; the cases wait, untraced, for the next sweep
             except Exception:
                 log.exception("trace worker failed; the sweep will retry")
 
@@ -303,7 +308,8 @@ async def open_node(
         log.warning("file modes: %s", problem)
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not secrecy
     keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
-    db = await Database.open(data_dir.database)
+    disk = DiskSpace(data_dir.root, warn_free_bytes=config.storage.warn_free_mb * MIB)
+    db = await Database.open(data_dir.database, disk)
     timeout = aiohttp.ClientTimeout(total=config.federation.request_timeout_seconds)
     session = aiohttp.ClientSession(timeout=timeout)
     crypto = CryptoPool()

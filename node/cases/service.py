@@ -24,7 +24,7 @@ from node.cases.router import Routed, Router
 from node.cases.views import CaseViews, NoticeRules
 from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
-from node.errors import N_, Conflict, InvalidInput
+from node.errors import N_, Conflict, InvalidInput, StorageFull
 from node.hashes.values import HashValue
 from node.routing import RoutingDecision
 from node.store import audit, channel_outbox
@@ -313,6 +313,8 @@ class CaseService:
                 evidence, error = None, str(exc) or type(exc).__name__
             try:
                 await self.record_trace(report_id, evidence, error=error)
+            except StorageFull:
+                raise  # not this case's fault: it stays pending, traced again once space returns
             except Exception as exc:
                 # Evidence that cannot be stored or routed (a poisoned answer, a bug) fails this
                 # case alone: it is marked failed with the reason, and the next case goes on.

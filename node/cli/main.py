@@ -14,11 +14,12 @@ from pathlib import Path
 from keys import KeysError
 from node import control, locks
 from node.app import Node
+from node.cli import backup as backups
 from node.cli import channels, hashes, keys, operations, peers, reports, setup, tokens, users
 from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageError
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
-from node.errors import NodeError
+from node.errors import NodeError, StorageFull, is_disk_full
 from node.jurisdiction import JurisdictionError
 
 EPILOG = """examples:
@@ -34,11 +35,13 @@ EPILOG = """examples:
 """
 
 # In the order `hotline-node --help` lists them.
-GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations)
-# Commands that never go through a running server: they create or are the server, or they
-# read the caller's own files (`hashes compute`: the server may be another user, and must not
-# open an analyst's files). A group's sub-command is named "group sub".
-LOCAL_COMMANDS = frozenset({"init", "serve", *(f"hashes {sub}" for sub in hashes.LOCAL)})
+GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations, backups)
+# Commands that never go through a running server: they create or are the server (`restore`
+# makes a new data directory, as `init` does), or they read the caller's own files (`hashes
+# compute`: the server may be another user, and must not open an analyst's files). A group's
+# sub-command is named "group sub". A command may also say so itself, by its arguments
+# (`backup --list FILE` reads only an archive): its `runs_here` default.
+LOCAL_COMMANDS = frozenset({"init", "serve", "restore", *(f"hashes {sub}" for sub in hashes.LOCAL)})
 # Arguments naming files: made absolute, since the server does not share the caller's directory.
 PATH_ARGUMENTS = ("file", "csv", "key_document", "output")
 
@@ -84,10 +87,13 @@ def parse(argv: list[str], ctx: Context) -> argparse.Namespace | int:
 
 def runs_here(args: argparse.Namespace) -> bool:
     """Whether the command runs in the caller's process, never in a serving node."""
-    return (
+    if (
         args.command in LOCAL_COMMANDS
         or f"{args.command} {getattr(args, 'sub', '')}" in LOCAL_COMMANDS
-    )
+    ):
+        return True
+    here = getattr(args, "runs_here", None)
+    return bool(here is not None and here(args))
 
 
 def runner_for(node: Node) -> CommandRunner:
@@ -188,6 +194,10 @@ async def run_args(args: argparse.Namespace, ctx: Context) -> int:
         ctx.note(f"hotline-node: error: database: {exc}")
         return 1
     except OSError as exc:
+        if is_disk_full(exc):
+            where = f" ({exc.filename})" if exc.filename else ""
+            ctx.note(f"hotline-node: error: {StorageFull()}{where}")
+            return 1
         # A port in use, a path that cannot be written: the system's own words, one line.
         ctx.note(
             f"hotline-node: error: {exc.strerror or exc}"
