@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -79,6 +80,9 @@ class PublishedHybridKey(PublishedKey):
 
 
 SuiteName = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+# A name in `accepts`: something beyond protocol v1 the node reads (a record type, an enum
+# value, an optional member; protocol.md §11). The names are defined by protocol.features.
+FeatureName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.:-]{0,63}$")]
 
 
 class KeyDocument(BaseModel):
@@ -99,6 +103,8 @@ class KeyDocument(BaseModel):
     # does not know are ignored.
     suites: list[SuiteName] | None = Field(default=None, min_length=1, max_length=8)
     hybrid_keys: list[PublishedHybridKey] | None = Field(default=None, max_length=16)
+    # Absent: the records of protocol v1 only. Names this node does not know are ignored.
+    accepts: list[FeatureName] | None = Field(default=None, max_length=64)
 
     @property
     def fingerprint(self) -> str:
@@ -107,6 +113,11 @@ class KeyDocument(BaseModel):
     @property
     def advertised_suites(self) -> frozenset[str]:
         return frozenset(self.suites or (CLASSIC_SUITE,))
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """What the node announces it reads beyond protocol v1 (empty: v1 only)."""
+        return frozenset(self.accepts or ())
 
 
 def to_unix(at: datetime) -> int:
@@ -118,9 +129,18 @@ def from_unix(seconds: int) -> datetime:
 
 
 def build_key_document(
-    keys: NodeKeys, *, node_id: str, country: str, endpoint: str, now: datetime
+    keys: NodeKeys,
+    *,
+    node_id: str,
+    country: str,
+    endpoint: str,
+    now: datetime,
+    accepts: Collection[str] = (),
 ) -> KeyDocument:
-    """The public half of `keys`: every unexpired key (so peers can open in-flight records)."""
+    """The public half of `keys`: every unexpired key (so peers can open in-flight records).
+
+    `accepts` is written (sorted) only when it names something: the document of a node that
+    reads protocol v1 only is byte for byte what it was before the member existed."""
 
     def published(kid: str, raw: bytes, validity: Validity) -> PublishedKey:
         return PublishedKey(
@@ -148,6 +168,7 @@ def build_key_document(
         ],
         revoked=sorted(keys.revoked),
         **_hybrid_members(keys, now),
+        accepts=sorted(set(accepts)) or None,
     )
 
 

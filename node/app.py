@@ -37,7 +37,7 @@ from node.console.app import make_console
 from node.console.context import ConsoleContext
 from node.control import CommandRunner, ControlServer, socket_path
 from node.datadir import DataDir, loose_modes
-from node.errors import ConfigError
+from node.errors import ConfigError, StorageFull
 from node.federation.admin import PeerAdmin
 from node.federation.crypto_pool import CryptoPool
 from node.federation.delivery import Delivery
@@ -46,6 +46,8 @@ from node.federation.inbox import Inbox
 from node.federation.peer_keys import PeerKeyRefresher
 from node.federation.registry import PeerRegistry
 from node.federation.wakeups import PushRequests
+from node.hashes.service import KnownContent
+from node.hashes.sharing import HashSharing
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
@@ -53,9 +55,11 @@ from node.review import FourEyes, ReviewService
 from node.store import audit
 from node.store.console import ConsoleStore
 from node.store.db import Database
+from node.store.disk import MIB, DiskSpace
 from node.tokens import TokenService
 from node.users import UserService
 from peers.client import PeerClient, authority
+from protocol import features
 
 log = logging.getLogger("hotline.node")
 TRACE_SWEEP_SECONDS = 10
@@ -93,6 +97,8 @@ class Node:
     jobs: Jobs
     users: UserService
     reviews: ReviewService
+    known: KnownContent
+    hash_sharing: HashSharing
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -108,6 +114,8 @@ class Node:
             country=self.config.country,
             endpoint=self.config.endpoint,
             now=self.clock.now(),
+            # What we read beyond protocol v1: peers send it to us only once we announce it.
+            accepts=features.ACCEPTED,
         )
         return sign_key_document(document, keys)
 
@@ -186,9 +194,13 @@ class Node:
         while True:
             await self._trace_wanted.wait()
             self._trace_wanted.clear()
+            if self.db.disk.waiting():
+                continue  # the disk is full: the sweep after space returns traces them
             try:
                 while await self.trace_pending():
                     pass
+            except StorageFull:
+                pass  # said once by the store; the cases wait, untraced, for the next sweep
             except Exception:
                 log.exception("trace worker failed; the sweep will retry")
 
@@ -296,7 +308,8 @@ async def open_node(
         log.warning("file modes: %s", problem)
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not secrecy
     keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
-    db = await Database.open(data_dir.database)
+    disk = DiskSpace(data_dir.root, warn_free_bytes=config.storage.warn_free_mb * MIB)
+    db = await Database.open(data_dir.database, disk)
     timeout = aiohttp.ClientTimeout(total=config.federation.request_timeout_seconds)
     session = aiohttp.ClientSession(timeout=timeout)
     crypto = CryptoPool()
@@ -304,7 +317,12 @@ async def open_node(
         await _check_country(db, config, data_dir)
         tracer = _tracer(config, data_dir, clock, session)
         try:
-            registry = PeerRegistry(db, clock)
+            # Whoever queues records asks for pushes after the commit; delivery (built later)
+            # takes them.
+            push_requests = PushRequests()
+            hash_sharing = HashSharing(node_id=config.node_id, wake=push_requests.kick)
+            # A peer that starts receiving our hash lists gets them whole, in that transaction.
+            registry = PeerRegistry(db, clock, hashes_opened=hash_sharing.share_all_txn)
             await registry.load()
             actions = ActionLog(config.node_id, config.country)
             dispatcher = Dispatcher(
@@ -319,8 +337,18 @@ async def open_node(
                 abuse_contact_for=tracer.abuse_contact_for,
             )
 
-            # Cases ask for pushes after their commits; delivery (built later) takes them.
-            push_requests = PushRequests()
+            known = KnownContent(
+                db,
+                clock,
+                node_id=config.node_id,
+                pdq_max_distance=config.hashes.pdq_max_distance,
+                # Our shared lists' changes, and a list newly shared, go to the peers.
+                share=hash_sharing.queue_txn,
+                share_list=hash_sharing.share_list_txn,
+            )
+            # A peer's change to its list takes effect as ours do (index, open cases).
+            hash_sharing.on_change = known.changed_txn
+            await known.load()
             four_eyes = FourEyes(clock, categories=config.console.four_eyes)
             cases = CaseService(
                 db,
@@ -333,6 +361,7 @@ async def open_node(
                 # A routed case is pushed as soon as its transaction commits.
                 wake=push_requests.kick,
                 four_eyes=four_eyes,
+                hash_lists=known,
             )
             client = PeerClient(
                 session,
@@ -349,6 +378,7 @@ async def open_node(
                 registry=registry,
                 cases=cases,
                 crypto=crypto,
+                hashes=hash_sharing,
             )
             peer_keys = PeerKeyRefresher(registry, client, clock)
             delivery = Delivery(
@@ -418,6 +448,8 @@ async def open_node(
                 jobs=jobs,
                 users=users,
                 reviews=ReviewService(db, cases, users, four_eyes),
+                known=known,
+                hash_sharing=hash_sharing,
             )
         finally:
             tracer.close()

@@ -228,6 +228,19 @@ class ConsoleConfig(_Section):
     language: Literal["en", "fr"] | None = None
 
 
+class HashesConfig(_Section):
+    # Meta's guidance for PDQ: a match at a Hamming distance of 31 or less of 256 bits.
+    pdq_max_distance: Annotated[int, Field(ge=0, le=128)] = 31
+
+
+class StorageConfig(_Section):
+    # `serve` warns while less than this is free on the data directory's file system: time to
+    # act before a full disk refuses new work (507). 0: no warning.
+    warn_free_mb: Annotated[int, Field(ge=0, le=100_000_000)] = 1024
+    # How often `serve` measures the free space (also what /metrics shows between checks).
+    check_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+
+
 class NodeConfig(_Section):
     node_id: NodeId
     country: Country
@@ -242,6 +255,8 @@ class NodeConfig(_Section):
     channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
     notices: NoticesConfig = Field(default_factory=NoticesConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    hashes: HashesConfig = Field(default_factory=HashesConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("endpoint")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from enum import Enum
 
@@ -173,3 +174,32 @@ class SignatureRefused(NodeError):
     status = 401
     kind = "request-signature"
     title = "Request signature refused"
+
+
+class StorageFull(NodeError):
+    """The file system holding the node's data is full: new work is refused, nothing is lost.
+
+    A temporary condition, not a fault of the request: whoever sent it (an analyst, the
+    public form, a peer's push) may send it again once space is freed. What the node had
+    accepted before stays: the transaction that hit the full disk rolled back whole.
+    """
+
+    status = 507
+    kind = "storage-full"
+    title = "Insufficient storage"
+    # Seconds a client may wait before trying again (Retry-After).
+    retry_after = 60
+
+    def __init__(self, template: str | Sentence | None = None, /, **params: object) -> None:
+        super().__init__(template if template is not None else STORAGE_FULL, **params)
+
+
+STORAGE_FULL = N_(
+    "the node's disk is full: nothing was saved, and what was saved before is kept;"
+    " try again once the operator has freed space"
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An operating-system error saying the file system has no space left (or quota)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -42,9 +42,15 @@ class ImportFile:
 
 
 def read_import_file(
-    path: Path, columns: frozenset[str], *, encoding: str | None = None, fmt: str | None = None
+    path: Path,
+    columns: frozenset[str],
+    *,
+    encoding: str | None = None,
+    fmt: str | None = None,
+    required: tuple[str, ...] = ("url",),
 ) -> ImportFile:
-    """Decode and split `path`; a file that cannot be read at all raises InvalidInput."""
+    """Decode and split `path`; a file that cannot be read at all raises InvalidInput. A CSV
+    file's header must name the `required` columns (a report's url; a hash's type and value)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -78,9 +84,9 @@ def read_import_file(
                 result.errors.append((number, "not a JSON object"))
         return result
     result.delimiter = _sniff_delimiter(text)
-    _read_csv(text, result, columns)
+    _read_csv(text, result, columns, required)
     if not result.rows and not result.errors:
-        result.errors.append((1, "no records: a header line, then one line per report"))
+        result.errors.append((1, "no records: a header line, then one line per record"))
     return result
 
 
@@ -163,7 +169,9 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_csv(text: str, result: ImportFile, columns: frozenset[str]) -> None:
+def _read_csv(
+    text: str, result: ImportFile, columns: frozenset[str], required: tuple[str, ...]
+) -> None:
     assert result.delimiter is not None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=result.delimiter, strict=True)
     header: list[str] | None = None
@@ -172,7 +180,7 @@ def _read_csv(text: str, result: ImportFile, columns: frozenset[str]) -> None:
             if header is None:
                 header = [cell.strip().lower() for cell in cells]
                 unknown = [name for name in header if name and name not in columns]
-                if unknown or "url" not in header:
+                if unknown or any(name not in header for name in required):
                     result.errors.append(
                         (
                             line,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import wraps
 from typing import Any
 
 from node.cases import CaseService
 from node.channels.dispatcher import Dispatcher
 from node.clock import Clock, iso
 from node.config import NodeConfig
+from node.errors import StorageFull, is_disk_full
 from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
 from node.keyring import KeyRing
@@ -51,6 +54,8 @@ class Jobs:
                 continue
             try:
                 total += (await self.delivery.pull(peer.node_id)).pulled
+            except StorageFull:
+                raise  # ours, not the peer's: the round stops, and the cursor has not moved
             except Exception:  # one peer's failure (or a bug it triggers) skips that peer only
                 log.exception("pull from %s failed", peer.node_id)
         return total
@@ -118,14 +123,54 @@ class Jobs:
             await self.db.truncate_wal()
         return purged
 
+    async def check_storage(self) -> None:
+        """Measure the data directory's free space; warn while it is low (node/store/disk.py)."""
+        self.db.disk.check()
+
+    def unless_full(self, job: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        """A job that skips its turn while the disk is full, and whose turn ending on a full
+        disk is no error: the store said so once, and the job's work waits, untouched."""
+
+        @wraps(job)
+        async def run() -> None:
+            if self.db.disk.waiting():
+                log.debug("%s waits: the disk is full", job.__name__)
+                return
+            try:
+                await job()
+            except StorageFull:
+                log.debug("%s stopped: the disk is full", job.__name__)
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                # A file beside the database (a key rotation's) could not be written.
+                log.warning("%s stopped: the disk is full (%s)", job.__name__, exc)
+
+        return run
+
     def install(self, scheduler: Any) -> None:
         federation = self.config.federation
         every = federation.sweep_seconds
 
         def add(func: Any, seconds: int, job_id: str) -> None:
             scheduler.add_job(
-                func, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True
+                self.unless_full(func),
+                "interval",
+                seconds=seconds,
+                id=job_id,
+                max_instances=1,
+                coalesce=True,
             )
+
+        self.db.disk.check()
+        scheduler.add_job(
+            self.check_storage,
+            "interval",
+            seconds=self.config.storage.check_seconds,
+            id="check-storage",
+            max_instances=1,
+            coalesce=True,
+        )
 
         # Records routed by another process (a `reports import` or `reports assess` on the
         # command line) are not announced to this one: look for pending outbox rows every

@@ -37,6 +37,9 @@ class PeerView:
     categories: frozenset[str]
     max_tlp: Tlp
     active: bool = True
+    # What its key document announces it reads beyond protocol v1 (protocol.features): a
+    # report goes to it without what it could not read.
+    reads: frozenset[str] = frozenset()
 
     def accepts(self, category: str, tlp: Tlp) -> bool:
         return (

@@ -40,11 +40,14 @@ class PeerUnreachable(PeerError):
 class PeerRefused(PeerError):
     """The peer answered with an error status."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(f"peer answered {status}: {detail}")
         self.status = status
         # 4xx other than 408/429 will not get better by retrying the same request.
         self.retryable = status >= 500 or status in (408, 429)
+        # When the peer said to try again (Retry-After, in seconds: a 507 from a full disk,
+        # a 429): a temporary condition with an end it knows better than our backoff does.
+        self.retry_after = retry_after if self.retryable else None
 
 
 class PeerProtocolError(PeerError):
@@ -107,7 +110,11 @@ class PeerClient:
             async with self.session.request(method, url, data=body, headers=headers) as response:
                 data = await _read_capped(response.content, MAX_RESPONSE_BYTES)
                 if response.status >= 400:
-                    raise PeerRefused(response.status, _detail(data))
+                    raise PeerRefused(
+                        response.status,
+                        _detail(data),
+                        _seconds(response.headers.get("Retry-After")),
+                    )
                 return data
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise PeerUnreachable(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
@@ -163,6 +170,13 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
         if size > limit:
             raise PeerProtocolError(f"peer response is larger than {limit} bytes")
     return b"".join(chunks)
+
+
+def _seconds(value: str | None) -> int | None:
+    """Retry-After as a number of seconds (the HTTP-date form is not used between nodes)."""
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        return None
+    return int(value.strip())
 
 
 def _detail(data: bytes) -> str:

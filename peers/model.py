@@ -24,6 +24,9 @@ class PeerMode(StrEnum):
 class PeerPolicy:
     categories: frozenset[Category]
     max_tlp: Tlp
+    # Hash lists are exchanged with the peer both ways (ours go to it, its lists are taken
+    # from it): off until the operator turns it on.
+    share_hashes: bool = False
 
     @classmethod
     def default(cls) -> PeerPolicy:

@@ -87,7 +87,7 @@ class Header:
     to_kid: KeyId
     msg_id: Annotated[str, Field(pattern=_UUID_PATTERN)]
     created_at: Annotated[int, Field(ge=0, le=MAX_UNIX_TIME)]
-    type: Literal["report", "action", "withdrawal", "receipt"]
+    type: Literal["report", "action", "withdrawal", "receipt", "hashset"]
 
     def to_dict(self) -> dict[str, Any]:
         """The header as its JSON object (member `from`, not `from_`)."""

@@ -1,10 +1,10 @@
-"""The records that travel between nodes: report, action, withdrawal, receipt (pydantic, frozen)."""
+"""The records that travel between nodes: report, action, withdrawal, receipt, hashset (frozen)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from uuid import UUID
 
 import orjson
@@ -16,6 +16,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from keys.document import CountryCode, NodeId
@@ -94,6 +95,18 @@ class HashAlgorithm(StrEnum):
     PDQ = "pdq"
 
 
+# Hex digits of each digest (a `hashset` entry must have exactly these; a report's ContentHash
+# keeps its v1 rule of 32-256 digits).
+HEX_DIGITS: dict[HashAlgorithm, int] = {
+    HashAlgorithm.SHA256: 64,
+    HashAlgorithm.SHA1: 40,
+    HashAlgorithm.MD5: 32,
+    HashAlgorithm.PDQ: 64,
+}
+# PDQ's own measure of how much of the image its hash carries (0-100).
+Quality = Annotated[int, Field(ge=0, le=100, strict=True)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -130,6 +143,15 @@ class Hosting(_Model):
 class ContentHash(_Model):
     alg: HashAlgorithm
     value: Annotated[str, Field(pattern=r"^[0-9a-f]{32,256}$")]
+    # PDQ only. Sent only to peers that announce `pdq-quality`, as `sha1` only to peers that
+    # announce `sha1` (protocol.features): a v1 reader refuses both.
+    quality: Quality | None = None
+
+    @model_validator(mode="after")
+    def _quality_is_pdq_only(self) -> Self:
+        if self.quality is not None and self.alg is not HashAlgorithm.PDQ:
+            raise ValueError("only a pdq hash carries a quality")
+        return self
 
 
 class Report(_Model):
@@ -197,27 +219,101 @@ class Receipt(_Model):
     accepted: tuple[Digest, ...] = Field(max_length=10_000)
 
 
-Record = Annotated[Report | Action | Withdrawal | Receipt, Field(discriminator="type")]
-RECORD_TYPES = ("report", "action", "withdrawal", "receipt")
-_RECORD_ADAPTER: TypeAdapter[Report | Action | Withdrawal | Receipt] = TypeAdapter(Record)
+# A hash set's name at its origin; receivers show it as "<origin>/<name>", so no "/" in it.
+HASH_SET_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# Entries per side of one `hashset` record. With the bounded members below an entry to add is
+# at most 230 bytes and one to remove 92, so a full record (under 162 000 bytes) stays well
+# inside a frame (protocol.md §9.10); a larger change travels as several records.
+MAX_HASH_SET_ENTRIES = 500
+# A list's grade of an entry (IWF "A"/"B"/"C", NCMEC "A1"...): short printable ASCII.
+Grade = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/+-]{0,31}$")]
 
 
-def record_author(record: Report | Action | Withdrawal | Receipt) -> str:
+class HashUse(StrEnum):
+    """What the origin permits a receiver to do with an entry."""
+
+    HOTLINES = "hotlines"  # hotlines' own work only
+    INDUSTRY = "industry"  # hotlines, and industry partners too
+
+
+class HashRemoval(_Model):
+    """An entry that leaves the set: its hash."""
+
+    alg: HashAlgorithm
+    value: Annotated[str, Field(pattern=r"^[0-9a-f]{32,64}$")]
+
+    @model_validator(mode="after")
+    def _digits_of_alg(self) -> Self:
+        if len(self.value) != HEX_DIGITS[self.alg]:
+            raise ValueError(f"a {self.alg.value} value has {HEX_DIGITS[self.alg]} hex digits")
+        return self
+
+
+class HashAddition(HashRemoval):
+    """An entry added to the set (or changed): its hash and what the set says of it."""
+
+    quality: Quality | None = None  # pdq only
+    category: Category
+    grade: Grade | None = None
+    use: HashUse
+    added_at: Timestamp | None = None  # when the origin first added it
+
+    @model_validator(mode="after")
+    def _quality_is_pdq_only(self) -> Self:
+        if self.quality is not None and self.alg is not HashAlgorithm.PDQ:
+            raise ValueError("only a pdq hash carries a quality")
+        return self
+
+
+class HashSet(_Model):
+    """Additions to and removals from a named hash set of its origin (single writer: `origin`).
+
+    `seq` numbers the set's changes at the origin; a receiver applies a change only when its
+    `seq` is above the last it applied for that set, so a copy changes nothing."""
+
+    type: Literal["hashset"] = "hashset"
+    v: Version = 1
+    id: UUID
+    origin: NodeId
+    name: Annotated[str, Field(pattern=HASH_SET_NAME_PATTERN)]
+    seq: Sequence
+    at: Timestamp
+    add: tuple[HashAddition, ...] = Field(default=(), max_length=MAX_HASH_SET_ENTRIES)
+    remove: tuple[HashRemoval, ...] = Field(default=(), max_length=MAX_HASH_SET_ENTRIES)
+
+    @model_validator(mode="after")
+    def _one_change_per_hash(self) -> Self:
+        if not self.add and not self.remove:
+            raise ValueError("a hashset record adds or removes at least one entry")
+        keys = [(e.alg, e.value) for e in (*self.remove, *self.add)]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a hash appears at most once in a hashset record")
+        return self
+
+
+AnyRecord = Report | Action | Withdrawal | Receipt | HashSet
+Record = Annotated[AnyRecord, Field(discriminator="type")]
+RECORD_TYPES = ("report", "action", "withdrawal", "receipt", "hashset")
+_RECORD_ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
+
+
+def record_author(record: AnyRecord) -> str:
     """The only node allowed to sign this record (single writer rule)."""
-    if isinstance(record, Report | Withdrawal):
+    if isinstance(record, Report | Withdrawal | HashSet):
         return record.origin
     return record.by
 
 
-_MODELS: dict[str, type[Report | Action | Withdrawal | Receipt]] = {
+_MODELS: dict[str, type[AnyRecord]] = {
     "report": Report,
     "action": Action,
     "withdrawal": Withdrawal,
     "receipt": Receipt,
+    "hashset": HashSet,
 }
 
 
-def record_bytes(record: Report | Action | Withdrawal | Receipt) -> bytes:
+def record_bytes(record: AnyRecord) -> bytes:
     """The payload bytes that are signed: sorted-key JSON equal to RFC 8785.
 
     The schemas admit no float and bound every integer below 2**53, so the canonical form needs
@@ -228,9 +324,7 @@ def record_bytes(record: Report | Action | Withdrawal | Receipt) -> bytes:
     )
 
 
-def parse_record(
-    payload: bytes, expected_type: str | None = None
-) -> Report | Action | Withdrawal | Receipt:
+def parse_record(payload: bytes, expected_type: str | None = None) -> AnyRecord:
     """Validate payload bytes as a record; `expected_type` (from a header) skips the union."""
     try:
         # Numbers, flags and times are strict per field (a float, a bool or a string is refused

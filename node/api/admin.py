@@ -47,6 +47,8 @@ class PolicyBody(BaseModel):
     categories: list[str] | None = None
     max_tlp: str | None = None
     pull_only: bool | None = None
+    # Our shared hash lists go to the peer, and its lists are taken from it.
+    share_hashes: bool | None = None
 
 
 async def list_peers(request: web.Request) -> web.Response:
@@ -85,6 +87,7 @@ async def update_peer(request: web.Request) -> web.Response:
         categories=body.categories,
         max_tlp=body.max_tlp,
         pull_only=body.pull_only,
+        share_hashes=body.share_hashes,
         actor=who.actor,
     )
     return json_response(described)

@@ -16,6 +16,7 @@ from aiohttp import web
 from node.api.context import context
 from node.clock import iso
 from node.store.db import Database
+from node.store.disk import DiskSpace
 from node.store.metrics import store_figures
 
 log = logging.getLogger("hotline.http")
@@ -238,9 +239,36 @@ async def store_metrics(db: Database, now: str) -> list[str]:
     ]
 
 
+def disk_metrics(disk: DiskSpace) -> list[str]:
+    """The data directory's file system: what is free, and whether writes find it full."""
+    usage = disk.usage()
+    lines: list[str] = []
+    if usage is not None:
+        lines += _family(
+            "hotline_disk_free_bytes",
+            "gauge",
+            "Bytes free on the data directory's file system (new work is refused when full).",
+            [((), usage.free)],
+        )
+        lines += _family(
+            "hotline_disk_size_bytes",
+            "gauge",
+            "Size of the data directory's file system.",
+            [((), usage.size)],
+        )
+    lines += _family(
+        "hotline_disk_full",
+        "gauge",
+        "1 while writes find the disk full: new work is refused (507), deliveries wait.",
+        [((), int(disk.full))],
+    )
+    return lines
+
+
 async def metrics(request: web.Request) -> web.Response:
     cases = context(request).cases
     lines = await store_metrics(cases.db, iso(cases.clock.now()))
+    lines += disk_metrics(cases.db.disk)
     lines += request.app[HTTP_METRICS].render()
     return web.Response(
         body=("\n".join(lines) + "\n").encode("utf-8"),

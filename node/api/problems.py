@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.errors import PROBLEM_BASE, NodeError, RateLimited
+from node.errors import PROBLEM_BASE, NodeError, RateLimited, StorageFull, is_disk_full
 
 log = logging.getLogger("hotline.api")
 PROBLEM_JSON = "application/problem+json"
@@ -55,11 +55,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except NodeError as exc:
-        extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
-        if exc.status >= 500:
-            said = str(exc) if exc.logged else exc.kind
-            log.error("request failed: %s %s: %s", request.method, request.path, said)
-        return problem(exc.status, exc.kind, exc.title, str(exc), request.path, **extra)
+        return _node_problem(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -69,7 +65,21 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             # RFC 9110 §15.5.6: a 405 names the methods the resource does support.
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):
+            # A file written outside the database (a key rotation, say) met the full disk.
+            return _node_problem(request, StorageFull())
         # Never a traceback to the client; the log has it for the operator.
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "internal", "Internal error", "internal error", request.path)
+
+
+def _node_problem(request: web.Request, exc: NodeError) -> web.Response:
+    extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited | StorageFull) else {}
+    if isinstance(exc, StorageFull):
+        # Said once per episode by the store (node/store/disk.py), not once per request.
+        log.info("refused %s %s: the disk is full", request.method, request.path)
+    elif exc.status >= 500:
+        said = str(exc) if exc.logged else exc.kind
+        log.error("request failed: %s %s: %s", request.method, request.path, said)
+    return problem(exc.status, exc.kind, exc.title, str(exc), request.path, **extra)

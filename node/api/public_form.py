@@ -14,7 +14,7 @@ from node.api.bodies import read_capped
 from node.api.context import context
 from node.api.languages import language
 from node.api.reports import PUBLIC_MAX_BYTES
-from node.errors import InvalidInput, PayloadTooLarge, RateLimited
+from node.errors import InvalidInput, PayloadTooLarge, RateLimited, StorageFull
 from node.urls import normalise_url
 from protocol.ids import short_reference
 
@@ -57,6 +57,9 @@ TEXT: dict[str, dict[str, Any]] = {
         " (it catches automated submissions). If you are a person, please send it again.",
         "limited": "Too many reports were sent from your connection. Please try again in"
         " {wait} seconds.",
+        "full_title": "Your report could not be saved",
+        "full": "Our service has run out of storage space for a while, so your report was not"
+        " recorded. Please send it again later: what you typed is kept below.",
         "thanks_title": "Thank you, your report was received",
         "thanks": "Our analysts will assess it. We do not visit the address from this service"
         " and do not store the content.",
@@ -100,6 +103,10 @@ TEXT: dict[str, dict[str, Any]] = {
         " l'envoyer à nouveau.",
         "limited": "Trop de signalements ont été envoyés depuis votre connexion. Merci de"
         " réessayer dans {wait} secondes.",
+        "full_title": "Votre signalement n'a pas pu être enregistré",
+        "full": "Notre service manque momentanément d'espace de stockage : votre signalement"
+        " n'a pas été enregistré. Merci de l'envoyer à nouveau plus tard : ce que vous avez"
+        " saisi est conservé ci-dessous.",
         "thanks_title": "Merci, votre signalement a bien été reçu",
         "thanks": "Nos analystes vont l'examiner. Ce service ne consulte pas l'adresse et ne"
         " conserve pas le contenu.",
@@ -131,6 +138,7 @@ def page(
     errors: dict[str, str] | None = None,
     reference: str | None = None,
     headers: dict[str, str] | None = None,
+    unsaved: bool = False,
 ) -> web.Response:
     ctx = context(request)
     response = aiohttp_jinja2.render_template(
@@ -145,6 +153,7 @@ def page(
             "values": values or {"url": "", "description": "", "contact": ""},
             "errors": errors or {},
             "reference": reference,
+            "unsaved": unsaved,
         },
         status=status,
     )
@@ -200,6 +209,17 @@ async def submit_form(request: web.Request) -> web.Response:
             values=values,
             errors={"url": text["limited"].format(wait=exc.retry_after)},
             headers={"Retry-After": str(exc.retry_after)},
+        )
+    except StorageFull as exc:
+        # Nothing wrong with the report: the page says so, keeps what was typed, and asks
+        # for it again later (the API answers the same with a 507 problem).
+        return page(
+            request,
+            lang,
+            status=exc.status,
+            values=values,
+            headers={"Retry-After": str(exc.retry_after)},
+            unsaved=True,
         )
     except InvalidInput as exc:
         # The intake rules' own words (in English) name the field they refuse.

@@ -27,11 +27,21 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# Hashes are read by node.hashes.values.parse_hash alone (its one-line reasons): the body only
+# caps how many come at once.
+HashTexts = Annotated[list[Any], Field(max_length=256)]
+
+
 class SubmitBody(_Body):
     url: Annotated[str, Field(max_length=4096)]
     category: str | None = None
     note: Annotated[str, Field(max_length=8192)] | None = None
     tlp: str | None = None
+    hashes: HashTexts | None = None
+
+
+class HashesBody(_Body):
+    hashes: HashTexts
 
 
 class PublicBody(_Body):
@@ -63,7 +73,12 @@ async def submit(request: web.Request) -> web.Response:
     ctx = context(request)
     body = await read_json(request, SubmitBody, ctx.max_body_bytes)
     result = await ctx.cases.submit(
-        body.url, actor=who.actor, category=body.category, note=body.note, tlp=body.tlp
+        body.url,
+        actor=who.actor,
+        category=body.category,
+        note=body.note,
+        tlp=body.tlp,
+        hashes=body.hashes,
     )
     ctx.schedule_trace()
     return json_response(
@@ -218,6 +233,16 @@ async def trace(request: web.Request) -> web.Response:
     return json_response(evidence)
 
 
+async def add_hashes(request: web.Request) -> web.Response:
+    """Put hashes on an existing case (the same hash again changes nothing)."""
+    who = await principal(request, *STAFF)
+    ctx = context(request)
+    body = await read_json(request, HashesBody, ctx.max_body_bytes)
+    report_id = await ctx.cases.resolve_one(request.match_info["id"])
+    await ctx.cases.add_hashes(report_id, body.hashes, actor=who.actor)
+    return json_response(_as_seen_by(who.role, await ctx.cases.show(report_id)))
+
+
 class ClearanceBody(_Body):
     reason: Annotated[str, Field(max_length=8192)] | None = None
 
@@ -242,4 +267,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/reports/{id}/assessment", assess)
     app.router.add_post("/api/v1/reports/{id}/actions", record_action)
     app.router.add_post("/api/v1/reports/{id}/jurisdiction", override)
+    app.router.add_post("/api/v1/reports/{id}/hashes", add_hashes)
     app.router.add_get("/api/v1/trace", trace)

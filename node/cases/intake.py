@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +13,14 @@ import orjson
 
 from node.cases.door import admit_txn, entry_status
 from node.cases.gate import ReviewGate
+from node.cases.hashes import HashMatcher, attach_hashes_txn, check_room, checked_hashes
 from node.cases.lifecycle import CaseEvent
 from node.cases.router import Router
 from node.clock import Clock, iso
 from node.contacts import free_text, public_contact
 from node.countries import country_problem
 from node.errors import N_, InvalidInput
+from node.hashes.values import HashValue
 from node.store import audit, submissions
 from node.store.db import Database, Tx
 from node.store.reports import Case, ReportStore
@@ -44,6 +46,8 @@ class Intake:
     description: str | None
     contact: str | None
     language: str | None = None
+    # Hashes the analyst (or the import) gave with it: attached with the case, never fetched.
+    hashes: tuple[HashValue, ...] = ()
 
     @classmethod
     def check(
@@ -56,6 +60,7 @@ class Intake:
         description: str | None = None,
         contact: str | None = None,
         language: str | None = None,
+        hashes: object = None,
     ) -> Intake:
         return cls(
             url_key=normalise_url(url),
@@ -65,12 +70,16 @@ class Intake:
             description=text_field(description, "description", MAX_DESCRIPTION),
             contact=_contact(contact),
             language=_language(language),
+            hashes=checked_hashes(hashes),
         )
 
 
 IMPORT_FIELDS = frozenset(
-    {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country"}
+    {"url", "category", "note", "tlp", "verdict", "legal_basis", "hosting_country", "hashes"}
 )
+# Fields of an import line that may be a list (JSON lines) as well as text (CSV: one cell of
+# values separated by spaces).
+_LIST_FIELDS = frozenset({"hashes"})
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,15 @@ class ImportItem:
 
     @classmethod
     def check(cls, data: dict[str, Any]) -> ImportItem:
-        """Strict: every field is text or absent (null). A value of another type, even a falsy
-        one such as {} or false, is refused rather than read as absent."""
+        """Strict: every field is text or absent (null), `hashes` a list of texts too. A value
+        of another type, even a falsy one such as {} or false, is refused rather than read as
+        absent."""
         unknown = set(data) - IMPORT_FIELDS
         if unknown:
             raise InvalidInput(N_("unknown field(s): {fields}"), fields=", ".join(sorted(unknown)))
         for name, value in data.items():
+            if name in _LIST_FIELDS:
+                continue  # checked where it is read, member by member (checked_hashes)
             if value is not None and not isinstance(value, str):
                 raise InvalidInput(
                     N_("{field} must be text or null (got {type} {value!r:.40})"),
@@ -116,6 +128,7 @@ class ImportItem:
                 category=fields.get("category"),
                 note=fields.get("note"),
                 tlp=fields.get("tlp"),
+                hashes=fields.get("hashes"),
             ),
             verdict=verdict,
             legal_basis=text_field(fields.get("legal_basis"), "legal_basis", 256),
@@ -185,6 +198,7 @@ class CaseIntake:
         node_id: str,
         wake: Callable[[list[str]], None],
         four_eyes: ReviewGate,
+        hash_lists: HashMatcher,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -193,6 +207,7 @@ class CaseIntake:
         self.node_id = node_id
         self.wake = wake  # called after a commit with the peers that have new outbox rows
         self.four_eyes = four_eyes
+        self.hash_lists = hash_lists  # every hash given to a case is matched against them
 
     async def submit(
         self,
@@ -206,7 +221,10 @@ class CaseIntake:
         description: str | None = None,
         contact: str | None = None,
         language: str | None = None,
+        hashes: Sequence[object] | None = None,
     ) -> Submitted:
+        """A new case, or a duplicate of the open case of the same URL. `hashes` (TYPE:VALUE
+        texts) go on the case either way."""
         intake = Intake.check(
             url,
             category=category,
@@ -215,14 +233,20 @@ class CaseIntake:
             description=description,
             contact=contact,
             language=language,
+            hashes=hashes,
         )
+        pushed: list[str] = []
 
         def submit_txn(conn: Tx) -> Submitted:
-            return self._submit_in(conn, intake, actor=actor, source=source)
+            return self._submit_in(conn, intake, actor=actor, source=source, pushed=pushed)
 
-        return await self.db.run(submit_txn)
+        submitted = await self.db.run(submit_txn)
+        self.wake(pushed)
+        return submitted
 
-    def _submit_in(self, conn: Tx, intake: Intake, *, actor: str, source: str) -> Submitted:
+    def _submit_in(
+        self, conn: Tx, intake: Intake, *, actor: str, source: str, pushed: list[str]
+    ) -> Submitted:
         at = self.clock.now()
         now = iso(at)
         existing = self.store.open_by_urls(conn, [intake.url_key]).get(intake.url_key)
@@ -238,11 +262,30 @@ class CaseIntake:
                 details={"source": source},
             )
             keep_words_txn(conn, report_id, intake, source, now)
+            if attach_hashes_txn(
+                conn,
+                report_id,
+                intake.hashes,
+                matcher=self.hash_lists,
+                source=source,
+                at=now,
+                actor=actor,
+            ):
+                pushed.extend(self.router.hashes_added_txn(conn, report_id, actor))
             return Submitted(report_id, True, count)
         case = self._new_case(intake, case_id=new_id(at), source=source, now=now)
         admit_txn(conn, [case])
         audit.append_many(conn, [submitted_entry(case, now, actor, source)])
         keep_words_txn(conn, case.id, intake, source, now)
+        attach_hashes_txn(
+            conn,
+            case.id,
+            intake.hashes,
+            matcher=self.hash_lists,
+            source=source,
+            at=now,
+            actor=actor,
+        )
         return Submitted(case.id, False, 0)
 
     def _new_case(
@@ -319,6 +362,10 @@ class CaseIntake:
             to_review: list[tuple[str, ImportItem]] = []
             cases: list[Case] = []
             entries: list[audit.Entry] = []
+            # The lines' hashes by case: those of cases new in this batch travel in the
+            # version their routing writes; cases stored before may have been sent already.
+            new_hashes: dict[str, list[HashValue]] = {}
+            old_hashes: dict[str, list[HashValue]] = {}
             for item in items:
                 key = item.intake.url_key
                 if key in open_cases:
@@ -331,6 +378,9 @@ class CaseIntake:
                         )
                     )
                     results.append(Submitted(report_id, True, count))
+                    if item.intake.hashes:
+                        held = new_hashes if report_id in new_hashes else old_hashes
+                        held.setdefault(report_id, []).extend(item.intake.hashes)
                     continue
                 # Four-eyes: a verdict that needs a reviewer is not written but put before one
                 # (below, once its case exists); the case stays new, and nothing routes, until
@@ -362,6 +412,7 @@ class CaseIntake:
                     evidence=evidence,
                 )
                 cases.append(case)
+                new_hashes[case.id] = list(item.intake.hashes)
                 entries.append(submitted_entry(case, stamp, actor, "import"))
                 results.append(Submitted(case.id, False, 0))
                 # A case assessed as not illegal is closed by its routing below (which needs
@@ -387,7 +438,30 @@ class CaseIntake:
                     )
                 )
             audit.append_many(conn, entries)
-            pushed.extend(self.router.insert_routed(conn, cases, actor))
+            for report_id, values in new_hashes.items():
+                check_room(report_id, values)  # before its version is built with them
+            pushed.extend(self.router.insert_routed(conn, cases, actor, hashes=new_hashes))
+            for report_id, values in new_hashes.items():
+                attach_hashes_txn(
+                    conn,
+                    report_id,
+                    values,
+                    matcher=self.hash_lists,
+                    source="import",
+                    at=stamp,
+                    actor=actor,
+                )
+            for report_id, values in old_hashes.items():
+                if attach_hashes_txn(
+                    conn,
+                    report_id,
+                    values,
+                    matcher=self.hash_lists,
+                    source="import",
+                    at=stamp,
+                    actor=actor,
+                ):
+                    pushed.extend(self.router.hashes_added_txn(conn, report_id, actor))
             for report_id, item in to_review:
                 assert item.verdict is not None
                 assert item.intake.category is not None

@@ -47,6 +47,8 @@ class CaseEvent(Enum):
 
 S, E = CaseStatus, CaseEvent
 _OPEN = (S.NEW, S.ASSESSED, S.ROUTED, S.MANUAL, S.RECEIVED)
+# A case still being worked on somewhere: what a hash list that arrives later is matched against.
+OPEN_STATUSES = tuple(status.value for status in _OPEN)
 _ROUTABLE = (S.ASSESSED, S.ROUTED, S.MANUAL, S.RECEIVED)
 
 

@@ -5,7 +5,7 @@ withdraw it from peers that no longer get it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,9 +14,10 @@ import orjson
 
 from node.cases.actionlog import ActionLog
 from node.cases.door import admit_txn, transition_txn
-from node.cases.lifecycle import CaseEvent, CaseStatus, next_status
+from node.cases.lifecycle import CaseEvent, CaseStatus, allows, next_status
 from node.cases.wire import build_report_record
 from node.clock import Clock, iso
+from node.hashes.values import HashValue
 from node.routing import (
     REROUTED_SUSPENDED,
     Decision,
@@ -25,15 +26,16 @@ from node.routing import (
     RoutingDecision,
     decide,
 )
-from node.store import audit, channel_outbox, peer_outbox
+from node.store import audit, channel_outbox, peer_outbox, report_hashes
 from node.store import peers as peer_store
 from node.store.channel_outbox import ChannelItem
 from node.store.db import Tx
 from node.store.peer_outbox import Queued
 from node.store.peers import PeerRow
 from node.store.reports import Case, ReportStore, Routing, Version
+from protocol.features import report_for
 from protocol.ids import new_id
-from protocol.records import Tlp, Withdrawal, record_bytes
+from protocol.records import Report, Tlp, Withdrawal, record_bytes
 
 Routed = tuple[RoutingDecision | None, list[str]]  # the decision, and the peers to push to
 ROUTING_EVENTS = {
@@ -223,23 +225,52 @@ class Router:
         )
         return withdrawal
 
+    def hashes_added_txn(self, conn: Tx, report_id: str, actor: str) -> list[str]:
+        """New hashes on a case of ours that peers hold already: it is routed again (as an
+        override does), so that a new version carries them to the peers it still goes to.
+        Returns the peers to push to; nothing for a case not sent to a peer, a peer's case
+        (only its origin sends it), or a finished one."""
+        head = ReportStore.head_txn(conn, report_id)
+        if head is None or head.origin != self.node_id or not allows(head.status, CaseEvent.ROUTED):
+            return []
+        if not peer_outbox.current_holders_txn(conn, report_id):
+            return []  # no peer holds it now (never sent, or withdrawn from those that did)
+        return self.route_txn(conn, report_id, actor, force=True)[1]
+
     def insert_routed(
-        self, conn: Tx, cases: list[Case], actor: str, force: bool = False
+        self,
+        conn: Tx,
+        cases: list[Case],
+        actor: str,
+        force: bool = False,
+        *,
+        hashes: Mapping[str, Sequence[HashValue]] | None = None,
     ) -> list[str]:
         """Insert new cases with their routing decided first, so that each is written once,
-        with its final status and seq; returns the peers to push to after the commit."""
-        plan = self.plan_routes(conn, cases, actor, force)
+        with its final status and seq; returns the peers to push to after the commit.
+        `hashes` are the new cases' hashes (attached once they are stored): the versions
+        written for peers carry them."""
+        plan = self.plan_routes(conn, cases, actor, force, hashes=hashes)
         admit_txn(conn, cases, routed=plan.states)
         return self.write_routes(conn, plan)
 
     def plan_routes(
-        self, conn: Tx, cases: Sequence[Case], actor: str, force: bool = False
+        self,
+        conn: Tx,
+        cases: Sequence[Case],
+        actor: str,
+        force: bool = False,
+        *,
+        hashes: Mapping[str, Sequence[HashValue]] | None = None,
     ) -> RoutePlan:
         """Decide for cases given as rows (stored, or about to be inserted); nothing written.
-        Cases that are not ready (no verdict, or a trace still pending) are left out."""
+        Cases that are not ready (no verdict, or a trace still pending) are left out. A version
+        for peers carries the case's hashes: `hashes` for cases not stored yet, else those
+        stored."""
         stamp = iso(self.clock.now())
         # Suspended peers too: routing records that a case would have gone to one.
         peers = [peer_view(p) for p in peer_store.routable_txn(conn)]
+        reads = {p.node_id: p.reads for p in peers}
         plan = RoutePlan()
         for row in cases:
             report_id = row.id
@@ -264,15 +295,29 @@ class Router:
             plan.decisions[report_id] = decision
             seq = int(row.seq)
             payload = b""
+            record = None
             if any(t.kind == "peer" for t in decision.targets):
                 # Only the origin has peer targets (decide() never relays): a new version goes out.
                 seq += 1
-                payload = record_bytes(build_report_record(row, evidence, seq=seq))
+                carried = (
+                    hashes[report_id]
+                    if hashes is not None and report_id in hashes
+                    else [h.value for h in report_hashes.for_report_txn(conn, report_id)]
+                )
+                record = build_report_record(row, evidence, seq=seq, hashes=carried)
+                payload = record_bytes(record)
                 plan.versions.append(Version(report_id, seq, payload, stamp))
             for target in decision.targets:
                 if target.kind == "peer":
+                    assert record is not None  # made above for any peer target
                     plan.outbox.setdefault(target.name, []).append(
-                        Queued("report", report_id, report_id, payload, stamp)
+                        Queued(
+                            "report",
+                            report_id,
+                            report_id,
+                            _payload_for(record, payload, reads.get(target.name, frozenset())),
+                            stamp,
+                        )
                     )
                 else:
                     plan.channels.append(
@@ -346,6 +391,14 @@ class Router:
         return sorted(plan.outbox)
 
 
+def _payload_for(record: Report, payload: bytes, reads: frozenset[str]) -> bytes:
+    """The version's bytes as this peer can read them: the same bytes, unless the report
+    carries what the peer does not announce it reads (sha1 hashes, a PDQ quality), which it
+    goes without (protocol.md §11). Made here, so the outbox keeps the bytes that are signed."""
+    readable = report_for(record, reads)
+    return payload if readable is record else record_bytes(readable)
+
+
 def _channel_key(role: str, payload: dict[str, Any]) -> tuple[str, str | None]:
     """A case's message is one per role and hosting country."""
     return role, payload.get("country")
@@ -381,4 +434,5 @@ def peer_view(peer: PeerRow) -> PeerView:
         categories=frozenset(orjson.loads(peer.categories)),
         max_tlp=Tlp(peer.max_tlp),
         active=peer.status == "active",
+        reads=frozenset(orjson.loads(peer.accepts)),
     )

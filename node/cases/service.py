@@ -12,6 +12,7 @@ import orjson
 from node.cases.actionlog import ActionLog, Recorded
 from node.cases.door import transition_txn
 from node.cases.gate import Confirmation, ReviewGate
+from node.cases.hashes import HashMatcher, attach_hashes_txn, checked_hashes
 from node.cases.intake import (
     MAX_NOTE,
     CaseIntake,
@@ -23,7 +24,8 @@ from node.cases.router import Routed, Router
 from node.cases.views import CaseViews, NoticeRules
 from node.clock import Clock, iso, parse_iso
 from node.countries import country_problem
-from node.errors import N_, Conflict, InvalidInput
+from node.errors import N_, Conflict, InvalidInput, StorageFull
+from node.hashes.values import HashValue
 from node.routing import RoutingDecision
 from node.store import audit, channel_outbox
 from node.store.db import Database, Tx
@@ -60,6 +62,7 @@ class CaseService:
         notices: NoticeRules,
         wake: Callable[[list[str]], None],
         four_eyes: ReviewGate,
+        hash_lists: HashMatcher,
     ) -> None:
         self.db = db
         self.store = ReportStore(db)
@@ -72,9 +75,17 @@ class CaseService:
         self.wake = wake
         # Four-eyes review guards every write of a verdict (node/review.py holds the rule).
         self.four_eyes = four_eyes
+        # Every hash a case gets is matched against the hash lists (node.cases.hashes).
+        self.hash_lists = hash_lists
         self.router = Router(clock, node_id=node_id, country=country)
         self.intake = CaseIntake(
-            db, clock, self.router, node_id=node_id, wake=wake, four_eyes=four_eyes
+            db,
+            clock,
+            self.router,
+            node_id=node_id,
+            wake=wake,
+            four_eyes=four_eyes,
+            hash_lists=hash_lists,
         )
         self.views = CaseViews(self.store, clock, notices)
         # Intake and reading are theirs; the service offers them under its own name.
@@ -188,6 +199,33 @@ class CaseService:
         self.wake(recorded.told)
         return recorded.action_id
 
+    async def add_hashes(
+        self, report_id: str, hashes: object, *, actor: str, source: str = "analyst"
+    ) -> list[HashValue]:
+        """Put hashes (TYPE:VALUE texts) on an existing case; returns those it did not hold.
+        A case of ours that peers hold already goes to them again, carrying them."""
+        await self.views.require(report_id)
+        values = checked_hashes(hashes)
+        if not values:
+            raise InvalidInput(N_("give at least one hash (TYPE:VALUE)"))
+        now = iso(self.clock.now())
+
+        def add_hashes_txn(conn: Tx) -> tuple[list[HashValue], list[str]]:
+            added = attach_hashes_txn(
+                conn,
+                report_id,
+                values,
+                matcher=self.hash_lists,
+                source=source,
+                at=now,
+                actor=actor,
+            )
+            return added, self.router.hashes_added_txn(conn, report_id, actor) if added else []
+
+        added, peers = await self.db.run(add_hashes_txn)
+        self.wake(peers)
+        return added
+
     async def clear_for_host(self, report_id: str, *, reason: str | None, actor: str) -> int:
         """Police cleared the case: a host notice held for them may go now. Returns how many
         host notices the clearance released (0: it is recorded, and nothing was held)."""
@@ -275,6 +313,8 @@ class CaseService:
                 evidence, error = None, str(exc) or type(exc).__name__
             try:
                 await self.record_trace(report_id, evidence, error=error)
+            except StorageFull:
+                raise  # not this case's fault: it stays pending, traced again once space returns
             except Exception as exc:
                 # Evidence that cannot be stored or routed (a poisoned answer, a bug) fails this
                 # case alone: it is marked failed with the reason, and the next case goes on.

@@ -9,12 +9,14 @@ from typing import Any, Protocol
 
 import orjson
 
+from node.cases.hashes import hashes_view
 from node.cases.intake import choice
 from node.cases.lifecycle import CaseStatus
 from node.cases.wire import hosting_countries
 from node.clock import Clock, iso, parse_iso
-from node.errors import N_, Conflict, InvalidInput, NotFound
-from node.store import submissions
+from node.errors import N_, Conflict, InvalidInput, NotFound, Sentence
+from node.store import hashlists, report_hashes, submissions
+from node.store.hashlists import CaseMatch
 from node.store.reports import Case, CaseAction, ReportStore, Routing, StoredAddress
 from node.store.reviews import ReviewStore
 from protocol.ids import short_reference
@@ -113,9 +115,14 @@ class CaseViews:
         case["submissions"] = [
             dataclasses.asdict(s) for s in await submissions.for_case(self.store.db, report_id)
         ]
+        # Hashes given with the case, and why a low-quality PDQ hash is never matched.
+        case["hashes"] = hashes_view(await report_hashes.for_report(self.store.db, report_id))
         # A verdict waiting for a reviewer, or rejected by one, is part of the case as shown.
         review = await ReviewStore(self.store.db).get(report_id)
         case["review"] = review.shown() if review else None
+        # Known content: the lists its hashes are on, closest first (evidence, not a verdict).
+        found = await hashlists.matches_for(self.store.db, [report_id])
+        case["matches"] = [match_view(m) for m in found.get(report_id, [])]
         return case
 
     def held(self, row: Case, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -237,3 +244,36 @@ def case_view(
             for a in actions
         ],
     }
+
+
+def match_view(match: CaseMatch) -> dict[str, Any]:
+    """A case's hash found on a list, as `reports show`, the API and the console show it."""
+    view: dict[str, Any] = {
+        "list": match.list_name,
+        "owner": match.list_owner,
+        "country": match.owner_country,
+        "type": match.value.alg.value,
+        "entry": match.value.text,
+        "distance": match.distance,
+        "category": match.category,
+        "grade": match.grade,
+        "since": match.since,
+        "matched_at": match.matched_at,
+        "removed_at": match.removed_at,
+    }
+    view["known"] = str(known_sentence(view))
+    return view
+
+
+def known_sentence(match: dict[str, Any]) -> Sentence:
+    """What a match tells the analyst: whose list, since when (the console translates it)."""
+    if match["country"] is not None:
+        return Sentence(
+            N_("known to {country} ({owner}) since {since}"),
+            country=match["country"],
+            owner=match["owner"],
+            since=match["since"],
+        )
+    return Sentence(
+        N_("on our list {list} since {since}"), list=match["list"], since=match["since"]
+    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from node.clock import parse_iso
+from node.hashes.values import HashValue
 from node.store.reports import Case
-from protocol.records import Assessment, Hosting, HostingAddress, Report
+from protocol.records import Assessment, ContentHash, Hosting, HostingAddress, Report
 
 
 def _short(value: str | None) -> str | None:
@@ -25,8 +27,15 @@ def hosting_countries(evidence: dict[str, Any]) -> list[str]:
     return list(evidence.get("countries", []))
 
 
-def build_report_record(row: Case, evidence: dict[str, Any] | None, *, seq: int) -> Report:
-    """The wire form of a case. Public description, contact and notes never leave the node."""
+def build_report_record(
+    row: Case,
+    evidence: dict[str, Any] | None,
+    *,
+    seq: int,
+    hashes: Sequence[HashValue] = (),
+) -> Report:
+    """The wire form of a case, with its hashes. Public description, contact and notes never
+    leave the node."""
     evidence = evidence or {}
     addresses = [
         HostingAddress(
@@ -59,5 +68,18 @@ def build_report_record(row: Case, evidence: dict[str, Any] | None, *, seq: int)
             cdn=bool(evidence.get("cdn")),
             traced_at=parse_iso(evidence["traced_at"]) if evidence.get("traced_at") else None,
         ),
+        hashes=content_hashes(hashes),
         tlp=row.tlp,
+    )
+
+
+def content_hashes(hashes: Sequence[HashValue]) -> tuple[ContentHash, ...]:
+    """A case's hashes as a report record carries them, each digest once, a PDQ hash with its
+    quality (routing leaves out, per peer, what that peer does not read: protocol.features)."""
+    unique: dict[tuple[str, bytes], HashValue] = {}
+    for value in hashes:
+        unique.setdefault((value.alg.value, value.digest), value)
+    return tuple(
+        ContentHash(alg=value.alg, value=value.hex, quality=value.quality)
+        for value in unique.values()
     )

@@ -19,7 +19,7 @@ from node.channels.base import CaseItem, Channel, Message, Outcome
 from node.clock import Clock, iso, parse_iso
 from node.config import NodeConfig
 from node.contacts import email_address
-from node.errors import N_, InvalidInput, NotFound, Sentence
+from node.errors import N_, InvalidInput, NotFound, Sentence, StorageFull
 from node.routing import ChannelRole
 from node.store import audit, channel_outbox
 from node.store.channel_outbox import DeadRow, OutboxRow
@@ -227,6 +227,10 @@ class Dispatcher:
             await self.db.run(partial(channel_outbox.postpone_txn, rows=waiting, until=until))
             report.unrouted = len(unrouted)
         for plan in planned:
+            if self.db.disk.waiting():
+                # A message sent now could not be recorded as sent, and would go twice: the
+                # rest wait, pending, for space (a full disk fails nothing, node/store/disk.py).
+                break
             try:
                 outcome = await plan.channel.deliver(plan.message)
             except Exception as exc:
@@ -239,6 +243,16 @@ class Dispatcher:
                 state = await self.db.run(
                     partial(self._record, plan=plan, outcome=outcome, now=now)
                 )
+            except StorageFull:
+                # Not the message's fault: it stays pending, neither failed nor dead, and is
+                # sent again once space returns (the one message in flight as the disk filled).
+                log.warning(
+                    "channel %s: %s sent, but the disk is full: not recorded, it goes again"
+                    " once space is freed",
+                    plan.channel_name,
+                    plan.message.role,
+                )
+                raise
             except Exception as exc:
                 # The outcome cannot be written (a poisoned item): that message alone is
                 # dead-lettered, saying what happened to it, so it is not sent again each sweep.

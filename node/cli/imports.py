@@ -183,7 +183,7 @@ def register(cli: Declare, reports: Any) -> None:
         "import",
         cmd_reports_import,
         "bulk intake from JSONL or CSV (url, category, verdict, legal_basis, hosting_country,"
-        " note, tlp)",
+        " note, tlp, hashes)",
     )
     p.add_argument("file", help="the file; CSV (comma, semicolon or tab) or JSON lines")
     p.add_argument(

@@ -14,11 +14,12 @@ from pathlib import Path
 from keys import KeysError
 from node import control, locks
 from node.app import Node
-from node.cli import channels, keys, operations, peers, reports, setup, tokens, users
+from node.cli import backup as backups
+from node.cli import channels, hashes, keys, operations, peers, reports, setup, tokens, users
 from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageError
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
-from node.errors import NodeError
+from node.errors import NodeError, StorageFull, is_disk_full
 from node.jurisdiction import JurisdictionError
 
 EPILOG = """examples:
@@ -34,9 +35,13 @@ EPILOG = """examples:
 """
 
 # In the order `hotline-node --help` lists them.
-GROUPS = (setup, tokens, keys, reports, users, channels, peers, operations)
-# Commands that never go through a running server: they create or are the server.
-LOCAL_COMMANDS = frozenset({"init", "serve"})
+GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations, backups)
+# Commands that never go through a running server: they create or are the server (`restore`
+# makes a new data directory, as `init` does), or they read the caller's own files (`hashes
+# compute`: the server may be another user, and must not open an analyst's files). A group's
+# sub-command is named "group sub". A command may also say so itself, by its arguments
+# (`backup --list FILE` reads only an archive): its `runs_here` default.
+LOCAL_COMMANDS = frozenset({"init", "serve", "restore", *(f"hashes {sub}" for sub in hashes.LOCAL)})
 # Arguments naming files: made absolute, since the server does not share the caller's directory.
 PATH_ARGUMENTS = ("file", "csv", "key_document", "output")
 
@@ -80,6 +85,17 @@ def parse(argv: list[str], ctx: Context) -> argparse.Namespace | int:
         return end.status
 
 
+def runs_here(args: argparse.Namespace) -> bool:
+    """Whether the command runs in the caller's process, never in a serving node."""
+    if (
+        args.command in LOCAL_COMMANDS
+        or f"{args.command} {getattr(args, 'sub', '')}" in LOCAL_COMMANDS
+    ):
+        return True
+    here = getattr(args, "runs_here", None)
+    return bool(here is not None and here(args))
+
+
 def runner_for(node: Node) -> CommandRunner:
     """Runs a command sent over the control socket on the serving node's own services."""
 
@@ -96,8 +112,9 @@ def runner_for(node: Node) -> CommandRunner:
         args = parse(call.argv, ctx)
         if isinstance(args, int):
             return args
-        if args.command in LOCAL_COMMANDS:
-            ctx.note(f"hotline-node: error: {args.command} cannot run inside a server")
+        if runs_here(args):
+            name = " ".join(word for word in (args.command, getattr(args, "sub", None)) if word)
+            ctx.note(f"hotline-node: error: {name} cannot run inside a server")
             return 2
         for name in PATH_ARGUMENTS:
             value = getattr(args, name, None)
@@ -136,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, argv: list[str], ctx: Context) -> int:
     """Run the command here, or in the server that holds the data directory when one runs."""
-    if args.command in LOCAL_COMMANDS:
+    if runs_here(args):
         return await run_args(args, ctx)
     data_dir = DataDir.resolve(args.data_dir)
     for _ in range(3):  # a server stopping while we look: look again
@@ -177,6 +194,10 @@ async def run_args(args: argparse.Namespace, ctx: Context) -> int:
         ctx.note(f"hotline-node: error: database: {exc}")
         return 1
     except OSError as exc:
+        if is_disk_full(exc):
+            where = f" ({exc.filename})" if exc.filename else ""
+            ctx.note(f"hotline-node: error: {StorageFull()}{where}")
+            return 1
         # A port in use, a path that cannot be written: the system's own words, one line.
         ctx.note(
             f"hotline-node: error: {exc.strerror or exc}"

@@ -17,6 +17,7 @@ PEER_COLUMNS = [
     "status",
     "mode",
     "max_tlp",
+    "share_hashes",
     "last_contact_at",
     "delivered",
     "received",
@@ -117,13 +118,15 @@ async def cmd_peers_policy(args: argparse.Namespace, ctx: Context) -> int:
             categories=_categories(args.categories),
             max_tlp=args.max_tlp,
             pull_only=pull,
+            share_hashes=args.share_hashes,
             actor=ctx.actor(args),
         )
+        hashes = "shared" if peer["share_hashes"] else "not shared"
         ctx.show(
             args,
             peer,
             f"{args.id}: categories {','.join(peer['categories'])}, max TLP "
-            f"{peer['max_tlp']}, mode {peer['mode']}",
+            f"{peer['max_tlp']}, mode {peer['mode']}, hash lists {hashes}",
         )
         return 0
 
@@ -192,4 +195,11 @@ def register(cli: Declare) -> None:
     )
     p.add_argument(
         "--mode", choices=values(PeerMode), help="push: we send; pull: it collects from us"
+    )
+    p.add_argument(
+        "--share-hashes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="exchange hash lists with it: our shared lists go to it (whole, when turned on) "
+        "and its lists are taken from it; --no-share-hashes stops both",
     )

@@ -1,4 +1,5 @@
-"""Cases: submit, assess, act, override, list, show, review, withdraw, clear (import: its own)."""
+"""Cases: submit, assess, act, override, list, show, hashes, review, withdraw, clear (import: its
+own)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,18 @@ def _review_lines(case: dict[str, Any]) -> list[str]:
     return [given, decided + (f": {review['reason']}" if review["reason"] else "")]
 
 
+def _hash_lines(case: dict[str, Any]) -> list[str]:
+    lines = []
+    for given in case.get("hashes", []):
+        value = f"{given['type']}:{given['value']}" + (
+            f":{given['quality']}" if given["quality"] is not None else ""
+        )
+        lines.append(f"hash     {value}  ({given['source']}, {given['added_at']})")
+        if given["unmatched_reason"]:
+            lines.append(f"  {given['unmatched_reason']}")
+    return lines
+
+
 def _case_text(case: dict[str, Any], colour: bool) -> str:
     a, h, r = case["assessment"], case["hosting"], case["routing"]
     lines = [
@@ -42,6 +55,10 @@ def _case_text(case: dict[str, Any], colour: bool) -> str:
         f"assessed {a['verdict'] or '-'} / {a['category'] or '-'}"
         + (f"  ({a['legal_basis']})" if a["legal_basis"] else ""),
         *_review_lines(case),
+        *(
+            f"known    {m['known']}: {m['entry']} (distance {m['distance']}, {m['category']})"
+            for m in case.get("matches", [])
+        ),
         f"hosting  {h['status']}: countries {', '.join(h['countries']) or '-'}"
         f"   cdn {h['cdn_name'] or ('yes' if h['cdn'] else 'no')}"
         f"   abuse {h['abuse_contact'] or '-'}",
@@ -52,6 +69,7 @@ def _case_text(case: dict[str, Any], colour: bool) -> str:
         )
     for error in h["errors"]:
         lines.append(f"  trace note: {error}")
+    lines.extend(_hash_lines(case))
     lines.append(f"routing  {r['decision'] or '(not yet)'}")
     for target in r["targets"]:
         lines.append(
@@ -81,7 +99,12 @@ def _case_text(case: dict[str, Any], colour: bool) -> str:
 async def cmd_reports_submit(args: argparse.Namespace, ctx: Context) -> int:
     async def run(node: Node) -> int:
         result = await node.cases.submit(
-            args.url, actor=ctx.actor(args), category=args.category, note=args.note, tlp=args.tlp
+            args.url,
+            actor=ctx.actor(args),
+            category=args.category,
+            note=args.note,
+            tlp=args.tlp,
+            hashes=args.hashes,
         )
         if not args.no_trace and not result.duplicate:
             await node.trace_pending()
@@ -191,6 +214,26 @@ async def cmd_reports_show(args: argparse.Namespace, ctx: Context) -> int:
     return await ctx.with_node(args, run)
 
 
+async def cmd_reports_hashes(args: argparse.Namespace, ctx: Context) -> int:
+    async def run(node: Node) -> int:
+        report_id = await node.cases.resolve_one(args.id)
+        added = []
+        if args.add:
+            added = await node.cases.add_hashes(report_id, args.add, actor=ctx.actor(args))
+        case = await node.cases.show(report_id)
+        text = "\n".join(_hash_lines(case)) or "no hashes on this case"
+        if args.add:
+            text += f"\nadded {len(added)} new hash(es); any other given was on the case already"
+        ctx.show(
+            args,
+            {"id": report_id, "added": [value.text for value in added], "hashes": case["hashes"]},
+            text,
+        )
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
 async def cmd_reports_review(args: argparse.Namespace, ctx: Context) -> int:
     async def run(node: Node) -> int:
         report_id = await node.cases.resolve_one(args.id)
@@ -262,6 +305,14 @@ def register(cli: Declare) -> None:
         choices=values(Tlp),
         help="sharing limit (TLP 2.0; default amber)",
     )
+    p.add_argument(
+        "--hash",
+        dest="hashes",
+        action="append",
+        metavar="TYPE:VALUE",
+        help="a hash of the content, from your own tools or `hashes compute` (repeatable):"
+        " sha256:HEX, sha1:HEX, md5:HEX, pdq:HEX or pdq:HEX:QUALITY",
+    )
     p.add_argument("--no-trace", action="store_true", help="leave tracing to the running node")
     p = cli.command(reports, "assess", cmd_reports_assess, "qualify a report; routing follows")
     p.add_argument("id", help=REF_HELP)
@@ -307,6 +358,19 @@ def register(cli: Declare) -> None:
     )
     p = cli.command(reports, "show", cmd_reports_show, "one case with its whole timeline")
     p.add_argument("id", help=REF_HELP)
+    p = cli.command(
+        reports,
+        "hashes",
+        cmd_reports_hashes,
+        "a case's hashes; --add puts more on it (peers holding our case get them)",
+    )
+    p.add_argument("id", help=REF_HELP)
+    p.add_argument(
+        "--add",
+        action="append",
+        metavar="TYPE:VALUE",
+        help="a hash to add (repeatable): sha256:HEX, sha1:HEX, md5:HEX, pdq:HEX[:QUALITY]",
+    )
     p = cli.command(
         reports,
         "review",

@@ -10,7 +10,7 @@ from aiohttp import web
 from node.console import operator, render, views
 from node.console.context import CONSOLE, ConsoleContext
 from node.console.security import HEADERS, Handler, guard
-from node.errors import N_, NodeError, Sentence
+from node.errors import N_, NodeError, Sentence, StorageFull, is_disk_full
 
 log = logging.getLogger("hotline.console")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -32,6 +32,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A refused change is shown as a page in the console's language, never as JSON."""
     try:
         return await handler(request)
+    except StorageFull as exc:
+        return _storage_full(request, exc)
     except NodeError as exc:
         return render.render(
             request,
@@ -41,7 +43,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     except web.HTTPException:
         raise
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):
+            return _storage_full(request, StorageFull())
         # Never a traceback to the person; the log has it for the operator.
         log.exception("console error on %s %s", request.method, request.path)
         return render.render(
@@ -54,6 +58,15 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
             status=500,
         )
+
+
+def _storage_full(request: web.Request, exc: StorageFull) -> web.Response:
+    """A page of its own: nothing is wrong with what the person did, and nothing was lost."""
+    response = render.render(
+        request, "storage_full.html", {"title": "The disk is full"}, status=exc.status
+    )
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 async def home(request: web.Request) -> web.Response:

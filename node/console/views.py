@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from node.cases import CaseStatus
+from node.cases.hashes import hashes_view
 from node.clock import iso, parse_iso
 from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
@@ -28,6 +29,7 @@ from node.console.security import (
     set_cookie,
 )
 from node.errors import N_, InvalidInput, NodeError, RateLimited, Sentence, Unauthorized
+from node.store import report_hashes
 from node.store.console import Filters, make_cursor
 from node.users import UserRole
 from protocol.records import Category
@@ -237,6 +239,8 @@ async def queue(request: web.Request) -> web.Response:
             "dead_letters": await ctx.reads.dead_letters(20),
             "channel_failures": await ctx.reads.channel_failures(20),
             "waiting_for_peer": await ctx.cases.store.waiting_for_peer(limit=20),
+            # A case whose hash is on a hash list is looked at before the others.
+            "known": await ctx.reads.known_cases(QUEUE_STATUSES, limit=20),
         },
     )
 
@@ -328,6 +332,11 @@ async def case_page(request: web.Request) -> web.Response:
             "title": f"Case {report_id[-8:]}",
             "case": case,
             "short": report_id[-8:],
+            # Why a low-quality PDQ hash is never matched, in the person's language.
+            "hashes": hashes_view(
+                await report_hashes.for_report(ctx.cases.store.db, report_id),
+                say=lambda sentence: say(request, sentence),
+            ),
             # Every public reporter's words, for analysts and reviewers only.
             "submissions": case["submissions"] if who.role in ANALYSTS else None,
             # CaseService.show marks a host notice held for the police, with until when.
@@ -346,7 +355,7 @@ async def case_page(request: web.Request) -> web.Response:
 
 
 async def case_form(request: web.Request) -> web.Response:
-    """One form per change: assess, act, override, clear, withdraw, review."""
+    """One form per change: assess, act, override, clear, withdraw, review, hashes."""
     who = person(request, *STAFF)
     ctx = console(request)
     report_id = await ctx.cases.resolve_one(request.match_info["ref"])
@@ -379,6 +388,12 @@ async def case_form(request: web.Request) -> web.Response:
     if what == "clear":
         await ctx.cases.clear_for_host(report_id, reason=_text(form, "reason"), actor=who.name)
         raise _done(back, "cleared")
+    if what == "hashes":
+        values = form.get("hashes")
+        await ctx.cases.add_hashes(
+            report_id, values if isinstance(values, str) else "", actor=who.name
+        )
+        raise _done(back, "hashes-added")
     if what == "withdraw":
         await ctx.cases.withdraw(report_id, reason=_text(form, "reason") or "", actor=who.name)
         raise _done(back, "withdrawn")

@@ -156,12 +156,16 @@ class PeerAdmin:
         categories: list[str] | None,
         max_tlp: str | None,
         pull_only: bool | None,
+        share_hashes: bool | None = None,
         actor: str,
     ) -> dict[str, Any]:
+        """Change what a peer may receive; what is not given stays as it was. Turning
+        `share_hashes` on sends the peer our shared hash lists whole (registry's hook)."""
         peer = await self.registry.get(node_id)
         policy = parse_policy(
             categories or [c.value for c in peer.policy.categories],
             max_tlp or peer.policy.max_tlp.value,
+            peer.policy.share_hashes if share_hashes is None else share_hashes,
         )
         mode = None if pull_only is None else (PeerMode.PULL if pull_only else PeerMode.PUSH)
         await self.registry.set_policy(node_id, policy, mode, actor)

@@ -14,6 +14,7 @@ from typing import Any
 
 from keys import KeyUnavailableError, NodeKeys, PublicKeySet
 from node.clock import Clock, iso
+from node.errors import StorageFull
 from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
@@ -26,7 +27,7 @@ from node.store.peer_outbox import OutboxItem
 from node.store.peers import PeerRow
 from node.store.reports import CaseAction, ReportStore
 from peers.backoff import backoff_delay
-from peers.client import PeerClient, PeerError, PeerProtocolError
+from peers.client import PeerClient, PeerError, PeerProtocolError, PeerRefused
 from protocol import (
     ActionCode,
     MemoryReplayGuard,
@@ -55,6 +56,7 @@ DEFAULT_BATCH = 200
 # How often records held by a peer's outright refusal are offered again when nothing else
 # (the peer calling us, the operator) clears the refusal first.
 REFUSED_RECHECK = timedelta(minutes=5)
+WAITING_FOR_SPACE = "our disk is full: waiting for space"
 
 Progress = Callable[[str, int, int], None]
 
@@ -145,9 +147,18 @@ class Delivery:
         self, peer_id: str, *, force: bool = False, progress: Progress | None = None
     ) -> DeliveryReport:
         report = DeliveryReport(peer_id)
+        if self.db.disk.waiting():
+            # Whatever the peer took could not be recorded: send nothing until space returns.
+            report.skipped = WAITING_FOR_SPACE
+            return report
         try:
             async with self._lock(peer_id):
                 await self._push_locked(peer_id, force, report, progress)
+        except StorageFull:
+            # Our disk, not the peer: no backoff for it, nothing dead-lettered. A batch the
+            # peer took but we could not record stays pending and goes again once space
+            # returns; the peer answers it as a duplicate, and it is recorded then.
+            report.error = WAITING_FOR_SPACE
         except Exception as exc:  # a bug here must not kill the worker
             log.exception("push to %s failed", peer_id)
             report.error = f"{type(exc).__name__}: {exc}"
@@ -222,7 +233,8 @@ class Delivery:
                     if isinstance(exc, PeerError) and not exc.retryable:
                         await self._refused(peer_id, str(exc), now)
                     else:
-                        await self._failed(peer_id, str(exc), now)
+                        asked = exc.retry_after if isinstance(exc, PeerRefused) else None
+                        await self._failed(peer_id, str(exc), now, retry_after=asked)
                     report.error = str(exc)
                     return
                 digests = [envelope_digest(frame) for frame in batch.frames]
@@ -400,14 +412,22 @@ class Delivery:
         await self.db.run(dead_letter_txn)
         return len(rows)
 
-    async def _failed(self, peer_id: str, error: str, now: datetime) -> None:
+    async def _failed(
+        self, peer_id: str, error: str, now: datetime, *, retry_after: int | None = None
+    ) -> None:
         def failed_txn(conn: Tx) -> tuple[int, datetime] | None:
             # Read here, not before the push: an answer settled meanwhile may have reset it.
             before = peer_store.backoff_attempts_txn(conn, peer_id)
             if before is None:
                 return None
             attempts = before + 1
-            until = now + backoff_delay(attempts, self.rng)
+            delay = backoff_delay(attempts, self.rng)
+            if retry_after is not None:
+                # The peer said when to try again (a full disk answers 507 with Retry-After):
+                # the backoff grows as usual but never past that, so that a peer whose disk was
+                # full for hours is tried again within a minute of its recovery, not an hour.
+                delay = min(delay, timedelta(seconds=max(1, retry_after)))
+            until = now + delay
             peer_store.back_off_txn(conn, peer_id, attempts=attempts, until=iso(until), error=error)
             return attempts, until
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from node.clock import Clock, iso
-from node.errors import Conflict, MalformedRequest, SignatureRefused
+from node.errors import Conflict, MalformedRequest, SignatureRefused, StorageFull
 from node.federation.delivery import Delivery
 from node.federation.inbox import Inbox, cancel_opening
 from node.federation.registry import PeerRegistry
@@ -87,6 +87,10 @@ class InboundFederation:
         if not self.registry.is_active(sender):
             log.warning("refused federation request from %s: not an active peer", sender)
             raise SignatureRefused(f"{sender} is not a peer of this node")
+        if self.db.disk.waiting():
+            # Our disk is full: nothing the request carries could be kept. Said before its body
+            # is read and its envelopes opened; the peer backs off and sends it again.
+            raise StorageFull()
 
     async def verified(self, request: SignedRequest, headers: Mapping[str, str]) -> Nonce:
         """Who signed the request, and its nonce: checked, not yet recorded (the caller records
@@ -154,6 +158,10 @@ class InboundFederation:
             )
         except ClaimRefused as exc:
             raise _replayed(sender) from exc
+        except StorageFull:
+            # Nothing was applied, and the claim cannot be written either: the sender backs
+            # off and sends the transaction again (a new request, with a new nonce).
+            raise
         except Exception:
             # Nothing was applied, and the claim rolled back with the rest: spend the nonce all
             # the same, so that copies of this request cannot make us do the work again.

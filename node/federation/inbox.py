@@ -15,12 +15,15 @@ import orjson
 from keys import KeyUnavailableError, NodeKeys
 from node.cases import CaseService
 from node.cases.door import transition_txn
+from node.cases.hashes import attach_hashes_txn
 from node.cases.lifecycle import CaseEvent, CaseStateError, CaseStatus, allows
 from node.clock import Clock, iso
 from node.contacts import abuse_contact, control_character_in
 from node.errors import InvalidInput
 from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
+from node.hashes.sharing import HashSetRefused, HashSharing
+from node.hashes.values import HashValue, parse_hash
 from node.store import audit, dead_letters, inbound, peer_outbox
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
@@ -32,6 +35,7 @@ from node.urls import normalise_url
 from protocol import (
     Action,
     ActionCode,
+    HashSet,
     MemoryReplayGuard,
     Opened,
     OpenError,
@@ -86,8 +90,11 @@ class Inbox:
         registry: PeerRegistry,
         cases: CaseService,
         crypto: CryptoPool,
+        hashes: HashSharing | None = None,
     ) -> None:
         self.db = db
+        # Applies peers' hash lists (`hashset` records); without it they are refused.
+        self.hashes = hashes
         self.crypto = crypto
         self.clock = clock
         self.node_id = node_id
@@ -312,6 +319,16 @@ class Inbox:
         audit.append_many(conn, batch.entries)
         # Routed into our own channels as they are inserted.
         self.cases.router.insert_routed(conn, batch.reports, "federation", force=True)
+        for report_id, values in batch.hashes.items():
+            attach_hashes_txn(
+                conn,
+                report_id,
+                values,
+                matcher=self.cases.hash_lists,
+                source=f"peer:{batch.sender}",
+                at=batch.stamp,
+                limit=None,
+            )
         ReportStore.insert_versions(conn, batch.versions)
         ReportStore.add_addresses(conn, batch.addresses)
         ReportStore.insert_actions(conn, batch.actions)
@@ -348,13 +365,19 @@ class Inbox:
                 result = self._apply_action(conn, sender, record, now)
             elif isinstance(record, Withdrawal):
                 result = self._apply_withdrawal(conn, sender, record, now)
+            elif isinstance(record, HashSet):
+                result = self._apply_hashset(conn, sender, record, now)
             else:
                 raise RecordRefused("receipts travel in transaction answers, not as records")
         except RecordRefused as exc:
             self._reject(conn, sender, item, str(exc), str(exc), now)
             return Applied(ItemStatus.REJECTED, str(exc))
         if result.status is ItemStatus.ACCEPTED:
-            report_id = str(getattr(record, "report_id", getattr(record, "id", "")))
+            report_id = (
+                ""  # about no case: a hash list's change
+                if isinstance(record, HashSet)
+                else str(getattr(record, "report_id", getattr(record, "id", "")))
+            )
             # The exact bytes received are kept as evidence (non-repudiation).
             inbound.keep_envelopes_txn(
                 conn,
@@ -431,6 +454,16 @@ class Inbox:
             conn, _received_case(report_id, report, sender, url_key, _evidence(report), iso(now))
         )
         ReportStore.insert_version(conn, Version(report_id, report.seq, payload, iso(now)))
+        # Hashes the origin added since: kept with those it sent before (none is removed).
+        attach_hashes_txn(
+            conn,
+            report_id,
+            received_hashes(report)[0],
+            matcher=self.cases.hash_lists,
+            source=f"peer:{sender}",
+            at=iso(now),
+            limit=None,
+        )
         audit.append(
             conn,
             at=now,
@@ -494,6 +527,16 @@ class Inbox:
         )
         return Applied(ItemStatus.ACCEPTED)
 
+    def _apply_hashset(self, conn: Tx, sender: str, record: HashSet, now: datetime) -> Applied:
+        """A change to one of the sender's hash lists (node.hashes.sharing)."""
+        if self.hashes is None:
+            raise RecordRefused("this node does not take hash lists")
+        try:
+            changed = self.hashes.apply_txn(conn, sender, record, iso(now))
+        except HashSetRefused as exc:
+            raise RecordRefused(str(exc)) from exc
+        return Applied(ItemStatus.ACCEPTED if changed else ItemStatus.DUPLICATE)
+
     # answers ------------------------------------------------------------------------------
     def _receipt(self, sender: str, txn_id: str, digests: list[str], now: datetime) -> str | None:
         keys = self.registry.keys_for(sender)
@@ -542,6 +585,7 @@ class _NewReports:
         self.addresses: list[tuple[str, dict[str, Any]]] = []
         self.entries: list[audit.Entry] = []
         self.actions: list[CaseAction] = []
+        self.hashes: dict[str, list[HashValue]] = {}
         self.outgoing: list[Queued] = []
         self.envelopes: list[KeptEnvelope] = []
 
@@ -563,6 +607,9 @@ class _NewReports:
         )
         self.versions.append(Version(report_id, report.seq, item.payload, stamp))
         self.addresses.extend((report_id, a) for a in evidence["addresses"])
+        values = received_hashes(report)[0]
+        if values:
+            self.hashes[report_id] = values
         self.entries.append(_received_entry(report_id, report, self.sender, stamp))
         # The origin learns at once that the case arrived. Pushed: the signed receipt in our
         # answer says so (it records `received` under this same action id). Pulled: the
@@ -668,12 +715,29 @@ def _received_entry(report_id: str, report: Report, sender: str, stamp: str) -> 
     )
 
 
+def received_hashes(report: Report) -> tuple[list[HashValue], list[str]]:
+    """A peer's hashes read by the same rule as ours (parse_hash). The wire allows digests of
+    any length; one that is not its type's is dropped, and the case says so."""
+    values: list[HashValue] = []
+    problems: list[str] = []
+    for given in report.hashes:
+        try:
+            quality = f":{given.quality}" if given.quality is not None else ""
+            values.append(parse_hash(f"{given.alg.value}:{given.value}{quality}"))
+        except InvalidInput as exc:
+            problems.append(
+                f"the origin's hash {given.alg.value}:{given.value:.16}… dropped: {exc}"
+            )
+    return values, problems
+
+
 def _evidence(report: Report) -> dict[str, Any]:
     hosting = report.hosting
     contact = abuse_contact(hosting.abuse_contact)
     errors = []
     if hosting.abuse_contact is not None and contact is None:
         errors.append("the origin's abuse contact is not one valid e-mail address: dropped")
+    errors.extend(received_hashes(report)[1])
     return {
         "addresses": [a.model_dump(mode="json") for a in hosting.addresses],
         "countries": list(hosting.countries),

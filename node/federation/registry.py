@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,7 +16,12 @@ from node.store import peers as peer_store
 from node.store.db import Database, Tx
 from node.store.peers import PeerRow
 from peers.model import Peer, PeerMode, PeerPolicy, PeerStatus
+from protocol.features import HASHSET
 from protocol.records import Category, Tlp
+
+# Called inside the transaction in which a peer starts receiving our hash lists (its policy
+# now shares hashes and its key document announces the hashset record): (conn, peer, at).
+HashesOpened = Callable[[Tx, str, str], object]
 
 
 def peer_from_row(row: PeerRow) -> Peer:
@@ -27,14 +33,18 @@ def peer_from_row(row: PeerRow) -> Peer:
         status=PeerStatus(row.status),
         mode=PeerMode(row.mode),
         policy=PeerPolicy(
-            frozenset(Category(c) for c in orjson.loads(row.categories)), Tlp(row.max_tlp)
+            frozenset(Category(c) for c in orjson.loads(row.categories)),
+            Tlp(row.max_tlp),
+            row.share_hashes,
         ),
         key_document=row.key_document,
         revoked=frozenset(orjson.loads(row.revoked_keys)),
     )
 
 
-def parse_policy(categories: list[str] | None, max_tlp: str | None) -> PeerPolicy:
+def parse_policy(
+    categories: list[str] | None, max_tlp: str | None, share_hashes: bool = False
+) -> PeerPolicy:
     default = PeerPolicy.default()
     try:
         cats = frozenset(Category(c) for c in categories) if categories else default.categories
@@ -52,7 +62,13 @@ def parse_policy(categories: list[str] | None, max_tlp: str | None) -> PeerPolic
         raise InvalidInput(
             N_("max_tlp must be one of {allowed} (got {value!r})"), allowed=allowed, value=max_tlp
         ) from None
-    return PeerPolicy(cats, tlp)
+    return PeerPolicy(cats, tlp, share_hashes)
+
+
+def takes_our_hashes(row: PeerRow) -> bool:
+    """Whether our shared hash lists go to this peer: its policy shares hashes and its key
+    document announces the hashset record (protocol.md §11)."""
+    return row.share_hashes and HASHSET in orjson.loads(row.accepts)
 
 
 def check_node_id(node_id: str) -> str:
@@ -72,9 +88,13 @@ def check_node_id(node_id: str) -> str:
 class PeerRegistry:
     """Peers and their keys. Implements protocol.PeerDirectory for active peers."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, *, hashes_opened: HashesOpened | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        # A peer that starts receiving our hash lists is sent them whole, in that transaction.
+        self.hashes_opened = hashes_opened
         self._keys: dict[str, PublicKeySet] = {}
         self._active: set[str] = set()
 
@@ -144,6 +164,7 @@ class PeerRegistry:
                     max_tlp=policy.max_tlp.value,
                     key_document=wire,
                     revoked_keys=list(document.revoked),
+                    accepts=tuple(document.accepted),
                 ),
                 now,
             )
@@ -186,12 +207,14 @@ class PeerRegistry:
         peer = await self.peer(node_id)
 
         def set_policy_txn(conn: Tx) -> None:
+            before = peer_store.get_txn(conn, node_id)
             peer_store.set_policy_txn(
                 conn,
                 node_id,
                 categories=[c.value for c in policy.categories],
                 max_tlp=policy.max_tlp.value,
                 mode=mode.value if mode else peer.mode,
+                share_hashes=policy.share_hashes,
             )
             audit.append(
                 conn,
@@ -202,8 +225,10 @@ class PeerRegistry:
                 details={
                     "categories": sorted(c.value for c in policy.categories),
                     "max_tlp": policy.max_tlp.value,
+                    "share_hashes": policy.share_hashes,
                 },
             )
+            self._hashes_maybe_opened(conn, before, node_id)
 
         await self.db.run(set_policy_txn)
         await self.load()
@@ -214,7 +239,17 @@ class PeerRegistry:
         revoked = set(orjson.loads(peer.revoked_keys)) | set(document.revoked)
 
         def store_document_txn(conn: Tx) -> None:
-            peer_store.set_document_txn(conn, node_id, wire, sorted(revoked), iso(self.clock.now()))
+            before = peer_store.get_txn(conn, node_id)
+            peer_store.set_document_txn(
+                conn,
+                node_id,
+                wire,
+                sorted(revoked),
+                sorted(document.accepted),
+                iso(self.clock.now()),
+            )
+            # A peer that now announces the hashset record gets our lists if its policy says so.
+            self._hashes_maybe_opened(conn, before, node_id)
             audit.append(
                 conn,
                 at=self.clock.now(),
@@ -226,6 +261,14 @@ class PeerRegistry:
 
         await self.db.run(store_document_txn)
         await self.load()
+
+    def _hashes_maybe_opened(self, conn: Tx, before: PeerRow | None, node_id: str) -> None:
+        """Send our shared lists whole to a peer that has just started to receive them."""
+        after = peer_store.get_txn(conn, node_id)
+        if self.hashes_opened is None or after is None or after.status == PeerStatus.REMOVED:
+            return
+        if takes_our_hashes(after) and (before is None or not takes_our_hashes(before)):
+            self.hashes_opened(conn, node_id, iso(self.clock.now()))
 
     async def requeue_dead(self, node_id: str, actor: str) -> int:
         """Queue again, in their order, the records the peer rejected (once the cause is fixed).
@@ -290,6 +333,8 @@ class PeerRegistry:
             "last_error": row.last_error,
             # Set while the peer refuses our pushes outright: its records are held meanwhile.
             "refused": row.refused,
+            # What its key document announces it reads beyond protocol v1.
+            "accepts": orjson.loads(row.accepts),
         }
 
 
@@ -302,6 +347,7 @@ def summary(peer: PeerRow) -> dict[str, Any]:
         "mode": peer.mode,
         "categories": orjson.loads(peer.categories),
         "max_tlp": peer.max_tlp,
+        "share_hashes": peer.share_hashes,
         "last_contact_at": peer.last_contact_at,
         "delivered": peer.delivered,
         "received": peer.received,

@@ -31,6 +31,16 @@ class ListedCase:
     rid: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KnownCase:
+    """A waiting case whose hash is on a hash list: the queue shows these first."""
+
+    id: str
+    status: str
+    category: str | None
+    known_since: str
+
+
 LIST_COLUMNS = ", ".join(
     f"reports.{column}" for column in ListedCase.__dataclass_fields__ if column != "rid"
 )
@@ -150,6 +160,19 @@ class ConsoleStore:
             (phrase, *([after] if after is not None else []), limit),
         )
         return [ListedCase(*row) for row in rows]
+
+    async def known_cases(self, statuses: tuple[str, ...], *, limit: int) -> list[KnownCase]:
+        """Cases waiting in these statuses whose hash is on a hash list, first known first
+        (read through the partial index reports_known, one range per status)."""
+        found: list[KnownCase] = []
+        for status in statuses:
+            rows = await self.db.fetch_all(
+                "SELECT id, status, category, known_since FROM reports"
+                " WHERE status = ? AND known_since IS NOT NULL ORDER BY known_since LIMIT ?",
+                (status, limit),
+            )
+            found.extend(KnownCase(*row) for row in rows)
+        return sorted(found, key=lambda case: case.known_since)[:limit]
 
     async def status_counts(self, statuses: tuple[str, ...], cap: int) -> dict[str, int]:
         """How many cases have each status, counted up to `cap` (shown as "cap+"): a count

@@ -21,11 +21,14 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
-from node.errors import StoreError
+from node.errors import StorageFull, StoreError, is_disk_full
+from node.store.disk import DiskSpace
 from node.store.migrations import MIGRATIONS
 
 log = logging.getLogger("hotline.store")
 BUSY_TIMEOUT_MS = 10_000
+# Less than this free, and an I/O error from SQLite is taken for the full disk it most likely is.
+NO_ROOM_BYTES = 1024 * 1024
 T = TypeVar("T")
 P = ParamSpec("P")
 Row = sqlite3.Row
@@ -76,6 +79,23 @@ async def _open_reader(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+def disk_full(exc: BaseException, disk: DiskSpace | None = None) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"), the system's ENOSPC itself, or (with
+    `disk`) an I/O error on a file system with no space left: SQLite says "disk I/O error" when
+    it cannot grow the -shm file or make the -wal one."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not isinstance(code, int):
+            return "disk is full" in str(exc)
+        if code & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        if code & 0xFF == sqlite3.SQLITE_IOERR and disk is not None:
+            free = disk.free_bytes(fresh=True)
+            return free is not None and free < NO_ROOM_BYTES
+        return False
+    return is_disk_full(exc)
+
+
 class Database:
     """One writer (SQLite allows one) in its own thread, one aiosqlite reader."""
 
@@ -85,15 +105,20 @@ class Database:
         writer: sqlite3.Connection,
         executor: ThreadPoolExecutor,
         reader: aiosqlite.Connection,
+        disk: DiskSpace | None = None,
     ) -> None:
         self.path = path
         self._writer = writer
         self._executor = executor
         self._reader = reader
         self._lock = asyncio.Lock()
+        # The file system under the database: told when a write finds it full, and when one
+        # succeeds again, so that background work waits instead of failing (node/store/disk.py).
+        self.disk = disk or DiskSpace(path.parent)
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, disk: DiskSpace | None = None) -> Database:
+        disk = disk or DiskSpace(path.parent)
         if not path.exists():
             # The database holds personal data; SQLite gives its -wal/-shm files the same mode.
             path.touch(mode=0o600)
@@ -103,6 +128,8 @@ class Database:
             writer = await loop.run_in_executor(executor, _open_writer, path)
         except BaseException as exc:
             executor.shutdown(wait=True)
+            if disk_full(exc, disk):
+                raise StorageFull() from exc
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"cannot open database {path}: {exc}") from exc
             raise
@@ -111,10 +138,12 @@ class Database:
         except BaseException as exc:
             await loop.run_in_executor(executor, writer.close)
             executor.shutdown(wait=True)
+            if disk_full(exc, disk):
+                raise StorageFull() from exc
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"cannot open database {path}: {exc}") from exc
             raise
-        return cls(path, writer, executor, reader)
+        return cls(path, writer, executor, reader, disk)
 
     async def close(self) -> None:
         await self._reader.close()
@@ -126,28 +155,44 @@ class Database:
         """Copy the WAL into the database and empty it, so that old page images (such as
         personal data just purged) do not linger in the -wal file. Best effort: readers in
         the middle of a read keep their pages until the next time."""
-        async with self._lock:
+        async with self._lock, self._watching_space():
             await self._in_writer(self._writer.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _in_writer(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
+    @asynccontextmanager
+    async def _watching_space(self) -> AsyncIterator[None]:
+        """A write that finds the disk full raises StorageFull (and tells `disk`); one that
+        succeeds tells `disk` that writes work."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            if not disk_full(exc, self.disk):
+                raise
+            self.disk.found_full()
+            raise StorageFull() from exc
+        except StorageFull:
+            self.disk.found_full()
+            raise
+        self.disk.wrote()
+
     async def run(self, transaction: Callable[[Tx], T]) -> T:
         """Run `transaction(conn)` in the writer thread: it commits whole, or not at all."""
-        async with self._lock:
+        async with self._lock, self._watching_space():
             return await self._in_writer(_run_transaction, self._writer, transaction)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteTransaction]:
         """A transaction driven statement by statement from async code (low-volume paths)."""
-        async with self._lock:
+        async with self._lock, self._watching_space():
             await self._in_writer(self._writer.execute, "BEGIN IMMEDIATE")
             try:
                 yield WriteTransaction(self)
+                await self._in_writer(self._writer.execute, "COMMIT")
             except BaseException:
-                await self._in_writer(self._writer.execute, "ROLLBACK")
+                await self._in_writer(_roll_back, self._writer)
                 raise
-            await self._in_writer(self._writer.execute, "COMMIT")
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         async with self._reader.execute(sql, tuple(params)) as cursor:
@@ -191,11 +236,24 @@ def _run_transaction(conn: sqlite3.Connection, transaction: Callable[[Tx], T]) -
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = transaction(conn)
+        # Inside the try: a COMMIT that fails (SQLITE_FULL while writing the WAL) can leave
+        # the transaction open, and the next BEGIN on this one writer would fail for good.
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _roll_back(conn)
         raise
-    conn.execute("COMMIT")
     return result
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """End a failed transaction. SQLite may have rolled it back itself already (it does on
+    SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM): then there is nothing to do, and a ROLLBACK
+    would fail and hide the first error."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback after a failed transaction failed")
 
 
 class _Result:

@@ -467,5 +467,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX hash_matches_entry ON hash_matches(entry_id);
 
     ALTER TABLE peers ADD COLUMN share_hashes INTEGER NOT NULL DEFAULT 0;
+    -- When a case's hash was first found on a list: such cases come first in the triage queue
+    -- (a partial index: few cases match).
+    ALTER TABLE reports ADD COLUMN known_since TEXT;
+    CREATE INDEX reports_known ON reports(status, known_since) WHERE known_since IS NOT NULL;
+    """,
+    # 15: what each peer's key document announces it reads beyond protocol v1 (a JSON list,
+    # protocol.features), kept with the document: what we queue for a peer (a hashset record,
+    # a report's sha1 hashes) follows it, inside the transaction that queues. Documents stored
+    # before it was kept announce nothing that was defined then.
+    """
+    ALTER TABLE peers ADD COLUMN accepts TEXT NOT NULL DEFAULT '[]';
     """,
 ]

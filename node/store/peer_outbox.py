@@ -90,6 +90,22 @@ def holders_txn(conn: Tx, report_id: str) -> list[str]:
     ]
 
 
+def current_holders_txn(conn: Tx, report_id: str) -> list[str]:
+    """Peers holding our case now: a version of it was queued for them and not refused, and no
+    withdrawal of it was queued for them after that version."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT o.peer_id FROM peer_outbox o JOIN peers p ON p.node_id ="
+            " o.peer_id WHERE o.report_id = ? AND o.record_type = 'report' AND o.state IN"
+            " ('pending', 'sent') AND p.status != 'removed' AND NOT EXISTS (SELECT 1 FROM"
+            " peer_outbox w WHERE w.peer_id = o.peer_id AND w.report_id = o.report_id AND"
+            " w.record_type = 'withdrawal' AND w.seq > o.seq) ORDER BY o.peer_id",
+            (report_id,),
+        )
+    ]
+
+
 # writes (inside the caller's transaction) ---------------------------------------------------
 class Queued(NamedTuple):
     """A record to append to a peer's outbox."""

@@ -35,6 +35,8 @@ class PeerRow:
     delivered: int
     received: int
     refused: str | None
+    share_hashes: bool  # our shared hash lists go to it, and its lists are taken from it
+    accepts: str  # JSON list: what its key document announces it reads beyond v1
 
     @classmethod
     def of(cls, row: Row | aiosqlite.Row) -> PeerRow:
@@ -58,6 +60,8 @@ class PeerRow:
             delivered=int(row["delivered"]),
             received=int(row["received"]),
             refused=row["refused"],
+            share_hashes=bool(row["share_hashes"]),
+            accepts=row["accepts"],
         )
 
 
@@ -74,6 +78,7 @@ class NewPeer:
     max_tlp: str
     key_document: bytes
     revoked_keys: list[str]
+    accepts: tuple[str, ...] = ()  # what its key document announces beyond protocol v1
 
 
 # reads ------------------------------------------------------------------------------------
@@ -124,7 +129,7 @@ def add_txn(conn: Tx, peer: NewPeer, at: str) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO peers (node_id, country, endpoint, fingerprint, status,"
         " mode, categories, max_tlp, key_document, added_at, keys_refreshed_at,"
-        " revoked_keys) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+        " revoked_keys, accepts) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             peer.node_id,
             peer.country,
@@ -137,6 +142,7 @@ def add_txn(conn: Tx, peer: NewPeer, at: str) -> None:
             at,
             at,
             orjson.dumps(sorted(peer.revoked_keys)).decode(),
+            orjson.dumps(sorted(peer.accepts)).decode(),
         ),
     )
 
@@ -151,22 +157,47 @@ def set_status_txn(conn: Tx, node_id: str, status: str) -> None:
 
 
 def set_policy_txn(
-    conn: Tx, node_id: str, *, categories: list[str], max_tlp: str, mode: str
+    conn: Tx,
+    node_id: str,
+    *,
+    categories: list[str],
+    max_tlp: str,
+    mode: str,
+    share_hashes: bool,
 ) -> None:
     """A new policy (or mode) is the operator's word too: backoff and refusal are forgotten."""
     conn.execute(
-        "UPDATE peers SET categories = ?, max_tlp = ?, mode = ?, backoff_until = NULL,"
-        " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
-        (orjson.dumps(sorted(categories)).decode(), max_tlp, mode, node_id),
+        "UPDATE peers SET categories = ?, max_tlp = ?, mode = ?, share_hashes = ?,"
+        " backoff_until = NULL, backoff_attempts = 0, refused = NULL WHERE node_id = ?",
+        (orjson.dumps(sorted(categories)).decode(), max_tlp, mode, int(share_hashes), node_id),
     )
 
 
-def set_document_txn(conn: Tx, node_id: str, document: bytes, revoked: list[str], at: str) -> None:
+def set_document_txn(
+    conn: Tx, node_id: str, document: bytes, revoked: list[str], accepts: list[str], at: str
+) -> None:
     conn.execute(
-        "UPDATE peers SET key_document = ?, revoked_keys = ?, keys_refreshed_at = ?"
+        "UPDATE peers SET key_document = ?, revoked_keys = ?, accepts = ?, keys_refreshed_at = ?"
         " WHERE node_id = ?",
-        (document, orjson.dumps(sorted(revoked)).decode(), at, node_id),
+        (
+            document,
+            orjson.dumps(sorted(revoked)).decode(),
+            orjson.dumps(sorted(accepts)).decode(),
+            at,
+            node_id,
+        ),
     )
+
+
+def hash_recipients_txn(conn: Tx, feature: str) -> list[str]:
+    """Peers our shared hash lists go to: their policy shares hashes and their key document
+    announces `feature` (the hashset record). Suspended ones too: their rows wait in their
+    queue, as everything else for them does, and go when they are resumed."""
+    rows = conn.execute(
+        "SELECT node_id, accepts FROM peers WHERE share_hashes = 1"
+        " AND status IN ('active', 'suspended') ORDER BY node_id"
+    )
+    return [str(row[0]) for row in rows if feature in orjson.loads(row[1])]
 
 
 def heard_from_txn(conn: Tx, node_id: str, *, received: int, at: str) -> None:

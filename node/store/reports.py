@@ -421,6 +421,17 @@ class ReportStore:
         )
 
     @staticmethod
+    def mark_known_txn(conn: Tx, report_id: str, *, category: str, at: str) -> None:
+        """A case's hash was found on a hash list: it comes first in the triage queue (from
+        the first time), and a case not yet given a category takes the entry's. Neither is a
+        verdict: the analyst still decides."""
+        conn.execute(
+            "UPDATE reports SET known_since = COALESCE(known_since, ?),"
+            " category = COALESCE(category, ?) WHERE id = ?",
+            (at, category, report_id),
+        )
+
+    @staticmethod
     def set_duplicates_txn(conn: Tx, rows: list[tuple[int, str, str]]) -> None:
         """Rows of (duplicate count, time, case id): the URL was reported again."""
         conn.executemany("UPDATE reports SET duplicates = ?, updated_at = ? WHERE id = ?", rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from axe_selenium_python import Axe
@@ -262,3 +263,56 @@ def test_an_operator_suspends_a_peer(driver: Any, site: Site) -> None:
         driver.find_element(By.CSS_SELECTOR, "#lang-choice + button").click()
     wait_for(lambda: driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr", 5)
     check_page(driver, site, "audit-fr")
+
+
+def test_a_cases_hashes_are_shown_and_added_on_its_page(driver: Any, site: Site) -> None:
+    fr = site.fr
+    sha256, md5 = "sha256:" + "ab" * 32, "md5:" + "ef" * 16
+    status, body = fr.post(
+        "/api/v1/reports",
+        {"url": "http://de.example/h/9.jpg", "hashes": ["pdq:" + "0f" * 32 + ":30"]},
+    )
+    assert status == 201
+    report_id = body["id"]
+    sign_in(driver, site, fr, site.people["alice"])
+    driver.get(f"{fr.url}/console/case/{report_id}")
+
+    def hashes_section() -> str:
+        return str(driver.find_element(By.ID, "h-hashes").find_element(By.XPATH, "..").text)
+
+    assert "never: PDQ quality 30 is below 50: kept, but never matched" in hashes_section()
+    driver.find_element(By.ID, "h-values").send_keys(f"{sha256}\n{md5}")
+    with navigating(driver):
+        driver.find_element(By.ID, "h-values").submit()
+    wait_for(lambda: "hashes-added" in driver.current_url, timeout=5)
+    check_page(driver, site, "case-hashes", show="h-hashes")
+    assert "ab" * 32 in hashes_section()
+    assert "ef" * 16 in hashes_section()
+    shown = fr.report(report_id)["hashes"]  # type: ignore[index]
+    assert sorted(h["type"] for h in shown) == ["md5", "pdq", "sha256"]
+
+
+def test_known_content_comes_first_and_shows_its_evidence(
+    driver: Any, site: Site, tmp_path: Path
+) -> None:
+    fr = site.fr
+    known = "sha256:" + "5e" * 32
+    listing = tmp_path / "known.csv"
+    listing.write_text(f"type,value,category,grade\nsha256,{'5e' * 32},csem,B\n", encoding="utf-8")
+    cli_json(fr.root, "hashes", "import", str(listing), "--list", "known-fr")
+    status, body = fr.post(
+        "/api/v1/reports", {"url": "http://de.example/known/1.jpg", "hashes": [known]}
+    )
+    assert status == 201
+    report_id = body["id"]
+    sign_in(driver, site, fr, site.people["alice"])
+    driver.get(f"{fr.url}/console/queue")
+    first = driver.find_element(By.ID, "h-known").find_element(By.XPATH, "..")
+    assert report_id[-8:] in first.text
+    check_page(driver, site, "queue-known-first", show="h-known")
+    driver.get(f"{fr.url}/console/case/{report_id}")
+    evidence = driver.find_element(By.ID, "h-known").find_element(By.XPATH, "..").text
+    assert "on our list known-fr since" in evidence
+    assert known in evidence
+    assert "csem (B)" in evidence
+    check_page(driver, site, "case-known-content", show="h-known")

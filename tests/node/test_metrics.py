@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 
@@ -148,3 +149,13 @@ async def test_metrics_of_an_empty_node_parse(api: ApiHarness) -> None:
     assert value(samples, "hotline_peers_in_backoff") == 0
     assert value(samples, "hotline_reports_trace_pending") == 0
     assert not any(name == "hotline_peer_queue_depth" for name, _ in samples)
+
+
+async def test_metrics_show_the_free_space_of_the_data_directory(api: ApiHarness) -> None:
+    samples = parse(await (await api.client.get("/metrics")).text())
+    usage = os.statvfs(api.node.data_dir.root)
+    free = value(samples, "hotline_disk_free_bytes")
+    # The same file system, measured a moment apart: within what the test run may write.
+    assert abs(free - usage.f_bavail * usage.f_frsize) < 64 * 1024 * 1024
+    assert value(samples, "hotline_disk_size_bytes") == usage.f_blocks * usage.f_frsize
+    assert value(samples, "hotline_disk_full") == 0

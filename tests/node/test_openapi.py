@@ -487,14 +487,16 @@ async def test_federation_and_peer_administration_match_the_schemas(pair: Pair) 
             session, "GET", "/admin/v1/peers/{id}", "/admin/v1/peers/fr-pdc", token=pair.de.operator
         )
         assert shown.body["keys"]
-        await exchange(
+        patched = await exchange(
             session,
             "PATCH",
             "/admin/v1/peers/{id}",
             "/admin/v1/peers/fr-pdc",
             token=pair.de.operator,
-            body={"categories": ["csam", "csem"], "max_tlp": "amber"},
+            body={"categories": ["csam", "csem"], "max_tlp": "amber", "share_hashes": True},
         )
+        assert patched.body["share_hashes"] is True
+        assert patched.body["accepts"] == ["hashset", "pdq-quality", "sha1"]
         requeued = await exchange(
             session,
             "POST",

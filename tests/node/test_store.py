@@ -22,6 +22,7 @@ from node.cases.actionlog import ActionLog
 from node.clock import ManualClock, iso
 from node.datadir import DataDir
 from node.errors import StoreError
+from node.hashes.service import KnownContent
 from node.review import FourEyes
 from node.store import audit, channel_outbox, submissions
 from node.store.db import Database
@@ -582,6 +583,7 @@ def _cases(db: Database, clock: ManualClock) -> CaseService:
         notices=_EveryRoleServed(),
         wake=lambda peers: None,
         four_eyes=FourEyes(clock, categories=[]),
+        hash_lists=KnownContent(db, clock, node_id="fr-pointdecontact", pdq_max_distance=31),
     )
 
 

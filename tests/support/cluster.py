@@ -99,7 +99,9 @@ class NodeProcess:
         self.fingerprint = cli_json(self.root, "keys", "show")["fingerprint"]
 
     def start(self, timeout: float = 20.0) -> None:
-        self.log_path = self.root / "serve.log"
+        # In the data directory unless the test chose a place (e.g. off a disk it fills up).
+        if self.log_path is None:
+            self.log_path = self.root / "serve.log"
         with self.log_path.open("ab") as log:
             # The child keeps its own copy of the descriptor; ours closes here.
             self.process = subprocess.Popen(

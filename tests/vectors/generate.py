@@ -45,6 +45,7 @@ from keys.document import KEY_DOCUMENT_LABEL
 from keys.thumbprint import b64url, b64url_decode
 from protocol import (
     Action,
+    HashSet,
     MemoryReplayGuard,
     OpenError,
     Receipt,
@@ -67,7 +68,15 @@ from protocol.envelope import (
     SIGNATURE_LABEL,
     SUITE_NAME,
 )
-from protocol.records import Assessment, ContentHash, Hosting, HostingAddress
+from protocol.features import ACCEPTED
+from protocol.records import (
+    Assessment,
+    ContentHash,
+    HashAddition,
+    HashRemoval,
+    Hosting,
+    HostingAddress,
+)
 from tests.vectors import rfc9180
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,12 +97,14 @@ ACTION_ID = UUID("8c0d5e2f-3a41-4b6c-9d7e-0f1a2b3c4d5e")
 RECEIPT_ID = UUID("c4d5e6f7-0819-4a2b-8c3d-4e5f60718293")
 WITHDRAWAL_ID = UUID("e7f8a9b0-c1d2-4e3f-9a4b-5c6d7e8f9a0b")
 AUTHOR_MISMATCH_ID = UUID("d1e2f3a4-b5c6-4d7e-8f90-a1b2c3d4e5f6")
+HASHSET_ID = UUID("0f1e2d3c-4b5a-4697-8a8b-9c0d1e2f3a4b")
 MSG_IDS = {
     "report": UUID("7b1c1d1e-4a58-4f6e-9a0b-5c1d2e3f4a5b"),
     "action": UUID("2e4f6a8c-0b1d-4e3f-a5b7-c9d1e3f5a7b9"),
     "receipt": UUID("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"),
     "withdrawal": UUID("b3c4d5e6-f708-4192-a3b4-c5d6e7f80912"),
     "author-mismatch": UUID("5f6e7d8c-9b0a-4c1d-8e2f-3a4b5c6d7e8f"),
+    "hashset": UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"),
 }
 
 
@@ -294,7 +305,47 @@ def withdrawal_record() -> Withdrawal:
     )
 
 
-AnyRecord = Report | Action | Withdrawal | Receipt
+def hashset_record() -> HashSet:
+    """Change 3 of fr-pointdecontact's list `known-fr`: three hashes in, one out."""
+    image = b"image 2"
+    added = datetime(2026, 11, 29, 13, 45, tzinfo=UTC)
+    return HashSet(
+        id=HASHSET_ID,
+        origin=FR,
+        name="known-fr",
+        seq=3,
+        at=datetime(2026, 11, 29, 14, 0, tzinfo=UTC),
+        add=[
+            HashAddition(
+                alg="sha256",
+                value=hashlib.sha256(image).hexdigest(),
+                category="csam",
+                grade="A",
+                use="hotlines",
+                added_at=added,
+            ),
+            HashAddition(
+                alg="sha1",
+                value=hashlib.sha1(image).hexdigest(),
+                category="csam",
+                grade="A",
+                use="hotlines",
+                added_at=added,
+            ),
+            HashAddition(
+                alg="pdq",
+                value=hashlib.sha256(b"pdq of image 2").hexdigest(),
+                quality=92,
+                category="csam",
+                use="industry",
+                added_at=added,
+            ),
+        ],
+        remove=[HashRemoval(alg="md5", value=hashlib.md5(b"image 1").hexdigest())],
+    )
+
+
+AnyRecord = Report | Action | Withdrawal | Receipt | HashSet
 
 
 # --- frames -------------------------------------------------------------------------------------
@@ -663,6 +714,13 @@ def build_vectors() -> dict[str, Any]:
         created=datetime(2026, 11, 29, 13, 0, 1, tzinfo=UTC),
         keys=keys,
     )
+    _, hashset = envelope_vector(
+        "hashset",
+        hashset_record(),
+        recipient=DE,
+        created=datetime(2026, 11, 29, 14, 0, 1, tzinfo=UTC),
+        keys=keys,
+    )
     return {
         "description": (
             "hotline-node protocol v1 test vectors (docs/protocol.md). Every private key here is "
@@ -690,8 +748,34 @@ def build_vectors() -> dict[str, Any]:
             "SHA-256('hotline-node/v1 test vector ephemeral ' + NAME)."
         ),
         "nodes": nodes,
-        "envelopes": [report, action, receipt, withdrawal],
+        "accepting_key_document": accepting_key_document(keys[DE]),
+        "envelopes": [report, action, receipt, withdrawal, hashset],
         "negative": negative_vectors(keys, report_frame, report),
+    }
+
+
+def accepting_key_document(keys: NodeKeys) -> dict[str, Any]:
+    """de-eco's key document announcing what it reads beyond v1 (`accepts`, protocol.md §3.2,
+    §11): the same keys and time as its document in `nodes`, which announces nothing."""
+    _, country, endpoint, *_ = next(node for node in NODES if node[0] == DE)
+    document = build_key_document(
+        keys,
+        node_id=DE,
+        country=country,
+        endpoint=endpoint,
+        now=DOCUMENT_ISSUED_AT,
+        accepts=ACCEPTED,
+    )
+    wire = sign_key_document(document, keys)
+    document_bytes = b64url_decode(json.loads(wire)["document"])
+    verify_key_document(wire, pinned_fingerprint=keys.fingerprint)
+    return {
+        "node_id": DE,
+        "issued_at": unix(DOCUMENT_ISSUED_AT),
+        "accepts": list(ACCEPTED),
+        "document": json.loads(document_bytes),
+        "document_bytes_hex": document_bytes.hex(),
+        "wire_b64url": b64url(wire),
     }
 
 
@@ -756,6 +840,7 @@ def build_schemas() -> dict[str, dict[str, Any]]:
             Withdrawal, "withdrawal.schema.json", _require_type_and_version
         ),
         "receipt.schema.json": _schema(Receipt, "receipt.schema.json", _require_type_and_version),
+        "hashset.schema.json": _schema(HashSet, "hashset.schema.json", _require_type_and_version),
         "key-document.schema.json": _schema(KeyDocument, "key-document.schema.json"),
         "key-document-wrapper.schema.json": WRAPPER_SCHEMA,
     }
