@@ -24,12 +24,14 @@ lint: $(STAMP)
 # Both benchmarks print their targets and exit non-zero when one is missed; `-` keeps going so
 # that one run shows every figure. bench/sync.py takes about a quarter of an hour here.
 # bench/threads.py shows which crypto calls a thread pool can spread over cores; bench/console.py
-# preloads a million cases (a few minutes) and times the console's pages.
+# preloads a million cases (a few minutes) and times the console's pages; bench/hashes.py loads a
+# million PDQ and a million SHA-256 hashes (about two minutes) and times their matching.
 bench: $(STAMP)
 	-$(BIN)/python bench/envelope.py
 	-$(BIN)/python bench/threads.py
 	-$(BIN)/python bench/sync.py
 	-$(BIN)/python bench/console.py
+	-$(BIN)/python bench/hashes.py
 
 # `make demo KEEP=1` leaves the three nodes running with their consoles open, until Ctrl-C.
 demo: $(STAMP)
