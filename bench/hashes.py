@@ -42,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.hashes.index import KnownHashIndex, merge_threshold
+from node.store import hashlists
 from node.store.migrations import MIGRATIONS
 from protocol.records import HashAlgorithm
 
@@ -168,10 +169,9 @@ def start(path: Path) -> tuple[KnownHashIndex, float]:
     """What a node does at start: read the active entries and load them into the index."""
     started = time.perf_counter()
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    algs = {alg.value: alg for alg in HashAlgorithm}
-    rows = conn.execute("SELECT id, alg, value FROM hash_entries WHERE removed_at IS NULL")
     index = KnownHashIndex(pdq_max_distance=MAX_DISTANCE)
-    index.add_many((entry_id, algs[alg], value) for entry_id, alg, value in rows)
+    # The node's own reading (node.store.hashlists), as KnownContent.load runs it.
+    index.add_many(hashlists.matchable_keys_txn(conn))
     conn.close()
     index.settle()
     return index, time.perf_counter() - started
