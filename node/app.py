@@ -345,6 +345,7 @@ async def open_node(
                 # Our shared lists' changes, and a list newly shared, go to the peers.
                 share=hash_sharing.queue_txn,
                 share_list=hash_sharing.share_list_txn,
+                kick=hash_sharing.kick,
             )
             # A peer's change to its list takes effect as ours do (index, open cases).
             hash_sharing.on_change = known.changed_txn

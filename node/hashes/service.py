@@ -30,11 +30,11 @@ log = logging.getLogger("hotline.hashes")
 # Our lists' names: they travel to peers as `<node>/<name>`, so no slash of their own.
 LIST_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 # What a changed list hands to the peers that receive it (node.hashes.sharing), in the same
-# transaction: (conn, list, what changed, at).
-ShareHook = Callable[[Tx, HashList, Applied, str], object]
+# transaction: (conn, list, what changed, at) -> the peers it queued records for.
+ShareHook = Callable[[Tx, HashList, Applied, str], list[str]]
 # What a list of ours newly marked shared hands to the peers, in the same transaction: the list
-# goes whole (node.hashes.sharing): (conn, list, at).
-ShareListHook = Callable[[Tx, HashList, str], object]
+# goes whole (node.hashes.sharing): (conn, list, at) -> the peers it queued records for.
+ShareListHook = Callable[[Tx, HashList, str], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,7 @@ class ChangeResult:
     removed: int = 0
     unchanged: int = 0
     cases_matched: set[str] = field(default_factory=set)
+    peers: set[str] = field(default_factory=set)  # the peers that got records of it to send
 
 
 class KnownContent:
@@ -71,6 +72,7 @@ class KnownContent:
         pdq_max_distance: int,
         share: ShareHook | None = None,
         share_list: ShareListHook | None = None,
+        kick: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -78,6 +80,9 @@ class KnownContent:
         self.index = KnownHashIndex(pdq_max_distance=pdq_max_distance)
         self.share = share
         self.share_list = share_list
+        # Pushes, after the commit, to the peers a change queued records for: a list change
+        # reaches them at once, not at the next check of the queues.
+        self.kick = kick
 
     async def load(self) -> int:
         """Every active, matchable entry into the index: what a node does at start."""
@@ -103,9 +108,10 @@ class KnownContent:
 
         def add_txn(conn: Tx) -> ChangeResult:
             at = iso(self.clock.now())
-            hash_list = self._our_list_txn(conn, name, share=share, at=at)
+            hash_list, peers = self._our_list_txn(conn, name, share=share, at=at)
             applied = hashlists.upsert_entries_txn(conn, hash_list.id, entries, at)
             result = self.changed_txn(conn, hash_list, applied, at)
+            result.peers.update(peers)
             result.unchanged = len(entries) - result.added
             if applied.changed:
                 audit.append(
@@ -154,18 +160,26 @@ class KnownContent:
         """Run a change; if its transaction fails after the index learnt part of it, the
         index is read again from what the database holds (rare: a full disk, a crash)."""
         try:
-            return await self.db.run(change)
+            result = await self.db.run(change)
         except Exception:
             self.index = KnownHashIndex(pdq_max_distance=self.index.pdq_max_distance)
             await self.load()
             raise
+        if result.peers and self.kick is not None:
+            self.kick(sorted(result.peers))
+        return result
 
-    def _our_list_txn(self, conn: Tx, name: str, *, share: bool | None, at: str) -> HashList:
+    def _our_list_txn(
+        self, conn: Tx, name: str, *, share: bool | None, at: str
+    ) -> tuple[HashList, list[str]]:
+        """Our list `name` (made if new, its sharing set as asked), and the peers that were
+        queued its whole content because it has just been marked shared."""
         hash_list = hashlists.list_named_txn(conn, name)
         if hash_list is None:
-            return hashlists.create_list_txn(
+            created = hashlists.create_list_txn(
                 conn, name=name, owner=self.node_id, origin_name=name, shared=bool(share), at=at
             )
+            return created, []
         if hash_list.owner != self.node_id:
             raise Conflict(
                 N_("{name} is {owner}'s list: only its owner changes it"),
@@ -177,8 +191,8 @@ class KnownContent:
             hash_list = hashlists.list_named_txn(conn, name) or hash_list
             if share and self.share_list is not None:
                 # What it held before goes whole; this change follows as its own records.
-                self.share_list(conn, hash_list, at)
-        return hash_list
+                return hash_list, self.share_list(conn, hash_list, at)
+        return hash_list, []
 
     def changed_txn(self, conn: Tx, hash_list: HashList, applied: Applied, at: str) -> ChangeResult:
         """The one place a list's change takes effect: the index, the open cases it matches,
@@ -190,7 +204,8 @@ class KnownContent:
         result = ChangeResult(added=len(applied.added), removed=len(applied.removed))
         result.cases_matched = self._match_open_cases_txn(conn, applied.added, at)
         if self.share is not None and hash_list.owner == self.node_id and applied.changed:
-            self.share(conn, hash_list, applied, at)  # a received list is never passed on
+            # A received list is never passed on.
+            result.peers.update(self.share(conn, hash_list, applied, at))
         return result
 
     def _match_open_cases_txn(
