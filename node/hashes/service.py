@@ -21,7 +21,7 @@ from node.hashes.index import KnownHashIndex
 from node.hashes.values import PDQ_MIN_QUALITY, HashValue
 from node.store import audit, hashlists
 from node.store.db import Database, Tx
-from node.store.hashlists import Applied, CaseMatch, HashList, ListEntry
+from node.store.hashlists import Applied, HashList, ListEntry
 from node.store.reports import ReportStore
 from protocol.records import HashAlgorithm
 
@@ -279,9 +279,6 @@ class KnownContent:
             closest = min(matches, key=lambda m: (m[2], m[0]))
             ReportStore.mark_known_txn(conn, report_id, category=closest[3], at=at)
         return new
-
-    async def matches(self, report_ids: list[str]) -> dict[str, list[CaseMatch]]:
-        return await hashlists.matches_for(self.db, report_ids)
 
     async def match(self, value: HashValue, *, max_distance: int | None = None) -> list[Found]:
         """Every entry `value` matches, on every list (`hashes match`)."""
