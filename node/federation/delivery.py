@@ -19,7 +19,7 @@ from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
 from node.federation.wakeups import PushRequests
-from node.store import audit, dead_letters, peer_outbox
+from node.store import audit, dead_letters, peer_outbox, rejoin
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
 from node.store.dead_letters import DeadLetter, Direction
@@ -501,6 +501,22 @@ class Delivery:
             peer = peer_store.get_txn(conn, peer_id)
             if peer is None:
                 return
+            # The first cursor since a restore says where the peer stands: numbers it saw
+            # are never given to anything else, before anything is acknowledged by them.
+            rejoined = rejoin.rejoin_txn(conn, peer_id, after)
+            if rejoined is not None:
+                audit.append(
+                    conn,
+                    at=now,
+                    actor="delivery",
+                    event="federation.rejoined",
+                    subject=peer_id,
+                    details={
+                        "restored_seq": rejoined.restored_seq,
+                        "peer_cursor": rejoined.peer_cursor,
+                        "renumbered": rejoined.moved,
+                    },
+                )
             late = peer_outbox.sent_though_cancelled_txn(conn, peer_id, covered, iso(now))
             if late:
                 self.inbox.cases.router.sent_despite_cancel_txn(conn, peer_id, late, now)
@@ -525,7 +541,7 @@ class Delivery:
 
         await self.db.run(acknowledge_txn)
         served.difference_update(covered)
-        rows = await peer_outbox.pending(self.db, peer_id, after=after, limit=limit + 1)
+        rows = await peer_outbox.servable(self.db, peer_id, after=after, limit=limit + 1)
         page_rows = rows[:limit]
         served.update(row.seq for row in page_rows if row.record_type == peer_outbox.REPORT_TYPE)
         batch = await self._prepare_rows(peer_id, page_rows, now)

@@ -479,4 +479,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE peers ADD COLUMN accepts TEXT NOT NULL DEFAULT '[]';
     """,
+    # 16: rejoining after a restore (node.store.rejoin). `peer_rejoin` holds, per peer, the
+    # highest outbox sequence number the restored backup held: numbers above it were given
+    # again after the restore, and a pulling peer that stands beyond it gets them renumbered
+    # after its cursor. `orphan_actions` keeps a peer's action on one of our cases we no
+    # longer hold (lost with the restore): taken, shown, and put on the case if it comes back.
+    """
+    CREATE TABLE peer_rejoin (
+        peer_id TEXT PRIMARY KEY,
+        outbox_seq INTEGER NOT NULL,
+        restored_at TEXT NOT NULL
+    );
+    CREATE TABLE orphan_actions (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        code TEXT NOT NULL,
+        at TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE INDEX orphan_actions_report ON orphan_actions(report_id);
+    """,
 ]

@@ -48,6 +48,18 @@ async def pending(db: Database, peer_id: str, *, after: int, limit: int) -> list
     return [_item(row) for row in rows]
 
 
+async def servable(db: Database, peer_id: str, *, after: int, limit: int) -> list[OutboxItem]:
+    """What a pulling peer gets after its cursor `after`: pending items, and items already
+    delivered when the peer asks from behind them (it was restored from a backup and lost
+    them: the cursor is its word for what it holds)."""
+    rows = await db.fetch_all(
+        "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
+        " WHERE peer_id = ? AND state IN ('pending', 'sent') AND seq > ? ORDER BY seq LIMIT ?",
+        (peer_id, after, limit),
+    )
+    return [_item(row) for row in rows]
+
+
 async def pending_count(db: Database, peer_id: str) -> int:
     row = await db.fetch_one(
         "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'", (peer_id,)
