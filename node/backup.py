@@ -491,7 +491,7 @@ def restore(path: Path, root: Path) -> Restored:
             raise BackupRefused(f"its database fails the integrity check: {facts.integrity}")
         # Peers saw what this node did after the backup: its first contact with each says
         # where that peer stands (node.store.rejoin), before anything is numbered again.
-        peers = mark_restored(staging / DATABASE, iso(datetime.now(UTC)))
+        peers = mark_restored(staging / DATABASE, manifest.node_id, iso(datetime.now(UTC)))
         for entry in sorted(staging.iterdir()):
             os.rename(entry, root / entry.name)
         staging.rmdir()

@@ -482,13 +482,19 @@ MIGRATIONS: list[str] = [
     # 16: rejoining after a restore (node.store.rejoin). `peer_rejoin` holds, per peer, the
     # highest outbox sequence number the restored backup held: numbers above it were given
     # again after the restore, and a pulling peer that stands beyond it gets them renumbered
-    # after its cursor. `orphan_actions` keeps a peer's action on one of our cases we no
-    # longer hold (lost with the restore): taken, shown, and put on the case if it comes back.
+    # after its cursor; `peer_outbox_floor` then keeps new numbers above that cursor.
+    # `orphan_actions` keeps a peer's action on one of our cases we no longer hold (lost with
+    # the restore): taken, shown, and put on the case if it comes back.
     """
     CREATE TABLE peer_rejoin (
         peer_id TEXT PRIMARY KEY,
         outbox_seq INTEGER NOT NULL,
         restored_at TEXT NOT NULL
+    );
+    -- A pulling peer's cursor beyond our numbers: nothing new is numbered at or below it.
+    CREATE TABLE peer_outbox_floor (
+        peer_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
     );
     CREATE TABLE orphan_actions (
         id TEXT PRIMARY KEY,

@@ -132,8 +132,11 @@ class Queued(NamedTuple):
 def enqueue_txn(conn: Tx, peer_id: str, items: list[Queued]) -> int:
     """Append records in order to the peer's outbox with consecutive sequence numbers; returns
     the last one."""
+    # Above the peer's cursor too, when a restore put our numbers behind it (node.store.rejoin).
     row = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM peer_outbox WHERE peer_id = ?", (peer_id,)
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM peer_outbox WHERE peer_id = ?), 0),"
+        " COALESCE((SELECT seq FROM peer_outbox_floor WHERE peer_id = ?), 0))",
+        (peer_id, peer_id),
     ).fetchone()
     last = int(row[0]) if row else 0
     conn.executemany(

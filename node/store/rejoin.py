@@ -15,10 +15,21 @@ import aiosqlite
 
 from node.store.db import Database, Tx, run_offline
 
-
 # the restore ---------------------------------------------------------------------------------
-def mark_restored_txn(conn: Tx, at: str) -> int:
-    """Remember, for every peer, the highest outbox number this (restored) database holds."""
+# How far the versions of our own cases jump at a restore. A peer may hold versions we made
+# after the backup; the next version must be above them, or the peer keeps its copy and answers
+# `duplicate` (protocol.md §9.7). A version is a decision (an assessment, a trace, a route),
+# so no case gets this many between a backup and its restore; `reports recover` then learns
+# each case's exact number from the peer.
+VERSION_GAP = 1000
+
+
+def mark_restored_txn(conn: Tx, node_id: str, at: str) -> int:
+    """Remember, for every peer, the highest outbox number this (restored) database holds, and
+    move our own cases' version numbers past any a peer may have seen."""
+    conn.execute(
+        "UPDATE reports SET seq = seq + ? WHERE origin = ? AND seq > 0", (VERSION_GAP, node_id)
+    )
     conn.execute(
         "INSERT OR REPLACE INTO peer_rejoin (peer_id, outbox_seq, restored_at) SELECT"
         " p.node_id, COALESCE((SELECT MAX(o.seq) FROM peer_outbox o WHERE o.peer_id ="
@@ -29,9 +40,9 @@ def mark_restored_txn(conn: Tx, at: str) -> int:
     return int(row[0]) if row else 0
 
 
-def mark_restored(path: Path, at: str) -> int:
+def mark_restored(path: Path, node_id: str, at: str) -> int:
     """Mark the database file at `path` (not served yet) as restored; returns the peers."""
-    return run_offline(path, lambda tx: mark_restored_txn(tx, at))
+    return run_offline(path, lambda tx: mark_restored_txn(tx, node_id, at))
 
 
 # a pulling peer's cursor ---------------------------------------------------------------------
@@ -47,7 +58,8 @@ class Rejoined:
 def rejoin_txn(conn: Tx, peer_id: str, cursor: int) -> Rejoined | None:
     """The first cursor of `peer_id` since a restore: every item numbered after the backup's
     highest number was numbered again, and if the peer already saw numbers up to `cursor`
-    those items move after it, keeping their order. Nothing but a restore marks a peer."""
+    those items move after it, keeping their order, and what is queued later is numbered
+    after it too. Nothing but a restore marks a peer."""
     row = conn.execute(
         "SELECT outbox_seq FROM peer_rejoin WHERE peer_id = ?", (peer_id,)
     ).fetchone()
@@ -57,6 +69,9 @@ def rejoin_txn(conn: Tx, peer_id: str, cursor: int) -> Rejoined | None:
     conn.execute("DELETE FROM peer_rejoin WHERE peer_id = ?", (peer_id,))
     if cursor <= restored:  # the peer never saw a number we gave after the backup
         return Rejoined(restored, cursor, 0)
+    conn.execute(
+        "INSERT OR REPLACE INTO peer_outbox_floor (peer_id, seq) VALUES (?, ?)", (peer_id, cursor)
+    )
     shift = cursor - restored
     # In two steps (through negative numbers): (peer_id, seq) is unique at every row.
     moved = conn.execute(

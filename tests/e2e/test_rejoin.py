@@ -26,6 +26,19 @@ def refused(node: NodeProcess) -> list[tuple[object, ...]]:
     )
 
 
+def reassess(node: NodeProcess, report_id: str, basis: str) -> None:
+    status, body = node.post(
+        f"/api/v1/reports/{report_id}/assessment",
+        {"verdict": "baseline", "category": "csam", "legal_basis": basis},
+    )
+    assert status == 200, body
+
+
+def legal_basis(node: NodeProcess, report_id: str) -> object:
+    found = rows(node, f"SELECT legal_basis, seq FROM reports WHERE id = '{report_id}'")
+    return found[0][0] if found else None
+
+
 def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
     tmp_path: Path, dns: ZoneDnsServer
 ) -> None:
@@ -43,9 +56,12 @@ def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
         wait_for(lambda: de.report(kept), timeout=20)
         archive = tmp_path / "fr.tar.gz"
         cli(fr.root, "backup", "--output", str(archive))
-        # After the backup: cases FR forwards to DE, then loses with the restore.
+        # After the backup: cases FR forwards to DE, then loses with the restore, and a new
+        # version of a case the backup holds.
         lost = [fr.submit_and_assess(f"http://de.example/after-backup/{n}") for n in range(3)]
         wait_for(lambda: all(de.report(i) for i in lost), timeout=30)
+        reassess(fr, kept, "after the backup")
+        wait_for(lambda: legal_basis(de, kept) == "after the backup", timeout=30)
         fr.stop()
 
         cli(restored, "restore", str(archive))
@@ -68,6 +84,10 @@ def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
         assert [(a["report_id"], a["code"]) for a in waiting] == [(lost[0], "content_removed")]
         text = cli(restored, "peers", "show", "de-eco").stdout
         assert "case not held here" in text
+
+        # A new version of a case the backup holds goes past the one DE saw, not under it.
+        reassess(again, kept, "after the restore")
+        wait_for(lambda: legal_basis(de, kept) == "after the restore", timeout=30)
 
         # New cases both ways, each arriving once.
         ours = again.submit_and_assess("http://de.example/after-restore")
@@ -121,17 +141,28 @@ def test_a_pulling_peer_beyond_the_restored_numbers_gets_what_is_new(
         wait_for(lambda: all(de.report(i) for i in lost), timeout=30)
         time.sleep(2)  # DE's next pull acknowledges them
         fr.stop()
+        de.stop()
 
         cli(restored, "restore", str(archive))
         shutil.copy2(fr.root / "key-secret", restored / "key-secret")
         again.analyst, again.fingerprint = fr.analyst, fr.fingerprint
         again.start()
-        new = [again.submit_and_assess(f"http://de.example/pulled/new/{n}") for n in range(2)]
+        # Queued before DE's first pull: numbered again, then moved past DE's cursor.
+        new = [again.submit_and_assess("http://de.example/pulled/new/0")]
+        de.start()
+        events = wait_for(
+            lambda: rows(
+                again, "SELECT details FROM audit_log WHERE event = 'federation.rejoined'"
+            ),
+            timeout=30,
+        )
+        assert len(events) == 1
+        assert '"renumbered":' in str(events[0][0])
+        assert '"renumbered":0' not in str(events[0][0])
+        # Queued after it: numbered after DE's cursor.
+        new.append(again.submit_and_assess("http://de.example/pulled/new/1"))
         wait_for(lambda: all(de.report(i) for i in new), timeout=30)
         time.sleep(3)
-        events = rows(again, "SELECT details FROM audit_log WHERE event = 'federation.rejoined'")
-        assert len(events) == 1
-        assert '"renumbered"' in str(events[0][0])
         for node in (again, de):
             assert refused(node) == []
         assert rows(de, "SELECT COUNT(*) FROM reports") == [(1 + len(lost) + len(new),)]
