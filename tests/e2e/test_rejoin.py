@@ -176,3 +176,47 @@ def test_a_pulling_peer_beyond_the_restored_numbers_gets_what_is_new(
         again.stop()
         fr.stop()
         de.stop()
+
+
+def test_a_restored_puller_gets_again_what_its_peer_had_delivered(
+    tmp_path: Path, dns: ZoneDnsServer
+) -> None:
+    """DE pulls from FR and is restored from a backup older than a case FR delivered to it:
+    DE's cursor goes back with the backup, and FR serves the case again."""
+    fr = NodeProcess("fr-pdc", "FR", tmp_path / "fr", dns.nameserver)
+    de = NodeProcess("de-eco", "DE", tmp_path / "de", dns.nameserver)
+    fr.init()
+    de.init(pull_from_peers=True)
+    for node in (fr, de):
+        node.start()
+    again = NodeProcess("de-eco", "DE", tmp_path / "de-restored", dns.nameserver, port=de.port)
+    try:
+        fr.add_peer(de, "--pull-only")
+        de.add_peer(fr)
+        first = fr.submit_and_assess("http://de.example/puller/before")
+        wait_for(lambda: de.report(first), timeout=30)
+        archive = tmp_path / "de.tar.gz"
+        cli(de.root, "backup", "--output", str(archive))
+        lost = fr.submit_and_assess("http://de.example/puller/after")
+        wait_for(lambda: de.report(lost), timeout=30)
+        time.sleep(2)  # DE's next pull acknowledges it: FR holds it as delivered
+        assert rows(fr, f"SELECT state FROM peer_outbox WHERE report_id = '{lost}'") == [("sent",)]
+        de.stop()
+
+        cli(again.root, "restore", str(archive))
+        shutil.copy2(de.root / "key-secret", again.root / "key-secret")
+        again.analyst, again.fingerprint = de.analyst, de.fingerprint
+        again.start()
+        wait_for(lambda: again.report(lost), timeout=30)
+        time.sleep(3)
+        for node in (fr, again):
+            assert refused(node) == []
+        assert rows(again, "SELECT COUNT(*) FROM reports") == [(2,)]
+        received = rows(
+            fr, f"SELECT id FROM actions WHERE report_id = '{lost}' AND code = 'received'"
+        )
+        assert len(received) == 1
+    finally:
+        again.stop()
+        fr.stop()
+        de.stop()
