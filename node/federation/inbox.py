@@ -492,6 +492,10 @@ class Inbox:
         origin = head.origin
         if origin == self.node_id:
             if sender not in peer_outbox.holders_txn(conn, report_id):
+                if rejoin.was_restored_txn(conn):
+                    # We may have sent it after the backup we were restored from, and lost
+                    # the record of it: kept, not refused for good.
+                    return self._keep_orphan(conn, sender, action, payload, now)
                 raise RecordRefused(f"report {report_id} was never sent to {sender}")
         elif origin != sender:
             raise RecordRefused(
@@ -514,10 +518,9 @@ class Inbox:
     def _keep_orphan(
         self, conn: Tx, sender: str, action: Action, payload: bytes, now: datetime
     ) -> Applied:
-        """A peer's action on a case of ours that we do not hold: one forwarded after the
-        backup we were restored from. Refusing it would dead-letter it at the peer for good;
-        it is kept, shown (`peers show`), and put on the case if the case comes back
-        (`reports recover`)."""
+        """A peer's action on a case of ours that we do not hold, or do not know we sent it:
+        one forwarded after the backup we were restored from. Refusing it would make the peer
+        dead-letter it for good: it is kept apart and shown (`peers show`)."""
         report_id = str(action.report_id)
         kept = rejoin.keep_orphan_txn(
             conn,

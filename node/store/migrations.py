@@ -484,11 +484,15 @@ MIGRATIONS: list[str] = [
     # again after the restore, and a pulling peer that stands beyond it gets them renumbered
     # after its cursor; `peer_outbox_floor` then keeps new numbers above that cursor.
     # `orphan_actions` keeps a peer's action on one of our cases we no longer hold (lost with
-    # the restore): taken, shown, and put on the case if it comes back.
+    # the restore, or sent to that peer after the backup): taken and shown, not refused.
     """
     CREATE TABLE peer_rejoin (
         peer_id TEXT PRIMARY KEY,
         outbox_seq INTEGER NOT NULL,
+        restored_at TEXT NOT NULL
+    );
+    -- When this database was restored from a backup (an older state than its peers saw).
+    CREATE TABLE restores (
         restored_at TEXT NOT NULL
     );
     -- A pulling peer's cursor beyond our numbers: nothing new is numbered at or below it.

@@ -27,6 +27,7 @@ VERSION_GAP = 1000
 def mark_restored_txn(conn: Tx, node_id: str, at: str) -> int:
     """Remember, for every peer, the highest outbox number this (restored) database holds, and
     move our own cases' version numbers past any a peer may have seen."""
+    conn.execute("INSERT INTO restores (restored_at) VALUES (?)", (at,))
     conn.execute(
         "UPDATE reports SET seq = seq + ? WHERE origin = ? AND seq > 0", (VERSION_GAP, node_id)
     )
@@ -43,6 +44,11 @@ def mark_restored_txn(conn: Tx, node_id: str, at: str) -> int:
 def mark_restored(path: Path, node_id: str, at: str) -> int:
     """Mark the database file at `path` (not served yet) as restored; returns the peers."""
     return run_offline(path, lambda tx: mark_restored_txn(tx, node_id, at))
+
+
+def was_restored_txn(conn: Tx) -> bool:
+    """Whether this database was ever restored from a backup."""
+    return conn.execute("SELECT 1 FROM restores LIMIT 1").fetchone() is not None
 
 
 # a pulling peer's cursor ---------------------------------------------------------------------
@@ -122,7 +128,8 @@ async def orphans_from(db: Database, peer_id: str) -> list[aiosqlite.Row]:
 
 
 def orphans_for_txn(conn: Tx, report_id: str) -> list[sqlite3.Row]:
-    """The actions kept for a case that is back (recovered): payloads, oldest first."""
+    """The actions kept for a case, with their signed payloads, oldest first (for a case that
+    comes back)."""
     return conn.execute(
         "SELECT id, sender, payload FROM orphan_actions WHERE report_id = ? ORDER BY at, id",
         (report_id,),

@@ -54,10 +54,16 @@ def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
         de.add_peer(fr)
         kept = fr.submit_and_assess("http://de.example/before-backup")
         wait_for(lambda: de.report(kept), timeout=20)
+        status, body = fr.post("/api/v1/reports", {"url": "http://de.example/assessed-later"})
+        assert status == 201
+        later: str = body["id"]
         archive = tmp_path / "fr.tar.gz"
         cli(fr.root, "backup", "--output", str(archive))
-        # After the backup: cases FR forwards to DE, then loses with the restore, and a new
-        # version of a case the backup holds.
+        # After the backup: cases FR forwards to DE, then loses with the restore; a case the
+        # backup holds unassessed, assessed and forwarded after it; and a new version of a
+        # case the backup holds as forwarded.
+        reassess(fr, later, "assessed after the backup")
+        wait_for(lambda: de.report(later), timeout=30)
         lost = [fr.submit_and_assess(f"http://de.example/after-backup/{n}") for n in range(3)]
         wait_for(lambda: all(de.report(i) for i in lost), timeout=30)
         reassess(fr, kept, "after the backup")
@@ -71,17 +77,23 @@ def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
         assert again.report(lost[0]) is None
 
         # DE acts on a case FR no longer holds: FR keeps it and shows it, DE refuses nothing.
-        status, _ = de.post(
-            f"/api/v1/reports/{lost[0]}/actions",
-            {"code": "content_removed", "reason": "removed by the host"},
-        )
-        assert status == 201
+        # So does one on a case FR holds but does not know it sent to DE.
+        for report_id in (lost[0], later):
+            status, _ = de.post(
+                f"/api/v1/reports/{report_id}/actions",
+                {"code": "content_removed", "reason": "removed by the host"},
+            )
+            assert status == 201
         wait_for(
-            lambda: cli_json(restored, "peers", "show", "de-eco")["actions_on_unknown_cases"],
+            lambda: (
+                len(cli_json(restored, "peers", "show", "de-eco")["actions_on_unknown_cases"]) == 2
+            ),
             timeout=30,
         )
         waiting = cli_json(restored, "peers", "show", "de-eco")["actions_on_unknown_cases"]
-        assert [(a["report_id"], a["code"]) for a in waiting] == [(lost[0], "content_removed")]
+        assert sorted((a["report_id"], a["code"]) for a in waiting) == sorted(
+            [(lost[0], "content_removed"), (later, "content_removed")]
+        )
         text = cli(restored, "peers", "show", "de-eco").stdout
         assert "case not held here" in text
 
@@ -110,7 +122,7 @@ def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
             de, f"SELECT code FROM actions WHERE report_id = '{ours}' AND code = 'received'"
         )
         assert len(received) == 1
-        assert rows(de, "SELECT COUNT(*) FROM reports") == [(len(lost) + 3,)]
+        assert rows(de, "SELECT COUNT(*) FROM reports") == [(len(lost) + 4,)]
     finally:
         again.stop()
         fr.stop()
