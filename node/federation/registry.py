@@ -335,8 +335,8 @@ class PeerRegistry:
             "refused": row.refused,
             # What its key document announces it reads beyond protocol v1.
             "accepts": orjson.loads(row.accepts),
-            # Its actions on cases of ours we do not hold (lost with a restore): kept, not
-            # refused; `reports recover --from` brings the cases back and puts them on.
+            # Its actions on cases of ours we do not hold, or do not know we sent it (lost
+            # with a restore of an older backup): kept, not refused.
             "actions_on_unknown_cases": [
                 dict(a) for a in await rejoin.orphans_from(self.db, node_id)
             ],

@@ -19,8 +19,8 @@ from node.store.db import Database, Tx, run_offline
 # How far the versions of our own cases jump at a restore. A peer may hold versions we made
 # after the backup; the next version must be above them, or the peer keeps its copy and answers
 # `duplicate` (protocol.md §9.7). A version is a decision (an assessment, a trace, a route),
-# so no case gets this many between a backup and its restore; `reports recover` then learns
-# each case's exact number from the peer.
+# so no case gets this many between a backup and its restore. (A case with more would still be
+# answered `duplicate` until it passes the peer's number; the peer's word is not asked for yet.)
 VERSION_GAP = 1000
 
 
