@@ -495,12 +495,13 @@ class Delivery:
         served = self._served.setdefault(peer_id, set())
         covered = sorted(seq for seq in served if seq <= after)
 
-        def acknowledge_txn(conn: Tx) -> None:
+        def acknowledge_txn(conn: Tx) -> int:
             # The cursor, in a request the peer signed, says it committed everything up to
             # `after`: those rows are delivered, as a push answered `accepted` is.
             peer = peer_store.get_txn(conn, peer_id)
             if peer is None:
-                return
+                return after
+            furthest = rejoin.furthest_cursor_txn(conn, peer_id, after)
             # The first cursor since a restore says where the peer stands: numbers it saw
             # are never given to anything else, before anything is acknowledged by them.
             rejoined = rejoin.rejoin_txn(conn, peer_id, after)
@@ -522,7 +523,7 @@ class Delivery:
                 self.inbox.cases.router.sent_despite_cancel_txn(conn, peer_id, late, now)
             acknowledged = peer_outbox.acknowledge_txn(conn, peer_id, up_to=after, at=iso(now))
             if not acknowledged:
-                return
+                return furthest
             # `received` comes from the peer itself, in its signed `received` action (the
             # cursor also moves past frames it refused, which it did not receive).
             _record_delivered(conn, self.node_id, peer, acknowledged, forwarded_at=now)
@@ -538,10 +539,13 @@ class Delivery:
                     "sent": [r.label for r in acknowledged],
                 },
             )
+            return furthest
 
-        await self.db.run(acknowledge_txn)
+        furthest = await self.db.run(acknowledge_txn)
         served.difference_update(covered)
-        rows = await peer_outbox.servable(self.db, peer_id, after=after, limit=limit + 1)
+        rows = await peer_outbox.servable(
+            self.db, peer_id, after=after, limit=limit + 1, again_up_to=furthest
+        )
         page_rows = rows[:limit]
         served.update(row.seq for row in page_rows if row.record_type == peer_outbox.REPORT_TYPE)
         batch = await self._prepare_rows(peer_id, page_rows, now)

@@ -500,6 +500,12 @@ MIGRATIONS: list[str] = [
         peer_id TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
     );
+    -- The furthest cursor each pulling peer has sent us: one behind it means the peer lost
+    -- what it had (it was restored), and gets what was delivered to it again.
+    CREATE TABLE pull_cursor_high (
+        peer_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
     CREATE TABLE orphan_actions (
         id TEXT PRIMARY KEY,
         report_id TEXT NOT NULL,

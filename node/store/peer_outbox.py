@@ -48,14 +48,17 @@ async def pending(db: Database, peer_id: str, *, after: int, limit: int) -> list
     return [_item(row) for row in rows]
 
 
-async def servable(db: Database, peer_id: str, *, after: int, limit: int) -> list[OutboxItem]:
-    """What a pulling peer gets after its cursor `after`: pending items, and items already
-    delivered when the peer asks from behind them (it was restored from a backup and lost
-    them: the cursor is its word for what it holds)."""
+async def servable(
+    db: Database, peer_id: str, *, after: int, limit: int, again_up_to: int
+) -> list[OutboxItem]:
+    """What a pulling peer gets after its cursor `after`: pending items, and the items it was
+    delivered up to `again_up_to`, the furthest cursor it ever sent (a peer asking from behind
+    that lost them: it was restored from a backup; the cursor is its word for what it holds)."""
     rows = await db.fetch_all(
         "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
-        " WHERE peer_id = ? AND state IN ('pending', 'sent') AND seq > ? ORDER BY seq LIMIT ?",
-        (peer_id, after, limit),
+        " WHERE peer_id = ? AND seq > ? AND (state = 'pending' OR (state = 'sent' AND seq <= ?))"
+        " ORDER BY seq LIMIT ?",
+        (peer_id, after, again_up_to, limit),
     )
     return [_item(row) for row in rows]
 

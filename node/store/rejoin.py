@@ -88,6 +88,18 @@ def rejoin_txn(conn: Tx, peer_id: str, cursor: int) -> Rejoined | None:
     return Rejoined(restored, cursor, moved)
 
 
+def furthest_cursor_txn(conn: Tx, peer_id: str, cursor: int) -> int:
+    """The furthest cursor this pulling peer ever sent us, this one included. One behind it
+    means the peer lost what it had applied (it was restored from a backup)."""
+    conn.execute(
+        "INSERT INTO pull_cursor_high (peer_id, seq) VALUES (?, ?) ON CONFLICT (peer_id)"
+        " DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        (peer_id, cursor),
+    )
+    row = conn.execute("SELECT seq FROM pull_cursor_high WHERE peer_id = ?", (peer_id,)).fetchone()
+    return int(row[0]) if row else cursor
+
+
 # actions on cases we no longer hold -----------------------------------------------------------
 @dataclass(frozen=True)
 class OrphanAction:
