@@ -88,3 +88,30 @@ async def test_a_peer_behind_the_backup_changes_no_number(tmp_path: Path) -> Non
         assert await db.run(lambda conn: queue(conn, "e")) == 5
     finally:
         await db.close()
+
+
+async def test_only_a_peer_asking_from_behind_gets_delivered_items_again(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    run_offline(path, peer_txn)
+    run_offline(path, lambda conn: queue(conn, "a", "b", "c", "d"))
+    db = await Database.open(path)
+    try:
+        # DE pulled and acknowledged 1..3 (cursor 3); 4 waits.
+        assert await db.run(lambda conn: rejoin.furthest_cursor_txn(conn, "de-eco", 3)) == 3
+        await db.run(lambda conn: peer_outbox.acknowledge_txn(conn, "de-eco", up_to=3, at=AT))
+
+        async def page(after: int, furthest: int) -> list[int]:
+            found = await peer_outbox.servable(
+                db, "de-eco", after=after, limit=10, again_up_to=furthest
+            )
+            return [item.seq for item in found]
+
+        assert await page(3, 3) == [4]
+        # DE restored, asks from 1: its furthest cursor stays 3; it gets 2 and 3 again.
+        furthest = await db.run(lambda conn: rejoin.furthest_cursor_txn(conn, "de-eco", 1))
+        assert furthest == 3
+        assert await page(1, furthest) == [2, 3, 4]
+        # A peer that never sent a cursor past 0 (switched from push to pull) gets no history.
+        assert await page(0, 0) == [4]
+    finally:
+        await db.close()
