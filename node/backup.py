@@ -25,7 +25,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +35,7 @@ import orjson
 from node.clock import iso, parse_iso
 from node.config import CONFIG_FILE
 from node.errors import NodeError
+from node.store.rejoin import mark_restored
 from node.store.snapshot import DatabaseFacts, SnapshotError, copy_database, inspect_database
 
 FORMAT = "hotline-node-backup/1"
@@ -456,6 +457,7 @@ def list_archive(path: Path) -> Listed:
 class Restored:
     manifest: Manifest
     facts: DatabaseFacts
+    peers: int = 0  # peers marked to be rejoined
 
 
 def refuse_unless_empty(root: Path) -> None:
@@ -487,11 +489,14 @@ def restore(path: Path, root: Path) -> Restored:
             raise BackupRefused(str(exc)) from exc
         if facts.integrity != "ok":
             raise BackupRefused(f"its database fails the integrity check: {facts.integrity}")
+        # Peers saw what this node did after the backup: its first contact with each says
+        # where that peer stands (node.store.rejoin), before anything is numbered again.
+        peers = mark_restored(staging / DATABASE, manifest.node_id, iso(datetime.now(UTC)))
         for entry in sorted(staging.iterdir()):
             os.rename(entry, root / entry.name)
         staging.rmdir()
         _fsync_directory(root)
-        return Restored(manifest, facts)
+        return Restored(manifest, facts, peers)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:

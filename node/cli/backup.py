@@ -163,6 +163,8 @@ async def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
         "next:",
         *[f"  {n}. {step}" for n, step in enumerate(steps, start=1)],
         "cases this node sent or received after the backup was taken are not in it.",
+        f"it rejoins its {restored.peers} peer(s) by itself: numbers continue after theirs, and"
+        " their actions on cases it lost are kept (`peers show PEER`).",
     ]
     ctx.show(
         args,
@@ -172,6 +174,7 @@ async def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
             "taken_at": manifest.taken_at,
             "database": facts.to_dict(),
             "next": steps,
+            "peers_to_rejoin": restored.peers,
         },
         "\n".join(text),
     )

@@ -75,11 +75,16 @@ async def cmd_peers_list(args: argparse.Namespace, ctx: Context) -> int:
 async def cmd_peers_show(args: argparse.Namespace, ctx: Context) -> int:
     async def run(node: Node) -> int:
         peer = await node.registry.describe(args.id)
-        text = fields(peer, [k for k in peer if k != "keys"], ctx.colour)
+        listed = ("keys", "actions_on_unknown_cases")
+        text = fields(peer, [k for k in peer if k not in listed], ctx.colour)
         keys = table(
             peer["keys"], ["purpose", "kid", "not_before", "not_after", "revoked"], ctx.colour
         )
-        ctx.show(args, peer, f"{text}\n\nkeys\n{keys}")
+        text = f"{text}\n\nkeys\n{keys}"
+        if peer["actions_on_unknown_cases"]:
+            kept = table(peer["actions_on_unknown_cases"], ["report_id", "code", "at"], ctx.colour)
+            text += f"\n\nits actions on a case not held here (kept)\n{kept}"
+        ctx.show(args, peer, text)
         return 0
 
     return await ctx.with_node(args, run)

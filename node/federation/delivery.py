@@ -19,7 +19,7 @@ from node.federation.crypto_pool import CryptoPool
 from node.federation.inbox import Inbox
 from node.federation.registry import PeerRegistry
 from node.federation.wakeups import PushRequests
-from node.store import audit, dead_letters, peer_outbox
+from node.store import audit, dead_letters, peer_outbox, rejoin
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
 from node.store.dead_letters import DeadLetter, Direction
@@ -495,18 +495,35 @@ class Delivery:
         served = self._served.setdefault(peer_id, set())
         covered = sorted(seq for seq in served if seq <= after)
 
-        def acknowledge_txn(conn: Tx) -> None:
+        def acknowledge_txn(conn: Tx) -> int:
             # The cursor, in a request the peer signed, says it committed everything up to
             # `after`: those rows are delivered, as a push answered `accepted` is.
             peer = peer_store.get_txn(conn, peer_id)
             if peer is None:
-                return
+                return after
+            furthest = rejoin.furthest_cursor_txn(conn, peer_id, after)
+            # The first cursor since a restore says where the peer stands: numbers it saw
+            # are never given to anything else, before anything is acknowledged by them.
+            rejoined = rejoin.rejoin_txn(conn, peer_id, after)
+            if rejoined is not None:
+                audit.append(
+                    conn,
+                    at=now,
+                    actor="delivery",
+                    event="federation.rejoined",
+                    subject=peer_id,
+                    details={
+                        "restored_seq": rejoined.restored_seq,
+                        "peer_cursor": rejoined.peer_cursor,
+                        "renumbered": rejoined.moved,
+                    },
+                )
             late = peer_outbox.sent_though_cancelled_txn(conn, peer_id, covered, iso(now))
             if late:
                 self.inbox.cases.router.sent_despite_cancel_txn(conn, peer_id, late, now)
             acknowledged = peer_outbox.acknowledge_txn(conn, peer_id, up_to=after, at=iso(now))
             if not acknowledged:
-                return
+                return furthest
             # `received` comes from the peer itself, in its signed `received` action (the
             # cursor also moves past frames it refused, which it did not receive).
             _record_delivered(conn, self.node_id, peer, acknowledged, forwarded_at=now)
@@ -522,10 +539,13 @@ class Delivery:
                     "sent": [r.label for r in acknowledged],
                 },
             )
+            return furthest
 
-        await self.db.run(acknowledge_txn)
+        furthest = await self.db.run(acknowledge_txn)
         served.difference_update(covered)
-        rows = await peer_outbox.pending(self.db, peer_id, after=after, limit=limit + 1)
+        rows = await peer_outbox.servable(
+            self.db, peer_id, after=after, limit=limit + 1, again_up_to=furthest
+        )
         page_rows = rows[:limit]
         served.update(row.seq for row in page_rows if row.record_type == peer_outbox.REPORT_TYPE)
         batch = await self._prepare_rows(peer_id, page_rows, now)

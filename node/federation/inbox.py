@@ -24,12 +24,13 @@ from node.federation.crypto_pool import CryptoPool
 from node.federation.registry import PeerRegistry
 from node.hashes.sharing import HashSetRefused, HashSharing
 from node.hashes.values import HashValue, parse_hash
-from node.store import audit, dead_letters, inbound, peer_outbox
+from node.store import audit, dead_letters, inbound, peer_outbox, rejoin
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
 from node.store.dead_letters import DeadLetter, Direction
 from node.store.inbound import KeptEnvelope, SeenMessage
 from node.store.peer_outbox import Queued
+from node.store.rejoin import OrphanAction
 from node.store.reports import Case, CaseAction, ReportStore, Version
 from node.urls import normalise_url
 from protocol import (
@@ -362,7 +363,7 @@ class Inbox:
             if isinstance(record, Report):
                 result = self._apply_report(conn, sender, record, item.payload, now)
             elif isinstance(record, Action):
-                result = self._apply_action(conn, sender, record, now)
+                result = self._apply_action(conn, sender, record, item.payload, now)
             elif isinstance(record, Withdrawal):
                 result = self._apply_withdrawal(conn, sender, record, now)
             elif isinstance(record, HashSet):
@@ -478,15 +479,23 @@ class Inbox:
             self.cases.router.route_txn(conn, report_id, f"peer:{sender}", force=True)
         return Applied(ItemStatus.ACCEPTED)
 
-    def _apply_action(self, conn: Tx, sender: str, action: Action, now: datetime) -> Applied:
+    def _apply_action(
+        self, conn: Tx, sender: str, action: Action, payload: bytes, now: datetime
+    ) -> Applied:
         """A holder's action on our case, or the origin's on its case that we hold."""
         report_id = str(action.report_id)
         head = ReportStore.head_txn(conn, report_id)
+        if head is None and action.report_origin == self.node_id:
+            return self._keep_orphan(conn, sender, action, payload, now)
         if head is None:
             raise RecordRefused(f"action on report {report_id}, which is not one of ours")
         origin = head.origin
         if origin == self.node_id:
             if sender not in peer_outbox.holders_txn(conn, report_id):
+                if rejoin.was_restored_txn(conn):
+                    # We may have sent it after the backup we were restored from, and lost
+                    # the record of it: kept, not refused for good.
+                    return self._keep_orphan(conn, sender, action, payload, now)
                 raise RecordRefused(f"report {report_id} was never sent to {sender}")
         elif origin != sender:
             raise RecordRefused(
@@ -501,6 +510,37 @@ class Inbox:
             at=now,
             actor=f"peer:{sender}",
             event="action.received",
+            subject=report_id,
+            details={"action": str(action.id), "code": action.code.value},
+        )
+        return Applied(ItemStatus.ACCEPTED)
+
+    def _keep_orphan(
+        self, conn: Tx, sender: str, action: Action, payload: bytes, now: datetime
+    ) -> Applied:
+        """A peer's action on a case of ours that we do not hold, or do not know we sent it:
+        one forwarded after the backup we were restored from. Refusing it would make the peer
+        dead-letter it for good: it is kept apart and shown (`peers show`)."""
+        report_id = str(action.report_id)
+        kept = rejoin.keep_orphan_txn(
+            conn,
+            OrphanAction(
+                str(action.id),
+                report_id,
+                sender,
+                action.code.value,
+                iso(action.at),
+                payload,
+                iso(now),
+            ),
+        )
+        if not kept:
+            return Applied(ItemStatus.DUPLICATE)
+        audit.append(
+            conn,
+            at=now,
+            actor=f"peer:{sender}",
+            event="action.kept_unknown_case",
             subject=report_id,
             details={"action": str(action.id), "code": action.code.value},
         )

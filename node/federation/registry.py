@@ -11,7 +11,7 @@ from keys import KeyDocument, PublicKeySet
 from keys.document import node_id_problem
 from node.clock import Clock, iso
 from node.errors import N_, Conflict, InvalidInput, NotFound
-from node.store import audit, dead_letters, peer_outbox
+from node.store import audit, dead_letters, peer_outbox, rejoin
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
 from node.store.peers import PeerRow
@@ -335,6 +335,11 @@ class PeerRegistry:
             "refused": row.refused,
             # What its key document announces it reads beyond protocol v1.
             "accepts": orjson.loads(row.accepts),
+            # Its actions on cases of ours we do not hold, or do not know we sent it (lost
+            # with a restore of an older backup): kept, not refused.
+            "actions_on_unknown_cases": [
+                dict(a) for a in await rejoin.orphans_from(self.db, node_id)
+            ],
         }
 
 

@@ -232,6 +232,16 @@ def _in_chunks(
         yield sql.format(marks=", ".join("?" for _ in chunk)), (*before, *chunk)
 
 
+def run_offline(path: Path, transaction: Callable[[Tx], T]) -> T:
+    """One transaction on a database file no node serves (a restore marking what it wrote),
+    its schema brought up to date first."""
+    conn = _open_writer(path)
+    try:
+        return _run_transaction(conn, transaction)
+    finally:
+        conn.close()
+
+
 def _run_transaction(conn: sqlite3.Connection, transaction: Callable[[Tx], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:

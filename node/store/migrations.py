@@ -479,4 +479,42 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE peers ADD COLUMN accepts TEXT NOT NULL DEFAULT '[]';
     """,
+    # 16: rejoining after a restore (node.store.rejoin). `peer_rejoin` holds, per peer, the
+    # highest outbox sequence number the restored backup held: numbers above it were given
+    # again after the restore, and a pulling peer that stands beyond it gets them renumbered
+    # after its cursor; `peer_outbox_floor` then keeps new numbers above that cursor.
+    # `orphan_actions` keeps a peer's action on one of our cases we no longer hold (lost with
+    # the restore, or sent to that peer after the backup): taken and shown, not refused.
+    """
+    CREATE TABLE peer_rejoin (
+        peer_id TEXT PRIMARY KEY,
+        outbox_seq INTEGER NOT NULL,
+        restored_at TEXT NOT NULL
+    );
+    -- When this database was restored from a backup (an older state than its peers saw).
+    CREATE TABLE restores (
+        restored_at TEXT NOT NULL
+    );
+    -- A pulling peer's cursor beyond our numbers: nothing new is numbered at or below it.
+    CREATE TABLE peer_outbox_floor (
+        peer_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    -- The furthest cursor each pulling peer has sent us: one behind it means the peer lost
+    -- what it had (it was restored), and gets what was delivered to it again.
+    CREATE TABLE pull_cursor_high (
+        peer_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    CREATE TABLE orphan_actions (
+        id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        code TEXT NOT NULL,
+        at TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE INDEX orphan_actions_report ON orphan_actions(report_id);
+    """,
 ]

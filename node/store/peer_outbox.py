@@ -48,6 +48,21 @@ async def pending(db: Database, peer_id: str, *, after: int, limit: int) -> list
     return [_item(row) for row in rows]
 
 
+async def servable(
+    db: Database, peer_id: str, *, after: int, limit: int, again_up_to: int
+) -> list[OutboxItem]:
+    """What a pulling peer gets after its cursor `after`: pending items, and the items it was
+    delivered up to `again_up_to`, the furthest cursor it ever sent (a peer asking from behind
+    that lost them: it was restored from a backup; the cursor is its word for what it holds)."""
+    rows = await db.fetch_all(
+        "SELECT seq, record_type, record_id, report_id, payload FROM peer_outbox"
+        " WHERE peer_id = ? AND seq > ? AND (state = 'pending' OR (state = 'sent' AND seq <= ?))"
+        " ORDER BY seq LIMIT ?",
+        (peer_id, after, again_up_to, limit),
+    )
+    return [_item(row) for row in rows]
+
+
 async def pending_count(db: Database, peer_id: str) -> int:
     row = await db.fetch_one(
         "SELECT COUNT(*) FROM peer_outbox WHERE peer_id = ? AND state = 'pending'", (peer_id,)
@@ -120,8 +135,11 @@ class Queued(NamedTuple):
 def enqueue_txn(conn: Tx, peer_id: str, items: list[Queued]) -> int:
     """Append records in order to the peer's outbox with consecutive sequence numbers; returns
     the last one."""
+    # Above the peer's cursor too, when a restore put our numbers behind it (node.store.rejoin).
     row = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM peer_outbox WHERE peer_id = ?", (peer_id,)
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM peer_outbox WHERE peer_id = ?), 0),"
+        " COALESCE((SELECT seq FROM peer_outbox_floor WHERE peer_id = ?), 0))",
+        (peer_id, peer_id),
     ).fetchone()
     last = int(row[0]) if row else 0
     conn.executemany(
