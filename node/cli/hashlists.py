@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from node.app import Node
-from node.cli.base import Context, Declare, UsageError
+from node.cli.base import Context, Declare
+from node.cli.imports import refuse_bad_lines
 from node.errors import NodeError
 from node.hashes.listfile import HASH_LIST_FIELDS, REQUIRED, entry_from_row
 from node.hashes.service import ChangeResult, check_list_name
@@ -19,7 +20,6 @@ from node.store.hashlists import ListEntry
 # Entries per writer transaction: large enough to import a million entries in a few minutes,
 # small enough that cases submitted meanwhile wait well under a second for the writer.
 HASH_BATCH = 5_000
-SHOWN_ERRORS = 50
 
 
 def _checked_entries(args: argparse.Namespace, ctx: Context) -> tuple[Path, list[ListEntry]]:
@@ -39,16 +39,7 @@ def _checked_entries(args: argparse.Namespace, ctx: Context) -> tuple[Path, list
             entries.append(entry_from_row(data))
         except NodeError as exc:
             errors.append((line, str(exc)))
-    if errors:
-        errors.sort()
-        for line, reason in errors[:SHOWN_ERRORS]:
-            ctx.note(f"{file.path}:{line}: {reason}")
-        if len(errors) > SHOWN_ERRORS:
-            ctx.note(f"… and {len(errors) - SHOWN_ERRORS} more")
-        raise UsageError(
-            f"{file.path}: {len(errors)} line(s) refused, nothing imported: fix them and run"
-            " the import again"
-        )
+    refuse_bad_lines(ctx, file.path, errors)
     return file.path, entries
 
 

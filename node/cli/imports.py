@@ -50,17 +50,24 @@ def _checked_items(args: argparse.Namespace, ctx: Context) -> tuple[ImportFile, 
             items.append(ImportItem.check(data))
         except NodeError as exc:
             errors.append((line, str(exc)))
-    if errors:
-        errors.sort()
-        for line, reason in errors[:IMPORT_SHOWN_ERRORS]:
-            ctx.note(f"{file.path}:{line}: {reason}")
-        if len(errors) > IMPORT_SHOWN_ERRORS:
-            ctx.note(f"… and {len(errors) - IMPORT_SHOWN_ERRORS} more")
-        raise UsageError(
-            f"{file.path}: {len(errors)} line(s) refused, nothing imported: fix them and run"
-            " the import again"
-        )
+    refuse_bad_lines(ctx, file.path, errors)
     return file, items
+
+
+def refuse_bad_lines(ctx: Context, path: Path, errors: list[tuple[int, str]]) -> None:
+    """Name each refused line (`FILE:LINE: reason`, the first ones) and refuse the whole file:
+    an import writes all of a file or nothing (cases and hash lists alike)."""
+    if not errors:
+        return
+    errors = sorted(errors)
+    for line, reason in errors[:IMPORT_SHOWN_ERRORS]:
+        ctx.note(f"{path}:{line}: {reason}")
+    if len(errors) > IMPORT_SHOWN_ERRORS:
+        ctx.note(f"… and {len(errors) - IMPORT_SHOWN_ERRORS} more")
+    raise UsageError(
+        f"{path}: {len(errors)} line(s) refused, nothing imported: fix them and run"
+        " the import again"
+    )
 
 
 async def _claim(node: Node, file: ImportFile, items: int) -> locks.ImportClaim:

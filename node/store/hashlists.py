@@ -8,8 +8,9 @@ in memory; this module is where they are kept).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from node.hashes.values import PDQ_MIN_QUALITY, HashValue
 from node.store.db import Database, Row, Tx, select_in
@@ -103,6 +104,21 @@ def _hash_list(row: Row) -> HashList:
 
 def _value(alg: str, value: bytes, quality: int | None) -> HashValue:
     return HashValue(HashAlgorithm(alg), bytes(value), quality)
+
+
+def _entry(columns: Sequence[Any]) -> ListEntry:
+    """A list entry from its columns alg, value, quality, category, grade, use, note, source,
+    added_at (in that order)."""
+    alg, value, quality, category, grade, use, note, source, added_at = columns
+    return ListEntry(
+        value=_value(alg, value, quality),
+        category=category,
+        grade=grade,
+        use=use,
+        note=note,
+        source=source,
+        added_at=added_at,
+    )
 
 
 async def all_lists(db: Database) -> list[HashList]:
@@ -225,15 +241,7 @@ def active_entries_txn(conn: Tx, list_id: int | None = None) -> Iterator[tuple[i
     for row in conn.execute(sql + " ORDER BY id", params):
         yield (
             int(row[0]),
-            ListEntry(
-                value=_value(row[1], row[2], row[3]),
-                category=row[4],
-                grade=row[5],
-                use=row[6],
-                note=row[7],
-                source=row[8],
-                added_at=row[9],
-            ),
+            _entry(row[1:10]),
         )
 
 
@@ -331,15 +339,7 @@ async def entries_by_id(
         int(row[0]): (
             str(row[1]),
             str(row[2]),
-            ListEntry(
-                value=_value(row[3], row[4], row[5]),
-                category=row[6],
-                grade=row[7],
-                use=row[8],
-                note=row[9],
-                source=row[10],
-                added_at=row[11],
-            ),
+            _entry(row[3:12]),
         )
         for row in rows
     }
