@@ -179,6 +179,11 @@ class NodeKeys:
         """The key peers should encrypt to now."""
         return _newest_valid(self.encryption, at, self.revoked, KeyPurpose.ENCRYPTION)
 
+    def signing_key(self, kid: str, at: datetime) -> SigningKey:
+        """Our signing key `kid`, if it is unrevoked and valid at `at` (to check a signature of
+        ours that a peer gives back)."""
+        return _usable(self.signing, kid, at, self.revoked)
+
     def decryption_key(self, kid: str, at: datetime) -> EncryptionKey:
         """Our encryption key `kid`, if it is unrevoked and valid at `at`."""
         return _usable(self.encryption, kid, at, self.revoked)

@@ -44,6 +44,7 @@ from node.federation.delivery import Delivery
 from node.federation.inbound import InboundFederation
 from node.federation.inbox import Inbox
 from node.federation.peer_keys import PeerKeyRefresher
+from node.federation.recovery import Recovery
 from node.federation.registry import PeerRegistry
 from node.federation.wakeups import PushRequests
 from node.hashes.service import KnownContent
@@ -99,6 +100,7 @@ class Node:
     reviews: ReviewService
     known: KnownContent
     hash_sharing: HashSharing
+    recovery: Recovery
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -451,6 +453,16 @@ async def open_node(
                 reviews=ReviewService(db, cases, users, four_eyes),
                 known=known,
                 hash_sharing=hash_sharing,
+                recovery=Recovery(
+                    db,
+                    clock,
+                    node_id=config.node_id,
+                    keys=keyring,
+                    registry=registry,
+                    client=client,
+                    inbox=inbox,
+                    cases=cases,
+                ),
             )
         finally:
             tracer.close()

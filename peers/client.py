@@ -22,6 +22,7 @@ from protocol.federation import (
     encode_frame,
 )
 from protocol.httpsig import SignedRequest, sign_request
+from protocol.recovery import RecoveryPage
 
 KEY_DOCUMENT_PATH = "/.well-known/hotline-node"
 MAX_RESPONSE_BYTES = MAX_TRANSACTION_BYTES
@@ -158,6 +159,15 @@ class PeerClient:
             return OutboxPage.model_validate_json(data)
         except ValidationError as exc:
             raise PeerProtocolError(f"malformed outbox page: {exc.errors()[0]['msg']}") from exc
+
+    async def recover(self, endpoint: str, after: int, limit: int) -> RecoveryPage:
+        """The records we gave this peer, as we signed them (we were restored: §13.8)."""
+        query = {"after": str(after), "limit": str(limit)}
+        data = await self._request("GET", endpoint, "/federation/v1/recover", query, b"")
+        try:
+            return RecoveryPage.model_validate_json(data)
+        except ValidationError as exc:
+            raise PeerProtocolError(f"malformed recovery page: {exc.errors()[0]['msg']}") from exc
 
 
 async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:

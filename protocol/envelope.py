@@ -138,6 +138,13 @@ class Opened:
     record: Record
     payload: bytes
     frame: bytes
+    # The sender's signature over header and payload (§6.1): with them, what a receiver keeps
+    # to give the record back to its author, who can check it without our keys (§13.8).
+    signature: bytes = b""
+
+    @property
+    def header_bytes(self) -> bytes:
+        return self.frame[_PREFIX.size : _PREFIX.size + _PREFIX.unpack_from(self.frame)[1]]
 
     @property
     def digest(self) -> str:
@@ -265,6 +272,15 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> ReadFrame:
     sealed = frame[body_start:]
     if len(header_bytes) != header_len:
         raise OpenError(OpenFailure.MALFORMED, "truncated")
+    header = parse_header(header_bytes)
+    if len(sealed) < _SUITES[header.suite][1] + TAG_BYTES + SIGNATURE_BYTES:
+        raise OpenError(OpenFailure.MALFORMED, "truncated")
+    return ReadFrame(header, header_bytes, sealed)
+
+
+def parse_header(header_bytes: bytes) -> Header:
+    """The header these bytes spell, checked (§5): also how a signed record given back by a peer
+    is read (protocol.recovery), with no frame around it."""
     try:
         raw = orjson.loads(header_bytes)
     except orjson.JSONDecodeError as exc:
@@ -277,14 +293,12 @@ def read_header(frame: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> ReadFrame:
     suite = raw.get("suite")
     if not isinstance(suite, str) or suite not in _SUITES:
         raise OpenError(OpenFailure.SUITE, f"suite {suite!r}")
-    if len(sealed) < _SUITES[suite][1] + TAG_BYTES + SIGNATURE_BYTES:
-        raise OpenError(OpenFailure.MALFORMED, "truncated")
     header = _checked_header(raw, suite)
     # Only the canonical form is accepted: no duplicate members, no alternative spellings that
     # another parser of the stored evidence could read differently.
     if orjson.dumps(raw, option=orjson.OPT_SORT_KEYS) != header_bytes:
         raise OpenError(OpenFailure.MALFORMED, "header is not canonical JSON")
-    return ReadFrame(header, header_bytes, sealed)
+    return header
 
 
 _HEADER_FIELDS = frozenset(
@@ -422,7 +436,29 @@ def _open(
         raise OpenError(OpenFailure.PAYLOAD, f"{header.from_} is not the author of this record")
     # Remember only after success: a forger must not be able to burn a real sender's msg_ids.
     replay.remember(header.from_, header.msg_id, created)
-    return Opened(header, record, payload, frame)
+    return Opened(header, record, payload, frame, signature)
+
+
+def unseal_kept(frame: bytes, keys: NodeKeys) -> tuple[bytes, bytes, bytes]:
+    """Header bytes, signature and payload of a frame we accepted earlier and kept, decrypted
+    with our key that it was sealed to, valid when it was sealed (nothing else is checked: it
+    was, when it arrived). OpenError when that key is gone (rotation deletes expired keys)."""
+    header, header_bytes, sealed = read_header(frame)
+    created = from_unix(header.created_at)
+    decryption_key: X25519PrivateKey | MLKEM768X25519PrivateKey
+    try:
+        if header.suite == HYBRID_SUITE:
+            decryption_key = keys.hybrid_decryption_key(header.to_kid, created).private
+        else:
+            decryption_key = keys.decryption_key(header.to_kid, created).private
+        plaintext = _SUITES[header.suite][0].decrypt(
+            sealed, decryption_key, info=hpke_info(header_bytes)
+        )
+    except KeyUnavailableError as exc:
+        raise OpenError(OpenFailure.RECIPIENT_KEY, exc.reason) from exc
+    except Exception as exc:  # a kept frame that no longer opens: opaque, like any other
+        raise OpenError(OpenFailure.DECRYPT, type(exc).__name__) from exc
+    return header_bytes, plaintext[:SIGNATURE_BYTES], plaintext[SIGNATURE_BYTES:]
 
 
 def _must_be_hybrid(header: Header, keys: NodeKeys, sender: PublicKeySet, now: datetime) -> bool:

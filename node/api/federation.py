@@ -1,4 +1,5 @@
-"""The federation API peers call: push a transaction, pull our outbox (signed requests only)."""
+"""The federation API peers call: push a transaction, pull our outbox, ask for the records they
+gave us back (signed requests only)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from node.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from node.federation.inbound import InboundFederation
 from protocol.federation import MAX_TRANSACTION_BYTES, TXN_ID_PATTERN
 from protocol.httpsig import SignedRequest
+from protocol.recovery import MAX_RECOVERY_PAGE
 
 _TXN_ID = re.compile(TXN_ID_PATTERN)
 MAX_PULL = 1000
@@ -61,14 +63,7 @@ async def push_transaction(request: web.Request) -> web.Response:
 
 async def pull_outbox(request: web.Request) -> web.Response:
     inbound = request.app[FEDERATION].inbound
-    after_text = request.query.get("after", "0")
-    limit_text = request.query.get("limit", "100")
-    # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
-    if not (_COUNT.fullmatch(after_text) and _COUNT.fullmatch(limit_text)):
-        raise InvalidInput("after and limit must be non-negative integers")
-    after, limit = int(after_text), int(limit_text)
-    if not 1 <= limit <= MAX_PULL:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PULL}")
+    after, limit = _page(request, default_limit=100, max_limit=MAX_PULL)
     # A pull is a GET: a body is refused before a byte of it is read, and strangers and stale
     # signatures before anything else is done.
     if request.content_length or request.headers.get("Transfer-Encoding"):
@@ -78,9 +73,34 @@ async def pull_outbox(request: web.Request) -> web.Response:
     return json_response(page.model_dump(mode="json"))
 
 
+async def recover_records(request: web.Request) -> web.Response:
+    """A restored peer asks for the records it gave us (protocol.md §13.8)."""
+    inbound = request.app[FEDERATION].inbound
+    after, limit = _page(request, default_limit=MAX_RECOVERY_PAGE, max_limit=MAX_RECOVERY_PAGE)
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        raise MalformedRequest("a recovery request has no body")
+    inbound.check_sender(request.method, request.path, request.headers)
+    page = await inbound.recover(_signed(request, b""), request.headers, after=after, limit=limit)
+    return json_response(page.model_dump(mode="json"))
+
+
+def _page(request: web.Request, *, default_limit: int, max_limit: int) -> tuple[int, int]:
+    """`after` and `limit` of a paged GET, checked."""
+    after_text = request.query.get("after", "0")
+    limit_text = request.query.get("limit", str(default_limit))
+    # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
+    if not (_COUNT.fullmatch(after_text) and _COUNT.fullmatch(limit_text)):
+        raise InvalidInput("after and limit must be non-negative integers")
+    after, limit = int(after_text), int(limit_text)
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput(f"limit must be between 1 and {max_limit}")
+    return after, limit
+
+
 def add_routes(app: web.Application, prefix: str = "") -> None:
     """At the root, and under the endpoint's path too when it has one (with or without a
     proxy that removes it, the node answers)."""
     for base in dict.fromkeys(("", prefix)):
         app.router.add_post(base + "/federation/v1/transactions/{txn_id}", push_transaction)
         app.router.add_get(base + "/federation/v1/outbox", pull_outbox)
+        app.router.add_get(base + "/federation/v1/recover", recover_records)

@@ -82,6 +82,11 @@ class ActionLog:
         """A peer's action, already checked to be about a case it may act on; False if seen."""
         return self._insert(conn, action, now, ActionSource.PEER)
 
+    def recovered_txn(self, conn: Tx, action: Action, *, now: datetime) -> bool:
+        """Our own action, lost in a restore and given back by a peer: recorded, told to nobody
+        (the holders had it then); False if held already."""
+        return self._insert(conn, action, now, ActionSource.RECOVERED)
+
     def _insert(self, conn: Tx, action: Action, now: datetime, source: ActionSource) -> bool:
         report_id = str(action.report_id)
         inserted = ReportStore.insert_action(

@@ -93,12 +93,16 @@ class ActionSource(Enum):
     LOCAL = "local"  # our analyst
     PEER = "peer"  # received from a peer
     CHANNEL = "channel"  # a national channel's outcome, recorded by the dispatcher
+    # Our own, lost in a restore and given back by a peer (protocol.md §13.8): a fact from our
+    # past, recorded whatever the case's status is now, like a peer's.
+    RECOVERED = "recovered"
 
 
 _ACTION_EVENTS = {
     ActionSource.LOCAL: (E.LOCAL_ACTION, E.LOCAL_CLOSING),
     ActionSource.PEER: (E.PEER_ACTION, E.PEER_CLOSING),
     ActionSource.CHANNEL: (E.CHANNEL_OUTCOME, E.CHANNEL_CLOSING),
+    ActionSource.RECOVERED: (E.PEER_ACTION, E.PEER_CLOSING),
 }
 
 

@@ -1,5 +1,5 @@
-"""Cases: submit, assess, act, override, list, show, hashes, review, withdraw, clear (import: its
-own)."""
+"""Cases: submit, assess, act, override, list, show, hashes, review, withdraw, clear, recover
+(import: its own)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from node.cases import CaseStatus
 from node.cases.service import ANALYST_ACTIONS
 from node.cli import imports
 from node.cli.base import REF_HELP, Context, Declare, UsageError, values
+from node.federation.recovery import Recovered
 from node.output import table
 from protocol.records import Category, Tlp, Verdict
 
@@ -290,6 +291,44 @@ async def cmd_reports_clear(args: argparse.Namespace, ctx: Context) -> int:
     return await ctx.with_node(args, run)
 
 
+async def cmd_reports_recover(args: argparse.Namespace, ctx: Context) -> int:
+    def show_progress(done: Recovered) -> None:
+        if ctx.tty and not args.json:
+            ctx.note(
+                f"\r{done.peer}: {done.records} record(s) given back, {done.restored} case(s)"
+                " restored",
+                "",
+            )
+
+    async def run(node: Node) -> int:
+        done = await node.recovery.recover_from(
+            args.peer, actor=ctx.actor(args), progress=show_progress
+        )
+        if ctx.tty and not args.json and done.records:
+            ctx.note("")
+        lines = [
+            f"{done.peer} gave back {done.records} record(s) of ours:"
+            f" {done.restored} case(s) restored, {done.held} still held here,"
+            f" {done.actions} action(s) and withdrawal(s) of ours,"
+            f" {done.peer_actions} action(s) of {done.peer}"
+        ]
+        if done.unverifiable:
+            lines.append(
+                f"{done.unverifiable} record(s) left out: signed with a key this node no longer"
+                " holds (a key rotation after the backup)"
+            )
+        if done.refused:
+            lines.append(
+                f"{done.refused} record(s) refused: not what this node signed (see the server log)"
+            )
+        if done.elsewhere:
+            lines.append(f"{done.elsewhere} record(s) about other hotlines' cases not held here")
+        ctx.show(args, done.as_dict(), "\n".join(lines))
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
 def register(cli: Declare) -> None:
     reports = cli.group("reports", "cases")
     p = cli.command(reports, "submit", cmd_reports_submit, "record a report; prints its id")
@@ -408,3 +447,18 @@ def register(cli: Declare) -> None:
     )
     p.add_argument("id", help=REF_HELP)
     p.add_argument("--reason", help="e.g. who cleared it and how")
+
+    p = cli.command(
+        reports,
+        "recover",
+        cmd_reports_recover,
+        "after restoring an older backup: ask a peer for the records of ours it holds, and"
+        " restore the cases we lost",
+    )
+    p.add_argument(
+        "--from",
+        dest="peer",
+        required=True,
+        metavar="PEER",
+        help="the peer's node id (run it once for each peer we send cases to)",
+    )

@@ -560,6 +560,14 @@ class Delivery:
             more=len(rows) > limit,
         )
 
+    async def seal_now(self, peer_id: str, items: list[OutboxItem]) -> list[bytes]:
+        """These records sealed for the peer now, outside its outbox (a recovery answer gives
+        it our own actions on its cases again); one that cannot be sealed is left out, logged."""
+        batch = await self._prepare_rows(peer_id, items, self.clock.now())
+        for row, reason in batch.unsealable:
+            log.warning("%s for %s left out: %s", row.label, peer_id, reason)
+        return batch.frames
+
     async def pending_peers(self) -> list[str]:
         return await peer_outbox.peers_with_pending(self.db)
 

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from node.clock import Clock, iso
+from node.clock import Clock, iso, parse_iso
 from node.errors import Conflict, MalformedRequest, SignatureRefused, StorageFull
 from node.federation.delivery import Delivery
 from node.federation.inbox import Inbox, cancel_opening
 from node.federation.registry import PeerRegistry
-from node.store import inbound
+from node.store import audit, inbound
 from node.store import peers as peer_store
 from node.store.db import Database, Tx
-from protocol.federation import OutboxPage, TransactionRequest, decode_frame
+from node.store.peer_outbox import OutboxItem
+from node.store.reports import CaseAction, ReportStore
+from protocol import Action, ActionCode, OpenError, record_bytes
+from protocol.envelope import unseal_kept
+from protocol.federation import OutboxPage, TransactionRequest, decode_frame, encode_frame
 from protocol.httpsig import RequestSignatureError, SignedRequest, claimed_sender, verify_request
+from protocol.recovery import (
+    RECOVERABLE_TYPES,
+    RECOVERY_PAGE_BYTES,
+    RecoveredRecord,
+    RecoveryPage,
+    SignedRecord,
+)
 
 log = logging.getLogger("hotline.federation")
 _NONCE = re.compile(r';nonce="([A-Za-z0-9_-]+)"')
@@ -225,6 +237,97 @@ class InboundFederation:
 
         await self.db.run(pull_txn)
         return page
+
+    # recovery -----------------------------------------------------------------------------
+    async def recover(
+        self, request: SignedRequest, headers: Mapping[str, str], *, after: int, limit: int
+    ) -> RecoveryPage:
+        """A peer asks for the records it gave us (it was restored from an older backup): each
+        as it signed it, and our own actions on its cases they are about (protocol.md §13.8).
+        Only its own: the request is signed by it, and we answer with what it sent."""
+        nonce = await self.verified(request, headers)
+        await self.spend(nonce)
+        sender = nonce.sender
+        kept = await inbound.kept_records_of(
+            self.db, sender, after=after, limit=limit + 1, types=RECOVERABLE_TYPES
+        )
+        rows = kept[:limit]
+        records: list[RecoveredRecord] = []
+        size, last = 0, after
+        for row in rows:
+            if size >= RECOVERY_PAGE_BYTES:  # the rest on the next page
+                break
+            signed = self._signed_record(sender, row)
+            if signed is not None:
+                item = signed.to_wire(row.n)
+                size += len(item.header) + len(item.payload) + len(item.signature)
+                records.append(item)
+            last = row.n
+        more = len(kept) > limit or last != (rows[-1].n if rows else after)
+        cases = await ReportStore.originated_by(
+            self.db,
+            sender,
+            list(
+                dict.fromkeys(
+                    row.report_id for row in rows if row.n <= last and row.record_type == "report"
+                )
+            ),
+        )
+        ours = await ReportStore.actions_by(self.db, self.inbox.node_id, cases)
+        frames = await self.delivery.seal_now(
+            sender, [_outbox_item(action, origin=sender) for action in ours]
+        )
+
+        def served_txn(conn: Tx) -> None:
+            peer_store.touched_txn(conn, sender, iso(self.clock.now()))
+            audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=f"peer:{sender}",
+                event="federation.recovery_served",
+                subject=sender,
+                details={"after": after, "records": len(records), "actions": len(frames)},
+            )
+
+        await self.db.run(served_txn)
+        return RecoveryPage(
+            records=records,
+            actions=[encode_frame(frame) for frame in frames],
+            next_after=last,
+            more=more,
+        )
+
+    def _signed_record(self, sender: str, row: inbound.KeptRecord) -> SignedRecord | None:
+        """What `sender` signed, as kept; a frame kept before we kept that is opened again with
+        our key, while we still hold it."""
+        if row.signed is not None:
+            return SignedRecord.from_bytes(row.signed)
+        try:
+            return SignedRecord(*unseal_kept(row.frame, self.inbox.keys()))
+        except OpenError as exc:
+            log.warning(
+                "record %d from %s cannot be given back: %s %s",
+                row.n,
+                sender,
+                exc.reason.value,
+                exc.detail,
+            )
+            return None
+
+
+def _outbox_item(action: CaseAction, *, origin: str) -> OutboxItem:
+    record = Action(
+        id=uuid.UUID(action.id),
+        report_id=uuid.UUID(action.report_id),
+        report_origin=origin,
+        code=ActionCode(action.code),
+        at=parse_iso(action.at),
+        by=action.by_node,
+        analyst=action.analyst,
+        country=action.country or "",
+        reason=action.reason,
+    )
+    return OutboxItem(0, "action", action.id, action.report_id, record_bytes(record))
 
 
 def _replayed(sender: str) -> SignatureRefused:

@@ -53,6 +53,7 @@ from protocol import (
 from protocol.derived import derived_action_id
 from protocol.federation import ItemResult, ItemStatus, TransactionResponse, encode_frame
 from protocol.ids import new_id
+from protocol.recovery import SignedRecord
 
 log = logging.getLogger("hotline.federation")
 # Envelopes per chunk handed from the crypto pool to the write transaction: small enough that
@@ -168,6 +169,24 @@ class Inbox:
 
         cursor, accepted = await self.db.run(apply_pulled_txn)
         return cursor, sorted(pushed), accepted
+
+    # recovery -----------------------------------------------------------------------------
+    async def apply_given_back(self, sender: str, frames: list[bytes]) -> tuple[int, int]:
+        """A holder's own actions on our cases, sealed to us again with the records of ours it
+        gives back (protocol.md §13.8): each opened and applied as if pushed. Only actions; the
+        number accepted and the number refused (each refusal is dead-lettered, with why)."""
+        actions = [frame for frame in frames if _header_type(frame) == "action"]
+        now = self.clock.now()
+        opening = await self.start_opening(sender, actions, now)
+
+        def apply_given_back_txn(conn: Tx) -> tuple[int, int]:
+            digests = [envelope_digest(frame) for frame in actions]
+            applied = self._apply_all(conn, sender, actions, digests, opening, now, via_push=True)
+            accepted = sum(1 for item in applied if item.status is ItemStatus.ACCEPTED)
+            refused = sum(1 for item in applied if item.status is ItemStatus.REJECTED)
+            return accepted, refused + len(frames) - len(actions)
+
+        return await self.db.run(apply_given_back_txn)
 
     # opening ------------------------------------------------------------------------------
     async def start_opening(self, sender: str, frames: list[bytes], now: datetime) -> Opening:
@@ -289,7 +308,7 @@ class Inbox:
                             continue
                         refs.add(record.local_ref)
                         known.add(report_id)
-                        batch.add(item, record, report_id, url_key, frame, digest)
+                        batch.add(item, record, report_id, url_key, digest)
                         results.append(
                             Applied(ItemStatus.ACCEPTED, pushed_to=None if via_push else sender)
                         )
@@ -379,21 +398,8 @@ class Inbox:
                 if isinstance(record, HashSet)
                 else str(getattr(record, "report_id", getattr(record, "id", "")))
             )
-            # The exact bytes received are kept as evidence (non-repudiation).
             inbound.keep_envelopes_txn(
-                conn,
-                [
-                    KeptEnvelope(
-                        digest,
-                        sender,
-                        item.header.msg_id,
-                        record.type,
-                        str(record.id),
-                        report_id,
-                        iso(now),
-                        frame,
-                    )
-                ],
+                conn, [_kept(item, digest, sender, report_id=report_id, stamp=iso(now))]
             )
         return result
 
@@ -452,7 +458,7 @@ class Inbox:
         except CaseStateError as exc:
             raise RecordRefused(str(exc)) from exc
         ReportStore.set_version_txn(
-            conn, _received_case(report_id, report, sender, url_key, _evidence(report), iso(now))
+            conn, case_of_report(report_id, report, url_key, report_evidence(report), iso(now))
         )
         ReportStore.insert_version(conn, Version(report_id, report.seq, payload, iso(now)))
         # Hashes the origin added since: kept with those it sent before (none is removed).
@@ -635,16 +641,13 @@ class _NewReports:
         report: Report,
         report_id: str,
         url_key: str,
-        frame: bytes,
         digest: str,
     ) -> None:
         stamp = self.stamp
-        evidence = _evidence(report)
+        evidence = report_evidence(report)
         self.ids.append(report_id)
         self.seen.append(SeenMessage(self.sender, item.header.msg_id, stamp))
-        self.reports.append(
-            _received_case(report_id, report, self.sender, url_key, evidence, stamp)
-        )
+        self.reports.append(case_of_report(report_id, report, url_key, evidence, stamp))
         self.versions.append(Version(report_id, report.seq, item.payload, stamp))
         self.addresses.extend((report_id, a) for a in evidence["addresses"])
         values = received_hashes(report)[0]
@@ -680,19 +683,31 @@ class _NewReports:
             self.outgoing.append(
                 Queued("action", str(action_id), report_id, record_bytes(action), stamp)
             )
-        # The exact bytes received are kept as evidence (non-repudiation).
-        self.envelopes.append(
-            KeptEnvelope(
-                digest,
-                self.sender,
-                item.header.msg_id,
-                "report",
-                report_id,
-                report_id,
-                stamp,
-                frame,
-            )
-        )
+        self.envelopes.append(_kept(item, digest, self.sender, report_id=report_id, stamp=stamp))
+
+
+def _kept(item: Opened, digest: str, sender: str, *, report_id: str, stamp: str) -> KeptEnvelope:
+    """What we keep of an accepted envelope: the exact bytes received, as evidence
+    (non-repudiation), and what its sender signed, to give back to it (protocol.md §13.8)."""
+    signed = SignedRecord(item.header_bytes, item.signature, item.payload)
+    return KeptEnvelope(
+        digest,
+        sender,
+        item.header.msg_id,
+        item.record.type,
+        str(item.record.id),
+        report_id,
+        stamp,
+        item.frame,
+        signed.to_bytes(),
+    )
+
+
+def _header_type(frame: bytes) -> str | None:
+    try:
+        return read_header(frame).header.type
+    except OpenError:
+        return None
 
 
 def cancel_opening(opening: Opening) -> None:
@@ -701,20 +716,28 @@ def cancel_opening(opening: Opening) -> None:
         future.cancel()
 
 
-def _received_case(
-    report_id: str, report: Report, sender: str, url_key: str, evidence: dict[str, Any], stamp: str
+def case_of_report(
+    report_id: str,
+    report: Report,
+    url_key: str,
+    evidence: dict[str, Any],
+    stamp: str,
+    *,
+    source: str = "peer",
+    status: CaseStatus = CaseStatus.RECEIVED,
 ) -> Case:
-    """A peer's case as this version of its report gives it (new here, or updated)."""
+    """A case as this version of its report gives it: a peer's (new here, or updated), or one
+    of ours given back by a peer after a restore (`source`, `status`)."""
     assessment = report.assessment
     return Case(
         id=report_id,
-        origin=sender,
+        origin=report.origin,
         local_ref=report.local_ref,
         seq=report.seq,
         url=report.url,
         url_key=url_key,
-        source="peer",
-        status=CaseStatus.RECEIVED.value,
+        source=source,
+        status=status.value,
         verdict=assessment.verdict.value,
         category=assessment.category.value,
         legal_basis=assessment.legal_basis,
@@ -771,7 +794,8 @@ def received_hashes(report: Report) -> tuple[list[HashValue], list[str]]:
     return values, problems
 
 
-def _evidence(report: Report) -> dict[str, Any]:
+def report_evidence(report: Report, source: str = "origin") -> dict[str, Any]:
+    """The hosting evidence a report carries, as a case keeps it (`source`: who traced it)."""
     hosting = report.hosting
     contact = abuse_contact(hosting.abuse_contact)
     errors = []
@@ -786,6 +810,6 @@ def _evidence(report: Report) -> dict[str, Any]:
         "abuse_contact": contact,
         "cdn": hosting.cdn,
         "traced_at": iso(hosting.traced_at) if hosting.traced_at else None,
-        "source": "origin",
+        "source": source,
         "errors": errors,
     }

@@ -10,7 +10,7 @@ _SEEN_SQL = "SELECT msg_id FROM inbox_seen WHERE sender = ? AND msg_id IN ({mark
 _INSERT_SEEN = "INSERT OR IGNORE INTO inbox_seen (sender, msg_id, created_at) VALUES (?, ?, ?)"
 _INSERT_ENVELOPE = (
     "INSERT INTO inbox_envelopes (digest, sender, msg_id, record_type, record_id,"
-    " report_id, received_at, frame) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " report_id, received_at, frame, signed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ANSWER_SQL = "SELECT response FROM inbound_transactions WHERE sender = ? AND txn_id = ?"
 
@@ -34,6 +34,9 @@ class KeptEnvelope(NamedTuple):
     report_id: str
     received_at: str
     frame: bytes
+    # Header, signature and payload as the sender signed them (protocol.recovery.SignedRecord),
+    # what we give back to that sender if it asks for its records (a restored node).
+    signed: bytes | None = None
 
 
 # message ids (replay) -------------------------------------------------------------------------
@@ -58,6 +61,34 @@ def mark_seen_many_txn(conn: Tx, messages: list[SeenMessage]) -> None:
 # evidence ---------------------------------------------------------------------------------
 def keep_envelopes_txn(conn: Tx, envelopes: list[KeptEnvelope]) -> None:
     conn.executemany(_INSERT_ENVELOPE, envelopes)
+
+
+class KeptRecord(NamedTuple):
+    """A record a sender gave us, as kept: to give back to that sender (protocol.md §13.8)."""
+
+    n: int  # its arrival number here: pages of a recovery follow it
+    record_type: str
+    report_id: str
+    frame: bytes
+    signed: bytes | None  # None for what arrived before we kept it (migration 17)
+
+
+async def kept_records_of(
+    db: Database, sender: str, *, after: int, limit: int, types: tuple[str, ...]
+) -> list[KeptRecord]:
+    """Up to `limit` records of these types that `sender` gave us after arrival number `after`,
+    in arrival order. Read along the table's own order (no index on the sender: a recovery is
+    rare, and each record we take should not pay for one)."""
+    marks = ", ".join("?" for _ in types)
+    rows = await db.fetch_all(
+        "SELECT id, record_type, report_id, frame, signed FROM inbox_envelopes"  # noqa: S608
+        f" WHERE id > ? AND sender = ? AND record_type IN ({marks}) ORDER BY id LIMIT ?",
+        (after, sender, *types, limit),
+    )
+    return [
+        KeptRecord(int(r[0]), r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]))
+        for r in rows
+    ]
 
 
 # answers to pushed transactions ---------------------------------------------------------------

@@ -517,4 +517,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX orphan_actions_report ON orphan_actions(report_id);
     """,
+    # 17: what a peer signed, kept in the clear beside its sealed frame: the header, signature
+    # and payload of each record accepted (protocol.md §13.8), so that a peer restored from a
+    # backup can ask for its records back and check them with its own keys. The sealed frame
+    # alone cannot serve: it opens only with our encryption key, which rotation deletes.
+    """
+    ALTER TABLE inbox_envelopes ADD COLUMN signed BLOB;
+    """,
 ]

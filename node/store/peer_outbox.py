@@ -164,6 +164,28 @@ def enqueue_one_txn(
     return enqueue_txn(conn, peer_id, [Queued(record_type, record_id, report_id, payload, at)])
 
 
+def hold_txn(
+    conn: Tx, *, peer_id: str, report_id: str, payload: bytes, sent_at: str, at: str
+) -> int:
+    """A version of our case that the peer holds, which we lost in a restore and learned back
+    from it: recorded as delivered (not sent again), numbered after the rest so that no number
+    is given twice, and it makes the peer a holder (`holders_txn`)."""
+    seq = enqueue_one_txn(
+        conn,
+        peer_id=peer_id,
+        record_type=REPORT_TYPE,
+        record_id=report_id,
+        report_id=report_id,
+        payload=payload,
+        at=at,
+    )
+    conn.execute(
+        "UPDATE peer_outbox SET state = 'sent', sent_at = ? WHERE peer_id = ? AND seq = ?",
+        (sent_at, peer_id, seq),
+    )
+    return seq
+
+
 def enqueue_for_peers_txn(
     conn: Tx,
     peers: list[str],

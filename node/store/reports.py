@@ -334,6 +334,29 @@ class ReportStore:
         return None if row is None else CaseHead(row[0], row[1], int(row[2]))
 
     @staticmethod
+    async def originated_by(db: Database, origin: str, report_ids: list[str]) -> list[str]:
+        """Those of these cases that `origin` made, in the order given."""
+        sql = "SELECT id FROM reports WHERE origin = ? AND id IN ({marks})"
+        held = {row[0] for row in await db.fetch_in(sql, report_ids, origin)}
+        return [report_id for report_id in report_ids if report_id in held]
+
+    @staticmethod
+    async def actions_by(db: Database, node_id: str, report_ids: list[str]) -> list[CaseAction]:
+        """The actions `node_id` took on these cases (withdrawal entries left out: a
+        withdrawal is the origin's record), oldest first."""
+        sql = (
+            f"SELECT {', '.join(_ACTION_COLUMNS)} FROM actions"  # noqa: S608 - fixed columns
+            " WHERE by_node = ? AND code != 'withdrawn' AND report_id IN ({marks})"
+        )
+        rows = await db.fetch_in(sql, report_ids, node_id)
+        return sorted((CaseAction(*row) for row in rows), key=lambda a: (a.at, a.id))
+
+    @staticmethod
+    def raise_seq_txn(conn: Tx, report_id: str, seq: int) -> None:
+        """A version of our case numbered `seq` is held by a peer: our next one goes above it."""
+        conn.execute("UPDATE reports SET seq = MAX(seq, ?) WHERE id = ?", (seq, report_id))
+
+    @staticmethod
     def existing_ids(conn: Tx, report_ids: list[str]) -> set[str]:
         """Those of these case ids that are stored."""
         sql = "SELECT id FROM reports WHERE id IN ({marks})"

@@ -438,13 +438,15 @@ async def pair(
         yield Pair(fr, de)
 
 
-async def signed_get(sender: LiveNode, target_url: str, path: str, query: str) -> tuple[int, Any]:
+async def signed_get(
+    sender: LiveNode, target_url: str, path: str, query: str, nonce: str = "nonce-pull-0123456789"
+) -> tuple[int, Any]:
     request = SignedRequest("GET", target_url.removeprefix("http://"), path, f"?{query}", b"")
     headers = sign_request(
         request,
         node_id=sender.node_id,
         key=sender.node.keyring.current.current_signing(START),
-        nonce="nonce-pull-0123456789",
+        nonce=nonce,
         now=sender.node.clock.now(),
     )
     async with (
@@ -477,6 +479,15 @@ async def test_federation_and_peer_administration_match_the_schemas(pair: Pair) 
     assert status == 200, page
     check_response("GET", "/federation/v1/outbox", status, "application/json", page)
     assert len(page["envelopes"]) == 1
+
+    # FR, restored from a backup, asks for its records back: its report as it signed it, and
+    # DE's own actions on it (received, removed), sealed to FR.
+    status, given = await signed_get(
+        pair.fr, pair.de.url, "/federation/v1/recover", "after=0", nonce="nonce-recover-0123456"
+    )
+    assert status == 200, given
+    check_response("GET", "/federation/v1/recover", status, "application/json", given)
+    assert [len(given["records"]), len(given["actions"]), given["more"]] == [1, 2, False]
 
     async with aiohttp.ClientSession(base_url=pair.de.url) as session:
         listed = await exchange(
