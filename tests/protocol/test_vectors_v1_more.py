@@ -28,7 +28,16 @@ from protocol.httpsig import (
 )
 from protocol.receipts import check_receipt
 from protocol.records import ActionCode
-from tests.protocol.test_vectors import NODES, VectorDirectory, at, hexbytes, node_keys, window
+from protocol.recovery import RecoveryPage, RecoveryRefused, SignedRecord, check_own_record
+from tests.protocol.test_vectors import (
+    ENVELOPES,
+    NODES,
+    VectorDirectory,
+    at,
+    hexbytes,
+    node_keys,
+    window,
+)
 from tests.vectors import more
 
 TRANSPORT: dict[str, Any] = json.loads(more.TRANSPORT_PATH.read_text(encoding="utf-8"))
@@ -95,6 +104,70 @@ def test_the_stored_answer_carries_a_receipt_that_matches_it() -> None:
     receipt = check_receipt(answer, stored["txn_id"], opened.record)
     assert isinstance(receipt, Receipt)
     assert receipt.by == stored["receiver"]
+
+
+# --- recovery --------------------------------------------------------------------------------
+
+
+def test_the_recovery_page_gives_back_what_the_report_frame_signed() -> None:
+    """From the files alone: the page's record is the header, signature and payload of the
+    `report` envelope of envelope-v1.json, stored as §13.8 says, and its author accepts it."""
+    vector = TRANSPORT["recovery"]
+    report = next(e for e in ENVELOPES if e["name"] == "report")
+    assert vector["report_frame_digest"] == report["frame_sha256"]
+    page = RecoveryPage.model_validate(vector["page"])
+    [item] = page.records
+    header, signature, payload = (
+        b64url_decode(item.header),
+        b64url_decode(item.signature),
+        b64url_decode(item.payload),
+    )
+    assert header.hex() == report["header_hex"]
+    assert signature.hex() == report["signature_hex"]
+    assert payload.hex() == report["payload_hex"]
+    stored = hexbytes(vector["stored_hex"])
+    assert stored == len(header).to_bytes(2, "big") + header + signature + payload
+    assert SignedRecord.from_bytes(stored) == SignedRecord(header, signature, payload)
+    assert vector["signed_bytes_hex"] == report["signed_bytes_hex"]
+    own = check_own_record(
+        SignedRecord(header, signature, payload),
+        node_id=vector["asker"],
+        holder=vector["holder"],
+        keys=node_keys(NODES[vector["asker"]]),
+    )
+    assert own.record.type == "report"
+    # The holder cannot change a byte of it, nor give it to another asker as its own.
+    with pytest.raises(RecoveryRefused) as altered:
+        check_own_record(
+            SignedRecord(header, signature, payload.replace(b"csam", b"hate")),
+            node_id=vector["asker"],
+            holder=vector["holder"],
+            keys=node_keys(NODES[vector["asker"]]),
+        )
+    assert altered.value.forged
+    with pytest.raises(RecoveryRefused):
+        check_own_record(
+            SignedRecord(header, signature, payload),
+            node_id=vector["holder"],
+            holder=vector["holder"],
+            keys=node_keys(NODES[vector["holder"]]),
+        )
+
+
+def test_the_recovery_request_is_signed_like_every_federation_request() -> None:
+    request = TRANSPORT["recovery"]["request"]
+    assert request["path"] == "/federation/v1/recover"
+    signed = SignedRequest(
+        request["method"], request["authority"], request["path"], request["query"], b""
+    )
+    sender = verify_request(
+        signed,
+        request["headers"],
+        peers=VectorDirectory(),
+        nonces=MemoryNonceGuard(),
+        now=at(request["created"]),
+    )
+    assert sender == TRANSPORT["recovery"]["asker"]
 
 
 # --- derived action ids ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The vectors for protocol.md v1's transport and hybrid suite: transport-v1.json, hybrid-v1.json.
 
 transport-v1.json: request signatures (an empty-body GET, a POST to an endpoint with a path),
-the stored answer to a push (a retry gets these bytes again), and the derived action ids.
+the stored answer to a push (a retry gets these bytes again), a recovery page (a restored node
+given its own record back), and the derived action ids.
 hybrid-v1.json: hybrid keys, a key document advertising the suite, a hybrid frame with every
 deterministic intermediate value, and frames that must be refused.
 """
@@ -29,10 +30,11 @@ from protocol.derived import (
     derived_action_id,
     derived_name,
 )
-from protocol.envelope import ENCRYPTION_LABEL, MAGIC
+from protocol.envelope import ENCRYPTION_LABEL, MAGIC, signed_bytes, unseal_kept
 from protocol.federation import ItemResult, ItemStatus, TransactionResponse, encode_frame
 from protocol.httpsig import SignedRequest, sign_request
 from protocol.records import ActionCode
+from protocol.recovery import RecoveryPage, SignedRecord, check_own_record
 from tests.vectors import generate as g
 
 TRANSPORT_PATH = g.ROOT / "tests" / "vectors" / "transport-v1.json"
@@ -166,12 +168,48 @@ def transport_vectors() -> dict[str, Any]:
             "receipt_digest": hashlib.sha256(receipt_frame).hexdigest(),
             "receipt_opens_at": g.unix(RECEIPT_CREATED),
         },
+        "recovery": _recovery_vector(keys, report_frame),
         "derived_action_ids": {
             "forwarded_namespace": str(FORWARDED_NAMESPACE),
             "received_namespace": str(RECEIVED_NAMESPACE),
             "name": "UTF-8 of '<report id, lowercase hyphenated>/<node id of the peer>'",
             "ids": derived,
         },
+    }
+
+
+def _recovery_vector(keys: dict[str, NodeKeys], report_frame: bytes) -> dict[str, Any]:
+    """de-eco gives fr-pointdecontact back the `report` it received from it (§13.8)."""
+    header, signature, payload = unseal_kept(report_frame, keys[g.DE])
+    kept = SignedRecord(header, signature, payload)
+    page = RecoveryPage(records=[kept.to_wire(1)], actions=[], next_after=1, more=False)
+    # The vector must be what the asker accepts: checked here, with its own keys.
+    check_own_record(kept, node_id=g.FR, holder=g.DE, keys=keys[g.FR])
+    return {
+        "description": (
+            "fr-pointdecontact, restored from an older backup, asks de-eco for its records back "
+            "(GET below). de-eco kept, for the `report` frame of envelope-v1.json, the header, "
+            "signature and payload fr-pointdecontact signed (stored_hex: uint16 header length, "
+            "header, signature, payload), and answers this page (no action of its own on the "
+            "report yet). fr-pointdecontact checks the signature with its own signing key: "
+            "signed_bytes is exactly what the report frame's signature covers."
+        ),
+        "asker": g.FR,
+        "holder": g.DE,
+        "request": _signed_request(
+            keys[g.FR],
+            "GET",
+            "node.eco.example",
+            "/federation/v1/recover",
+            "?after=0&limit=200",
+            b"",
+            "vector-nonce-recover-01",
+        ),
+        "report_frame_digest": _digest(report_frame),
+        "stored_hex": kept.to_bytes().hex(),
+        "signed_bytes_hex": signed_bytes(header, payload).hex(),
+        "signer_kid": read_header(report_frame).header.from_kid,
+        "page": page.model_dump(mode="json"),
     }
 
 
