@@ -46,6 +46,9 @@ from protocol.recovery import (
 )
 
 log = logging.getLogger("hotline.federation")
+# A case's source when a peer gave it back (the peer it came from is in its timeline: the
+# `forwarded` action, and the audit log's `report.recovered`).
+RECOVERED_SOURCE = "recovered"
 
 
 @dataclass
@@ -226,7 +229,7 @@ class Recovery:
             url_key,
             report_evidence(report, source="recovered"),
             iso(report.received_at),
-            source=f"recovered:{peer.node_id}",
+            source=RECOVERED_SOURCE,
             status=status,
         )
         admit_txn(conn, [case])

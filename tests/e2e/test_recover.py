@@ -77,6 +77,7 @@ def test_lost_cases_come_back_from_the_peer_with_their_timelines(
         result = cli(restored, "reports", "recover", "--from", "de-eco")
         assert "3 case(s) restored" in result.stdout, result.stdout
         assert again.report(removed)["status"] == "closed"  # type: ignore[index]
+        assert again.report(removed)["source"] == "recovered"  # type: ignore[index]
         assert again.report(withdrawn)["status"] == "withdrawn"  # type: ignore[index]
         assert again.report(updated)["status"] == "routed"  # type: ignore[index]
         assert again.report(updated)["assessment"]["legal_basis"] == "second look"  # type: ignore[index]
