@@ -6,9 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from keys import NodeKeys, PublicKeySet, build_key_document
+from keys import NodeKeys, PublicKeySet, SigningKey, build_key_document
+from keys.document import to_unix
 from protocol import Report
+from protocol.envelope import Header, signed_bytes
 from protocol.records import Assessment, ContentHash, Hosting, HostingAddress
+from protocol.recovery import SignedRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -99,3 +102,29 @@ def sample_report(origin: str = "fr-pointdecontact", report_id: UUID | None = No
         tlp="amber",
         notes="Reported by the public; gallery of 12 images, confirmed by two analysts.",
     )
+
+
+def signed_record(
+    payload: bytes,
+    *,
+    record_type: str,
+    sender: str,
+    signing_key: SigningKey,
+    to: str,
+    to_kid: str = "A" * 43,
+    created: datetime = NOW,
+) -> SignedRecord:
+    """What a holder keeps of a record: a header as `seal` writes it and a signature over it
+    and `payload` by `signing_key` (any header, to build the records a holder could forge)."""
+    header = Header(
+        v=1,
+        suite="hpke-base-x25519-sha256-aes256gcm",
+        from_=sender,
+        from_kid=signing_key.kid,
+        to=to,
+        to_kid=to_kid,
+        msg_id=str(uuid4()),
+        created_at=to_unix(created),
+        type=record_type,  # type: ignore[arg-type]
+    ).to_bytes()
+    return SignedRecord(header, signing_key.private.sign(signed_bytes(header, payload)), payload)
