@@ -851,6 +851,12 @@ async def test_pull_dead_letters_a_poisoned_record_and_applies_the_rest(
         cursor = await de.node.db.fetch_one("SELECT after_seq FROM pull_cursors")
         assert cursor is not None
         assert cursor["after_seq"] == 2  # past the poisoned record too: it is not pulled again
+        # A pull has no per-item answer (protocol.md §11, §13.5): the cursor acknowledges the
+        # refused record too, and the server counts both delivered.
+        states = await fr.node.db.fetch_all(
+            "SELECT state FROM peer_outbox WHERE peer_id = 'de-eco' ORDER BY seq"
+        )
+        assert [r["state"] for r in states] == ["sent", "sent"]
 
 
 async def test_the_pull_job_survives_a_peer_serving_a_poisoned_page(
