@@ -112,7 +112,9 @@ class KeyDocument(BaseModel):
 
     @property
     def advertised_suites(self) -> frozenset[str]:
-        return frozenset(self.suites or (CLASSIC_SUITE,))
+        # Every node accepts the classic suite (protocol.md §3.2): a `suites` that leaves it
+        # out is read as if it listed it, not refused.
+        return frozenset(self.suites or ()) | {CLASSIC_SUITE}
 
     @property
     def accepted(self) -> frozenset[str]:

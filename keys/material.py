@@ -198,11 +198,19 @@ class NodeKeys:
 
     def requires_hybrid(self, classic_kid: str) -> bool:
         """Whether a sender that knows our classic key `classic_kid` also knew a hybrid key of
-        ours: one was published with it or before it (rotation makes both together)."""
+        ours: an unrevoked one whose window holds the classic key's (rotation makes both
+        together), so every document that listed the classic key listed it too
+        (protocol.md §6.3 rule 2(c)). A revoked hybrid key does not count: documents issued
+        after its revocation list the classic key without it."""
         for key in self.encryption:
             if key.kid == classic_kid:
-                start = key.validity.not_before
-                return any(h.validity.not_before <= start for h in self.hybrid)
+                window = key.validity
+                return any(
+                    h.kid not in self.revoked
+                    and h.validity.not_before <= window.not_before
+                    and h.validity.not_after >= window.not_after
+                    for h in self.hybrid
+                )
         return False
 
     def rotate(

@@ -445,7 +445,8 @@ class Inbox:
             raise RecordRefused(f"report {report_id} is not one we hold")
         if head.origin != sender:
             raise RecordRefused(f"report {report_id} belongs to {head.origin}")
-        if head.seq >= report.seq:
+        if head.seq >= report.seq or head.status == CaseStatus.WITHDRAWN:
+            # A withdrawal is a tombstone (protocol.md §9.7): a later version adds nothing.
             return Applied(ItemStatus.DUPLICATE)
         try:
             url_key = normalise_url(report.url)
@@ -489,6 +490,7 @@ class Inbox:
         self, conn: Tx, sender: str, action: Action, payload: bytes, now: datetime
     ) -> Applied:
         """A holder's action on our case, or the origin's on its case that we hold."""
+        _check_derived_id(action)
         report_id = str(action.report_id)
         head = ReportStore.head_txn(conn, report_id)
         if head is None and action.report_origin == self.node_id:
@@ -701,6 +703,17 @@ def _kept(item: Opened, digest: str, sender: str, *, report_id: str, stamp: str)
         item.frame,
         signed.to_bytes(),
     )
+
+
+def _check_derived_id(action: Action) -> None:
+    """`received` travels only under its derived id, so that every copy of the fact is one
+    action; `forwarded` never travels: each end records its own (protocol.md §9.8, §9.9)."""
+    if action.code is ActionCode.FORWARDED:
+        raise RecordRefused("forwarded actions are recorded by each end, never sent")
+    if action.code is ActionCode.RECEIVED:
+        derived = derived_action_id(ActionCode.RECEIVED, action.report_id, action.by)
+        if action.id != derived:
+            raise RecordRefused(f"received action {action.id} is not under its id {derived}")
 
 
 def _header_type(frame: bytes) -> str | None:

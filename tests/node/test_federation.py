@@ -772,8 +772,42 @@ async def test_a_request_signed_with_a_rotated_key_makes_the_receiver_fetch_it_o
     # On-demand fetches are limited: a forged request naming unknown keys cannot make FR
     # hammer the peer's endpoint.
     assert await pair.fr.node.admin.refresh_peer("de-eco") is False
+    # The scheduled refresh of every peer is not limited, and does not count.
+    assert await pair.fr.node.admin.refresh_keys() == {"de-eco": "refreshed"}
+    assert await pair.fr.node.admin.refresh_peer("de-eco") is False
     clock.advance(timedelta(minutes=2))
     assert await pair.fr.node.admin.refresh_peer("de-eco") is True
+
+
+async def test_a_401_from_the_key_fetch_limit_holds_the_records_until_it_passes(
+    pair: Pair, clock: ManualClock
+) -> None:
+    """§13.6: the first on-demand fetch counts toward the once-a-minute limit; a request
+    refused (401) because the limit stopped a second fetch is not final: the sender holds its
+    records, dead-letters nothing, and they go once the minute has passed."""
+    report_id = await forward_case(pair)
+    for n in range(2):
+        clock.advance(timedelta(seconds=10))
+        pair.de.node.keyring.rotate(clock.now())
+        await pair.de.node.cases.record_action(
+            report_id, code="notice_sent", reason=f"notice {n}", actor="a"
+        )
+        delivered = await pair.de.node.delivery.push("fr-pdc", force=True)
+        if n == 0:  # FR fetches DE's document once: the first rotation is taken
+            assert (delivered.error, delivered.sent) == (None, 1)
+    assert delivered.sent == 0
+    assert delivered.error is not None
+    assert "401" in delivered.error
+    states = await pair.de.node.db.fetch_all(
+        "SELECT state FROM peer_outbox WHERE peer_id = 'fr-pdc' AND record_type = 'action'"
+    )
+    assert sorted(r["state"] for r in states) == ["pending", "sent"]
+    assert await pair.de.node.db.fetch_all("SELECT id FROM dead_letters") == []
+    clock.advance(timedelta(minutes=1))
+    delivered = await pair.de.node.delivery.push("fr-pdc", force=True)
+    assert (delivered.error, delivered.sent) == (None, 1)
+    reasons = [a["reason"] for a in (await pair.fr.node.cases.show(report_id))["actions"]]
+    assert {"notice 0", "notice 1"} <= set(reasons)
 
 
 # --- poisoned items fail alone (issue 12) ---------------------------------------------------
@@ -817,6 +851,12 @@ async def test_pull_dead_letters_a_poisoned_record_and_applies_the_rest(
         cursor = await de.node.db.fetch_one("SELECT after_seq FROM pull_cursors")
         assert cursor is not None
         assert cursor["after_seq"] == 2  # past the poisoned record too: it is not pulled again
+        # A pull has no per-item answer (protocol.md §11, §13.5): the cursor acknowledges the
+        # refused record too, and the server counts both delivered.
+        states = await fr.node.db.fetch_all(
+            "SELECT state FROM peer_outbox WHERE peer_id = 'de-eco' ORDER BY seq"
+        )
+        assert [r["state"] for r in states] == ["sent", "sent"]
 
 
 async def test_the_pull_job_survives_a_peer_serving_a_poisoned_page(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from keys import load_keys, save_keys
 from keys.document import CLASSIC_SUITE, HYBRID_SUITE
 from node.clock import ManualClock
-from protocol import Action, ActionCode, read_header, record_bytes, seal
+from protocol import Action, ActionCode, Report, Withdrawal, read_header, record_bytes, seal
 from protocol.derived import derived_action_id
 from protocol.envelope import MAGIC, hpke_info, signed_bytes
 from protocol.federation import TransactionResponse, decode_frame, encode_frame
@@ -209,6 +209,113 @@ async def test_a_received_action_from_a_pushed_peer_is_a_duplicate(pair: Pair) -
     assert [r["status"] for r in answer["results"]] == ["duplicate"]  # type: ignore[attr-defined]
     actions = (await pair.fr.node.cases.show(report_id))["actions"]
     assert [a["code"] for a in actions].count("received") == 1
+
+
+def _action_frame(sender: LiveNode, to: LiveNode, action: Action) -> bytes:
+    public = sender.node.registry.keys_for(to.node_id)
+    assert public is not None
+    kid, key = public.sealing_key(START)
+    return seal(
+        action,
+        sender=sender.node_id,
+        signing_key=sender.node.keyring.current.current_signing(START),
+        recipient=to.node_id,
+        recipient_kid=kid,
+        recipient_key=key,
+        msg_id=uuid.uuid4(),
+        now=START,
+    )
+
+
+async def test_received_without_its_derived_id_and_forwarded_are_refused(pair: Pair) -> None:
+    """§9.8: a `received` action travels only under its derived id, and `forwarded` never
+    travels; anything else would show the fact twice in the origin's timeline."""
+    report_id = await forward_case(pair)
+    minted = Action(
+        id=uuid.uuid4(),
+        report_id=uuid.UUID(report_id),
+        report_origin="fr-pdc",
+        code=ActionCode.RECEIVED,
+        at=START,
+        by="de-eco",
+        country="DE",
+    )
+    forwarded = minted.model_copy(
+        update={
+            "id": derived_action_id(ActionCode.FORWARDED, report_id, "de-eco"),
+            "code": ActionCode.FORWARDED,
+        }
+    )
+    frames = [_action_frame(pair.de, pair.fr, a) for a in (minted, forwarded)]
+    status, answer, _, _ = await signed_push(pair.de, pair.fr.url, "txn-received-2", frames)
+    assert status == 200
+    results: list[dict[str, str]] = answer["results"]  # type: ignore[assignment]
+    assert [r["status"] for r in results] == ["rejected", "rejected"]
+    derived = derived_action_id(ActionCode.RECEIVED, report_id, "de-eco")
+    assert results[0]["error"] == f"received action {minted.id} is not under its id {derived}"
+    assert results[1]["error"] == "forwarded actions are recorded by each end, never sent"
+    codes = [a["code"] for a in (await pair.fr.node.cases.show(report_id))["actions"]]
+    assert codes.count("received") == 1
+    assert codes.count("forwarded") == 1
+
+
+async def test_a_later_version_of_a_withdrawn_report_is_a_duplicate(pair: Pair) -> None:
+    """§9.7: the withdrawal is a tombstone; a version after it adds nothing."""
+    report = sample_report(pair.fr.node_id)
+    withdrawal = Withdrawal(
+        id=uuid.uuid4(), report_id=report.id, origin="fr-pdc", at=START, reason="mistake"
+    )
+    later = report.model_copy(update={"seq": 2, "notes": "after the withdrawal"})
+    frames = [_hand_sealed(pair, r) for r in (report, withdrawal, later)]
+    results = await _push(pair, "txn-withdrawn-v2", frames)
+    assert [r["status"] for r in results] == ["accepted", "accepted", "duplicate"]
+    [row] = await pair.de.node.db.fetch_all("SELECT seq, status FROM reports")
+    assert (row["seq"], row["status"]) == (1, "withdrawn")
+    versions = await pair.de.node.db.fetch_all("SELECT seq FROM report_versions")
+    assert [v["seq"] for v in versions] == [1]
+
+
+async def test_a_relayed_frame_is_rejected_with_the_relay_named(pair: Pair) -> None:
+    """§13.3: a frame whose `from` is not the peer that signed the request is refused before
+    it is opened, and the error names both."""
+    relayed = _hand_frame(pair.fr, pair.de, {"from": "it-hotline"}, record_bytes(_report(pair)))
+    results = await _push(pair, "txn-relayed-1", [relayed])
+    assert results[0]["status"] == "rejected"
+    assert results[0]["error"] == "envelope from it-hotline relayed by fr-pdc"
+
+
+async def test_a_padded_frame_makes_the_whole_body_malformed(pair: Pair) -> None:
+    """§13.3: a frame in a body is unpadded base64url; `=` padding (or any other spelling) is
+    a malformed body, answered 400, and nothing of the transaction is applied."""
+    frames = [_sealed_report(pair), _sealed_report(pair)]
+    padded = encode_frame(frames[1]) + "=" * (-len(encode_frame(frames[1])) % 4 or 4)
+    body = orjson.dumps({"envelopes": [encode_frame(frames[0]), padded]})
+    path = "/federation/v1/transactions/txn-padded-1"
+    headers = signed_headers(pair.fr, pair.de.url.removeprefix("http://"), path, body, "n" * 24)
+    status, answer = await raw_post(pair.de.url + path, body, headers)
+    assert status == 400
+    assert str(answer["type"]).endswith("malformed-request")
+    assert await pair.de.node.db.fetch_all("SELECT id FROM reports") == []
+
+
+def _report(pair: Pair) -> Report:
+    return sample_report(pair.fr.node_id)
+
+
+def _hand_sealed(pair: Pair, record: Report | Withdrawal) -> bytes:
+    public = pair.fr.node.registry.keys_for(pair.de.node_id)
+    assert public is not None
+    kid, key = public.sealing_key(START)
+    return seal(
+        record,
+        sender=pair.fr.node_id,
+        signing_key=pair.fr.node.keyring.current.current_signing(START),
+        recipient=pair.de.node_id,
+        recipient_kid=kid,
+        recipient_key=key,
+        msg_id=uuid.uuid4(),
+        now=START,
+    )
 
 
 # --- pull acknowledgement (§13.5) --------------------------------------------------------------

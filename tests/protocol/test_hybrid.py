@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from uuid import uuid4
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from keys import (
     KeyDocumentError,
@@ -18,7 +20,8 @@ from keys import (
     verify_key_document,
 )
 from keys.document import CLASSIC_SUITE, HYBRID_SUITE, KEY_DOCUMENT_LABEL
-from keys.thumbprint import b64url
+from keys.material import Validity
+from keys.thumbprint import b64url, b64url_decode
 from protocol import MemoryReplayGuard, Opened, OpenError, OpenFailure, open_envelope, read_header
 from protocol import seal as seal_record
 from protocol.envelope import MAGIC
@@ -95,6 +98,52 @@ def test_classic_to_a_key_older_than_our_first_hybrid_key_is_accepted() -> None:
     )
     assert de.keys.offers_hybrid(NOW)
     assert _open(frame, de, fr).header.suite == CLASSIC_SUITE
+
+
+def _classic_to(kid: str, key: X25519PublicKey, sender: HotlineNode, to: str) -> bytes:
+    return seal_record(
+        sample_report(sender.node_id),
+        sender=sender.node_id,
+        signing_key=sender.keys.current_signing(NOW),
+        recipient=to,
+        recipient_kid=kid,
+        recipient_key=key,
+        msg_id=uuid4(),
+        now=NOW,
+    )
+
+
+def test_a_revoked_hybrid_key_does_not_make_its_classic_key_hybrid_only() -> None:
+    """§6.3 2(c): de-eco revoked the hybrid key published with its classic key, then rotated.
+    A sender that fetched the document between the two saw that classic key with no hybrid key:
+    sealing to it in the classic suite is no downgrade, during the whole overlap."""
+    fr = make_node("fr-pdc", "FR", hybrid=True)
+    de = make_node("de-eco", "DE", NOW - timedelta(days=10), hybrid=True)
+    de.keys = de.keys.revoke(de.keys.hybrid[0].kid)
+    between = de.public()
+    assert not between.advertises_hybrid  # the document between lists no hybrid key
+    de.keys = de.keys.rotate(NOW - timedelta(days=1))
+    assert de.keys.offers_hybrid(NOW)  # (a) holds again
+    kid, key = between.encryption_key(NOW)
+    assert _open(_classic_to(kid, key, fr, "de-eco"), de, fr).header.suite == CLASSIC_SUITE
+    # The classic key of the rotation was published with the new hybrid key: downgrade.
+    kid, key = de.public().encryption_key(NOW)
+    with pytest.raises(OpenError) as refused:
+        _open(_classic_to(kid, key, fr, "de-eco"), de, fr)
+    assert refused.value.reason is OpenFailure.DOWNGRADE
+
+
+def test_a_hybrid_key_whose_window_does_not_hold_the_classic_keys_does_not_count() -> None:
+    """§6.3 2(c): only a hybrid key listed in every document that listed the classic key
+    counts, i.e. unrevoked and valid over the classic key's whole window."""
+    de = make_node("de-eco", "DE", hybrid=True)
+    classic = de.keys.encryption[0]
+    assert de.keys.requires_hybrid(classic.kid)
+    hybrid = de.keys.hybrid[0]
+    shorter = Validity(hybrid.validity.not_before, classic.validity.not_after - timedelta(days=1))
+    assert not replace(de.keys, hybrid=[replace(hybrid, validity=shorter)]).requires_hybrid(
+        classic.kid
+    )
 
 
 def test_the_suite_cannot_be_swapped_in_the_header() -> None:
@@ -185,3 +234,66 @@ def test_the_order_of_keys_in_a_document_does_not_matter() -> None:
     assert forward.sealing_key(NOW)[0] == backward.sealing_key(NOW)[0]
     assert forward.encryption_key(NOW)[0] == backward.encryption_key(NOW)[0]
     assert forward.hybrid.keys() == backward.hybrid.keys()
+
+
+def test_suites_and_hybrid_keys_that_disagree_are_read_by_one_rule() -> None:
+    """§3.2: the hybrid suite is used only when `suites` lists it and a usable hybrid key is
+    published; the classic suite is always accepted, listed or not; nothing here refuses."""
+    node = make_node("de-eco", "DE", hybrid=True)
+    fingerprint = node.keys.fingerprint
+    classic_kid, hybrid_kid = node.keys.encryption[0].kid, node.keys.hybrid[0].kid
+
+    def read(change: Mapping[str, object]) -> PublicKeySet:
+        document = verify_key_document(_wire(node, change), pinned_fingerprint=fingerprint)
+        return PublicKeySet.from_document(document)
+
+    # The hybrid suite listed, no hybrid key: classic.
+    no_keys = read({"suites": [CLASSIC_SUITE, HYBRID_SUITE], "hybrid_keys": []})
+    assert no_keys.sealing_key(NOW)[0] == classic_kid
+    # Hybrid keys published, the suite not listed: the keys are not used.
+    unlisted = read({"suites": [CLASSIC_SUITE]})
+    assert not unlisted.advertises_hybrid
+    assert unlisted.sealing_key(NOW)[0] == classic_kid
+    # `suites` without the classic suite: read as if it listed it.
+    hybrid_only = read({"suites": [HYBRID_SUITE]})
+    assert hybrid_only.suites == {CLASSIC_SUITE, HYBRID_SUITE}
+    assert hybrid_only.sealing_key(NOW)[0] == hybrid_kid
+    assert read({"suites": [HYBRID_SUITE], "hybrid_keys": []}).sealing_key(NOW)[0] == classic_kid
+
+
+def test_null_optional_members_of_a_key_document_mean_absent() -> None:
+    """The schema allows `null` for `suites`, `hybrid_keys` and `accepts`: a reader takes it
+    as the member's absence (§3.2); the reference writer never writes it."""
+    node = make_node("de-eco", "DE", hybrid=True)
+    nulls = {"suites": None, "hybrid_keys": None, "accepts": None}
+    wire = _wire(node, nulls)
+    document = verify_key_document(wire, pinned_fingerprint=node.keys.fingerprint)
+    assert (document.suites, document.hybrid_keys, document.accepts) == (None, None, None)
+    public = PublicKeySet.from_document(document)
+    assert public.suites == {CLASSIC_SUITE}
+    assert public.sealing_key(NOW)[0] == node.keys.encryption[0].kid
+    assert document.accepted == frozenset()
+    written = orjson.loads(_wire(node))
+    body = orjson.loads(b64url_decode(written["document"]))
+    assert None not in body.values()
+
+
+def test_the_suite_comes_from_the_newest_document_and_the_hybrid_key_from_the_merged_set() -> None:
+    """§3.4/§6.3 rule 1: `suites` is the newest document's; the hybrid key, like every key, is
+    the newest usable one of all documents merged (a key a newer document leaves out stays
+    usable until it expires or is revoked)."""
+    node = make_node("de-eco", "DE", hybrid=True)
+    fingerprint = node.keys.fingerprint
+    hybrid_kid = node.keys.hybrid[0].kid
+
+    def read(change: Mapping[str, object]) -> PublicKeySet:
+        document = verify_key_document(_wire(node, change), pinned_fingerprint=fingerprint)
+        return PublicKeySet.from_document(document)
+
+    earlier = read({})
+    newer_without_the_key = read({"hybrid_keys": []})
+    assert earlier.merged_with(newer_without_the_key).sealing_key(NOW)[0] == hybrid_kid
+    newer_without_the_suite = read({"suites": [CLASSIC_SUITE]})
+    merged = earlier.merged_with(newer_without_the_suite)
+    assert hybrid_kid in merged.hybrid
+    assert merged.sealing_key(NOW)[0] == node.keys.encryption[0].kid

@@ -10,14 +10,17 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keys import NodeKeys, PublicKeySet, verify_key_document
 from keys.material import HybridKey
 from keys.thumbprint import b64url, b64url_decode
 from protocol import MemoryReplayGuard, OpenError, Receipt, open_envelope, read_header
 from protocol.derived import derived_action_id
+from protocol.envelope import MAGIC
 from protocol.federation import TransactionResponse, decode_frame
 from protocol.httpsig import (
     MemoryNonceGuard,
@@ -38,7 +41,7 @@ from tests.protocol.test_vectors import (
     node_keys,
     window,
 )
-from tests.vectors import more
+from tests.vectors import more, rfc9180, xwing
 
 TRANSPORT: dict[str, Any] = json.loads(more.TRANSPORT_PATH.read_text(encoding="utf-8"))
 HYBRID: dict[str, Any] = json.loads(more.HYBRID_PATH.read_text(encoding="utf-8"))
@@ -194,8 +197,10 @@ def test_derived_action_ids(entry: dict[str, Any]) -> None:
 
 
 def _hybrid(entry: dict[str, Any]) -> HybridKey:
-    mlkem = MLKEM768PrivateKey.from_seed_bytes(hexbytes(entry["mlkem768_seed_hex"]))
-    x25519 = X25519PrivateKey.from_private_bytes(hexbytes(entry["x25519_private_hex"]))
+    """From the 32-byte seed, expanded as protocol.md §6.3 says: SHAKE256(seed, 96)."""
+    expanded = hashlib.shake_256(hexbytes(entry["seed_hex"])).digest(96)
+    mlkem = MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    x25519 = X25519PrivateKey.from_private_bytes(expanded[64:])
     return HybridKey.of(mlkem, x25519, window(entry))
 
 
@@ -215,6 +220,31 @@ class _HybridDirectory:
 
     def keys_for(self, node_id: str) -> PublicKeySet | None:
         return self.sets.get(node_id)
+
+
+@pytest.mark.parametrize("node", HYBRID["nodes"], ids=lambda n: n["node_id"])
+def test_hybrid_private_keys_are_given_as_the_seed_and_as_its_two_halves(
+    node: dict[str, Any],
+) -> None:
+    """A library that takes the 32-byte X-Wing seed and one that takes ML-KEM's 64-byte seed
+    d ‖ z and an X25519 key get the same key from the file."""
+    entry = node["hybrid_key"]
+    seed = hexbytes(entry["seed_hex"])
+    assert len(seed) == 32
+    label = f"hotline-node/v1 test vector hybrid {node['node_id']} seed"
+    assert seed == hashlib.sha256(label.encode()).digest()
+    assert entry["seed_rule"] == f"SHA-256('{label}')"
+    expanded = hashlib.shake_256(seed).digest(96)
+    assert expanded.hex() == entry["expanded_hex"]
+    assert expanded[:64].hex() == entry["mlkem768_seed_hex"]
+    assert expanded[64:].hex() == entry["x25519_private_hex"]
+    from_halves = HybridKey.of(
+        MLKEM768PrivateKey.from_seed_bytes(hexbytes(entry["mlkem768_seed_hex"])),
+        X25519PrivateKey.from_private_bytes(hexbytes(entry["x25519_private_hex"])),
+        window(entry),
+    )
+    assert from_halves.public_raw.hex() == entry["public_hex"]
+    assert from_halves.public_raw[1184:].hex() == entry["x25519_public_hex"]
 
 
 @pytest.mark.parametrize("node", HYBRID["nodes"], ids=lambda n: n["node_id"])
@@ -269,3 +299,63 @@ def test_hybrid_negative_vectors_are_refused(vector: dict[str, Any]) -> None:
             now=at(vector["now"]),
         )
     assert refused.value.reason.value == vector["expected_reason"]
+
+
+def test_the_xwing_combiner_written_out_is_what_the_library_computes() -> None:
+    """protocol.md §6.3, by hand with hashlib, ML-KEM-768 and X25519 alone: the shared secret
+    of the library's frame is SHA3-256(ss_M ‖ ss_X ‖ ct_X ‖ pk_X ‖ "\\.//^\\"), and RFC 9180's
+    key schedule over it (suite id HPKE 0x647A 0x0001 0x0002) opens the frame."""
+    envelope = HYBRID["envelope"]
+    recipient = _hybrid_keys(envelope["to"]).hybrid[0]
+    read = read_header(hexbytes(envelope["frame_hex"]))
+    enc, ciphertext = read.sealed[:1120], read.sealed[1120:]
+    ct_m, ct_x = enc[:1088], enc[1088:]
+    assert (ct_m.hex(), ct_x.hex()) == (envelope["ct_mlkem_hex"], envelope["ct_x25519_hex"])
+    ss_m = recipient.mlkem.decapsulate(ct_m)
+    ss_x = recipient.x25519.exchange(X25519PublicKey.from_public_bytes(ct_x))
+    pk_x = recipient.public_raw[1184:]
+    label = bytes([0x5C, 0x2E, 0x2F, 0x2F, 0x5E, 0x5C])
+    assert label == b"\\.//^\\"
+    assert label.hex() == HYBRID["constants"]["xwing"]["label_hex"]
+    shared_secret = hashlib.sha3_256(ss_m + ss_x + ct_x + pk_x + label).digest()
+    assert ss_m.hex() == envelope["ss_mlkem_hex"]
+    assert ss_x.hex() == envelope["ss_x25519_hex"]
+    assert shared_secret.hex() == envelope["shared_secret_hex"]
+    suite_id = b"HPKE" + bytes.fromhex("647a00010002")
+    context = rfc9180.key_schedule(enc, shared_secret, hexbytes(envelope["info_hex"]), suite_id)
+    assert context.key_schedule_context.hex() == envelope["key_schedule_context_hex"]
+    assert (context.key.hex(), context.base_nonce.hex()) == (
+        envelope["key_hex"],
+        envelope["base_nonce_hex"],
+    )
+    plaintext = AESGCM(context.key).decrypt(context.base_nonce, ciphertext, b"")
+    assert plaintext == hexbytes(envelope["signature_hex"]) + hexbytes(envelope["payload_hex"])
+    # A wrong combiner (the label first, as early drafts had it) does not open the frame.
+    other = hashlib.sha3_256(label + ss_m + ss_x + ct_x + pk_x).digest()
+    wrong = rfc9180.key_schedule(enc, other, hexbytes(envelope["info_hex"]), suite_id)
+    with pytest.raises(InvalidTag):
+        AESGCM(wrong.key).decrypt(wrong.base_nonce, ciphertext, b"")
+
+
+def test_a_frame_sealed_with_the_xwing_formula_by_hand_opens_with_the_library() -> None:
+    """The other way: sealed by tests/vectors/xwing.py, opened by the reference (cryptography)."""
+    envelope = HYBRID["envelope"]
+    header = hexbytes(envelope["header_hex"])
+    plaintext = hexbytes(envelope["signature_hex"]) + hexbytes(envelope["payload_hex"])
+    recipient = _hybrid_keys(envelope["to"])
+    sealed = xwing.seal_base(
+        recipient.hybrid[0].public_raw,
+        hexbytes(envelope["info_hex"]),
+        plaintext,
+        X25519PrivateKey.generate(),
+    )
+    frame = MAGIC + len(header).to_bytes(2, "big") + header + sealed
+    opened = open_envelope(
+        frame,
+        recipient=envelope["to"],
+        keys=recipient,
+        peers=_HybridDirectory(),
+        replay=MemoryReplayGuard(),
+        now=at(envelope["opens_at"]),
+    )
+    assert opened.payload.hex() == envelope["payload_hex"]

@@ -36,6 +36,7 @@ from protocol.httpsig import SignedRequest, sign_request
 from protocol.records import ActionCode
 from protocol.recovery import RecoveryPage, SignedRecord, check_own_record
 from tests.vectors import generate as g
+from tests.vectors import xwing
 
 TRANSPORT_PATH = g.ROOT / "tests" / "vectors" / "transport-v1.json"
 HYBRID_PATH = g.ROOT / "tests" / "vectors" / "hybrid-v1.json"
@@ -216,10 +217,15 @@ def _recovery_vector(keys: dict[str, NodeKeys], report_frame: bytes) -> dict[str
 # --- hybrid ---------------------------------------------------------------------------------
 
 
+def _hybrid_seed(node_id: str) -> bytes:
+    """The 32-byte X-Wing private key (seed) of a node's test hybrid key (protocol.md §6.3)."""
+    return hashlib.sha256(f"hotline-node/v1 test vector hybrid {node_id} seed".encode()).digest()
+
+
 def _hybrid_key(node_id: str) -> HybridKey:
-    label = f"hotline-node/v1 test vector hybrid {node_id} ".encode()
-    mlkem = MLKEM768PrivateKey.from_seed_bytes(hashlib.sha512(label + b"mlkem").digest())
-    x25519 = X25519PrivateKey.from_private_bytes(hashlib.sha256(label + b"x25519").digest())
+    mlkem_seed, x25519_private = xwing.expand_seed(_hybrid_seed(node_id))
+    mlkem = MLKEM768PrivateKey.from_seed_bytes(mlkem_seed)
+    x25519 = X25519PrivateKey.from_private_bytes(x25519_private)
     return HybridKey.of(mlkem, x25519, Validity(g.NOT_BEFORE, g.NOT_AFTER))
 
 
@@ -290,6 +296,31 @@ def _hybrid_frame(keys: dict[str, NodeKeys], previous: dict[str, Any] | None) ->
     return frame
 
 
+def _kem_values(
+    recipient: HybridKey, header: bytes, sealed: bytes, plaintext: bytes
+) -> dict[str, str]:
+    """Every value of the frame's KEM and key schedule, computed by hand (tests/vectors/xwing.py)
+    from the recipient's key: the frame was sealed by the library, so its opening here shows
+    that the formula of protocol.md §6.3 is the library's."""
+    enc = sealed[:1120]
+    kem = xwing.decapsulate(enc, recipient.mlkem, recipient.x25519)
+    context, opened = xwing.open_base(
+        sealed, recipient.mlkem, recipient.x25519, ENCRYPTION_LABEL + header
+    )
+    if opened != plaintext:
+        raise AssertionError("the hand-written X-Wing key schedule does not open the frame")
+    return {
+        "ct_mlkem_hex": enc[:1088].hex(),
+        "ct_x25519_hex": enc[1088:].hex(),
+        "ss_mlkem_hex": kem.ss_mlkem.hex(),
+        "ss_x25519_hex": kem.ss_x25519.hex(),
+        "shared_secret_hex": kem.shared_secret.hex(),
+        "key_schedule_context_hex": context.key_schedule_context.hex(),
+        "key_hex": context.key.hex(),
+        "base_nonce_hex": context.base_nonce.hex(),
+    }
+
+
 def _previous() -> dict[str, Any] | None:
     if not HYBRID_PATH.exists():
         return None
@@ -303,7 +334,6 @@ def hybrid_vectors() -> dict[str, Any]:
     nodes = []
     for node_id in (g.FR, g.DE):
         hybrid = keys[node_id].hybrid[0]
-        label = f"hotline-node/v1 test vector hybrid {node_id} "
         country, endpoint = next((c, e) for n, c, e, *_ in g.NODES if n == node_id)
         document = build_key_document(
             keys[node_id],
@@ -318,10 +348,12 @@ def hybrid_vectors() -> dict[str, Any]:
             {
                 "node_id": node_id,
                 "hybrid_key": {
+                    "seed_hex": _hybrid_seed(node_id).hex(),
+                    "seed_rule": f"SHA-256('hotline-node/v1 test vector hybrid {node_id} seed')",
+                    "expanded_hex": hashlib.shake_256(_hybrid_seed(node_id)).digest(96).hex(),
                     "mlkem768_seed_hex": hybrid.mlkem.private_bytes_raw().hex(),
-                    "mlkem768_seed_rule": f"SHA-512('{label}mlkem')",
                     "x25519_private_hex": hybrid.x25519.private_bytes_raw().hex(),
-                    "x25519_private_rule": f"SHA-256('{label}x25519')",
+                    "x25519_public_hex": hybrid.public_raw[xwing.MLKEM_PUBLIC_BYTES :].hex(),
                     "public_hex": hybrid.public_raw.hex(),
                     "public_b64url": b64url(hybrid.public_raw),
                     "kid": hybrid.kid,
@@ -342,6 +374,7 @@ def hybrid_vectors() -> dict[str, Any]:
     signed = g.signed_bytes(read.header_bytes, payload)
     signature = keys[g.FR].signing[0].private.sign(signed)
     enc_length = 1120
+    kem = _kem_values(keys[g.DE].hybrid[0], read.header_bytes, read.sealed, signature + payload)
     envelope = {
         "name": "report-hybrid",
         "from": g.FR,
@@ -355,6 +388,7 @@ def hybrid_vectors() -> dict[str, Any]:
         "info_hex": (ENCRYPTION_LABEL + read.header_bytes).hex(),
         "enc_hex": read.sealed[:enc_length].hex(),
         "enc_length": enc_length,
+        **kem,
         "frame_hex": frame.hex(),
         "frame_length": len(frame),
         "frame_sha256": hashlib.sha256(frame).hexdigest(),
@@ -379,13 +413,23 @@ def hybrid_vectors() -> dict[str, Any]:
         "description": (
             "hotline-node protocol v1 hybrid suite vectors (docs/protocol.md §6.3). Keys are "
             "those of envelope-v1.json plus one hybrid key per node (published test keys). "
-            "The frame's enc is random (ML-KEM encapsulation); everything else is exact. "
+            "The frame's enc is random (ML-KEM encapsulation); everything else is exact, and "
+            "every KEM and key-schedule value of the frame is given (ss_mlkem ... base_nonce). "
             "To check: derive the hybrid keys, kids and documents; open the frame as de-eco "
             "at opens_at with fr-pointdecontact's document; refuse the negative frames."
         ),
         "constants": {
             "suites": [CLASSIC_SUITE, HYBRID_SUITE],
             "hpke": {"kem_id": 0x647A, "kdf_id": 0x0001, "aead_id": 0x0002, "enc_length": 1120},
+            "xwing": {
+                "private_key": "seed: 32 bytes; SHAKE256(seed, 96) = ML-KEM-768 seed d ‖ z (64) "
+                "‖ X25519 private key (32)",
+                "public_key": "ML-KEM-768 encapsulation key (1184) ‖ X25519 public key (32)",
+                "enc": "ML-KEM-768 ciphertext ct_M (1088) ‖ ephemeral X25519 public key ct_X (32)",
+                "shared_secret": "SHA3-256(ss_M ‖ ss_X ‖ ct_X ‖ pk_X ‖ label)",
+                "label_hex": xwing.XWING_LABEL.hex(),
+                "hpke_suite_id_hex": xwing.HPKE_SUITE_ID.hex(),
+            },
             "hybrid_kid": "b64url(SHA-256(canonical JSON of "
             '{"alg":"MLKEM768-X25519","kty":"AKP","pub":"<b64url(public key)>"}))',
         },

@@ -73,17 +73,21 @@ def _shared_secret(dh: bytes, enc: bytes, recipient_public: bytes) -> bytes:
     return labeled_expand(KEM_SUITE_ID, eae_prk, b"shared_secret", enc + recipient_public, N_SECRET)
 
 
-def _key_schedule(enc: bytes, shared_secret: bytes, info: bytes) -> Context:
-    psk_id_hash = labeled_extract(HPKE_SUITE_ID, b"", b"psk_id_hash", b"")
-    info_hash = labeled_extract(HPKE_SUITE_ID, b"", b"info_hash", info)
+def key_schedule(
+    enc: bytes, shared_secret: bytes, info: bytes, suite_id: bytes = HPKE_SUITE_ID
+) -> Context:
+    """RFC 9180 §5.1 KeySchedule in base mode, for any KEM: `suite_id` names it (the hybrid
+    suite's KEM hands its shared secret over as it is, tests/vectors/xwing.py)."""
+    psk_id_hash = labeled_extract(suite_id, b"", b"psk_id_hash", b"")
+    info_hash = labeled_extract(suite_id, b"", b"info_hash", info)
     context = bytes([MODE_BASE]) + psk_id_hash + info_hash
-    secret = labeled_extract(HPKE_SUITE_ID, shared_secret, b"secret", b"")
+    secret = labeled_extract(suite_id, shared_secret, b"secret", b"")
     return Context(
         enc=enc,
         shared_secret=shared_secret,
         key_schedule_context=context,
-        key=labeled_expand(HPKE_SUITE_ID, secret, b"key", context, N_K),
-        base_nonce=labeled_expand(HPKE_SUITE_ID, secret, b"base_nonce", context, N_N),
+        key=labeled_expand(suite_id, secret, b"key", context, N_K),
+        base_nonce=labeled_expand(suite_id, secret, b"base_nonce", context, N_N),
     )
 
 
@@ -93,12 +97,12 @@ def setup_base_sender(
     """SetupBaseS with the ephemeral key given (RFC 9180 DeriveKeyPair is not needed)."""
     enc = _raw(ephemeral.public_key())
     dh = ephemeral.exchange(recipient)
-    return _key_schedule(enc, _shared_secret(dh, enc, _raw(recipient)), info)
+    return key_schedule(enc, _shared_secret(dh, enc, _raw(recipient)), info)
 
 
 def setup_base_recipient(enc: bytes, recipient: X25519PrivateKey, info: bytes) -> Context:
     dh = recipient.exchange(X25519PublicKey.from_public_bytes(enc))
-    return _key_schedule(enc, _shared_secret(dh, enc, _raw(recipient.public_key())), info)
+    return key_schedule(enc, _shared_secret(dh, enc, _raw(recipient.public_key())), info)
 
 
 def seal_base(
