@@ -137,3 +137,16 @@ def test_every_refusal_of_the_brief_has_a_vector() -> None:
         "list-expired",
         "rotation-old-keys-only",
     } <= names
+
+
+def test_the_protocol_text_gives_the_labels_and_limits_of_the_library() -> None:
+    text = (generate.ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = text[text.index("## 14. The member directory") : text.index("## Appendix A")]
+    assert ROOT_LABEL.hex() in section
+    assert LIST_LABEL.hex() in section
+    constants = VECTORS["constants"]
+    spaced = section.replace("\u202f", " ").replace("\u00a0", " ")
+    for limit in ("max_root_bytes", "max_list_bytes"):
+        assert f"{constants[limit]:,}".replace(",", " ") in spaced
+    assert f"**{constants['max_signatures']}**" in section
+    assert f"now + {constants['max_clock_skew_seconds']}" in section
