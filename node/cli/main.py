@@ -32,6 +32,7 @@ from node.control import Call, CommandRunner
 from node.datadir import DataDir
 from node.errors import NodeError, StorageFull, is_disk_full
 from node.jurisdiction import JurisdictionError
+from protocol.directory import DirectoryError
 
 EPILOG = """examples:
   hotline-node init --node-id fr-pointdecontact --country FR --endpoint https://hotline.example.fr
@@ -216,7 +217,7 @@ async def run_args(args: argparse.Namespace, ctx: Context) -> int:
     try:
         handler: Command = args.handler
         return await handler(args, ctx)
-    except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
+    except (NodeError, KeysError, JurisdictionError, UsageError, DirectoryError) as exc:
         ctx.note(f"hotline-node: error: {exc}")
         return 1
     except BrokenPipeError:
