@@ -15,12 +15,24 @@ from keys import KeysError
 from node import control, locks
 from node.app import Node
 from node.cli import backup as backups
-from node.cli import channels, hashes, keys, operations, peers, reports, setup, tokens, users
+from node.cli import (
+    channels,
+    directory,
+    hashes,
+    keys,
+    operations,
+    peers,
+    reports,
+    setup,
+    tokens,
+    users,
+)
 from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageError
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
 from node.errors import NodeError, StorageFull, is_disk_full
 from node.jurisdiction import JurisdictionError
+from protocol.directory import DirectoryError
 
 EPILOG = """examples:
   hotline-node init --node-id fr-pointdecontact --country FR --endpoint https://hotline.example.fr
@@ -35,13 +47,34 @@ EPILOG = """examples:
 """
 
 # In the order `hotline-node --help` lists them.
-GROUPS = (setup, tokens, keys, reports, hashes, users, channels, peers, operations, backups)
+GROUPS = (
+    setup,
+    tokens,
+    keys,
+    reports,
+    hashes,
+    users,
+    channels,
+    peers,
+    directory,
+    operations,
+    backups,
+)
 # Commands that never go through a running server: they create or are the server (`restore`
 # makes a new data directory, as `init` does), or they read the caller's own files (`hashes
-# compute`: the server may be another user, and must not open an analyst's files). A group's
+# compute`: the server may be another user, and must not open an analyst's files; the umbrella
+# body's `directory` tools work on a folder of signer keys and need no node). A group's
 # sub-command is named "group sub". A command may also say so itself, by its arguments
 # (`backup --list FILE` reads only an archive): its `runs_here` default.
-LOCAL_COMMANDS = frozenset({"init", "serve", "restore", *(f"hashes {sub}" for sub in hashes.LOCAL)})
+LOCAL_COMMANDS = frozenset(
+    {
+        "init",
+        "serve",
+        "restore",
+        *(f"hashes {sub}" for sub in hashes.LOCAL),
+        *(f"directory {sub}" for sub in directory.LOCAL),
+    }
+)
 # Arguments naming files: made absolute, since the server does not share the caller's directory.
 PATH_ARGUMENTS = ("file", "csv", "key_document", "output")
 
@@ -184,7 +217,7 @@ async def run_args(args: argparse.Namespace, ctx: Context) -> int:
     try:
         handler: Command = args.handler
         return await handler(args, ctx)
-    except (NodeError, KeysError, JurisdictionError, UsageError) as exc:
+    except (NodeError, KeysError, JurisdictionError, UsageError, DirectoryError) as exc:
         ctx.note(f"hotline-node: error: {exc}")
         return 1
     except BrokenPipeError:

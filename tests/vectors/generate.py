@@ -851,11 +851,12 @@ def dump(value: Any) -> str:
 
 
 def outputs() -> dict[Path, str]:
-    from tests.vectors import more  # it builds on this module's nodes and frames
+    from tests.vectors import directory, more  # they build on this module's nodes and frames
 
     files = {VECTORS_PATH: dump(build_vectors())}
     files[more.TRANSPORT_PATH] = dump(more.transport_vectors())
     files[more.HYBRID_PATH] = dump(more.hybrid_vectors())
+    files[directory.DIRECTORY_PATH] = dump(directory.directory_vectors())
     for name, schema in build_schemas().items():
         files[SCHEMAS_DIR / name] = dump(schema)
     return files
