@@ -56,6 +56,9 @@ class Fleet:
             self.set_up(node, True)
             return
 
+    def node(self, node_id: str) -> NodeProcess:
+        return next(node for node in self.nodes if node.node_id == node_id)
+
     def set_up(self, node: NodeProcess, up: bool) -> None:
         with self._lock:
             self._up[node.node_id] = up
@@ -180,7 +183,7 @@ class Driver:
         try:
             status, body = http.post("/api/v1/reports", {"url": case.url, "category": "csam"})
             if status != 201:
-                self._error(f"submit {status}", body)
+                self._error(self.fleet.node(case.origin), f"submit {status}", body)
                 return False
             case.report_id = str(body["id"])
             status, body = http.post(
@@ -194,7 +197,7 @@ class Driver:
         except Lost:
             return False  # uncertain: judged at the end by what its origin holds
         if status != 200:
-            self._error(f"assess {status}", body)
+            self._error(self.fleet.node(case.origin), f"assess {status}", body)
             return False
         case.acknowledged = True
         return True
@@ -221,14 +224,16 @@ class Driver:
         elif status == 404 and item.tries < 30:  # not arrived yet (its origin may be down)
             due.append(_Due(time.monotonic() + 2.0, item.case, item.tries + 1))
         else:  # a case still absent after a minute is counted lost at the end anyway
-            self._error(f"outcome {status}", body)
+            self._error(node, f"outcome {status}", body)
 
-    def _error(self, what: str, body: Any) -> None:
+    def _error(self, node: NodeProcess, what: str, body: Any) -> None:
+        """Counted; the first few of each kind logged with their node and time."""
         with self._lock:
-            first = what not in self.errors
             self.errors[what] += 1
-        if first:
-            self.fleet.log(f"driver: {what}: {str(body)[:200]}")
+            count = self.errors[what]
+        if count <= 5:
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            self.fleet.log(f"driver: {node.node_id} {what}: {str(detail)[:160]}")
 
 
 @dataclass
