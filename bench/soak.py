@@ -66,7 +66,7 @@ from tests.support.nodes import ZONE
 NODES = (("FR", "fr-pdc"), ("DE", "de-eco"), ("US", "us-ncmec"))
 SLOPE_TARGET = 5.0  # MiB/h
 # A node's RSS climbs for its first three minutes or so at 50 cases/s (97 -> 171 MiB, then
-# flat): the store's writer connection filling its page cache, bounded at 64 MiB
+# nearly flat): the store's writer connection filling its page cache, bounded at 64 MiB
 # (`PRAGMA cache_size = -65536`, node/store/db.py). That bounded climb is not a leak.
 WARMUP = 240.0
 

@@ -100,7 +100,10 @@ class Http:
             raise Lost(str(exc)) from exc
         if response.will_close:
             self.close()
-        return response.status, json.loads(data or b"null")
+        try:
+            return response.status, json.loads(data or b"null")
+        except ValueError:  # not the API's JSON (a proxy's page, a truncated body): shown as is
+            return response.status, data[:200].decode(errors="replace")
 
     def close(self) -> None:
         if self._conn is not None:
