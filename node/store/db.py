@@ -195,8 +195,11 @@ class Database:
                 raise
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        # Executed and fetched in one call on the reader's thread. Executed in one call and
+        # fetched in the next, a statement stays open in between, and with it the reader's
+        # read transaction: every query other requests queue meanwhile reads its snapshot,
+        # and under load a chain of them kept showing a case just created as absent.
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def fetch_in(self, sql: str, values: list[Any], *before: Any) -> list[aiosqlite.Row]:
         """`select_in` on the reader: `sql` holds one `IN ({marks})`, run in chunks."""
@@ -206,9 +209,10 @@ class Database:
         return rows
 
     async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
-            return row
+        """The first row of a query of one row (a key, a count, LIMIT 1): it reads them all,
+        in one call for the reason `fetch_all` gives."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
 
 # Well below SQLite's limit on bound parameters per statement.

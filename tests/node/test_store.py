@@ -342,6 +342,46 @@ async def test_wal_mode_and_private_files(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+async def test_a_read_sees_every_write_committed_before_it_while_other_reads_overlap(
+    tmp_path: Path,
+) -> None:
+    """The one reader connection serves every request. A statement left open between two of
+    its calls (executed, then fetched in a later one) kept a read transaction open, and the
+    reads queued meanwhile shared its snapshot: under load, a case just created answered 404
+    to the assessment that followed (seen in bench/soak.py, after a peer's outage)."""
+    db = await Database.open(tmp_path / "node.sqlite3")
+    stop = asyncio.Event()
+
+    async def other_requests() -> None:
+        while not stop.is_set():
+            await db.fetch_all("SELECT id FROM tokens ORDER BY id DESC LIMIT 5")
+            await db.fetch_one("SELECT COUNT(*) FROM tokens")
+
+    def insert(token_id: str) -> Callable[[sqlite3.Connection], None]:
+        def txn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO tokens (id, role, name, token_hash, created_at)"
+                " VALUES (?, 'analyst', 'alice', ?, ?)",
+                (token_id, f"hash-{token_id}", iso(START)),
+            )
+
+        return txn
+
+    readers = [asyncio.create_task(other_requests()) for _ in range(8)]
+    try:
+        unseen = []
+        for n in range(200):
+            token_id = f"t{n:04d}"
+            await db.run(insert(token_id))  # committed: the API would answer 201 now
+            if await db.fetch_one("SELECT id FROM tokens WHERE id = ?", (token_id,)) is None:
+                unseen.append(token_id)
+        assert unseen == []
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+        await db.close()
+
+
 # transactions --------------------------------------------------------------------------------
 def report_row(report_id: str, url: str) -> dict[str, Any]:
     now = iso(START)
