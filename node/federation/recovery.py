@@ -178,12 +178,10 @@ class Recovery:
         for item in own:
             if isinstance(item.record, Report):
                 versions[str(item.record.id)].append(item)
-        restored_here: set[str] = set()
         for report_id, given in versions.items():
             head = ReportStore.head_txn(conn, report_id)
             if head is None:
                 self._restore_case_txn(conn, peer, report_id, given, now)
-                restored_here.add(report_id)
                 done.restored += 1
                 done.cases.append(report_id)
                 done.versions += len(given)
@@ -205,7 +203,7 @@ class Recovery:
             elif allows(head.status, CaseEvent.WITHDRAWAL):
                 self._withdrawn_txn(conn, record, peer.node_id)
                 done.actions += 1
-        for report_id in restored_here:
+        for report_id in versions:  # restored, or held without the record of sending it
             self._attach_kept_actions_txn(conn, report_id, now)
 
     def _restore_case_txn(

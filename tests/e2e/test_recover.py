@@ -38,8 +38,13 @@ def test_lost_cases_come_back_from_the_peer_with_their_timelines(
         de.add_peer(fr)
         kept = fr.submit_and_assess("http://de.example/before-backup")
         wait_for(lambda: de.report(kept), timeout=20)
+        status, body = fr.post("/api/v1/reports", {"url": "http://de.example/assessed-later"})
+        assert status == 201
+        later: str = body["id"]  # held by the backup unassessed, forwarded after it
         archive = tmp_path / "fr.tar.gz"
         cli(fr.root, "backup", "--output", str(archive))
+        reassess(fr, later, "assessed after the backup")
+        wait_for(lambda: de.report(later), timeout=30)
 
         # After the backup: three cases forwarded to DE. DE has one removed; FR withdraws one
         # and re-assesses the third (a second version). All of it is lost with the restore.
@@ -69,8 +74,11 @@ def test_lost_cases_come_back_from_the_peer_with_their_timelines(
         assert again.report(removed) is None
         # DE acts on a lost case while FR does not hold it: kept apart until it comes back.
         act(de, updated, "notice_sent")
+        act(de, later, "notice_sent")
         wait_for(
-            lambda: cli_json(restored, "peers", "show", "de-eco")["actions_on_unknown_cases"],
+            lambda: (
+                len(cli_json(restored, "peers", "show", "de-eco")["actions_on_unknown_cases"]) == 2
+            ),
             timeout=30,
         )
 
@@ -84,12 +92,14 @@ def test_lost_cases_come_back_from_the_peer_with_their_timelines(
         for report_id, timeline in before.items():
             assert set(timeline) <= set(codes(again, report_id)), report_id
         assert ("notice_sent", "de-eco") in codes(again, updated)
+        # The case the backup held without the record of sending it: DE holds it again too.
+        assert ("notice_sent", "de-eco") in codes(again, later)
         assert cli_json(restored, "peers", "show", "de-eco")["actions_on_unknown_cases"] == []
 
         # Again: nothing new, nothing twice.
         second = cli_json(restored, "reports", "recover", "--from", "de-eco", "--json")
         assert second["restored"] == 0
-        assert second["held"] == 4  # with the one the backup held
+        assert second["held"] == 5  # with the two the backup held
         assert codes(again, updated) == sorted(set(codes(again, updated)))
 
         # The restored case is ours again: a new version reaches DE above the one it holds,
