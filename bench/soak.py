@@ -167,6 +167,12 @@ def main() -> int:
         default=WARMUP,
         help="seconds of each process's life left out of the RSS slope",
     )
+    parser.add_argument(
+        "--cache-mib",
+        type=int,
+        help="[storage] cache_mib of each node (default: the node's, 64): how far RSS grows"
+        " before it stays",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     parser.add_argument("--samples", type=Path, help="write every RSS sample here (CSV)")
@@ -183,7 +189,7 @@ def main() -> int:
         fleet = Fleet(nodes, clock.log)
         try:
             for node in nodes:
-                node.init()
+                node.init({"storage": {"cache_mib": args.cache_mib}} if args.cache_mib else None)
                 fleet.start(node)
             for node in nodes:
                 for other in nodes:
@@ -192,7 +198,7 @@ def main() -> int:
             clock.log(
                 f"{len(nodes)} nodes up and peered; {args.rate:g} cases/s for {args.minutes:g}"
                 f" min, kill every ~{args.kill_every:g} s, outage every ~{args.outage_every:g} s,"
-                f" seed {args.seed}; data in {work}"
+                f" cache {args.cache_mib or 64} MiB, seed {args.seed}; data in {work}"
             )
             ok, cases, driver, chaos, sampler, drained = run(args, fleet, clock)
         finally:

@@ -311,7 +311,7 @@ async def open_node(
     jitter = rng or random.Random()  # noqa: S311 - retry jitter, not secrecy
     keyring = KeyRing(load_keys(data_dir.keys, data_dir.read_secret()), data_dir, config.keys)
     disk = DiskSpace(data_dir.root, warn_free_bytes=config.storage.warn_free_mb * MIB)
-    db = await Database.open(data_dir.database, disk)
+    db = await Database.open(data_dir.database, disk, cache_mib=config.storage.cache_mib)
     timeout = aiohttp.ClientTimeout(total=config.federation.request_timeout_seconds)
     session = aiohttp.ClientSession(timeout=timeout)
     crypto = CryptoPool()

@@ -239,6 +239,10 @@ class StorageConfig(_Section):
     warn_free_mb: Annotated[int, Field(ge=0, le=100_000_000)] = 1024
     # How often `serve` measures the free space (also what /metrics shows between checks).
     check_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    # The database writer's page cache, in MiB: the node's memory grows by up to this much as
+    # it works, then stays. 64 makes large batches cheaper to apply; a small hotline, or many
+    # nodes on one machine, can give less.
+    cache_mib: Annotated[int, Field(ge=2, le=4096)] = 64
 
 
 class NodeConfig(_Section):

@@ -35,7 +35,12 @@ Row = sqlite3.Row
 Tx = sqlite3.Connection  # what transaction functions receive
 
 
-def _setup(conn: sqlite3.Connection) -> None:
+# The writer's page cache: what a busy node wants (see `_setup`); a small one, or many nodes on
+# one machine, can take less (`[storage] cache_mib`).
+DEFAULT_CACHE_MIB = 64
+
+
+def _setup(conn: sqlite3.Connection, cache_mib: int = DEFAULT_CACHE_MIB) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -49,15 +54,15 @@ def _setup(conn: sqlite3.Connection) -> None:
     # and a checkpoint every 64 MiB of WAL (not every 4 MiB) write each page back once, which
     # made applying a batch about 15% cheaper. After a checkpoint the WAL file is cut back to
     # at most 64 MiB; `truncate_wal` empties it (after personal data is purged).
-    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
     conn.execute("PRAGMA wal_autocheckpoint = 16384")
     conn.execute("PRAGMA journal_size_limit = 67108864")
 
 
-def _open_writer(path: Path) -> sqlite3.Connection:
+def _open_writer(path: Path, cache_mib: int = DEFAULT_CACHE_MIB) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        _setup(conn)
+        _setup(conn, cache_mib)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(f"{path}: cannot switch the database to WAL mode")
@@ -117,7 +122,9 @@ class Database:
         self.disk = disk or DiskSpace(path.parent)
 
     @classmethod
-    async def open(cls, path: Path, disk: DiskSpace | None = None) -> Database:
+    async def open(
+        cls, path: Path, disk: DiskSpace | None = None, *, cache_mib: int = DEFAULT_CACHE_MIB
+    ) -> Database:
         disk = disk or DiskSpace(path.parent)
         if not path.exists():
             # The database holds personal data; SQLite gives its -wal/-shm files the same mode.
@@ -125,7 +132,7 @@ class Database:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         loop = asyncio.get_running_loop()
         try:
-            writer = await loop.run_in_executor(executor, _open_writer, path)
+            writer = await loop.run_in_executor(executor, _open_writer, path, cache_mib)
         except BaseException as exc:
             executor.shutdown(wait=True)
             if disk_full(exc, disk):
