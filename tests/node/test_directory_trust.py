@@ -13,12 +13,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keys.canonical import canonical_json
 from keys.document import to_unix
 from node.clock import ManualClock
-from node.errors import DirectoryRefused, NotFound, UpstreamError
+from node.config import parse_config
+from node.errors import ConfigError, DirectoryRefused, NotFound, UpstreamError
 from node.federation.directory import LEFT
 from node.store import directory as directory_store
 from node.umbrella import digest
@@ -330,13 +332,14 @@ async def test_an_operators_peer_pinned_to_another_key_is_left_alone(net: Net) -
 
 
 async def test_an_expired_list_held_stays_in_force_and_says_so(
-    net: Net, clock: ManualClock
+    net: Net, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     net.umbrella.publish(net.umbrella.members(net.fr, net.de), days=1)
     await trust(net.fr, net.umbrella)
     assert not await net.fr.node.directory.warn_if_expired()
     clock.advance(timedelta(days=2))
     assert await net.fr.node.directory.warn_if_expired()
+    assert "the member list held (version 1) expired at" in caplog.text  # serve's log says it
     status = await net.fr.node.directory.status()
     assert (status["version"], status["expired"]) == (1, True)
     # The same list again: unchanged, still in force, still expired; the peer keeps working.
@@ -422,3 +425,27 @@ async def test_rotation_is_followed_from_files_next_to_the_list(net: Net) -> Non
     assert old_keys != new_keys
     events = [e["event"] for e in await audit_events(net.fr, "directory.")]
     assert events.count("directory.root_rotated") == 1
+
+
+def test_refresh_minutes_defaults_to_an_hour_and_is_bounded() -> None:
+    base = {"node_id": "fr-pdc", "country": "FR", "endpoint": "http://127.0.0.1:9"}
+    assert parse_config(base).directory.refresh_minutes == 60
+    with pytest.raises(ConfigError, match=r"directory\.refresh_minutes"):
+        parse_config({**base, "directory": {"refresh_minutes": 0}})
+
+
+async def test_the_scheduler_refreshes_the_list_every_refresh_minutes(net: Net) -> None:
+    scheduler = AsyncIOScheduler()
+    net.fr.node.jobs.install(scheduler)
+    job = scheduler.get_job("directory")
+    assert job is not None
+    assert job.trigger.interval == timedelta(minutes=60)
+    net.umbrella.publish(net.umbrella.members(net.fr, net.de))
+    await trust(net.fr, net.umbrella, auto_peer=False)
+    net.umbrella.publish(net.umbrella.members(net.fr, net.de, net.us))
+    await net.fr.node.jobs.refresh_directory()
+    assert (await net.fr.node.directory.status())["version"] == 2
+    net.umbrella.publish(net.umbrella.members(net.fr), signers=1)
+    await net.fr.node.jobs.refresh_directory()  # refused: recorded, not raised
+    status = await net.fr.node.directory.status()
+    assert (status["version"], status["last_refresh"]["refusal"]) == (2, "signatures")
