@@ -41,6 +41,8 @@ from node.errors import ConfigError, StorageFull
 from node.federation.admin import PeerAdmin
 from node.federation.crypto_pool import CryptoPool
 from node.federation.delivery import Delivery
+from node.federation.directory import DirectoryService
+from node.federation.directory_source import DirectorySource
 from node.federation.inbound import InboundFederation
 from node.federation.inbox import Inbox
 from node.federation.peer_keys import PeerKeyRefresher
@@ -101,6 +103,7 @@ class Node:
     known: KnownContent
     hash_sharing: HashSharing
     recovery: Recovery
+    directory: DirectoryService
     _trace_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _trace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -277,6 +280,8 @@ class Node:
         ]
         self.request_trace()
         await self.jobs.deliver()
+        # A held member list that expired while the node was down is said at once.
+        await self.directory.warn_if_expired()
         log.info("serving %s on %s", self.config.node_id, self.config.listen)
         if ready is not None:
             ready()
@@ -415,6 +420,14 @@ async def open_node(
                 delivery=delivery,
                 refresh_peer_keys=peer_keys.refresh_peer,
             )
+            directory = DirectoryService(
+                db,
+                clock,
+                node_id=config.node_id,
+                registry=registry,
+                admin=admin,
+                source=DirectorySource(session),
+            )
             users = UserService(
                 db,
                 clock,
@@ -431,6 +444,7 @@ async def open_node(
                 delivery=delivery,
                 admin=admin,
                 keyring=keyring,
+                directory=directory,
             )
             yield Node(
                 config=config,
@@ -463,6 +477,7 @@ async def open_node(
                     inbox=inbox,
                     cases=cases,
                 ),
+                directory=directory,
             )
         finally:
             tracer.close()

@@ -147,6 +147,12 @@ class FederationConfig(_Section):
     request_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 30
 
 
+class DirectoryConfig(_Section):
+    # How often a node that trusts a member directory fetches its list again (protocol.md
+    # §14.6). Lists are valid about a week: hourly notices a change within the hour.
+    refresh_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 60
+
+
 ChannelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 
 
@@ -256,6 +262,7 @@ class NodeConfig(_Section):
     keys: KeysConfig = Field(default_factory=KeysConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
     notices: NoticesConfig = Field(default_factory=NoticesConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)

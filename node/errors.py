@@ -170,6 +170,19 @@ class UpstreamError(NodeError):
     logged = False
 
 
+class DirectoryRefused(NodeError):
+    """A member directory's root or list that does not verify (protocol.md §14.4): nothing
+    changed, and the list held (if any) stays in force. `refusal` is the word for logs."""
+
+    status = 422
+    kind = "directory-refused"
+    title = "Member directory refused"
+
+    def __init__(self, template: str | Sentence, refusal: str, /, **params: object) -> None:
+        super().__init__(template, **params)
+        self.refusal = refusal
+
+
 class SignatureRefused(NodeError):
     status = 401
     kind = "request-signature"

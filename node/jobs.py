@@ -16,6 +16,7 @@ from node.config import NodeConfig
 from node.errors import StorageFull, is_disk_full
 from node.federation.admin import PeerAdmin
 from node.federation.delivery import Delivery
+from node.federation.directory import DirectoryService
 from node.keyring import KeyRing
 from node.store import audit, inbound, submissions
 from node.store.db import Database, Tx
@@ -40,6 +41,7 @@ class Jobs:
     admin: PeerAdmin
     keyring: KeyRing
     dispatcher: Dispatcher
+    directory: DirectoryService
 
     async def deliver(self) -> None:
         self.delivery.kick(await self.delivery.pending_peers())
@@ -62,6 +64,11 @@ class Jobs:
 
     async def refresh_peer_keys(self) -> dict[str, str]:
         return await self.admin.refresh_keys()
+
+    async def refresh_directory(self) -> None:
+        """Fetch the member list again (when a directory is trusted); a refusal or a failed
+        fetch is logged and recorded, and the list held stays in force."""
+        await self.directory.refresh_if_trusted("scheduler")
 
     async def rotate_keys(self) -> bool:
         now = self.clock.now()
@@ -181,6 +188,7 @@ class Jobs:
         if federation.pull_from_peers:
             add(self.pull, every, "pull")
         add(self.refresh_peer_keys, federation.key_refresh_hours * 3600, "refresh-peer-keys")
+        add(self.refresh_directory, self.config.directory.refresh_minutes * 60, "directory")
         add(self.rotate_keys, 3600, "rotate-keys")
         add(self.prune, 600, "prune")
         add(self.purge, 6 * 3600, "purge")

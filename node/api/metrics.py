@@ -15,6 +15,7 @@ from aiohttp import web
 
 from node.api.context import context
 from node.clock import iso
+from node.store import directory as directory_store
 from node.store.db import Database
 from node.store.disk import DiskSpace
 from node.store.metrics import store_figures
@@ -239,6 +240,41 @@ async def store_metrics(db: Database, now: str) -> list[str]:
     ]
 
 
+async def directory_metrics(db: Database, now: int) -> list[str]:
+    """The member list held (protocol.md §14.6): nothing when no directory is trusted; version
+    and members 0 until a first list is accepted. An expired list stays in force (its peers
+    keep working), so alert on `hotline_directory_expired`, not on a missing refresh."""
+    row = await directory_store.get(db)
+    if row is None:
+        return []
+    lines = _family(
+        "hotline_directory_version",
+        "gauge",
+        "Version of the member list held (0: none accepted yet).",
+        [((), row.list_version or 0)],
+    )
+    if row.list_expires is not None:
+        lines += _family(
+            "hotline_directory_expires_timestamp_seconds",
+            "gauge",
+            "When the member list held expires (Unix seconds).",
+            [((), row.list_expires)],
+        )
+        lines += _family(
+            "hotline_directory_expired",
+            "gauge",
+            "1 once the member list held has expired and no newer one was accepted.",
+            [((), int(now >= row.list_expires))],
+        )
+    lines += _family(
+        "hotline_directory_members",
+        "gauge",
+        "Members in the member list held.",
+        [((), row.list_members or 0)],
+    )
+    return lines
+
+
 def disk_metrics(disk: DiskSpace) -> list[str]:
     """The data directory's file system: what is free, and whether writes find it full."""
     usage = disk.usage()
@@ -267,7 +303,9 @@ def disk_metrics(disk: DiskSpace) -> list[str]:
 
 async def metrics(request: web.Request) -> web.Response:
     cases = context(request).cases
-    lines = await store_metrics(cases.db, iso(cases.clock.now()))
+    now = cases.clock.now()
+    lines = await store_metrics(cases.db, iso(now))
+    lines += await directory_metrics(cases.db, int(now.timestamp()))
     lines += disk_metrics(cases.db.disk)
     lines += request.app[HTTP_METRICS].render()
     return web.Response(

@@ -1,8 +1,13 @@
-"""The umbrella body's tools: a signed member directory, made and signed k-of-n, with no node.
+"""The signed member directory on the command line.
 
-`hotline-node directory init|add|remove|renew|sign|publish|rotate|sign-root|publish-root|show
-DIR`: DIR is the umbrella's folder (node/umbrella.py says what it holds); the formats are
-protocol.md §14. Each command runs here, in the caller's process (main.LOCAL_COMMANDS).
+The umbrella body's tools, made and signed k-of-n with no node: `hotline-node directory
+init|add|remove|renew|sign|publish|rotate|sign-root|publish-root|show DIR`. DIR is the
+umbrella's folder (node/umbrella.py says what it holds); the formats are protocol.md §14. Each
+runs here, in the caller's process (main.LOCAL_COMMANDS).
+
+A node's commands, run on the node (through its control socket when it serves, as `peers …`):
+`directory trust ROOT_FILE --source FILE_OR_URL [--auto-peer]`, `directory refresh`,
+`directory status` (node/federation/directory.py).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node.cli.base import Context, Declare
+from node.app import Node
+from node.cli.base import Context, Declare, UsageError
 from node.clock import SystemClock, iso
+from node.federation.directory_source import is_url
 from node.output import table
 from node.umbrella import ROOT_FILE, Pending, UmbrellaDir, digest, load_signer, member_of
 from protocol.directory import Root, counted_signers
@@ -329,10 +336,145 @@ async def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _outcome_lines(outcome: dict[str, Any]) -> list[str]:
+    lines = [f"  rotated to root version {v}" for v in outcome["rotated_to"]]
+    state = outcome["state"]
+    version = outcome["version"]
+    lines.append(
+        f"member list version {version} accepted"
+        if state == "accepted"
+        else f"member list version {version} unchanged"
+    )
+    lines += [f"  {line}" for line in outcome["changes"]]
+    if outcome["proposals"]:
+        lines.append(
+            "  proposals (peers add --from-directory ID): " + ", ".join(outcome["proposals"])
+        )
+    lines += [f"  {node_id}: {note}" for node_id, note in sorted(outcome["notes"].items())]
+    return lines
+
+
+async def cmd_trust(args: argparse.Namespace, ctx: Context) -> int:
+    path = Path(args.root_file)
+    try:
+        wire = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from exc
+    # A path means the caller's working directory (made absolute before it reaches a server).
+    source = args.source if is_url(args.source) else str(Path(args.source).absolute())
+
+    async def run(node: Node) -> int:
+        data = await node.directory.trust(
+            wire, source, auto_peer=args.auto_peer, actor=ctx.actor(args)
+        )
+        lines = [
+            f"trusting directory {data['name']}: root version {data['root_version']},"
+            f" {data['threshold']} of {data['signers']} signatures, lists from {data['source']}"
+            + (" (members become peers)" if data["auto_peer"] else ""),
+            f"root digest: {data['root_digest']} (compare it with the one the umbrella body"
+            " gave you out of band)",
+        ]
+        if data["refresh"] is not None:
+            lines += _outcome_lines(data["refresh"])
+        ctx.show(args, data, "\n".join(lines))
+        if data["refresh"] is None:
+            ctx.note(f"hotline-node: error: {data['refresh_error']}")
+            return 1
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
+async def cmd_refresh(args: argparse.Namespace, ctx: Context) -> int:
+    async def run(node: Node) -> int:
+        outcome = (await node.directory.refresh(ctx.actor(args))).to_json()
+        ctx.show(args, outcome, "\n".join(_outcome_lines(outcome)))
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
+def _status_text(data: dict[str, Any], colour: bool) -> str:
+    if not data["trusted"]:
+        return "no member directory trusted (directory trust ROOT_FILE --source FILE_OR_URL)"
+    root = data["root"]
+    lines = [
+        f"directory {data['name']}: root version {root['version']} ({root['threshold']} of"
+        f" {root['signers']}), digest {root['digest']}",
+        f"source: {data['source']}" + (" (auto-peer)" if data["auto_peer"] else ""),
+    ]
+    if data["version"] is None:
+        lines.append("no member list accepted yet")
+    else:
+        state = (
+            "EXPIRED (still used for the peers pinned through it)" if data["expired"] else "valid"
+        )
+        lines.append(
+            f"member list version {data['version']}: {len(data['members'])} member(s),"
+            f" {state} until {data['valid_until']}"
+        )
+    refresh = data["last_refresh"]
+    if refresh["at"] is not None:
+        lines.append(
+            f"last refresh {refresh['at']}: "
+            + (
+                f"refused ({refresh['refusal']}): {refresh['error']}"
+                if refresh["refusal"]
+                else (f"failed: {refresh['error']}" if refresh["error"] else "ok")
+            )
+        )
+    if data["members"]:
+        lines.append(
+            table(
+                data["members"],
+                ["node_id", "country", "state", "peer_status", "pinned_by", "endpoint", "note"],
+                colour,
+            )
+        )
+    if data["left"]:
+        lines.append("suspended, left the directory: " + ", ".join(data["left"]))
+    return "\n".join(lines)
+
+
+async def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    async def run(node: Node) -> int:
+        data = await node.directory.status()
+        ctx.show(args, data, _status_text(data, ctx.colour))
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
 def register(cli: Declare) -> None:
     group = cli.group(
         "directory",
-        "the signed member directory: the umbrella body's tools (run here, need no node)",
+        "the signed member directory: the umbrella body's tools (run here, need no node),"
+        " and a node's trust, refresh and status",
+    )
+    p = cli.command(
+        group,
+        "trust",
+        cmd_trust,
+        "trust a directory's root (compare its digest out of band) and fetch its member list",
+    )
+    p.add_argument("root_file", metavar="ROOT_FILE", help="the root.json the umbrella gave you")
+    p.add_argument(
+        "--source",
+        required=True,
+        metavar="FILE_OR_URL",
+        help="where the member list is published (its root-N.json files next to it)",
+    )
+    p.add_argument(
+        "--auto-peer",
+        action="store_true",
+        help="every member becomes a peer, pinned to the fingerprint the list gives",
+    )
+    cli.command(group, "refresh", cmd_refresh, "fetch the member list now, and apply it")
+    cli.command(
+        group,
+        "status",
+        cmd_status,
+        "the list held: version, valid until, members (peer or proposal), the last refresh",
     )
     p = cli.command(
         group,

@@ -31,6 +31,7 @@ from node.cli.base import Command, Context, Declare, Parser, ParserExit, UsageEr
 from node.control import Call, CommandRunner
 from node.datadir import DataDir
 from node.errors import NodeError, StorageFull, is_disk_full
+from node.federation.directory_source import is_url
 from node.jurisdiction import JurisdictionError
 from protocol.directory import DirectoryError
 
@@ -76,7 +77,9 @@ LOCAL_COMMANDS = frozenset(
     }
 )
 # Arguments naming files: made absolute, since the server does not share the caller's directory.
-PATH_ARGUMENTS = ("file", "csv", "key_document", "output")
+PATH_ARGUMENTS = ("file", "csv", "key_document", "output", "root_file")
+# Arguments naming a file or a URL (`directory trust --source`): a path is made absolute too.
+SOURCE_ARGUMENTS = ("source",)
 
 
 def build_parser() -> Parser:
@@ -152,6 +155,10 @@ def runner_for(node: Node) -> CommandRunner:
         for name in PATH_ARGUMENTS:
             value = getattr(args, name, None)
             if value:
+                setattr(args, name, str(Path(call.cwd, value)))
+        for name in SOURCE_ARGUMENTS:
+            value = getattr(args, name, None)
+            if value and not is_url(value):
                 setattr(args, name, str(Path(call.cwd, value)))
         return await run_args(args, ctx)
 

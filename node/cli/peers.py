@@ -29,7 +29,19 @@ def _categories(text: str | None) -> list[str] | None:
     return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
+PINNED = ("node_id", "country", "endpoint", "fingerprint")
+
+
 async def cmd_peers_add(args: argparse.Namespace, ctx: Context) -> int:
+    if args.from_directory:
+        return await _add_from_directory(args, ctx)
+    missing = [name for name in PINNED if not getattr(args, name)]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise UsageError(
+            f"peers add needs {flags} (or --from-directory ID, for a member of the directory"
+            " this node trusts)"
+        )
     document = None
     if args.key_document:
         path = Path(args.key_document)
@@ -55,6 +67,34 @@ async def cmd_peers_add(args: argparse.Namespace, ctx: Context) -> int:
             peer,
             f"added {peer['node_id']} ({peer['country']}): key document "
             f"verified against fingerprint {peer['fingerprint']}",
+        )
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
+async def _add_from_directory(args: argparse.Namespace, ctx: Context) -> int:
+    given = [name for name in (*PINNED, "key_document") if getattr(args, name)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(
+            f"--from-directory takes the member's country, endpoint and fingerprint from the"
+            f" list; leave out {flags}"
+        )
+
+    async def run(node: Node) -> int:
+        peer = await node.directory.add_member(
+            args.from_directory,
+            actor=ctx.actor(args),
+            pull_only=args.pull_only,
+            categories=_categories(args.categories),
+            max_tlp=args.max_tlp,
+        )
+        ctx.show(
+            args,
+            peer,
+            f"added {peer['node_id']} ({peer['country']}) from the member directory: key"
+            f" document verified against fingerprint {peer['fingerprint']}",
         )
         return 0
 
@@ -146,15 +186,18 @@ def register(cli: Declare) -> None:
         cmd_peers_add,
         "fetch a peer's key document, check it against the fingerprint, pin it",
     )
-    p.add_argument("--node-id", required=True, help="the peer's node id, e.g. de-eco")
-    p.add_argument("--country", required=True, help="the peer's ISO 3166-1 alpha-2 country")
-    p.add_argument(
-        "--endpoint", required=True, help="the peer's URL, e.g. https://node.eco.example"
-    )
+    p.add_argument("--node-id", help="the peer's node id, e.g. de-eco")
+    p.add_argument("--country", help="the peer's ISO 3166-1 alpha-2 country")
+    p.add_argument("--endpoint", help="the peer's URL, e.g. https://node.eco.example")
     p.add_argument(
         "--fingerprint",
-        required=True,
         help="identity fingerprint the peer's operator gave you out of band",
+    )
+    p.add_argument(
+        "--from-directory",
+        metavar="ID",
+        help="a member of the directory this node trusts (directory status lists proposals):"
+        " its country, endpoint and fingerprint come from the list held",
     )
     p.add_argument(
         "--pull-only",

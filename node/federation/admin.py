@@ -57,9 +57,11 @@ class PeerAdmin:
         max_tlp: str | None = None,
         key_document: bytes | None = None,
         actor: str,
+        via_directory: bool = False,
     ) -> dict[str, Any]:
         """Pin a peer. Its key document is fetched from `endpoint`, or given (`key_document`,
-        for a pull-only peer we cannot reach); either way it must match `fingerprint`."""
+        for a pull-only peer we cannot reach); either way it must match `fingerprint`.
+        `via_directory`: the fingerprint is the one a verified member list gives."""
         check_node_id(node_id)
         fingerprint = (fingerprint or "").strip()  # pasted from a letter or a chat window
         if node_id == self.node_id:
@@ -134,6 +136,7 @@ class PeerAdmin:
             mode=PeerMode.PULL if pull_only else PeerMode.PUSH,
             policy=policy,
             actor=actor,
+            via_directory=via_directory,
         )
         self.deliver_now([node_id])
         return await self.registry.describe(node_id)
@@ -148,6 +151,18 @@ class PeerAdmin:
                 await self.peer_resumed(peer.country, actor)
             self.deliver_now([node_id])
         return await self.registry.describe(node_id)
+
+    async def directory_status(
+        self, node_id: str, status: PeerStatus, reason: str | None, actor: str
+    ) -> None:
+        """The member directory suspends a peer that left it (`reason` says so) or resumes one
+        that is listed again (`reason` None): as the operator's suspend and resume do."""
+        await self.registry.set_status(node_id, status, actor, reason=reason, by_directory=True)
+        if status == PeerStatus.ACTIVE:
+            if self.peer_resumed is not None:
+                peer = await self.registry.get(node_id)
+                await self.peer_resumed(peer.country, actor)
+            self.deliver_now([node_id])
 
     async def set_policy(
         self,

@@ -42,6 +42,11 @@ class PeerKeyRefresher:
         self._last_on_demand[node_id] = now
         return await self._refresh(await self.registry.peer(node_id)) == "refreshed"
 
+    async def refresh_now(self, node_id: str) -> str:
+        """Fetch one peer's key document at once, against its pin: after a member list replaced
+        that pin (not rate-limited: a verified list asked for it, not a request from outside)."""
+        return await self._refresh(await self.registry.peer(node_id))
+
     async def _refresh(self, peer: PeerRow) -> str:
         node_id = peer.node_id
         try:

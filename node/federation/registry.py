@@ -145,7 +145,9 @@ class PeerRegistry:
         mode: PeerMode,
         policy: PeerPolicy,
         actor: str,
+        via_directory: bool = False,
     ) -> None:
+        """Pin a peer; `via_directory`: to the fingerprint a member list gave, not one typed."""
         now = iso(self.clock.now())
 
         def add_peer_txn(conn: Tx) -> None:
@@ -165,6 +167,7 @@ class PeerRegistry:
                     key_document=wire,
                     revoked_keys=list(document.revoked),
                     accepts=tuple(document.accepted),
+                    via_directory=via_directory,
                 ),
                 now,
             )
@@ -179,23 +182,43 @@ class PeerRegistry:
                     "endpoint": endpoint,
                     "fingerprint": fingerprint,
                     "mode": mode.value,
+                    **({"via": "directory"} if via_directory else {}),
                 },
             )
 
         await self.db.run(add_peer_txn)
         await self.load()
 
-    async def set_status(self, node_id: str, status: PeerStatus, actor: str) -> None:
-        await self.peer(node_id)
+    async def set_status(
+        self,
+        node_id: str,
+        status: PeerStatus,
+        actor: str,
+        *,
+        reason: str | None = None,
+        by_directory: bool = False,
+    ) -> None:
+        """The operator's decision (`reason` None), or the member directory's (`reason` says
+        why: "left the directory"). An operator who resumes a peer the directory suspended
+        takes it over: its pin and status no longer follow the lists."""
+        before = await self.peer(node_id)
 
         def set_status_txn(conn: Tx) -> None:
-            peer_store.set_status_txn(conn, node_id, status.value)
+            peer_store.set_status_txn(conn, node_id, status.value, reason)
+            if (
+                not by_directory
+                and status is PeerStatus.ACTIVE
+                and before.via_directory
+                and before.status_reason is not None
+            ):
+                peer_store.set_via_directory_txn(conn, node_id, False)
             audit.append(
                 conn,
                 at=self.clock.now(),
                 actor=actor,
                 event=f"peer.{status.value}",
                 subject=node_id,
+                details={"reason": reason} if reason else None,
             )
 
         await self.db.run(set_status_txn)
@@ -231,6 +254,44 @@ class PeerRegistry:
             self._hashes_maybe_opened(conn, before, node_id)
 
         await self.db.run(set_policy_txn)
+        await self.load()
+
+    async def follow_directory(
+        self,
+        node_id: str,
+        *,
+        fingerprint: str | None = None,
+        endpoint: str | None = None,
+        adopt: bool = False,
+        actor: str,
+        version: int,
+    ) -> None:
+        """What an accepted member list changes on a peer: its pinned fingerprint (a member's
+        identity key replaced), its endpoint, or (`adopt`) that it is now the directory's peer
+        (an operator pinned it to the fingerprint the list gives). Nothing else calls this."""
+        await self.peer(node_id)
+
+        def follow_directory_txn(conn: Tx) -> None:
+            details: dict[str, Any] = {"list_version": version}
+            if fingerprint is not None:
+                peer_store.repin_txn(conn, node_id, fingerprint)
+                details["fingerprint"] = fingerprint
+            if endpoint is not None:
+                peer_store.set_endpoint_txn(conn, node_id, endpoint)
+                details["endpoint"] = endpoint
+            if adopt:
+                peer_store.set_via_directory_txn(conn, node_id, True)
+                details["adopted"] = True
+            audit.append(
+                conn,
+                at=self.clock.now(),
+                actor=actor,
+                event="peer.directory",
+                subject=node_id,
+                details=details,
+            )
+
+        await self.db.run(follow_directory_txn)
         await self.load()
 
     async def store_document(self, node_id: str, wire: bytes, document: KeyDocument) -> None:
@@ -349,6 +410,8 @@ def summary(peer: PeerRow) -> dict[str, Any]:
         "country": peer.country,
         "endpoint": peer.endpoint,
         "status": peer.status,
+        "status_reason": peer.status_reason,
+        "pinned_by": "directory" if peer.via_directory else "operator",
         "mode": peer.mode,
         "categories": orjson.loads(peer.categories),
         "max_tlp": peer.max_tlp,

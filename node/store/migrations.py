@@ -524,4 +524,44 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE inbox_envelopes ADD COLUMN signed BLOB;
     """,
+    # 18: the member directory this node trusts (protocol.md §14.6, node.federation.directory).
+    # One directory per node: its root in force and every root verified since (a node catches up
+    # one rotation at a time), where the list is fetched from, whether members become peers by
+    # themselves, the last list accepted (its wire bytes as verified, and the root it was
+    # verified under, to verify it again when read back after a rotation) and the last
+    # refresh. A peer says why it has its status (`status_reason`: "left the directory") and
+    # whether its pin came from the directory (`via_directory`): only such a peer's
+    # fingerprint, endpoint and status follow the list.
+    """
+    CREATE TABLE directory (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL,
+        root_version INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        source TEXT NOT NULL,
+        auto_peer INTEGER NOT NULL DEFAULT 0,
+        trusted_at TEXT NOT NULL,
+        trusted_by TEXT NOT NULL,
+        list BLOB,
+        list_root BLOB,
+        list_version INTEGER,
+        list_issued_at INTEGER,
+        list_expires INTEGER,
+        list_members INTEGER,
+        list_accepted_at TEXT,
+        refreshed_at TEXT,
+        refresh_error TEXT,
+        refusal TEXT,
+        notes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE directory_roots (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        accepted_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    ALTER TABLE peers ADD COLUMN status_reason TEXT;
+    ALTER TABLE peers ADD COLUMN via_directory INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

@@ -37,6 +37,11 @@ class PeerRow:
     refused: str | None
     share_hashes: bool  # our shared hash lists go to it, and its lists are taken from it
     accepts: str  # JSON list: what its key document announces it reads beyond v1
+    # Why it has its status when not the operator's doing ("left the directory"); None otherwise.
+    status_reason: str | None = None
+    # Its pin came from the member directory (or it was adopted by it): its fingerprint,
+    # endpoint and status follow the lists the node accepts (node.federation.directory).
+    via_directory: bool = False
 
     @classmethod
     def of(cls, row: Row | aiosqlite.Row) -> PeerRow:
@@ -62,6 +67,8 @@ class PeerRow:
             refused=row["refused"],
             share_hashes=bool(row["share_hashes"]),
             accepts=row["accepts"],
+            status_reason=row["status_reason"],
+            via_directory=bool(row["via_directory"]),
         )
 
 
@@ -79,6 +86,7 @@ class NewPeer:
     key_document: bytes
     revoked_keys: list[str]
     accepts: tuple[str, ...] = ()  # what its key document announces beyond protocol v1
+    via_directory: bool = False  # pinned to the fingerprint the member directory gives
 
 
 # reads ------------------------------------------------------------------------------------
@@ -129,7 +137,8 @@ def add_txn(conn: Tx, peer: NewPeer, at: str) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO peers (node_id, country, endpoint, fingerprint, status,"
         " mode, categories, max_tlp, key_document, added_at, keys_refreshed_at,"
-        " revoked_keys, accepts) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)",
+        " revoked_keys, accepts, via_directory) VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?)",
         (
             peer.node_id,
             peer.country,
@@ -143,16 +152,46 @@ def add_txn(conn: Tx, peer: NewPeer, at: str) -> None:
             at,
             orjson.dumps(sorted(peer.revoked_keys)).decode(),
             orjson.dumps(sorted(peer.accepts)).decode(),
+            int(peer.via_directory),
         ),
     )
 
 
-def set_status_txn(conn: Tx, node_id: str, status: str) -> None:
+def set_status_txn(conn: Tx, node_id: str, status: str, reason: str | None = None) -> None:
+    """A new status, and why when it is not the operator's own decision (`reason`)."""
     # Resuming is the operator's word that the peer is reachable: forget old backoff.
     conn.execute(
-        "UPDATE peers SET status = ?, backoff_until = NULL, backoff_attempts = 0,"
+        "UPDATE peers SET status = ?, status_reason = ?, backoff_until = NULL,"
+        " backoff_attempts = 0, refused = NULL WHERE node_id = ?",
+        (status, reason, node_id),
+    )
+
+
+def set_via_directory_txn(conn: Tx, node_id: str, via_directory: bool) -> None:
+    """Whether the peer's pin, endpoint and status follow the member directory from now on."""
+    conn.execute(
+        "UPDATE peers SET via_directory = ? WHERE node_id = ?", (int(via_directory), node_id)
+    )
+
+
+def repin_txn(conn: Tx, node_id: str, fingerprint: str) -> None:
+    """A new identity fingerprint, given by a threshold-signed member list (and only by one).
+    The key document signed by the old identity goes: the next fetch is checked against the
+    new pin, and until then the peer has no keys (nothing is sealed to it or accepted from it
+    under the old ones)."""
+    conn.execute(
+        "UPDATE peers SET fingerprint = ?, key_document = NULL, keys_refreshed_at = NULL,"
+        " backoff_until = NULL, backoff_attempts = 0, refused = NULL WHERE node_id = ?",
+        (fingerprint, node_id),
+    )
+
+
+def set_endpoint_txn(conn: Tx, node_id: str, endpoint: str) -> None:
+    """A new address (the member list moved it): the queue is tried there at once."""
+    conn.execute(
+        "UPDATE peers SET endpoint = ?, backoff_until = NULL, backoff_attempts = 0,"
         " refused = NULL WHERE node_id = ?",
-        (status, node_id),
+        (endpoint, node_id),
     )
 
 
