@@ -45,7 +45,6 @@ import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -138,6 +137,8 @@ class Sent:
     report_id: str
     origin: str  # node id
     destination: str  # node id
+    assessed: float = 0.0  # time.monotonic() when the assessment was answered
+    arrived: float | None = None  # when the destination's database first held it
 
 
 @dataclass
@@ -147,6 +148,36 @@ class Run:
     sent: list[Sent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: dict[str, tuple[Sent, NodeProcess]] = field(default_factory=dict)
+
+
+class ArrivalWatch:
+    """The latency: from the assessment's answer at the origin to the moment the destination's
+    database holds the case, read every 20 ms (the nodes' own times are whole seconds)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.02):
+            with self.run.lock:
+                waiting = list(self.run.waiting.items())
+            for report_id, (sent, node) in waiting:
+                try:
+                    held = query(node, "SELECT 1 FROM reports WHERE id = ?", (report_id,))
+                except sqlite3.Error:
+                    continue  # being created or restarted: next round
+                if held:
+                    sent.arrived = time.monotonic()
+                    with self.run.lock:
+                        self.run.waiting.pop(report_id, None)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def say(text: str) -> None:
@@ -154,13 +185,14 @@ def say(text: str) -> None:
 
 
 def zone_and_overrides(countries: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """A DNS name per country, on an address of the benchmarking range (198.18.0.0/15, never
-    routed: nothing is ever fetched) that `[jurisdiction] overrides` places in that country."""
+    """A DNS name per country, on a public address that `[jurisdiction] overrides` places in
+    that country (a trace only resolves names and looks addresses up: nothing is ever sent to
+    them; an address that is not global, like the benchmarking range, is never placed)."""
     zone: dict[str, Any] = {}
     overrides: dict[str, str] = {}
     for n, country in enumerate(countries):
-        zone[f"{country.lower()}.hotlines.example"] = {"A": [(f"198.18.{n}.1", 300)]}
-        overrides[f"198.18.{n}.0/24"] = country
+        zone[f"{country.lower()}.hotlines.example"] = {"A": [(f"45.{n}.0.1", 300)]}
+        overrides[f"45.{n}.0.0/16"] = country
     return zone, overrides
 
 
@@ -187,6 +219,9 @@ def prepare(node: NodeProcess, overrides: dict[str, str], refresh_minutes: int) 
     raw["federation"] = {**raw.get("federation", {}), "sweep_seconds": 1}
     raw["directory"] = {**raw.get("directory", {}), "refresh_minutes": refresh_minutes}
     raw["console"] = {"four_eyes": []}
+    # What a member of a 50-node machine needs: a small database cache (its memory grows by
+    # up to this much, then stays).
+    raw["storage"] = {**raw.get("storage", {}), "cache_mib": 8}
     path.write_text(render_config(parse_config(raw)))
     node.analyst = cli_json(node.root, "tokens", "create", "--role", "analyst", "--name", "bench")[
         "token"
@@ -315,8 +350,10 @@ def submit(run: Run, origin: Member, destination: Member, n: int) -> None:
         with run.lock:
             run.errors.append(f"{origin.node.node_id}: {exc}")
         return
+    sent = Sent(report_id, origin.node.node_id, destination.node.node_id, time.monotonic())
     with run.lock:
-        run.sent.append(Sent(report_id, origin.node.node_id, destination.node.node_id))
+        run.sent.append(sent)
+        run.waiting[report_id] = (sent, destination.node)
 
 
 def traffic(
@@ -354,10 +391,9 @@ def drained(node: NodeProcess, skip: set[str]) -> bool:
 
 
 def account(run: Run, members: list[Member]) -> tuple[int, int, int, list[float]]:
-    """(lost, duplicated, misplaced, latencies in ms) over every acknowledged case."""
-    by_id = {m.node.node_id: m for m in members}
+    """(lost, duplicated, misplaced, latencies in ms) over every acknowledged case: each must be
+    held by its destination once (one `report.received` audit entry) and by no other member."""
     received: dict[str, dict[str, int]] = {}
-    times: dict[str, dict[str, str]] = {}
     for member in members:
         rows = query(
             member.node,
@@ -365,16 +401,6 @@ def account(run: Run, members: list[Member]) -> tuple[int, int, int, list[float]
             " GROUP BY subject",
         )
         received[member.node.node_id] = {str(s): int(c) for s, c in rows}
-        times[member.node.node_id] = dict(query(member.node, "SELECT id, received_at FROM reports"))
-    assessed: dict[str, str] = {}
-    for member in members:
-        assessed.update(
-            query(
-                member.node,
-                "SELECT id, assessed_at FROM reports WHERE origin = ?",
-                (member.node.node_id,),
-            )
-        )
     lost = duplicated = misplaced = 0
     latencies: list[float] = []
     for sent in run.sent:
@@ -387,12 +413,8 @@ def account(run: Run, members: list[Member]) -> tuple[int, int, int, list[float]
             for node_id, seen in received.items()
             if node_id != sent.destination and sent.report_id in seen
         )
-        arrived = times.get(sent.destination, {}).get(sent.report_id)
-        if arrived and assessed.get(sent.report_id) and sent.destination in by_id:
-            delta = datetime.fromisoformat(arrived) - datetime.fromisoformat(
-                assessed[sent.report_id]
-            )
-            latencies.append(delta.total_seconds() * 1000)
+        if sent.arrived is not None:
+            latencies.append((sent.arrived - sent.assessed) * 1000)
     return lost, duplicated, misplaced, latencies
 
 
@@ -497,17 +519,21 @@ def _run(
     seconds = args.minutes * 60
     outage_at, back_at = seconds / 3, seconds / 3 + args.outage_seconds
 
+    stopped: list[float] = []
+
     def outage(elapsed: float) -> None:
-        if elapsed >= outage_at and not down and out.node.process is not None:
+        if elapsed >= outage_at and not stopped:
+            stopped.append(elapsed)
             down.add(out.node.node_id)
             out.node.stop()
             say(f"outage: {out.node.node_id} stopped")
         elif elapsed >= back_at and down:
             out.node.start(timeout=120)
             down.clear()
-            say(f"outage: {out.node.node_id} back after {args.outage_seconds:.0f} s")
+            say(f"outage: {out.node.node_id} back after {elapsed - stopped[0]:.0f} s")
 
     phase = time.monotonic()
+    watch = ArrivalWatch(run)
     traffic(run, members, seconds=seconds, rate=args.rate, rng=rng, down=down, during=outage)
     if down:
         out.node.start(timeout=120)
@@ -567,6 +593,7 @@ def _run(
     wait_all(lambda m: drained(m.node, skip), rest, 600)
     time.sleep(3)  # let any copy arrive
     say(f"queues drained in {time.monotonic() - phase:.0f} s")
+    watch.close()
 
     # The re-keyed member's old data directory held what it received before: count both.
     lost, duplicated, misplaced, latencies = account_with_old(run, members, rekeyed, old)
