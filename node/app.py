@@ -55,6 +55,7 @@ from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
 from node.review import FourEyes, ReviewService
+from node.secretbox import SecretBox
 from node.store import audit
 from node.store.console import ConsoleStore
 from node.store.db import Database
@@ -179,7 +180,7 @@ class Node:
             admin=self.admin,
             dispatcher=self.dispatcher,
             tokens=self.tokens,
-            sign_in_limiter=RateLimiter(self.clock, self.config.console.sign_ins_per_minute),
+            trusted_proxies=networks(self.config.intake.trusted_proxies),
             schedule_trace=self.request_trace,
             deliver_now=self.delivery.kick,
             stats=collect,
@@ -432,9 +433,12 @@ async def open_node(
                 db,
                 clock,
                 node_id=config.node_id,
+                box=SecretBox(data_dir.read_secret()),
                 session_minutes=config.console.session_minutes,
                 totp_required=config.console.totp_required,
+                sign_ins_per_minute=config.console.sign_ins_per_minute,
             )
+            await users.seal_clear_secrets()
             jobs = Jobs(
                 dispatcher=dispatcher,
                 config=config,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -14,17 +16,28 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from node.clock import Clock, iso
-from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from node.store import audit
+from node.clock import Clock, iso, parse_iso
+from node.errors import N_, Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
+from node.secretbox import SecretBox, is_sealed
+from node.store import audit, sign_in_limits
 from node.store.db import Database, Tx
 from node.store.users import User, UserStore
+
+log = logging.getLogger("hotline.users")
 
 NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 12
 # Verifying a wrong password against this keeps an unknown name as slow as a known one.
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+# Every refusal reads the same, whichever factor was wrong (or the account is disabled, or its
+# code guessing is being slowed): a refusal must never confirm a password.
+REFUSED = N_("wrong name, password or one-time code")
+# Wrong codes after a right password: this many pass unhindered (a person mistyping), then each
+# further one makes the person wait twice as long, up to a day, and the first is alerted on.
+TOTP_FREE_FAILURES = 5
+TOTP_MAX_WAIT = timedelta(days=1)
+TOTP_STEP = 30  # seconds, pyotp's default period
 
 
 class UserRole(StrEnum):
@@ -80,6 +93,53 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
+def _bound(name: str) -> str:
+    """What a person's sealed TOTP secret is bound to: their row."""
+    return f"users.totp_secret:{name}"
+
+
+def _matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step (one back, now, one ahead: clocks drift) whose code this is, if any."""
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(now)
+    for step in (current - 1, current, current + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def _role(role: str) -> UserRole:
+    try:
+        return UserRole(role)
+    except ValueError:
+        raise InvalidInput(
+            N_("role must be analyst, reviewer or operator (got {value!r})"), value=role
+        ) from None
+
+
+def keep_an_operator(conn: Tx, name: str, *, role_after: UserRole | None) -> None:
+    """The one rule every path that disables a person or changes a role goes through (console,
+    CLI; the API has none): the last active operator cannot be disabled (`role_after` None)
+    or given another role, or nobody could manage people, peers or channels again. Checked
+    in the writer transaction, so two operators disabling each other cannot both succeed."""
+    row = conn.execute("SELECT role, disabled_at FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None or row[0] != UserRole.OPERATOR.value or row[1] is not None:
+        return
+    if role_after is UserRole.OPERATOR:
+        return
+    others = conn.execute(
+        "SELECT COUNT(*) FROM users WHERE role = ? AND disabled_at IS NULL AND name != ?",
+        (UserRole.OPERATOR.value, name),
+    ).fetchone()[0]
+    if others == 0:
+        raise Conflict(
+            N_("{name} is the last active operator: add or enable another operator first"),
+            name=name,
+        )
+
+
 def person_key(name: str) -> str:
     """A name as four-eyes compares people: account names are lower case (NAME), and a name
     typed elsewhere (--as Alice) means the same person."""
@@ -106,10 +166,15 @@ class UserService:
         clock: Clock,
         *,
         node_id: str,
+        box: SecretBox,
         session_minutes: int = 480,
         totp_required: bool = False,
+        sign_ins_per_minute: int = 10,
     ) -> None:
         self.db = db
+        self.box = box
+        self.sign_in_rate = sign_ins_per_minute / 60.0
+        self.sign_in_burst = float(sign_ins_per_minute)
         self.store = UserStore(db)
         self.clock = clock
         self.node_id = node_id
@@ -117,6 +182,8 @@ class UserService:
         self.totp_required = totp_required
 
     def _secret(self, name: str, totp: bool) -> tuple[NewSecret, str, str | None]:
+        """What is shown once (the clear secrets), the password's hash and the sealed TOTP
+        secret to store."""
         password = secrets.token_urlsafe(15)  # 20 characters, 120 bits
         secret = pyotp.random_base32() if totp or self.totp_required else None
         uri = (
@@ -126,16 +193,12 @@ class UserService:
             if secret
             else None
         )
-        return NewSecret(password, uri, secret), _HASHER.hash(password), secret
+        sealed = self.box.seal(secret, _bound(name)) if secret else None
+        return NewSecret(password, uri, secret), _HASHER.hash(password), sealed
 
     async def add(self, name: str, role: str, *, totp: bool, actor: str) -> NewSecret:
         check_name(name)
-        try:
-            the_role = UserRole(role)
-        except ValueError:
-            raise InvalidInput(
-                N_("role must be analyst, reviewer or operator (got {value!r})"), value=role
-            ) from None
+        the_role = _role(role)
         if await self.store.get(name) is not None:
             raise Conflict(N_("user {name} exists (reset it, or choose another name)"), name=name)
         shown, password_hash, secret = self._secret(name, totp)
@@ -167,6 +230,37 @@ class UserService:
         await self.db.run(add_user_txn)
         return shown
 
+    async def seal_clear_secrets(self) -> int:
+        """Seal the TOTP secrets stored in clear before migration 19 (run at every start; a
+        schema migration cannot, as it has no key secret). Returns how many were sealed."""
+        rows = await self.db.fetch_all(
+            "SELECT name, totp_secret FROM users WHERE totp_secret IS NOT NULL"
+        )
+        clear = [(r["name"], r["totp_secret"]) for r in rows if not is_sealed(r["totp_secret"])]
+        if not clear:
+            return 0
+        sealed = {name: self.box.seal(secret, _bound(name)) for name, secret in clear}
+        now = self.clock.now()
+
+        def seal_txn(conn: Tx) -> None:
+            for name, value in sealed.items():
+                # Only a value still in clear: one reset meanwhile is sealed already.
+                conn.execute(
+                    "UPDATE users SET totp_secret = ? WHERE name = ? AND totp_secret NOT LIKE ?",
+                    (value, name, "sealed1:%"),
+                )
+            audit.append(
+                conn,
+                at=now,
+                actor="node",
+                event="user.totp_sealed",
+                subject="",
+                details={"people": len(sealed)},
+            )
+
+        await self.db.run(seal_txn)
+        return len(sealed)
+
     async def _existing(self, name: str) -> User:
         row = await self.store.get(name)
         if row is None:
@@ -188,6 +282,7 @@ class UserService:
         now = self.clock.now()
 
         def disable_txn(conn: Tx) -> None:
+            keep_an_operator(conn, name, role_after=None)
             self.store.update(conn, name, {"disabled_at": iso(now)})
             ended = self.store.delete_sessions_of(conn, name)
             audit.append(
@@ -201,8 +296,45 @@ class UserService:
 
         await self.db.run(disable_txn)
 
+    async def set_role(self, name: str, role: str, *, actor: str) -> None:
+        """Another role for a person; their sessions end, so every page is read in the new one."""
+        row = await self._existing(name)
+        the_role = _role(role)
+        if the_role.value == row.role:
+            raise Conflict(N_("user {name} is {role} already"), name=name, role=the_role)
+        now = self.clock.now()
+
+        def set_role_txn(conn: Tx) -> None:
+            keep_an_operator(conn, name, role_after=the_role)
+            self.store.update(conn, name, {"role": the_role.value})
+            ended = self.store.delete_sessions_of(conn, name)
+            audit.append(
+                conn,
+                at=now,
+                actor=actor,
+                event="user.role_changed",
+                subject=name,
+                details={"from": row.role, "to": the_role.value, "sessions_ended": ended},
+            )
+
+        await self.db.run(set_role_txn)
+
+    async def enable(self, name: str, *, actor: str) -> None:
+        """A disabled person may sign in again (with the password and code they had)."""
+        row = await self._existing(name)
+        if row.disabled_at is None:
+            raise Conflict(N_("user {name} is not disabled"), name=name)
+        now = self.clock.now()
+
+        def enable_txn(conn: Tx) -> None:
+            self.store.update(conn, name, {"disabled_at": None})
+            audit.append(conn, at=now, actor=actor, event="user.enabled", subject=name)
+
+        await self.db.run(enable_txn)
+
     async def reset(self, name: str, *, totp: bool, actor: str) -> NewSecret:
-        """A new password (and a new TOTP secret where one is used); enabled again; signed out."""
+        """A new password (and a new TOTP secret where one is used); signed out. A disabled
+        person stays disabled: enabling is its own, audited decision (`enable`)."""
         row = await self._existing(name)
         shown, password_hash, secret = self._secret(name, totp or row.totp_secret is not None)
         now = self.clock.now()
@@ -214,7 +346,9 @@ class UserService:
                 {
                     "password_hash": password_hash,
                     "totp_secret": secret,
-                    "disabled_at": None,
+                    "totp_last_step": None,
+                    "totp_failures": 0,
+                    "totp_wait_until": None,
                     "password_set_at": iso(now),
                     "password_temporary": 1,
                 },
@@ -293,61 +427,161 @@ class UserService:
         await self.db.run(set_language_txn)
 
     # sign-in -------------------------------------------------------------------------------
+    async def take_sign_in_attempt(self, name: str, client: str) -> None:
+        """One attempt from this address and at this name, or RateLimited. Both are limited:
+        guessing one account from many addresses is slowed as much as guessing many from one.
+        The buckets are stored (a restart gives no fresh allowance) under keyed hashes: neither
+        what a stranger typed as a name nor their address is kept."""
+        keys = [f"addr:{self.box.keyed_hash(client)}", f"name:{self.box.keyed_hash(name)}"]
+        now = self.clock.now().timestamp()
+
+        def take_txn(conn: Tx) -> int | None:
+            return sign_in_limits.take(
+                conn, keys, now=now, rate=self.sign_in_rate, burst=self.sign_in_burst
+            )
+
+        wait = await self.db.run(take_txn)
+        if wait is not None:
+            raise RateLimited(
+                N_("too many sign-in attempts; retry in {seconds} s"), wait, seconds=wait
+            )
+
     async def sign_in(self, name: str, password: str, code: str | None, *, client: str) -> Session:
-        """Check name, password and TOTP code; audited whether it works or not."""
+        """Check name, password and TOTP code; audited whether it works or not.
+
+        Every refusal reads the same (REFUSED), whichever factor was wrong; the audit log says
+        which, for the operator. A refused stranger is audited without what they typed (a name
+        field sometimes holds a password) and without their address: only a keyed hash of the
+        name, which shows repeated tries at one name without revealing it.
+        """
         row = await self.store.get(name) if NAME.match(name) else None
         ok = False
         try:
             ok = _HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             ok = False
-        reason = None
-        if row is None or not ok:
-            reason = N_("wrong name or password")
-        elif row.disabled_at is not None:
-            reason = N_("account disabled")
-        elif row.totp_secret is None and self.totp_required:
-            reason = N_("this node requires a second factor: ask an operator to reset the account")
-        elif row.totp_secret is not None and not (
-            code
-            and pyotp.TOTP(row.totp_secret).verify(
-                code.strip(), for_time=self.clock.now(), valid_window=1
-            )
-        ):
-            reason = N_("wrong or missing one-time code")
         now = self.clock.now()
+        secret = (
+            self.box.open(row.totp_secret, _bound(row.name))
+            if row is not None and ok and row.totp_secret
+            else None
+        )
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 
-        def sign_in_txn(conn: Tx) -> None:
+        def sign_in_txn(conn: Tx) -> str | None:
             self.store.delete_expired(conn, iso(now))
-            if reason is None:
+            why: str | None = None
+            shown: str | None = None
+            if row is None:
+                why = "unknown name"
+            elif not ok:
+                why = "wrong password"
+            elif row.totp_secret is None and self.totp_required:
+                # Only after a right password: the person needs to know what to ask for.
+                why = "no second factor"
+                shown = N_(
+                    "this node requires a second factor: ask an operator to reset the account"
+                )
+            elif secret is not None:
+                why = self._check_code(conn, row.name, secret, code, now)
+            if why is None and row is not None and row.disabled_at is not None:
+                # Only once every factor was right: a disabled account confirms no password.
+                why = "account disabled"
+                shown = N_("account disabled")
+            if why is None:
+                assert row is not None
                 self.store.insert_session(
                     conn,
                     id_hash=_token_hash(token),
-                    user=name,
+                    user=row.name,
                     csrf=csrf,
                     created_at=iso(now),
                     expires_at=iso(now + self.session_length),
                 )
+                audit.append(
+                    conn,
+                    at=now,
+                    actor=row.name,
+                    event="user.signed_in",
+                    subject=row.name,
+                    details={"client": client},
+                )
+                return None
             audit.append(
                 conn,
                 at=now,
-                actor=name if row is not None else "unknown",
-                event="user.signed_in" if reason is None else "user.sign_in_refused",
-                subject=name[:64],
-                details={"client": client, **({"reason": reason} if reason else {})},
+                actor=row.name if row is not None else "unknown",
+                event="user.sign_in_refused",
+                subject=row.name if row is not None else "unknown user",
+                details={"reason": why}
+                if row is not None
+                else {"reason": why, "name_hash": self.box.keyed_hash(name)},
             )
+            return shown or REFUSED
 
-        await self.db.run(sign_in_txn)
-        if reason is not None:
-            # One message for a wrong name or password, so names cannot be probed.
-            raise Unauthorized(reason)
+        refused = await self.db.run(sign_in_txn)
+        if refused is not None:
+            raise Unauthorized(refused)
         assert row is not None
         return Session(
             token,
             csrf,
-            Person(name, UserRole(row.role), row.language, bool(row.password_temporary)),
+            Person(row.name, UserRole(row.role), row.language, bool(row.password_temporary)),
         )
+
+    def _check_code(
+        self, conn: Tx, name: str, secret: str, code: str | None, now: datetime
+    ) -> str | None:
+        """Inside the sign-in transaction, after a right password: None when `code` is right,
+        unused and the person is not made to wait, else why not. A code is accepted once: the
+        time step it belongs to is kept, and only a later step is accepted after it. Wrong codes
+        past TOTP_FREE_FAILURES make the person wait, doubling each time; the first such wait
+        is audited (user.totp_guessing) and logged, since it means the password is known."""
+        stored = conn.execute(
+            "SELECT totp_last_step, totp_failures, totp_wait_until FROM users WHERE name = ?",
+            (name,),
+        ).fetchone()
+        last_step, failures, wait_until = stored[0], int(stored[1]), stored[2]
+        if wait_until is not None and parse_iso(wait_until) > now:
+            # Not even checked: while waiting, a right code is refused as a wrong one.
+            return "code guessing slowed"
+        step = _matching_step(secret, (code or "").strip(), now)
+        if step is not None and (last_step is None or step > last_step):
+            self.store.update(
+                conn,
+                name,
+                {"totp_last_step": step, "totp_failures": 0, "totp_wait_until": None},
+            )
+            return None
+        failures += 1
+        wait = None
+        if failures > TOTP_FREE_FAILURES:
+            wait = min(
+                TOTP_MAX_WAIT,
+                timedelta(seconds=TOTP_STEP * 2 ** min(failures - TOTP_FREE_FAILURES, 20)),
+            )
+        self.store.update(
+            conn,
+            name,
+            {"totp_failures": failures, "totp_wait_until": iso(now + wait) if wait else None},
+        )
+        if failures == TOTP_FREE_FAILURES + 1:
+            audit.append(
+                conn,
+                at=now,
+                actor="node",
+                event="user.totp_guessing",
+                subject=name,
+                details={"failures": failures},
+            )
+            log.warning(
+                "%d wrong one-time codes for %s after a right password: its password is"
+                " probably known to someone else; sign-ins of %s are slowed (reset it)",
+                failures,
+                name,
+                name,
+            )
+        return "code replayed" if step is not None else "wrong code"
 
     async def session(self, token: str | None) -> Session | None:
         if not token:

@@ -1,4 +1,4 @@
-"""People who use the console: add, list, disable, reset."""
+"""People who use the console: add, list, role, disable, enable, reset."""
 
 from __future__ import annotations
 
@@ -60,6 +60,24 @@ async def cmd_users_disable(args: argparse.Namespace, ctx: Context) -> int:
     return await ctx.with_node(args, run)
 
 
+async def cmd_users_role(args: argparse.Namespace, ctx: Context) -> int:
+    async def run(node: Node) -> int:
+        await node.users.set_role(args.name, args.role, actor=ctx.actor(args))
+        ctx.show(args, {"name": args.name, "role": args.role}, f"{args.name} is {args.role}")
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
+async def cmd_users_enable(args: argparse.Namespace, ctx: Context) -> int:
+    async def run(node: Node) -> int:
+        await node.users.enable(args.name, actor=ctx.actor(args))
+        ctx.show(args, {"name": args.name, "disabled": False}, f"enabled {args.name}")
+        return 0
+
+    return await ctx.with_node(args, run)
+
+
 async def cmd_users_reset(args: argparse.Namespace, ctx: Context) -> int:
     async def run(node: Node) -> int:
         secret = await node.users.reset(args.name, totp=args.totp, actor=ctx.actor(args))
@@ -94,8 +112,18 @@ def register(cli: Declare) -> None:
         users, "disable", cmd_users_disable, "refuse a person from now on; signs them out"
     )
     p.add_argument("name", help="the person's login name (see users list)")
+    p = cli.command(users, "role", cmd_users_role, "give a person another role; signs them out")
+    p.add_argument("name", help="the person's login name (see users list)")
+    p.add_argument("role", choices=values(UserRole), help="their new role")
     p = cli.command(
-        users, "reset", cmd_users_reset, "a new password (and TOTP secret); enables and signs out"
+        users, "enable", cmd_users_enable, "let a disabled person sign in again (reset does not)"
+    )
+    p.add_argument("name", help="the person's login name (see users list)")
+    p = cli.command(
+        users,
+        "reset",
+        cmd_users_reset,
+        "a new password (and TOTP secret); signs out; a disabled person stays disabled",
     )
     p.add_argument("name", help="the person's login name (see users list)")
     p.add_argument("--totp", action="store_true", help="add a second factor if there is none")

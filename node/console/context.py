@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.api.ratelimit import RateLimiter
+from node.api.clients import Network, client_address
 from node.cases import CaseService
 from node.channels.dispatcher import Dispatcher
 from node.clock import Clock
@@ -35,10 +35,15 @@ class ConsoleContext:
     admin: PeerAdmin
     dispatcher: Dispatcher
     tokens: TokenService
-    sign_in_limiter: RateLimiter
     schedule_trace: Callable[[], None]
     deliver_now: Callable[[list[str]], None]
     stats: Callable[[], Awaitable[dict[str, Any]]]
+    # Reverse proxies in front of the node ([intake] trusted_proxies): the sign-in limits are
+    # keyed on the client they forward for, as public intake's are, never on the proxy.
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def client(self, request: web.Request) -> str:
+        return client_address(request.remote, request.headers, self.trusted_proxies)
 
 
 CONSOLE = web.AppKey("console", ConsoleContext)

@@ -146,6 +146,12 @@ async def users_form(request: web.Request) -> web.Response:
         secret = {"name": name, **made.__dict__}
     elif what == "disable":
         await ctx.users.disable(_text(form, "name") or "", actor=who.name)
+    elif what == "role":
+        await ctx.users.set_role(
+            _text(form, "name") or "", _text(form, "role") or "", actor=who.name
+        )
+    elif what == "enable":
+        await ctx.users.enable(_text(form, "name") or "", actor=who.name)
     elif what == "reset":
         name = _text(form, "name") or ""
         made = await ctx.users.reset(name, totp=form.get("totp") == "on", actor=who.name)

@@ -17,6 +17,35 @@ from node.console.security import SESSION_KEY
 from node.errors import NodeError, Sentence
 
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
+# What a banner may say after a change (`?msg=KEY` or `?msg=KEY:COUNT`): each key is a msgid of
+# the catalogue. Anything else in `msg` shows no banner: a link someone sends must not make the
+# console display their words ("call this number", "your session expired, sign in here").
+BANNERS = frozenset(
+    {
+        "password-set",
+        "review-requested",
+        "assessed",
+        "action-recorded",
+        "overridden",
+        "cleared",
+        "hashes-added",
+        "withdrawn",
+        "review-confirmed",
+        "review-rejected",
+        "bulk-done",
+        "peer-suspend",
+        "peer-resume",
+        "peer-requeue",
+        "peer-added",
+        "channel-test-ok",
+        "channel-test-failed",
+        "channel-requeued",
+        "user-disable",
+        "user-enable",
+        "user-role",
+        "user-revoke-token",
+    }
+)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
@@ -63,6 +92,14 @@ def age(at: str | None, now: datetime) -> str:
     return f"{delta.days} d"
 
 
+def banner(msg: str) -> tuple[str, str] | None:
+    """The fixed message a `msg` names and its count (digits only), or None."""
+    key, _, count = msg.partition(":")
+    if key not in BANNERS or (count and not (count.isascii() and count.isdigit())):
+        return None
+    return key, count
+
+
 def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
@@ -80,7 +117,7 @@ def render(
         "csrf": session.csrf if session else "",
         "age": lambda at: age(at, now),
         "path": request.path,
-        "msg": request.query.get("msg", ""),
+        "banner": banner(request.query.get("msg", "")),
     }
     return aiohttp_jinja2.render_template(
         template, request, {**base, **context}, app_key=TEMPLATES, status=status

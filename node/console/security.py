@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -88,12 +89,13 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     ctx = console(request)
     session = await ctx.users.session(request.cookies.get(SESSION_COOKIE))
     if session is None:
+        # After signing in again, the person is back on the page they were on: the one asked
+        # for, or for a form, the page it was posted from (Referer is never sent: no-referrer).
         if request.method == "GET":
             target = request.path_qs if request.path != "/console/" else ""
-            raise web.HTTPSeeOther(
-                "/console/sign-in" + (f"?next={_quote(target)}" if target else "")
-            )
-        raise web.HTTPSeeOther("/console/sign-in")
+        else:
+            target = _page_of_form(request.path)
+        raise web.HTTPSeeOther("/console/sign-in" + (f"?next={_quote(target)}" if target else ""))
     request[SESSION_KEY] = session
     if request.method == "POST":
         form = await request.post()
@@ -105,6 +107,21 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             raise web.HTTPSeeOther("/console/password")
         raise Forbidden(N_("set your own password first: the one you were given does nothing else"))
     return await handler(request)
+
+
+# A form's action and the page it is on: /console/case/REF/assess is on /console/case/REF.
+_FORM_PAGES = (
+    (re.compile(r"^(/console/case/[^/]+)/[^/]+$"), r"\1"),
+    (re.compile(r"^/console/(users|peers|channels)/.*$"), r"/console/\1"),
+    (re.compile(r"^/console/password$"), "/console/password"),
+)
+
+
+def _page_of_form(path: str) -> str:
+    for pattern, page in _FORM_PAGES:
+        if pattern.match(path):
+            return pattern.sub(page, path)
+    return ""
 
 
 def _quote(path: str) -> str:

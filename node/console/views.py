@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from node.cases.hashes import hashes_view
 from node.clock import iso, parse_iso
 from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
-from node.console.render import render, say
+from node.console.render import banner, render, say
 from node.console.security import (
     ANALYSTS,
     SESSION_COOKIE,
@@ -28,13 +29,26 @@ from node.console.security import (
     session_of,
     set_cookie,
 )
-from node.errors import N_, InvalidInput, NodeError, RateLimited, Sentence, Unauthorized
+from node.errors import (
+    N_,
+    Forbidden,
+    InvalidInput,
+    NodeError,
+    RateLimited,
+    Sentence,
+    Unauthorized,
+)
 from node.store import report_hashes
 from node.store.console import Filters, make_cursor
 from node.users import UserRole
 from protocol.records import Category
 
 PAGE = 50
+# A date filter is a day, as the form's date field sends it (and people type it); a time of day
+# or an offset would move a day's bounds, and a year past 9999 is no date.
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+# The largest rowid SQLite stores: a search cursor beyond it is no cursor.
+MAX_ROWID = 2**63 - 1
 COUNT_CAP = 10_000
 STATUSES = tuple(status.value for status in CaseStatus)
 QUEUE_STATUSES = (CaseStatus.NEW.value, CaseStatus.MANUAL.value, CaseStatus.RECEIVED.value)
@@ -51,6 +65,8 @@ ACTION_CODES = (
 
 
 def _done(location: str, msg: str) -> web.HTTPSeeOther:
+    # Only a fixed banner: render.banner shows nothing else (a programming slip, not input).
+    assert banner(msg) is not None, msg
     sep = "&" if "?" in location else "?"
     return web.HTTPSeeOther(f"{location}{sep}{urlencode({'msg': msg})}")
 
@@ -64,58 +80,58 @@ def _text(form: Any, name: str) -> str | None:
 
 
 # sign-in ------------------------------------------------------------------------------------
-async def sign_in_page(request: web.Request) -> web.Response:
+def _sign_in_form(
+    request: web.Request, *, next_path: str, name: str, error: str | None, status: int
+) -> web.Response:
+    """The sign-in page with a fresh form token; a refused form keeps the name and the page
+    the person was going to (never the password or the code: both are spent)."""
     token = new_sign_in_token()
     response = render(
         request,
         "sign_in.html",
-        {
-            "title": "Sign in",
-            "token": token,
-            "next": safe_next(request.query.get("next")),
-            "error": None,
-        },
+        {"title": "Sign in", "token": token, "next": next_path, "name": name, "error": error},
+        status=status,
     )
     set_cookie(response, SIGN_IN_COOKIE, token, 3600)
     return response
 
 
+async def sign_in_page(request: web.Request) -> web.Response:
+    return _sign_in_form(
+        request, next_path=safe_next(request.query.get("next")), name="", error=None, status=200
+    )
+
+
 async def sign_in(request: web.Request) -> web.Response:
     ctx = console(request)
     form = await request.post()
-    check_csrf(request.cookies.get(SIGN_IN_COOKIE, "") or "-", form)
-    name = (_text(form, "name") or "").lower()
-    client = request.remote or "unknown"
+    # Login CSRF: without the cookie this console set with the form, the post came from
+    # elsewhere (another site signing the person in as someone else). Nothing stands in for
+    # the cookie: a missing one is refused, whatever the form says.
+    expected = request.cookies.get(SIGN_IN_COOKIE, "")
+    if not expected:
+        raise Forbidden(N_("the form is stale or did not come from this console: reload and retry"))
+    check_csrf(expected, form)
+    name = (_text(form, "name") or "").lower()[:64]
+    client = ctx.client(request)
     error: Sentence | None = None
     try:
-        # Both the address and the name are limited: guessing one account from many addresses
-        # is slowed as much as guessing many from one.
-        ctx.sign_in_limiter.check(f"addr:{client}")
-        ctx.sign_in_limiter.check(f"name:{name}")
+        await ctx.users.take_sign_in_attempt(name, client)
         session = await ctx.users.sign_in(
             name, str(form.get("password", "")), _text(form, "code"), client=client
         )
     except RateLimited as exc:
-        error = Sentence(
-            N_("too many sign-in attempts; retry in {seconds} s"), seconds=exc.retry_after
-        )
+        error = exc.message
     except Unauthorized as exc:
         error = exc.message
     if error is not None:
-        token = new_sign_in_token()
-        response = render(
+        return _sign_in_form(
             request,
-            "sign_in.html",
-            {
-                "title": "Sign in",
-                "token": token,
-                "next": safe_next(_text(form, "next")),
-                "error": say(request, error),
-            },
+            next_path=safe_next(_text(form, "next")),
+            name=name,
+            error=say(request, error),
             status=401,
         )
-        set_cookie(response, SIGN_IN_COOKIE, token, 3600)
-        return response
     response = web.HTTPSeeOther(safe_next(_text(form, "next")))
     set_cookie(
         response, SESSION_COOKIE, session.token, int(ctx.users.session_length.total_seconds())
@@ -149,7 +165,7 @@ async def set_password(request: web.Request) -> web.Response:
         current=str(form.get("current", "")),
         new=str(form.get("new", "")),
         repeated=str(form.get("repeated", "")),
-        client=request.remote or "unknown",
+        client=console(request).client(request),
     )
     raise _done("/console/queue", "password-set")
 
@@ -174,12 +190,18 @@ def _filters(request: web.Request, statuses: tuple[str, ...]) -> Filters:
         value = q.get(name) or None
         if value is None:
             return None
+        if not DAY.fullmatch(value):
+            raise InvalidInput(N_("{field} must be a date (YYYY-MM-DD)"), field=name)
         try:
-            parsed = parse_iso(value + "T00:00:00Z" if len(value) == 10 else value)
+            parsed = parse_iso(value + "T00:00:00Z")
         except ValueError:
             raise InvalidInput(N_("{field} must be a date (YYYY-MM-DD)"), field=name) from None
-        if name == "until" and len(value) == 10:
-            parsed += timedelta(days=1)
+        if name == "until":
+            try:
+                # The whole of the day named: received before the next one begins.
+                parsed += timedelta(days=1)
+            except OverflowError:
+                return None  # until the last day there is: no upper bound
         return iso(parsed)
 
     return Filters(
@@ -288,7 +310,13 @@ async def search(request: web.Request) -> web.Response:
     if len(found) == 1 and await ctx.cases.store.get(found[0]) is not None:
         raise web.HTTPSeeOther(f"/console/case/{found[0]}")
     raw_after = request.query.get("after", "")
-    after = int(raw_after) if raw_after.isascii() and raw_after.isdigit() else None
+    after = (
+        int(raw_after)
+        if raw_after.isascii() and raw_after.isdigit() and len(raw_after) <= 19
+        else None
+    )
+    if after is not None and after > MAX_ROWID:
+        after = None  # no such position: from the start, as any other unreadable cursor
     rows = await ctx.reads.search(q, after=after, limit=PAGE + 1)
     next_page = (
         f"/console/search?{urlencode({'q': q, 'after': rows[PAGE - 1].rid})}"

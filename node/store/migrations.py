@@ -564,4 +564,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE peers ADD COLUMN status_reason TEXT;
     ALTER TABLE peers ADD COLUMN via_directory INTEGER NOT NULL DEFAULT 0;
     """,
+    # 19: sign-in without lock-out or leak (node/users.py, node/store/sign_in_limits.py).
+    # `totp_last_step` is the TOTP time step last accepted from a person: a code is accepted
+    # once. `totp_failures`/`totp_wait_until` slow a person's code guessing after a right
+    # password. `sign_in_limits` holds the sign-in token buckets, so a restart does not give
+    # a guesser a fresh allowance; a name is kept there only as a keyed hash.
+    """
+    ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
+    ALTER TABLE users ADD COLUMN totp_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN totp_wait_until TEXT;
+    CREATE TABLE sign_in_limits (
+        key TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX sign_in_limits_at ON sign_in_limits(at);
+    """,
 ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +77,16 @@ class Person:
     password: str
     totp_secret: str | None
 
+    last_step: int = -1  # the node accepts each code once: a sign-in waits for a new one
+
     def code(self) -> str:
         assert self.totp_secret is not None
-        return pyotp.TOTP(self.totp_secret).now()
+        totp = pyotp.TOTP(self.totp_secret)
+        while totp.timecode(datetime.now(UTC)) <= self.last_step:
+            time.sleep(1)  # as a person waits for the app's next code
+        now = datetime.now(UTC)
+        self.last_step = totp.timecode(now)
+        return totp.at(now)
 
 
 @dataclass

@@ -265,6 +265,30 @@ def test_an_operator_suspends_a_peer(driver: Any, site: Site) -> None:
     check_page(driver, site, "audit-fr")
 
 
+def test_the_last_operator_cannot_disable_or_demote_themselves(driver: Any, site: Site) -> None:
+    """Issue 26: the only operator disabling themselves closed the console to everyone."""
+    fr = site.fr
+    sign_in(driver, site, fr, site.people["olga"])
+    visit(driver, site, fr, "/console/users", "users-last-operator")
+    with navigating(driver):
+        driver.find_element(
+            By.CSS_SELECTOR,
+            "button[aria-label='Disable olga'], button[aria-label='Désactiver olga']",
+        ).click()
+    refused = ("olga is the last active operator", "olga est le dernier opérateur actif")
+    wait_for(lambda: any(text in driver.page_source for text in refused), timeout=5)
+    check_page(driver, site, "last-operator-refused")
+    people = {u["name"]: u for u in cli_json(fr.root, "users", "list")}
+    assert people["olga"]["state"] == "active"
+    visit(driver, site, fr, "/console/users", "users-role")
+    Select(driver.find_element(By.ID, "role-olga")).select_by_value("analyst")
+    with navigating(driver):
+        driver.find_element(By.CSS_SELECTOR, "#role-olga + button").click()
+    wait_for(lambda: any(text in driver.page_source for text in refused), timeout=5)
+    people = {u["name"]: u for u in cli_json(fr.root, "users", "list")}
+    assert people["olga"]["role"] == "operator"
+
+
 def test_a_cases_hashes_are_shown_and_added_on_its_page(driver: Any, site: Site) -> None:
     fr = site.fr
     sha256, md5 = "sha256:" + "ab" * 32, "md5:" + "ef" * 16

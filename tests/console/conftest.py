@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,17 @@ class Console:
     client: TestClient[Any, Any]
     secrets: dict[str, tuple[str, str | None]]
 
+    # The TOTP time step each person last signed in with: a code is accepted once.
+    steps: dict[str, int] = field(default_factory=dict)
+
     async def browser(self, name: str) -> Browser:
         browser = Browser(self.client)
         password, secret = self.secrets[name]
+        if secret is not None:
+            # As a person does, wait for the next code rather than give the same one again.
+            while pyotp.TOTP(secret).timecode(self.clock.now()) <= self.steps.get(name, -1):
+                self.clock.advance(timedelta(seconds=30))
+            self.steps[name] = pyotp.TOTP(secret).timecode(self.clock.now())
         await browser.sign_in(name, password, secret, self.clock.now())
         return browser
 

@@ -45,13 +45,14 @@ async def test_sign_in_cookie_flags_totp_and_audit(console: Console) -> None:
         "/console/sign-in", {"name": "alice", "password": password, "code": ""}
     )
     assert response.status == 401
-    assert "one-time code" in text
-    # Wrong password: the same answer for a known or unknown name.
+    assert "wrong name, password or one-time code" in text
+    # Wrong password: the same answer for a known or unknown name (test_lockout: for every
+    # factor).
     response, text = await browser.post(
         "/console/sign-in", {"name": "nobody", "password": "x", "code": "000000"}
     )
     assert response.status == 401
-    assert "wrong name or password" in text
+    assert "wrong name, password or one-time code" in text
     await browser.get("/console/sign-in")
     assert secret is not None
     code = pyotp.TOTP(secret).at(console.clock.now())

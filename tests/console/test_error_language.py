@@ -179,13 +179,13 @@ async def test_sign_in_refusals_in_french(french_console: Console) -> None:
         "/console/sign-in", {"name": "alice", "password": "wrong", "code": "000000"}
     )
     assert response.status == 401
-    assert "nom ou mot de passe incorrect" in _page(text)
+    assert "nom, mot de passe ou code à usage unique incorrect" in _page(text)
     password, _secret = french_console.secrets["alice"]
     response, text = await browser.post(
         "/console/sign-in", {"name": "alice", "password": password, "code": "000000"}
     )
     assert response.status == 401
-    assert "code à usage unique absent ou incorrect" in _page(text)
+    assert "nom, mot de passe ou code à usage unique incorrect" in _page(text)
     # A form posted without its token: refused, and said in French.
     response, text = await Browser(french_console.client).post(
         "/console/sign-in", {"name": "alice", "password": "x", "csrf": "forged"}, csrf=False
@@ -204,7 +204,7 @@ async def test_sign_in_refusals_in_french(french_console: Console) -> None:
     rows = await french_console.node.db.fetch_all(
         "SELECT details FROM audit_log WHERE event = 'user.sign_in_refused' ORDER BY seq"
     )
-    assert '"reason":"wrong name or password"' in rows[0]["details"]
+    assert '"reason":"wrong password"' in rows[0]["details"]
 
 
 async def test_roles_and_peer_actions_refused_in_french(french_console: Console) -> None:

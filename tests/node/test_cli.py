@@ -516,7 +516,7 @@ def test_module_refuses_a_newer_database_without_a_traceback(node: Cli, tmp_path
 
 
 # users, paging, references ------------------------------------------------------------------
-def test_users_add_list_disable_reset(node: Cli) -> None:
+def test_users_add_list_disable_reset_enable(node: Cli) -> None:
     made = node.ok("users", "add", "alice", "--role", "analyst", "--totp", "--json").json()
     assert made["name"] == "alice"
     assert len(made["password"]) >= 20
@@ -534,8 +534,22 @@ def test_users_add_list_disable_reset(node: Cli) -> None:
     again = node.ok("users", "reset", "alice", "--json").json()
     assert again["password"] != made["password"]
     assert again["totp_secret"] not in (None, made["totp_secret"])
+    # A reset does not enable a disabled person: enabling is its own decision.
+    assert node.ok("users", "list", "--json").json()[0]["state"] == "disabled"
+    node.ok("users", "enable", "alice")
     assert node.ok("users", "list", "--json").json()[0]["state"] == "active"
+    assert "not disabled" in node.fails("users", "enable", "alice")
     assert "no user named" in node.fails("users", "reset", "bob")
+    # The last active operator cannot be disabled from here either.
+    node.ok("users", "add", "olga", "--role", "operator")
+    assert "olga is the last active operator" in node.fails("users", "disable", "olga")
+    assert "olga is the last active operator" in node.fails("users", "role", "olga", "analyst")
+    node.ok("users", "role", "alice", "operator")
+    node.ok("users", "role", "olga", "reviewer")
+    assert [(u["name"], u["role"]) for u in node.ok("users", "list", "--json").json()] == [
+        ("alice", "operator"),
+        ("olga", "reviewer"),
+    ]
 
 
 def test_reports_list_pages_through_every_case(node: Cli) -> None:
