@@ -23,6 +23,7 @@ from node.api.admin import AdminContext
 from node.api.clients import networks
 from node.api.context import ApiContext
 from node.api.federation import FederationContext
+from node.api.metrics import HTTP_METRICS, HttpMetrics
 from node.api.ratelimit import RateLimiter
 from node.api.server import make_app, make_runner
 from node.cases import CaseService
@@ -195,6 +196,17 @@ class Node:
             console=make_console(self.console_context()),
         )
 
+    def make_public_app(self, counts: HttpMetrics | None = None) -> web.Application:
+        """What `[http] public_listen` serves (see make_app's `public_only`); its requests are
+        counted in `counts`, the main application's, so /metrics shows them."""
+        return make_app(
+            self.api_context(),
+            self.federation_context(),
+            body_timeout=self.config.http.body_timeout_seconds,
+            public_only=True,
+            http_metrics=counts,
+        )
+
     async def _trace_worker(self) -> None:
         """Traces run here, never inside a request: intake answers at once."""
         while True:
@@ -250,17 +262,29 @@ class Node:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, stop.set)
-        runner = make_runner(self.make_app(), self.config.http)
+        app = self.make_app()
+        runner = make_runner(app, self.config.http)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.listen_port)
+        public = self.config.http.public_address
+        public_runner = (
+            make_runner(self.make_public_app(app[HTTP_METRICS]), self.config.http)
+            if public is not None
+            else None
+        )
         control = (
             ControlServer(socket_path(self.data_dir), commands) if commands is not None else None
         )
         try:
             await site.start()
+            if public_runner is not None and public is not None:
+                await public_runner.setup()
+                await web.TCPSite(public_runner, public[0], public[1]).start()
             if control is not None:
                 await control.start()
         except BaseException:
+            if public_runner is not None:
+                await public_runner.cleanup()
             await runner.cleanup()
             raise
         scheduler = AsyncIOScheduler(event_loop=loop)
@@ -284,6 +308,8 @@ class Node:
         # A held member list that expired while the node was down is said at once.
         await self.directory.warn_if_expired()
         log.info("serving %s on %s", self.config.node_id, self.config.listen)
+        if self.config.http.public_listen is not None:
+            log.info("public routes only on %s", self.config.http.public_listen)
         if ready is not None:
             ready()
         try:
@@ -298,6 +324,8 @@ class Node:
             for worker in workers:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            if public_runner is not None:
+                await public_runner.cleanup()
             await runner.cleanup()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -130,6 +130,18 @@ class HttpConfig(_Section):
     header_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
     # A body must arrive whole within this time of the handler starting to read it.
     body_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # A second listener serving only what strangers need: the public form (/report), public
+    # intake (/api/v1/public/reports), the key document, /healthz and federation. With it,
+    # `listen` (console, analysts' API, administration, /metrics) can stay on an internal
+    # address while only this one is exposed through the proxy.
+    public_listen: HostPort | None = None
+
+    @property
+    def public_address(self) -> tuple[str, int] | None:
+        if self.public_listen is None:
+            return None
+        host, port = self.public_listen.rsplit(":", 1)
+        return host.strip("[]"), int(port)
 
 
 class KeysConfig(_Section):

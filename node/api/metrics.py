@@ -314,7 +314,8 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    """The route; the middleware must be in the application's list (see server.make_app)."""
-    app[HTTP_METRICS] = HttpMetrics()
+def add_routes(app: web.Application, counts: HttpMetrics | None = None) -> None:
+    """The route; the middleware must be in the application's list (see server.make_app).
+    `counts` shared with the public listener's application makes /metrics count its requests."""
+    app[HTTP_METRICS] = counts or HttpMetrics()
     app.router.add_get("/metrics", metrics)

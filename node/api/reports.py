@@ -257,10 +257,15 @@ async def clearance(request: web.Request) -> web.Response:
     return json_response(_as_seen_by(who.role, await ctx.cases.show(report_id)))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/reports/{id}/clearance", clearance)
+def add_public_routes(app: web.Application) -> None:
+    """Public intake: all of this module a public listener serves."""
     app.router.add_post(PUBLIC_REPORTS, public_submit)
     app.router.add_route("OPTIONS", PUBLIC_REPORTS, public_preflight)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/reports/{id}/clearance", clearance)
+    add_public_routes(app)
     app.router.add_post("/api/v1/reports", submit)
     app.router.add_get("/api/v1/reports", list_reports)
     app.router.add_get("/api/v1/reports/{id}", show_report)

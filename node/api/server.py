@@ -36,7 +36,13 @@ def make_app(
     admin_ctx: AdminContext | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     console: web.Application | None = None,
+    public_only: bool = False,
+    http_metrics: metrics.HttpMetrics | None = None,
 ) -> web.Application:
+    """The node's HTTP application; `public_only` (the `[http] public_listen` listener) serves
+    only what strangers need: the form, public intake, the key document, /healthz and
+    federation — no analysts' API, administration, console or /metrics. `http_metrics`: the
+    request counts to add to (the main application's, for the public one)."""
     # client_max_size is a second cap: handlers cap bodies themselves before parsing.
     # The metrics middleware is outermost, so it counts the status problem+json turned into.
     app = web.Application(
@@ -47,16 +53,22 @@ def make_app(
     app[BODY_TIMEOUT] = body_timeout
     app.router.add_get("/.well-known/hotline-node", key_document)
     app.router.add_get("/healthz", healthz)
-    reports.add_routes(app)
     public_form.add_routes(app)
-    stats.add_routes(app)
-    metrics.add_routes(app)
+    if public_only:
+        reports.add_public_routes(app)
+        app[metrics.HTTP_METRICS] = http_metrics or metrics.HttpMetrics()
+    else:
+        reports.add_routes(app)
+        stats.add_routes(app)
+        metrics.add_routes(app, http_metrics)
     if federation_ctx is not None:
         app[FEDERATION] = federation_ctx
         federation.add_routes(app, federation_ctx.path_prefix)
         if federation_ctx.path_prefix:
             prefixed = federation_ctx.path_prefix + "/.well-known/hotline-node"
             app.router.add_get(prefixed, key_document)
+    if public_only:
+        return app
     if admin_ctx is not None:
         app[ADMIN] = admin_ctx
         admin.add_routes(app)
