@@ -167,10 +167,7 @@ class DirectoryService:
                     event="directory.trusted",
                     subject=root.name,
                     details={
-                        "root_version": root.version,
-                        "root_digest": digest(root.wire),
-                        "threshold": root.threshold,
-                        "signers": len(root.keys),
+                        **_root_details(root),
                         "source": source,
                         "auto_peer": auto_peer,
                     },
@@ -295,12 +292,7 @@ class DirectoryService:
                 actor=actor,
                 event="directory.root_rotated",
                 subject=root.name,
-                details={
-                    "root_version": root.version,
-                    "root_digest": digest(root.wire),
-                    "threshold": root.threshold,
-                    "signers": len(root.keys),
-                },
+                details=_root_details(root),
             )
 
         await self.db.run(rotated_txn)
@@ -663,3 +655,13 @@ def _kept(row: DirectoryRow) -> str:
     if row.list_version is None:
         return "no list is held yet"
     return f"list version {row.list_version} stays in force"
+
+
+def _root_details(root: Root) -> dict[str, object]:
+    """How the audit log describes a root, trusted or rotated to."""
+    return {
+        "root_version": root.version,
+        "root_digest": digest(root.wire),
+        "threshold": root.threshold,
+        "signers": len(root.keys),
+    }
