@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -108,25 +109,57 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         say("  " + "  ".join(str(row.get(c, "") or "-").ljust(widths[c]) for c in columns))
 
 
+class Stop(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM: the demo stops every node and receiver, then ends."""
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM both end the demo cleanly, whatever the disposition inherited.
+
+    A process started in the background by a non-interactive shell (`make demo KEEP=1 &`, a CI
+    runner) inherits SIGINT ignored, and Python then leaves it ignored: Ctrl-C or `kill -INT`
+    would not stop it. SIGTERM would kill the demo at once and leave the three nodes running.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
+def ignore_signals() -> None:
+    """While everything stops: a second Ctrl-C must not leave a node or a receiver behind."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def open_consoles(nodes: list[NodeProcess]) -> None:
-    """`make demo KEEP=1`: people on each node, and their consoles, until Ctrl-C."""
+    """`make demo KEEP=1`: people on each node, and their consoles, until Ctrl-C or SIGTERM."""
     step("8. The consoles stay open: sign in with these (Ctrl-C stops everything)")
     for node in nodes:
+        say(f"  {node.node_id} ({node.country}): {node.url}/console/")
         for name, role in (("ana", "analyst"), ("rev", "reviewer"), ("ops", "operator")):
-            person = cli_json(node.root, "users", "add", name, "--role", role)
-            say(f"  {node.url}/console/   {name:<4} ({role:<8}) password {person['password']}")
+            # One person per node signs in with a second factor, as `users add --totp` gives.
+            extra = ("--totp",) if role == "operator" else ()
+            person = cli_json(node.root, "users", "add", name, "--role", role, *extra)
+            say(f"    {name:<4} ({role:<8}) password {person['password']}")
+            if person.get("totp_secret"):
+                say(f"         TOTP secret {person['totp_secret']} (any authenticator app)")
+    say("\n  four-eyes is on for csam ([console] four_eyes in node.toml): an analyst's CSAM")
+    say("  verdict routes only once a reviewer (rev) confirms it")
     say("\n  open a URL above in a browser on this machine; the pages need no JavaScript")
     say("  (the password shown only sets your own, at the first sign-in)")
-    try:
-        while all(node.process is not None and node.process.poll() is None for node in nodes):
-            time.sleep(1)
-        say("  a node stopped; stopping the others")
-    except KeyboardInterrupt:
-        say("")
+    while all(node.process is not None and node.process.poll() is None for node in nodes):
+        time.sleep(1)
+    say("  a node stopped; stopping the others")
 
 
 def main(keep: bool = False) -> int:
     started = time.monotonic()
+    stop_on_signals()
+    interrupted: Stop | None = None
+    consoles_open = False
     nodes: list[NodeProcess] = []
     receivers = LoopThread()
     smtp = SmtpSink().start()
@@ -151,8 +184,8 @@ def main(keep: bool = False) -> int:
             for node in (de, us):
                 node.init()
             for node in (fr, de, us):
+                nodes.append(node)  # before it starts: a signal meanwhile still stops it
                 node.start()
-                nodes.append(node)
                 say(
                     f"  {node.node_id:<18} {node.country}  {node.url}  identity "
                     f"{node.fingerprint[:16]}…"
@@ -277,8 +310,14 @@ def main(keep: bool = False) -> int:
                 )
             table(rows, ["case", "status", "decision", "countries", "queued"])
             if keep:
+                consoles_open = True
                 open_consoles(nodes)
+        except Stop as signalled:
+            interrupted = signalled
         finally:
+            ignore_signals()
+            if interrupted is not None:
+                say(f"\n  {interrupted}: stopping")
             step("Stopping every node and receiver")
             for node in nodes:
                 code = node.stop()
@@ -287,8 +326,10 @@ def main(keep: bool = False) -> int:
             receivers.run(webhook.stop())
             receivers.run(rdap.stop())
             receivers.close()
-    say(f"\ndemo finished in {time.monotonic() - started:.0f} s; nothing left running")
-    return 0
+    ended = "stopped" if interrupted is not None and not consoles_open else "finished"
+    say(f"\ndemo {ended} after {time.monotonic() - started:.0f} s; nothing left running")
+    # Stopping the consoles (KEEP=1) is how that demo ends; stopping the story midway is not.
+    return 0 if interrupted is None or consoles_open else 130
 
 
 if __name__ == "__main__":

@@ -62,29 +62,74 @@ class NoRedirect(urlrequest.HTTPRedirectHandler):
         return None
 
 
-def test_demo_keep_leaves_signed_in_consoles_until_ctrl_c() -> None:
-    """`make demo KEEP=1`: the nodes stay up with people to sign in as; Ctrl-C ends it all."""
-    before = serving_processes()
-    demo = subprocess.Popen(
-        [sys.executable, "demo/run.py", "--keep"],
+def start_demo(*args: str) -> subprocess.Popen[str]:
+    """The demo as a non-interactive shell starts a command with `&` (a CI runner, `make demo
+    KEEP=1 &`): with SIGINT ignored, a disposition Python keeps unless told otherwise."""
+    return subprocess.Popen(
+        ["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "demo/run.py", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def read_until(demo: subprocess.Popen[str], marker: str, seconds: float) -> list[str]:
+    assert demo.stdout is not None
+    lines = []
+    deadline = time.monotonic() + seconds
+    for line in demo.stdout:
+        lines.append(line)
+        if marker in line:
+            return lines
+        assert time.monotonic() < deadline, "".join(lines)[-2000:]
+    raise AssertionError("".join(lines)[-2000:])
+
+
+def finish(demo: subprocess.Popen[str], signum: int) -> str:
     try:
-        assert demo.stdout is not None
-        logins = []
-        deadline = time.monotonic() + 150
-        for line in demo.stdout:
-            found = re.search(r"(http://127\.0\.0\.1:\d+)/console/\s+(\w+) .* password (\S+)", line)
-            if found:
-                logins.append(found.groups())
-            if "the pages need no JavaScript" in line:
-                break
-            assert time.monotonic() < deadline
-        assert len(logins) == 9  # three people on each of the three nodes
-        base, name, password = logins[0]
+        demo.send_signal(signum)
+        return demo.communicate(timeout=60)[0]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if demo.stdout is not None:
+            demo.stdout.close()
+
+
+def consoles(lines: list[str]) -> list[tuple[str, str, str, str]]:
+    """(node, console URL, name, password) for each person step 8 prints."""
+    found: list[tuple[str, str, str, str]] = []
+    node = url = ""
+    for line in lines:
+        heading = re.search(r"^  ([\w-]+) \([A-Z]{2}\): (http://127\.0\.0\.1:\d+)/console/$", line)
+        if heading:
+            node, url = heading.groups()
+        person = re.search(r"^    (\w+) +\(\w+ *\) password (\S+)$", line)
+        if person:
+            name, password = person.groups()
+            found.append((node, url, name, password))
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_demo_keep_leaves_signed_in_consoles_until_ctrl_c_or_sigterm(signum: int) -> None:
+    """`make demo KEEP=1`: the nodes stay up, each named beside its console, with people to
+    sign in as (the operator with TOTP); Ctrl-C or SIGTERM ends it all, even when the demo was
+    started with SIGINT ignored (as in the background of a non-interactive shell)."""
+    before = serving_processes()
+    demo = start_demo("--keep")
+    try:
+        lines = read_until(demo, "the pages need no JavaScript", 150)
+        logins = consoles(lines)
+        nodes = [login[0] for login in logins]
+        assert nodes == [n for n in ("fr-pointdecontact", "de-eco", "us-ncmec") for _ in "abc"]
+        assert [login[2] for login in logins] == ["ana", "rev", "ops"] * 3
+        text = "".join(lines)
+        assert text.count("TOTP secret ") == 3  # one operator with a second factor per node
+        assert "four-eyes is on for csam" in text
+        _, base, name, password = logins[0]
         with urlrequest.urlopen(f"{base}/console/sign-in", timeout=10) as response:
             page = response.read().decode()
             cookie = response.headers["Set-Cookie"].split(";")[0]
@@ -102,15 +147,26 @@ def test_demo_keep_leaves_signed_in_consoles_until_ctrl_c() -> None:
         assert redirect.headers["Location"] == "/console/"
         assert redirect.headers["Set-Cookie"].startswith("hln_session=")
         assert len(serving_processes() - before) == 3
-        demo.send_signal(signal.SIGINT)
-        rest = demo.communicate(timeout=60)[0]
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-        if demo.stdout is not None:
-            demo.stdout.close()
+        rest = finish(demo, signum)
     assert demo.returncode == 0, rest[-2000:]
+    assert f"{signal.Signals(signum).name}: stopping" in rest
     assert rest.count("stopped (exit 0)") == 3
     assert "nothing left running" in rest
+    assert serving_processes() <= before
+
+
+def test_demo_stopped_midway_stops_every_node_and_says_so() -> None:
+    """Ctrl-C while the story runs: every node already started is stopped, exit status 130."""
+    before = serving_processes()
+    demo = start_demo()
+    try:
+        read_until(demo, "== 3.", 120)  # the nodes are up and peered
+    finally:
+        rest = finish(demo, signal.SIGINT)
+    assert demo.returncode == 130, rest[-2000:]
+    assert "SIGINT: stopping" in rest
+    assert rest.count("stopped (exit 0)") == 3
+    assert "demo stopped after" in rest
+    assert "Traceback" not in rest
     assert serving_processes() <= before
