@@ -26,7 +26,8 @@ is left; `hotline-node audit verify` passes on every node. Last line:
   network: 50 nodes, N records, lost L, duplicated D, p99 X ms,
   directory change reached all in Y s, RSS per node Z MiB   (one line)
 
-Run: `python bench/network.py` (about 9 minutes here, quiet); `--nodes 10 --minutes 1` for a quick look.
+Run: `python bench/network.py` (about 9 minutes here, quiet); `--nodes 10 --minutes 1` for a
+quick look.
 """
 
 from __future__ import annotations
