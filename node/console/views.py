@@ -36,6 +36,7 @@ from node.errors import (
     NodeError,
     RateLimited,
     Sentence,
+    StorageFull,
     Unauthorized,
 )
 from node.store import report_hashes
@@ -342,13 +343,38 @@ async def search(request: web.Request) -> web.Response:
 
 
 # the case page ----------------------------------------------------------------------------
+# The fields each of the case page's forms sends back, kept when a change is refused.
+CASE_FORM_FIELDS = {
+    "assess": ("verdict", "category", "legal_basis"),
+    "action": ("code", "reason"),
+    "override": ("country", "reason"),
+    "clear": ("reason",),
+    "hashes": ("hashes",),
+    "withdraw": ("reason",),
+    "review": ("reason",),
+}
+
+
 async def case_page(request: web.Request) -> web.Response:
-    who = person(request, *STAFF)
+    person(request, *STAFF)
     ctx = console(request)
     ref = request.match_info["ref"]
     report_id = await ctx.cases.resolve_one(ref)
     if report_id != ref:
         raise web.HTTPSeeOther(f"/console/case/{report_id}")
+    return await _render_case(request, report_id)
+
+
+async def _render_case(
+    request: web.Request,
+    report_id: str,
+    *,
+    refused: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.Response:
+    """The case page; `refused` (a form, why, and what was typed) when a change was refused."""
+    who = person(request, *STAFF)
+    ctx = console(request)
     case = await ctx.cases.show(report_id)
     row = await ctx.cases.store.get(report_id)
     assert row is not None
@@ -378,17 +404,41 @@ async def case_page(request: web.Request) -> web.Response:
             "verdicts": VERDICTS,
             "codes": ACTION_CODES,
             "may_review": who.role is UserRole.REVIEWER,
+            "refused": refused,
+            # What the person typed in `form` before it was refused ("" for any other form).
+            "typed": lambda form, field: (
+                refused["typed"].get(field, "") if refused and refused["form"] == form else ""
+            ),
         },
+        status=status,
     )
 
 
 async def case_form(request: web.Request) -> web.Response:
-    """One form per change: assess, act, override, clear, withdraw, review, hashes."""
-    who = person(request, *STAFF)
+    """One form per change: assess, act, override, clear, withdraw, review, hashes.
+
+    A refused change shows the case page again with why, and with what was typed in the form
+    still in it: nobody types a reason twice because a country code had three letters."""
+    person(request, *STAFF)
     ctx = console(request)
     report_id = await ctx.cases.resolve_one(request.match_info["ref"])
     form = await request.post()
     what = request.match_info["what"]
+    if what not in CASE_FORM_FIELDS:
+        raise web.HTTPNotFound()
+    try:
+        return await _change_case(request, report_id, what, form)
+    except StorageFull:
+        raise  # its own page (node/console/app.py): nothing can be written, whatever is typed
+    except NodeError as exc:
+        typed = {field: _text(form, field) or "" for field in CASE_FORM_FIELDS[what]}
+        refused = {"form": what, "detail": say(request, exc), "typed": typed}
+        return await _render_case(request, report_id, refused=refused, status=exc.status)
+
+
+async def _change_case(request: web.Request, report_id: str, what: str, form: Any) -> web.Response:
+    who = person(request, *STAFF)
+    ctx = console(request)
     back = f"/console/case/{report_id}"
     if what == "assess":
         done = await ctx.reviews.assess(
@@ -425,18 +475,16 @@ async def case_form(request: web.Request) -> web.Response:
     if what == "withdraw":
         await ctx.cases.withdraw(report_id, reason=_text(form, "reason") or "", actor=who.name)
         raise _done(back, "withdrawn")
-    if what == "review":
-        person(request, UserRole.REVIEWER)
-        # The review the page showed: a verdict given again since is not decided by mistake.
-        seen = _text(form, "review") or ""
-        if form.get("decision") == "confirm":
-            await ctx.reviews.confirm(report_id, reviewer=who.name, review_id=seen)
-            raise _done(back, "review-confirmed")
-        await ctx.reviews.reject(
-            report_id, reviewer=who.name, reason=_text(form, "reason"), review_id=seen
-        )
-        raise _done(back, "review-rejected")
-    raise web.HTTPNotFound()
+    person(request, UserRole.REVIEWER)  # what == "review"
+    # The review the page showed: a verdict given again since is not decided by mistake.
+    seen = _text(form, "review") or ""
+    if form.get("decision") == "confirm":
+        await ctx.reviews.confirm(report_id, reviewer=who.name, review_id=seen)
+        raise _done(back, "review-confirmed")
+    await ctx.reviews.reject(
+        report_id, reviewer=who.name, reason=_text(form, "reason"), review_id=seen
+    )
+    raise _done(back, "review-rejected")
 
 
 async def bulk(request: web.Request) -> web.Response:

@@ -443,3 +443,57 @@ async def test_a_console_reason_with_a_bidi_control_is_refused_as_everywhere(
         " in another order than it is written" in text
     )
     assert (await console.node.cases.show(submitted.report_id))["actions"] == []
+
+
+async def test_a_refused_form_shows_why_and_keeps_what_was_typed(console: Console) -> None:
+    """The case page comes back with the refusal and every field of the refused form as typed;
+    the other forms stay empty, and nothing changed on the case."""
+    report_id = await _submit(console, "https://fr.example/typed.jpg")
+    alice = await console.browser("alice")
+    reason = 'hosted on a reseller\'s range, see the "abuse" answer <2026-12-07>'
+    response, text = await alice.post(
+        f"/console/case/{report_id}/override", {"country": "FRA", "reason": reason}
+    )
+    assert response.status == 422
+    assert 'role="alert" id="refused"' in text
+    assert "What you typed is still in its form." in text
+    assert 'id="o-country" name="country" size="3" maxlength="2" required value="FRA"' in text
+    escaped = reason.replace("'", "&#39;").replace('"', "&#34;").replace("<", "&lt;")
+    assert f'id="o-reason" name="reason" required value="{escaped.replace(">", "&gt;")}"' in text
+    assert 'id="w-reason" name="reason" required value=""' in text  # another form: empty
+    assert (await console.node.cases.show(report_id))["hosting"]["override"] is None
+
+    response, text = await alice.post(
+        f"/console/case/{report_id}/hashes", {"hashes": "sha256:abc md5:nothex"}
+    )
+    assert response.status == 422
+    assert ">sha256:abc md5:nothex</textarea>" in text
+    response, text = await alice.post(
+        f"/console/case/{report_id}/assess",
+        {"verdict": "national", "category": "no-such", "legal_basis": "art. 227-23"},
+    )
+    assert response.status == 422
+    assert '<option value="national" selected>' in text
+    assert 'name="legal_basis" maxlength="256" value="art. 227-23"' in text
+    # A change that goes through shows no refusal, and the forms start empty again.
+    response, text = await alice.post(
+        f"/console/case/{report_id}/action", {"code": "content_removed", "reason": "gone"}
+    )
+    assert response.status == 303
+    _, text = await alice.get(response.headers["Location"])
+    assert 'id="refused"' not in text
+    assert 'id="x-reason" name="reason" value=""' in text
+
+
+async def test_a_refused_form_says_so_in_french(french_console: Console) -> None:
+    report_id = (
+        await french_console.node.cases.submit("https://fr.example/saisi.jpg", actor="test")
+    ).report_id
+    alice = await french_console.browser("alice")
+    response, text = await alice.post(
+        f"/console/case/{report_id}/withdraw", {"reason": "doublon \u202e"}
+    )
+    assert response.status == 422
+    assert "Non effectué" in text
+    assert "Ce que vous avez saisi est resté dans le formulaire." in text
+    assert 'id="w-reason" name="reason" required value="doublon' in text
