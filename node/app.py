@@ -55,6 +55,7 @@ from node.hashes.sharing import HashSharing
 from node.jobs import Jobs
 from node.jurisdiction import JurisdictionError, Tracer, build_tracer
 from node.keyring import KeyRing
+from node.memory import RELEASE_SECONDS, FreedMemory
 from node.review import FourEyes, ReviewService
 from node.secretbox import SecretBox
 from node.store import audit
@@ -296,6 +297,17 @@ class Node:
             max_instances=1,
             coalesce=True,
         )
+        # What bursts freed goes back to the system, so RSS follows the memory in use.
+        freed = FreedMemory()
+        if freed.available:
+            scheduler.add_job(
+                freed.release,
+                "interval",
+                seconds=RELEASE_SECONDS,
+                id="release-memory",
+                max_instances=1,
+                coalesce=True,
+            )
         self.jobs.install(scheduler)
         scheduler.start()
         workers = [
