@@ -427,12 +427,33 @@ class UserService:
         await self.db.run(set_language_txn)
 
     # sign-in -------------------------------------------------------------------------------
-    async def take_sign_in_attempt(self, name: str, client: str) -> None:
+    def device_token(self, name: str) -> str:
+        """What a browser keeps once `name` signed in with it (OWASP's device cookie): proof,
+        checked without storage, that the person already signed in from this browser."""
+        nonce = secrets.token_urlsafe(12)
+        return f"{nonce}.{self.box.keyed_hash(f'device|{name}|{nonce}')}"
+
+    def _known_device(self, name: str, token: str | None) -> str | None:
+        nonce, _, mac = (token or "").partition(".")
+        if not nonce or not mac:
+            return None
+        expected = self.box.keyed_hash(f"device|{name}|{nonce}")
+        return nonce if hmac.compare_digest(mac, expected) else None
+
+    async def take_sign_in_attempt(self, name: str, client: str, device: str | None = None) -> None:
         """One attempt from this address and at this name, or RateLimited. Both are limited:
         guessing one account from many addresses is slowed as much as guessing many from one.
-        The buckets are stored (a restart gives no fresh allowance) under keyed hashes: neither
-        what a stranger typed as a name nor their address is kept."""
-        keys = [f"addr:{self.box.keyed_hash(client)}", f"name:{self.box.keyed_hash(name)}"]
+
+        A browser the person already signed in with (`device`, see `device_token`) has a bucket
+        of its own instead of the name's: a stranger who spends the name's allowance slows every
+        other browser, but cannot lock the person out of their own. The buckets are stored (a
+        restart gives no fresh allowance) under keyed hashes: neither what a stranger typed as
+        a name nor their address is kept."""
+        known = self._known_device(name, device)
+        per_name = (
+            f"device:{self.box.keyed_hash(known)}" if known else f"name:{self.box.keyed_hash(name)}"
+        )
+        keys = [f"addr:{self.box.keyed_hash(client)}", per_name]
         now = self.clock.now().timestamp()
 
         def take_txn(conn: Tx) -> int | None:

@@ -16,6 +16,8 @@ from node.users import Person, Session, UserRole
 
 SESSION_COOKIE = "hln_session"
 SIGN_IN_COOKIE = "hln_sign_in"  # the sign-in form's own CSRF token, before any session exists
+DEVICE_COOKIE = "hln_device"  # this browser signed in as the person before (users.device_token)
+DEVICE_DAYS = 365
 MAX_FORM_BYTES = 256 * 1024
 SESSION_KEY = web.RequestKey("session", Session)
 # No inline script or style anywhere; nothing from another origin; no framing; forms only here.

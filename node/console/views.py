@@ -19,6 +19,8 @@ from node.console.i18n import LANGUAGES
 from node.console.render import banner, render, say
 from node.console.security import (
     ANALYSTS,
+    DEVICE_COOKIE,
+    DEVICE_DAYS,
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
     STAFF,
@@ -117,7 +119,7 @@ async def sign_in(request: web.Request) -> web.Response:
     client = ctx.client(request)
     error: Sentence | None = None
     try:
-        await ctx.users.take_sign_in_attempt(name, client)
+        await ctx.users.take_sign_in_attempt(name, client, request.cookies.get(DEVICE_COOKIE))
         session = await ctx.users.sign_in(
             name, str(form.get("password", "")), _text(form, "code"), client=client
         )
@@ -138,6 +140,9 @@ async def sign_in(request: web.Request) -> web.Response:
         response, SESSION_COOKIE, session.token, int(ctx.users.session_length.total_seconds())
     )
     response.del_cookie(SIGN_IN_COOKIE, path="/console/")
+    set_cookie(
+        response, DEVICE_COOKIE, ctx.users.device_token(session.person.name), DEVICE_DAYS * 86400
+    )
     raise response
 
 

@@ -223,6 +223,54 @@ async def test_sign_in_limits_are_keyed_on_the_client_behind_a_trusted_proxy(
     assert response.status == 303
 
 
+async def test_a_stranger_spending_a_names_allowance_cannot_lock_its_person_out(
+    behind_a_proxy: Console,
+) -> None:
+    """The name's bucket slows guessing one account from many addresses; the browser the
+    person signed in with before keeps a bucket of its own (OWASP's device cookie)."""
+    console = behind_a_proxy
+    password, secret = console.secrets["olga"]
+    assert secret is not None
+
+    async def attempt(browser: Browser, forwarded_for: str, name: str, pw: str) -> tuple[int, str]:
+        await browser.get("/console/sign-in")
+        response = await console.client.post(
+            "/console/sign-in",
+            data={
+                "name": name,
+                "password": pw,
+                "code": pyotp.TOTP(secret).at(console.clock.now()),
+                "csrf": browser.csrf,
+            },
+            headers={**browser._header(), "X-Forwarded-For": forwarded_for},
+            allow_redirects=False,
+        )
+        browser._keep(response)
+        return response.status, await response.text()
+
+    olgas = Browser(console.client)
+    assert (await attempt(olgas, "198.51.100.20", "olga", password))[0] == 303
+    assert "hln_device" in olgas.cookies
+    console.clock.advance(timedelta(seconds=31))  # a new TOTP step: a code counts once
+
+    # A stranger tries olga's name from eleven addresses: the name's allowance is spent.
+    said = [
+        (await attempt(Browser(console.client), f"203.0.113.{n}", "olga", "wrong"))[1]
+        for n in range(11)
+    ]
+    assert ["too many sign-in attempts" in text for text in said] == [False] * 10 + [True]
+    # A browser olga never signed in with waits like the stranger...
+    status, text = await attempt(Browser(console.client), "198.51.100.21", "olga", password)
+    assert (status, "too many sign-in attempts" in text) == (401, True)
+    # ...and so does one showing a device cookie not made for olga (altered, or another's).
+    forged = Browser(console.client, cookies={"hln_device": olgas.cookies["hln_device"] + "x"})
+    status, text = await attempt(forged, "198.51.100.22", "olga", password)
+    assert (status, "too many sign-in attempts" in text) == (401, True)
+    # The browser olga signed in with before signs her in.
+    status, text = await attempt(olgas, "198.51.100.20", "olga", password)
+    assert status == 303, text
+
+
 async def test_totp_guessing_is_slowed_and_alerted_on(
     console: Console, caplog: pytest.LogCaptureFixture
 ) -> None:
