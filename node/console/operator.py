@@ -10,16 +10,26 @@ from aiohttp import web
 from node.clock import iso
 from node.console.charts import bars, columns
 from node.console.context import console
-from node.console.render import render
+from node.console.render import Refused, render
 from node.console.security import STAFF, person
 from node.console.views import _done, _text, waiting_notices
+from node.errors import NodeError, StorageFull
 from node.store import audit
 from node.users import UserRole
 
 OPERATOR = (UserRole.OPERATOR,)
+# The fields a refused form gives back as typed (node/console/render.py, Refused).
+PEER_FIELDS = ("node_id", "country", "endpoint", "fingerprint", "categories", "pull_only")
+USER_FIELDS = {"add": ("name", "role", "totp"), "token": ("name", "role")}
 
 
 async def peers_page(request: web.Request) -> web.Response:
+    return await _render_peers(request)
+
+
+async def _render_peers(
+    request: web.Request, refused: Refused | None = None, status: int = 200
+) -> web.Response:
     person(request, *OPERATOR)
     ctx = console(request)
     queues = await ctx.reads.peer_queues()
@@ -46,7 +56,9 @@ async def peers_page(request: web.Request) -> web.Response:
                 else None,
             }
         )
-    return render(request, "peers.html", {"title": "Peers", "peers": peers})
+    return render(
+        request, "peers.html", {"title": "Peers", "peers": peers}, status, refused=refused
+    )
 
 
 async def peer_form(request: web.Request) -> web.Response:
@@ -71,15 +83,21 @@ async def peer_add(request: web.Request) -> web.Response:
     ctx = console(request)
     form = await request.post()
     categories = _text(form, "categories")
-    await ctx.admin.add(
-        node_id=_text(form, "node_id") or "",
-        country=(_text(form, "country") or "").upper(),
-        endpoint=_text(form, "endpoint") or "",
-        fingerprint=_text(form, "fingerprint") or "",
-        pull_only=form.get("pull_only") == "on",
-        categories=[c.strip() for c in categories.split(",")] if categories else None,
-        actor=who.name,
-    )
+    try:
+        await ctx.admin.add(
+            node_id=_text(form, "node_id") or "",
+            country=(_text(form, "country") or "").upper(),
+            endpoint=_text(form, "endpoint") or "",
+            fingerprint=_text(form, "fingerprint") or "",
+            pull_only=form.get("pull_only") == "on",
+            categories=[c.strip() for c in categories.split(",")] if categories else None,
+            actor=who.name,
+        )
+    except StorageFull:
+        raise  # its own page: nothing can be written, whatever is typed
+    except NodeError as exc:
+        refused = Refused.of(request, "peer-add", exc, form, PEER_FIELDS)
+        return await _render_peers(request, refused, exc.status)
     raise _done("/console/peers", "peer-added")
 
 
@@ -118,6 +136,15 @@ async def channel_requeue(request: web.Request) -> web.Response:
 
 
 async def users_page(request: web.Request) -> web.Response:
+    return await _render_users(request)
+
+
+async def _render_users(
+    request: web.Request,
+    secret: dict[str, Any] | None = None,
+    refused: Refused | None = None,
+    status: int = 200,
+) -> web.Response:
     person(request, *OPERATOR)
     ctx = console(request)
     return render(
@@ -127,16 +154,35 @@ async def users_page(request: web.Request) -> web.Response:
             "title": "People and tokens",
             "users": await ctx.users.list_users(),
             "tokens": await ctx.tokens.list_tokens(),
-            "secret": None,
+            # A new secret is shown once, on this page, and never again.
+            "secret": secret,
         },
+        status,
+        refused=refused,
     )
 
 
 async def users_form(request: web.Request) -> web.Response:
-    who = person(request, *OPERATOR)
-    ctx = console(request)
+    """Add, disable, enable, change a role, reset; make or revoke a token. A refusal shows the
+    page again with why, and what was typed in the form still in it."""
+    person(request, *OPERATOR)
     form = await request.post()
     what = request.match_info["what"]
+    try:
+        secret = await _change_users(request, what, form)
+    except StorageFull:
+        raise  # its own page: nothing can be written, whatever is typed
+    except NodeError as exc:
+        refused = Refused.of(request, what, exc, form, USER_FIELDS.get(what, ()))
+        return await _render_users(request, refused=refused, status=exc.status)
+    if secret is None:
+        raise _done("/console/users", f"user-{what}")
+    return await _render_users(request, secret=secret)
+
+
+async def _change_users(request: web.Request, what: str, form: Any) -> dict[str, Any] | None:
+    who = person(request, *OPERATOR)
+    ctx = console(request)
     secret: dict[str, Any] | None = None
     if what == "add":
         name = _text(form, "name") or ""
@@ -166,19 +212,7 @@ async def users_form(request: web.Request) -> web.Response:
         await ctx.tokens.revoke(_text(form, "id") or "", actor=who.name)
     else:
         raise web.HTTPNotFound()
-    if secret is None:
-        raise _done("/console/users", f"user-{what}")
-    # A new secret is shown once, on this page, and never again.
-    return render(
-        request,
-        "users.html",
-        {
-            "title": "People and tokens",
-            "users": await ctx.users.list_users(),
-            "tokens": await ctx.tokens.list_tokens(),
-            "secret": secret,
-        },
-    )
+    return secret
 
 
 async def audit_page(request: web.Request) -> web.Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,9 +102,37 @@ def banner(msg: str) -> tuple[str, str] | None:
     return key, count
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A form's change that was refused: the page shows why, and the form what was typed."""
+
+    form: str
+    detail: str
+    typed: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, request: web.Request, form: str, error: NodeError, posted: Any, fields: Iterable[str]
+    ) -> Refused:
+        typed = {name: _posted_text(posted, name) for name in fields}
+        return cls(form, say(request, error), typed)
+
+
+def _posted_text(posted: Any, name: str) -> str:
+    value = posted.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
 def render(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+    request: web.Request,
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
+    *,
+    refused: Refused | None = None,
 ) -> web.Response:
+    """A page in the person's language; with `refused`, the refusal above it and, in every
+    field of the refused form (`typed(FORM, FIELD)` in templates), what was typed."""
     ctx = console(request)
     lang = language(request)
     gettext = translations(lang).gettext
@@ -118,6 +148,10 @@ def render(
         "age": lambda at: age(at, now),
         "path": request.path,
         "banner": banner(request.query.get("msg", "")),
+        "refused": refused,
+        "typed": lambda form, name: (
+            refused.typed.get(name, "") if refused is not None and refused.form == form else ""
+        ),
     }
     return aiohttp_jinja2.render_template(
         template, request, {**base, **context}, app_key=TEMPLATES, status=status

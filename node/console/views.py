@@ -16,7 +16,7 @@ from node.cases.hashes import hashes_view
 from node.clock import iso, parse_iso
 from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
-from node.console.render import banner, render, say
+from node.console.render import Refused, banner, render, say
 from node.console.security import (
     ANALYSTS,
     DEVICE_COOKIE,
@@ -374,7 +374,7 @@ async def _render_case(
     request: web.Request,
     report_id: str,
     *,
-    refused: dict[str, Any] | None = None,
+    refused: Refused | None = None,
     status: int = 200,
 ) -> web.Response:
     """The case page; `refused` (a form, why, and what was typed) when a change was refused."""
@@ -409,13 +409,9 @@ async def _render_case(
             "verdicts": VERDICTS,
             "codes": ACTION_CODES,
             "may_review": who.role is UserRole.REVIEWER,
-            "refused": refused,
-            # What the person typed in `form` before it was refused ("" for any other form).
-            "typed": lambda form, field: (
-                refused["typed"].get(field, "") if refused and refused["form"] == form else ""
-            ),
         },
         status=status,
+        refused=refused,
     )
 
 
@@ -436,8 +432,7 @@ async def case_form(request: web.Request) -> web.Response:
     except StorageFull:
         raise  # its own page (node/console/app.py): nothing can be written, whatever is typed
     except NodeError as exc:
-        typed = {field: _text(form, field) or "" for field in CASE_FORM_FIELDS[what]}
-        refused = {"form": what, "detail": say(request, exc), "typed": typed}
+        refused = Refused.of(request, what, exc, form, CASE_FORM_FIELDS[what])
         return await _render_case(request, report_id, refused=refused, status=exc.status)
 
 

@@ -497,3 +497,44 @@ async def test_a_refused_form_says_so_in_french(french_console: Console) -> None
     assert "Non effectué" in text
     assert "Ce que vous avez saisi est resté dans le formulaire." in text
     assert 'id="w-reason" name="reason" required value="doublon' in text
+
+
+async def test_refused_operator_forms_keep_what_was_typed(console: Console) -> None:
+    """Adding a peer or a person, or making a token: a refusal shows the page again with why,
+    and the refused form as typed (a fingerprint copied from a call is not copied twice)."""
+    olga = await console.browser("olga")
+    typed = {
+        "node_id": "be-childfocus",
+        "country": "be",
+        "endpoint": "not a url",
+        "fingerprint": "ab12cd34",
+        "categories": "csam, hate",
+        "pull_only": "on",
+    }
+    response, text = await olga.post("/console/peers/add", typed)
+    assert response.status == 422, text
+    assert 'role="alert" id="refused"' in text
+    for field in ("be-childfocus", "not a url", "ab12cd34", "csam, hate"):
+        assert f'value="{field}"' in text
+    assert 'value="be"' in text  # as typed; upper-cased only when it is used
+    assert 'name="pull_only" checked' in text
+    assert await console.node.registry.all() == []
+
+    response, text = await olga.post(
+        "/console/users/add", {"name": "Not A Name!", "role": "reviewer", "totp": "on"}
+    )
+    assert response.status == 422, text
+    assert 'id="u-name" name="name" required value="Not A Name!"' in text
+    assert '<option value="reviewer" selected>' in text
+    assert 'name="totp" checked' in text
+    response, text = await olga.post("/console/users/token", {"name": "nobody", "role": "operator"})
+    assert response.status == 404, text  # a token is held by a person of this node
+    assert 'id="t-name" name="name" required value="nobody"' in text
+    assert 'id="t-role" name="role"><option value="analyst">' in text
+    assert '<option value="operator" selected>' in text
+    # A refusal with nothing typed (the last operator) is on the same page, said the same way.
+    response, text = await olga.post("/console/users/disable", {"name": "olga"})
+    assert response.status == 409
+    assert 'role="alert" id="refused"' in text
+    assert "olga is the last active operator" in text
+    assert "<h1>People and tokens</h1>" in text
