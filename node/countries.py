@@ -21,6 +21,17 @@ ISO_3166_ALPHA2 = frozenset(
 )
 
 
+# Countries whose hotlines, hosts and police work in French first: the console's default
+# language and the language of host notices, one list for both (a Cameroon node once got an
+# English console and French notices from two lists that disagreed).
+FRENCH_SPEAKING = frozenset({"FR", "BE", "LU", "MC", "CH", "SN", "CI", "CM", "MA", "TN", "DZ"})
+
+
+def language_of(country: str | None) -> str:
+    """The language a node, a host or a notice in `country` gets first: "fr" or "en"."""
+    return "fr" if country is not None and country.upper() in FRENCH_SPEAKING else "en"
+
+
 def country_problem(value: object) -> Sentence | None:
     """Why `value` is not a country code, in words; None when it is one."""
     if not isinstance(value, str):

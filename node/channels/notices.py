@@ -9,9 +9,9 @@ from email.utils import format_datetime, make_msgid
 
 from node.channels.base import Message
 from node.config import NoticesConfig
+from node.countries import language_of
 
 # Hosts in these countries get the notice in French; everyone else in English.
-FRENCH = {"FR", "BE", "LU", "MC", "CH", "SN", "CI", "CM", "MA", "TN", "DZ"}
 
 CATEGORY_TEXT = {
     "en": {
@@ -137,7 +137,7 @@ class NoticeParty:
 
 
 def language_for(country: str | None) -> str:
-    return "fr" if country in FRENCH else "en"
+    return language_of(country)
 
 
 def reference(message: Message) -> str:

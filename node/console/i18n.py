@@ -10,16 +10,16 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from node.countries import language_of
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("en", "fr")
-# Countries whose hotlines work in French first (the console falls back to English elsewhere).
-FRENCH_COUNTRIES = frozenset({"FR", "BE", "LU", "MC", "CH", "SN", "CI", "MA", "TN", "DZ"})
 
 
 def default_language(country: str, configured: str | None) -> str:
     if configured:
         return configured
-    return "fr" if country.upper() in FRENCH_COUNTRIES else "en"
+    return language_of(country)
 
 
 @cache

@@ -289,6 +289,41 @@ def test_the_last_operator_cannot_disable_or_demote_themselves(driver: Any, site
     assert people["olga"]["role"] == "operator"
 
 
+def test_a_refused_form_keeps_what_the_analyst_typed(driver: Any, site: Site) -> None:
+    """Issue 26: a refused form lost everything typed. The case page comes back with why, and
+    the reason typed is still in its field, ready to be corrected and sent again."""
+    fr = site.fr
+    status, body = fr.post("/api/v1/reports", {"url": "http://de.example/typed/1.jpg"})
+    assert status == 201
+    report_id = body["id"]
+    sign_in(driver, site, fr, site.people["alice"])
+    driver.get(f"{fr.url}/console/case/{report_id}")
+    reason = "the reseller's range: see the abuse desk's answer of 7 December"
+    # Three letters where the country takes two: the browser's maxlength would stop the
+    # typing, so the field is filled as a script (or an older browser) would send it.
+    driver.execute_script(
+        "document.getElementById('o-country').removeAttribute('maxlength');"
+        "document.getElementById('o-country').value = 'FRA';"
+    )
+    driver.find_element(By.ID, "o-reason").send_keys(reason)
+    with navigating(driver):
+        driver.find_element(By.ID, "o-reason").submit()
+    alert = driver.find_element(By.ID, "refused")
+    assert "What you typed is still in its form." in alert.text or "resté" in alert.text
+    check_page(driver, site, "case-refused-form-kept", show="o-reason")
+    assert driver.find_element(By.ID, "o-reason").get_attribute("value") == reason
+    assert driver.find_element(By.ID, "o-country").get_attribute("value") == "FRA"
+    field = driver.find_element(By.ID, "o-country")
+    field.clear()
+    field.send_keys("DE")
+    with navigating(driver):
+        field.submit()
+    wait_for(lambda: "overridden" in driver.current_url, timeout=5)
+    case = fr.report(report_id)
+    assert case is not None
+    assert case["hosting"]["override"]["reason"] == reason
+
+
 def test_a_cases_hashes_are_shown_and_added_on_its_page(driver: Any, site: Site) -> None:
     fr = site.fr
     sha256, md5 = "sha256:" + "ab" * 32, "md5:" + "ef" * 16

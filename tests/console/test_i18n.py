@@ -16,7 +16,9 @@ from babel.messages.pofile import read_po
 from node import errors
 from node.cases import CaseStatus
 from node.cases.lifecycle import CaseEvent
+from node.channels.notices import language_for
 from node.console.i18n import default_language, translations
+from node.countries import FRENCH_SPEAKING, ISO_3166_ALPHA2
 from node.tokens import Role
 from node.users import UserRole
 from tests.console.conftest import Console
@@ -161,3 +163,14 @@ def test_errors_a_console_page_can_show_carry_marked_templates() -> None:
                     unmarked.append(f"{path.relative_to(NODE)}:{call.lineno}")
     assert checked > 60
     assert unmarked == []
+
+
+def test_one_list_of_french_speaking_countries_for_console_and_notices() -> None:
+    """A Cameroon node once got an English console and French notices: two lists disagreed."""
+    for country in sorted(ISO_3166_ALPHA2):
+        expected = "fr" if country in FRENCH_SPEAKING else "en"
+        assert default_language(country, None) == language_for(country) == expected, country
+    assert default_language("CM", None) == "fr"
+    assert default_language("cm", None) == language_for("cm") == "fr"
+    assert language_for(None) == "en"
+    assert default_language("CM", "en") == "en"  # [console] language chosen by the operator
