@@ -126,7 +126,7 @@ async def test_a_banner_says_only_a_fixed_message(console: Console) -> None:
     _response, text = await browser.get("/console/queue?msg=bulk-done:evil")
     assert "evil" not in text
     _response, text = await browser.get("/console/queue?msg=bulk-done:3")
-    assert "Done: bulk-done (3)" in text
+    assert "Done: done for the cases ticked (3)" in text
 
 
 async def test_a_totp_code_is_accepted_once(console: Console) -> None:
@@ -332,7 +332,7 @@ async def test_the_last_active_operator_cannot_be_disabled_by_any_path(console: 
     await console.node.users.add("omar", "operator", totp=False, actor="olga")
     response, _ = await olga.post("/console/users/disable", {"name": "omar"})
     assert response.status == 303
-    assert "Done: user-disable" in (await olga.get(response.headers["Location"]))[1]
+    assert "Done: person disabled" in (await olga.get(response.headers["Location"]))[1]
     with pytest.raises(Conflict):
         await console.node.users.disable("olga", actor="cli")
     with pytest.raises(Conflict):
