@@ -559,6 +559,19 @@ class Inbox:
     ) -> Applied:
         report_id = str(withdrawal.report_id)
         head = ReportStore.head_txn(conn, report_id)
+        if head is None and rejoin.was_restored_txn(conn):
+            # Sent to us after the backup we were restored from, and lost with it: what the
+            # withdrawal asks (nothing done with the report here) already holds. Refused, it
+            # would be dead-lettered at the origin for good (protocol.md §13.7).
+            audit.append(
+                conn,
+                at=now,
+                actor=f"peer:{sender}",
+                event="report.withdrawn_unknown",
+                subject=report_id,
+                details={"withdrawal": str(withdrawal.id)},
+            )
+            return Applied(ItemStatus.ACCEPTED)
         if head is None or head.origin != sender:
             raise RecordRefused(f"withdrawal of report {report_id}, which {sender} did not send")
         if not allows(head.status, CaseEvent.WITHDRAWAL):  # withdrawn already

@@ -232,3 +232,60 @@ def test_a_restored_puller_gets_again_what_its_peer_had_delivered(
         again.stop()
         fr.stop()
         de.stop()
+
+
+def test_a_restored_receiver_takes_the_withdrawal_of_a_case_it_lost(
+    tmp_path: Path, dns: ZoneDnsServer
+) -> None:
+    """DE is restored from a backup older than a case FR forwarded to it; FR then withdraws
+    that case. DE takes the withdrawal (what it asks already holds there) and says so in its
+    audit log; FR dead-letters nothing. A withdrawal of a case DE never had is still refused
+    by a node never restored (tests/node/test_inbox*)."""
+    fr = NodeProcess("fr-pdc", "FR", tmp_path / "fr", dns.nameserver)
+    de = NodeProcess("de-eco", "DE", tmp_path / "de", dns.nameserver)
+    for node in (fr, de):
+        node.init()
+        node.start()
+    again = NodeProcess("de-eco", "DE", tmp_path / "de-restored", dns.nameserver, port=de.port)
+    try:
+        fr.add_peer(de)
+        de.add_peer(fr)
+        kept = fr.submit_and_assess("http://de.example/receiver/before")
+        wait_for(lambda: de.report(kept), timeout=30)
+        archive = tmp_path / "de.tar.gz"
+        cli(de.root, "backup", "--output", str(archive))
+        lost = fr.submit_and_assess("http://de.example/receiver/after")
+        wait_for(lambda: de.report(lost), timeout=30)
+        de.stop()
+
+        cli(again.root, "restore", str(archive))
+        shutil.copy2(de.root / "key-secret", again.root / "key-secret")
+        again.analyst, again.fingerprint = de.analyst, de.fingerprint
+        again.start()
+        assert again.report(lost) is None
+        cli(fr.root, "reports", "withdraw", lost, "--reason", "sent by mistake")
+        cli(fr.root, "reports", "withdraw", kept, "--reason", "a duplicate of another")
+        wait_for(
+            lambda: (again.report(kept) or {}).get("status") == "withdrawn",
+            timeout=30,
+        )
+        wait_for(
+            lambda: (
+                rows(
+                    again,
+                    "SELECT subject, actor FROM audit_log WHERE event = 'report.withdrawn_unknown'",
+                )
+                == [(lost, "peer:fr-pdc")]
+            ),
+            timeout=30,
+        )
+        time.sleep(2)
+        for node in (fr, again):
+            assert refused(node) == []
+            assert rows(node, "SELECT COUNT(*) FROM peer_outbox WHERE state = 'pending'") == [(0,)]
+        assert again.report(lost) is None  # nothing made up from the withdrawal
+        assert cli(again.root, "audit", "verify").returncode == 0
+    finally:
+        again.stop()
+        fr.stop()
+        de.stop()

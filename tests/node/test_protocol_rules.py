@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from keys import load_keys, save_keys
 from keys.document import CLASSIC_SUITE, HYBRID_SUITE
 from node.clock import ManualClock
+from node.store import rejoin
 from protocol import Action, ActionCode, Report, Withdrawal, read_header, record_bytes, seal
 from protocol.derived import derived_action_id
 from protocol.envelope import MAGIC, hpke_info, signed_bytes
@@ -69,7 +70,9 @@ def _hand_frame(
 
 
 async def _push(pair: Pair, txn_id: str, frames: list[bytes]) -> list[dict[str, Any]]:
-    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, txn_id, frames)
+    # A nonce of its own per transaction: a second push in one test is no replay.
+    nonce = f"nonce-{txn_id}".ljust(22, "0")
+    status, answer, _, _ = await signed_push(pair.fr, pair.de.url, txn_id, frames, nonce=nonce)
     assert status == 200, answer
     results = answer["results"]
     assert isinstance(results, list)
@@ -273,6 +276,38 @@ async def test_a_later_version_of_a_withdrawn_report_is_a_duplicate(pair: Pair) 
     assert (row["seq"], row["status"]) == (1, "withdrawn")
     versions = await pair.de.node.db.fetch_all("SELECT seq FROM report_versions")
     assert [v["seq"] for v in versions] == [1]
+
+
+async def test_a_withdrawal_of_a_report_never_held_is_refused_unless_restored(
+    pair: Pair,
+) -> None:
+    """§13.7: a node restored from an older backup takes the withdrawal of a report it lost
+    (`accepted`, audited as `report.withdrawn_unknown`); one never restored refuses it."""
+
+    def withdrawal() -> Withdrawal:
+        return Withdrawal(
+            id=uuid.uuid4(), report_id=uuid.uuid4(), origin="fr-pdc", at=START, reason="mistake"
+        )
+
+    never_sent = withdrawal()
+    results = await _push(pair, "txn-withdraw-unknown-1", [_hand_sealed(pair, never_sent)])
+    assert results[0]["status"] == "rejected"
+    assert results[0]["error"] == (
+        f"withdrawal of report {never_sent.report_id}, which fr-pdc did not send"
+    )
+    await pair.de.node.db.run(
+        lambda conn: rejoin.mark_restored_txn(conn, "de-eco", "2026-01-01T00:00:00Z")
+    )
+    lost = withdrawal()
+    results = await _push(pair, "txn-withdraw-unknown-2", [_hand_sealed(pair, lost)])
+    assert results[0]["status"] == "accepted"
+    entries = await pair.de.node.db.fetch_all(
+        "SELECT actor, subject, details FROM audit_log WHERE event = 'report.withdrawn_unknown'"
+    )
+    assert [tuple(e) for e in entries] == [
+        ("peer:fr-pdc", str(lost.report_id), f'{{"withdrawal":"{lost.id}"}}')
+    ]
+    assert await pair.de.node.db.fetch_all("SELECT id FROM reports") == []
 
 
 async def test_a_relayed_frame_is_rejected_with_the_relay_named(pair: Pair) -> None:
