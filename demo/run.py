@@ -333,4 +333,9 @@ def main(keep: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(keep="--keep" in sys.argv[1:]))
+    try:
+        status = main(keep="--keep" in sys.argv[1:])
+    except Stop as signalled:  # in the first instants, before any node started
+        say(f"\n  {signalled}: stopped before any node started")
+        status = 130
+    raise SystemExit(status)

@@ -438,7 +438,9 @@ class UserService:
         if not nonce or not mac:
             return None
         expected = self.box.keyed_hash(f"device|{name}|{nonce}")
-        return nonce if hmac.compare_digest(mac, expected) else None
+        # As bytes: compare_digest refuses a str with non-ASCII characters (TypeError).
+        same = hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode())
+        return nonce if same else None
 
     async def take_sign_in_attempt(self, name: str, client: str, device: str | None = None) -> None:
         """One attempt from this address and at this name, or RateLimited. Both are limited:

@@ -68,7 +68,10 @@ def person(request: web.Request, *roles: UserRole) -> Person:
 
 def check_csrf(expected: str, form: Any) -> None:
     given = form.get("csrf", "")
-    if not isinstance(given, str) or not hmac.compare_digest(given, expected):
+    # As bytes: compare_digest refuses a str with non-ASCII characters (TypeError, a 500).
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+    ):
         raise Forbidden(N_("the form is stale or did not come from this console: reload and retry"))
 
 

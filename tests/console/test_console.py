@@ -94,6 +94,11 @@ async def test_forms_without_the_csrf_token_are_refused(console: Console) -> Non
         f"/console/case/{report_id}/action", {"code": "moved"}, csrf=False
     )
     assert response.status == 403
+    # A token with characters beyond ASCII is a wrong token too, not an internal error.
+    response, _text = await browser.post(
+        f"/console/case/{report_id}/action", {"code": "moved", "csrf": "jeton-été"}, csrf=False
+    )
+    assert response.status == 403
     assert (await console.node.cases.show(report_id))["actions"] == []
     # Nor can the sign-in form be posted from elsewhere (no matching sign-in cookie).
     anonymous = type(browser)(console.client)

@@ -266,6 +266,9 @@ async def test_a_stranger_spending_a_names_allowance_cannot_lock_its_person_out(
     forged = Browser(console.client, cookies={"hln_device": olgas.cookies["hln_device"] + "x"})
     status, text = await attempt(forged, "198.51.100.22", "olga", password)
     assert (status, "too many sign-in attempts" in text) == (401, True)
+    garbled = Browser(console.client, cookies={"hln_device": "nonce.\u00e9t\u00e9"})
+    status, text = await attempt(garbled, "198.51.100.23", "olga", password)
+    assert (status, "too many sign-in attempts" in text) == (401, True)
     # The browser olga signed in with before signs her in.
     status, text = await attempt(olgas, "198.51.100.20", "olga", password)
     assert status == 303, text
