@@ -39,6 +39,15 @@ def legal_basis(node: NodeProcess, report_id: str) -> object:
     return found[0][0] if found else None
 
 
+def restore_and_start(again: NodeProcess, archive: Path, original: NodeProcess) -> None:
+    """`hotline-node restore` of `original`'s backup into `again`'s empty directory, the key
+    secret copied as an operator keeps it apart (a backup never holds it), then `serve`."""
+    cli(again.root, "restore", str(archive))
+    shutil.copy2(original.root / "key-secret", again.root / "key-secret")
+    again.analyst, again.fingerprint = original.analyst, original.fingerprint
+    again.start()
+
+
 def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
     tmp_path: Path, dns: ZoneDnsServer
 ) -> None:
@@ -70,10 +79,7 @@ def test_a_restored_older_backup_rejoins_without_refusal_or_duplicate(
         wait_for(lambda: legal_basis(de, kept) == "after the backup", timeout=30)
         fr.stop()
 
-        cli(restored, "restore", str(archive))
-        shutil.copy2(fr.root / "key-secret", restored / "key-secret")
-        again.analyst, again.fingerprint = fr.analyst, fr.fingerprint
-        again.start()
+        restore_and_start(again, archive, fr)
         assert again.report(lost[0]) is None
 
         # DE acts on a case FR no longer holds: FR keeps it and shows it, DE refuses nothing.
@@ -155,10 +161,7 @@ def test_a_pulling_peer_beyond_the_restored_numbers_gets_what_is_new(
         fr.stop()
         de.stop()
 
-        cli(restored, "restore", str(archive))
-        shutil.copy2(fr.root / "key-secret", restored / "key-secret")
-        again.analyst, again.fingerprint = fr.analyst, fr.fingerprint
-        again.start()
+        restore_and_start(again, archive, fr)
         # Queued before DE's first pull: numbered again, then moved past DE's cursor.
         new = [again.submit_and_assess("http://de.example/pulled/new/0")]
         de.start()
@@ -215,10 +218,7 @@ def test_a_restored_puller_gets_again_what_its_peer_had_delivered(
         assert rows(fr, f"SELECT state FROM peer_outbox WHERE report_id = '{lost}'") == [("sent",)]
         de.stop()
 
-        cli(again.root, "restore", str(archive))
-        shutil.copy2(de.root / "key-secret", again.root / "key-secret")
-        again.analyst, again.fingerprint = de.analyst, de.fingerprint
-        again.start()
+        restore_and_start(again, archive, de)
         wait_for(lambda: again.report(lost), timeout=30)
         time.sleep(3)
         for node in (fr, again):
@@ -258,10 +258,7 @@ def test_a_restored_receiver_takes_the_withdrawal_of_a_case_it_lost(
         wait_for(lambda: de.report(lost), timeout=30)
         de.stop()
 
-        cli(again.root, "restore", str(archive))
-        shutil.copy2(de.root / "key-secret", again.root / "key-secret")
-        again.analyst, again.fingerprint = de.analyst, de.fingerprint
-        again.start()
+        restore_and_start(again, archive, de)
         assert again.report(lost) is None
         cli(fr.root, "reports", "withdraw", lost, "--reason", "sent by mistake")
         cli(fr.root, "reports", "withdraw", kept, "--reason", "a duplicate of another")
