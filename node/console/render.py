@@ -114,11 +114,12 @@ class Refused:
     def of(
         cls, request: web.Request, form: str, error: NodeError, posted: Any, fields: Iterable[str]
     ) -> Refused:
-        typed = {name: _posted_text(posted, name) for name in fields}
+        typed = {name: posted_text(posted, name) for name in fields}
         return cls(form, say(request, error), typed)
 
 
-def _posted_text(posted: Any, name: str) -> str:
+def posted_text(posted: Any, name: str) -> str:
+    """A form field as typed, without surrounding blanks; "" when absent or not text."""
     value = posted.get(name)
     return value.strip() if isinstance(value, str) else ""
 

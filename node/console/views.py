@@ -16,7 +16,7 @@ from node.cases.hashes import hashes_view
 from node.clock import iso, parse_iso
 from node.console.context import ConsoleContext, console
 from node.console.i18n import LANGUAGES
-from node.console.render import Refused, banner, render, say
+from node.console.render import Refused, banner, posted_text, render, say
 from node.console.security import (
     ANALYSTS,
     DEVICE_COOKIE,
@@ -75,11 +75,7 @@ def _done(location: str, msg: str) -> web.HTTPSeeOther:
 
 
 def _text(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    if value is None or not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value or None
+    return posted_text(form, name) or None
 
 
 # sign-in ------------------------------------------------------------------------------------
